@@ -1,0 +1,6 @@
+# Managed by this repo. Values for every host; types, defaults and meaning are in iac/model.py.
+# Values only: no logic, no secrets (secrets come from the secrets file, see README).
+
+base = {
+    "extra_packages": [],
+}

@@ -1,0 +1,70 @@
+# Managed by this repo. The LAN server gts-server, runbook:
+# shared/runbooks/lan-host-gts-server.txt. Types and defaults: iac/model.py.
+
+host = {
+    "hostname": "gts-server",
+    "aliases": ["gts-server.lan"],
+}
+
+admin = {
+    # "Primary access: tailscale ssh gts@gts-server"; the postgres group reads the dump disk
+    "name": "gts",
+    "groups": ["postgres"],
+}
+
+network = {
+    "interface": "eno1",
+    "address": "192.168.1.230/24",
+    "gateway": "192.168.1.1",
+    "dns": ["192.168.1.1"],
+    "search": ["lan"],
+}
+
+tailscale = {"enabled": True}
+
+node = {"source": "nodesource", "major": 20}
+
+app_env_dir = "/etc/gts/apps"
+apps_group = "gtsapps"
+
+postgres = {
+    "roles": ["rental_scheduler_user", "shop_scheduler_user"],
+    "databases": {
+        "gts_scheduler": "rental_scheduler_user",
+        "gingerich_trailer_rentals": "postgres",
+        "gts_shop_scheduler": "shop_scheduler_user",
+        "gingerich_trailer": "postgres",
+    },
+}
+
+apps = {
+    "rental_scheduler": {
+        "user": "rental_scheduler",
+        "source": {"url": "git@github.com:RockSolid-Data/gts-rental-scheduler.git", "revision": "main"},
+        "settings_module": "rental_scheduler.settings",
+        "wsgi_app": "rental_scheduler.wsgi:application",
+        "unit": "gunicorn-rental_scheduler",
+        "allowed_hosts": ["gts-server.lan", "gts-server", "192.168.1.230", "127.0.0.1", "localhost"],
+        "database": {"engine": "postgresql", "name": "gts_scheduler", "role": "rental_scheduler_user"},
+        "extra_databases": {
+            "accounting": {"engine": "postgresql", "name": "gingerich_trailer_rentals",
+                           "role": "rental_scheduler_user"},
+        },
+        "discord_alerts": {"enabled": True, "dedup_seconds": 300, "timeout_seconds": 2, "environment": "prod"},
+        "frontend_build": True,
+        "log_dir": "/var/log/gts/rental_scheduler",
+        "nginx": {"name": "rental_scheduler", "port": 8001, "server_names": ["gts-server.lan", "_"]},
+    },
+    "shop_scheduler": {
+        "user": "shop_scheduler",
+        "source": {"url": "git@github.com:stephenrocksolid/gts-shop-scheduler.git", "revision": "main"},
+        "settings_module": "shop_scheduler.settings",
+        "wsgi_app": "shop_scheduler.wsgi:application",
+        "unit": "gunicorn-shop_scheduler",
+        "allowed_hosts": ["gts-server.lan", "gts-server", "192.168.1.230", "127.0.0.1", "localhost"],
+        "database": {"engine": "postgresql", "name": "gts_shop_scheduler", "role": "shop_scheduler_user"},
+        "frontend_build": True,
+        "log_dir": "/var/log/gts/shop_scheduler",
+        "nginx": {"name": "shop_scheduler", "port": 8002, "server_names": ["gts-server.lan", "_"]},
+    },
+}

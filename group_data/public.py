@@ -1,0 +1,41 @@
+# Managed by this repo. The public VPS srv1178562 (pravoo.in), runbook:
+# shared/runbooks/public-host-chip_dashboard.txt. Types and defaults: iac/model.py.
+
+host = {
+    "hostname": "srv1178562",
+}
+
+admin = {
+    # The runbook works as root; the repo adds a named admin account beside it.
+    "name": "ops",
+}
+
+tls = {
+    "email": "admin@pravoo.in",
+}
+
+apps = {
+    "chip_dashboard": {
+        "user": "chip_dashboard",  # the runbook ran it as root
+        "source": {
+            # CONFIRM on the server before the first production run:
+            #   git -C /root/Chips_dashboard remote get-url origin
+            "url": "git@github.com:pravoo/Chips_dashboard.git",
+            "revision": "main",  # runbook: git pull origin main
+        },
+        "manage_dir": "chip_dashboard",
+        "settings_module": "broker_portal.settings",
+        "wsgi_app": "broker_portal.wsgi:application",
+        "unit": "broker_portal",
+        "workers": 3,
+        "timeout": 60,
+        "allowed_hosts": ["pravoo.in", "72.61.148.117"],
+        # today's state: SQLite (USE_SQLITE=1); moved out of /root into the app's state dir
+        "database": {
+            "engine": "sqlite",
+            "path": "/var/lib/chip_dashboard/db.sqlite3",
+            "adopt_from": "/root/Chips_dashboard/chip_dashboard/db.sqlite3",
+        },
+        "nginx": {"name": "django", "port": 80, "server_names": ["pravoo.in"], "tls": True},
+    },
+}

@@ -1,0 +1,112 @@
+"""Building pyinfra inventory entries from validated configuration.
+
+Both inventories (``inventory.py`` for production, ``sandbox/inventory.py``) declare the same
+groups and host names through ``STACK_HOSTS``; they differ only in connection details and in
+the option paths listed in ``ALLOWED_OVERRIDES``. Anything else a sandbox overrides is refused
+when the inventory loads, and a test compares the two validated models field by field.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping
+from typing import Any
+
+from iac.model import HostConfig
+from iac.stack import ConfigError, build_host_config
+
+# group -> host name; identical in every stack
+STACK_HOSTS: dict[str, str] = {
+    "public": "srv1178562",
+    "lan": "gts-server",
+}
+
+# Option paths (fnmatch patterns on the dotted path) a non-production stack may set differently,
+# and why. Keep this list short: every entry is a place where the sandbox does not prove
+# production.
+ALLOWED_OVERRIDES: dict[str, str] = {
+    "admin.ssh_authorized_keys": "the sandbox logs in with its own throwaway key",
+    "apps.*.source.url": "fixture repositories on the sandbox's git forge instead of GitHub",
+    "apps.*.source.host_key": "the forge's host key instead of GitHub's",
+    "apps.*.source.revision": "tests deploy the fixtures' v1, v2 and broken revisions",
+    "tls.acme_directory": "pebble instead of Let's Encrypt",
+    "tls.acme_ca_bundle": "pebble's HTTPS certificate is signed by the sandbox's own CA",
+    "network.address": "the sandbox's LAN host sits in the sandbox subnet, not 192.168.1.0/24",
+    "network.gateway": "the sandbox subnet's gateway (the machine)",
+    "network.dns": "the machine's resolver: there is no 192.168.1.1 here",
+    "node.source": "NodeSource's repository cannot be reached from here: Debian's nodejs instead",
+    "tailscale.enabled": "Tailscale's repository cannot be reached from here",
+}
+
+# pyinfra connection keys an inventory may set per host (not part of the model)
+CONNECTION_KEYS = {
+    "ssh_hostname", "ssh_user", "ssh_port", "ssh_key", "ssh_known_hosts_file",
+    "ssh_strict_host_key_checking", "ssh_config_file", "ssh_connect_retries",
+    "ssh_connect_retry_min_delay", "ssh_connect_retry_max_delay", "_sudo", "_sudo_user",
+}
+
+
+def _leaf_paths(values: Mapping[str, Any], prefix: tuple = ()) -> list[str]:
+    out = []
+    for key, value in values.items():
+        if isinstance(value, Mapping):
+            out.extend(_leaf_paths(value, prefix + (key,)))  # an empty mapping sets nothing
+        else:
+            out.append(".".join(prefix + (key,)))
+    return out
+
+
+def differing_paths(a: Mapping[str, Any], b: Mapping[str, Any]) -> set[str]:
+    """Dotted option paths whose values differ between two model dumps."""
+    def flat(d: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for k, v in d.items():
+            if isinstance(v, Mapping) and v:
+                out.update(flat(v, f"{prefix}{k}."))
+            else:
+                out[f"{prefix}{k}"] = v
+        return out
+
+    fa, fb = flat(a), flat(b)
+    return {p for p in fa.keys() | fb.keys() if fa.get(p) != fb.get(p)}
+
+
+def unexplained_differences(sandbox: Mapping[str, Any], production: Mapping[str, Any],
+                            secret: set[str]) -> set[str]:
+    """Differences between two stacks' models that ALLOWED_OVERRIDES does not account for."""
+    return {
+        p for p in differing_paths(sandbox, production) - secret
+        if not any(fnmatch.fnmatchcase(p, pat) or fnmatch.fnmatchcase(p, pat + ".*") for pat in ALLOWED_OVERRIDES)
+    }
+
+
+def check_overrides(stack: str, overrides: Mapping[str, Any]) -> None:
+    bad = [
+        p for p in _leaf_paths(overrides)
+        if not any(fnmatch.fnmatchcase(p, pat) or p.startswith(pat + ".") for pat in ALLOWED_OVERRIDES)
+    ]
+    if bad:
+        raise ConfigError(
+            f"stack {stack}: overrides of {', '.join(bad)} are not allowed; a stack may differ "
+            f"from production only in: {', '.join(ALLOWED_OVERRIDES)} (iac/inventory.py)"
+        )
+
+
+def host_entry(
+    stack: str,
+    group: str,
+    connection: Mapping[str, Any],
+    overrides: Mapping[str, Any] | None = None,
+    secrets: Any = None,
+) -> tuple[str, dict[str, Any]]:
+    """One pyinfra inventory entry ``(name, data)`` with the validated config attached."""
+    unknown = set(connection) - CONNECTION_KEYS
+    if unknown:
+        raise ConfigError(f"stack {stack}, group {group}: unknown connection keys {sorted(unknown)}")
+    if overrides and stack != "production":
+        check_overrides(stack, overrides)
+    elif overrides:
+        raise ConfigError("the production stack takes its values from group_data/ only")
+    name = STACK_HOSTS[group]
+    config: HostConfig = build_host_config(group, name, overrides, secrets)
+    return name, {**connection, "config": config, "stack": stack}
