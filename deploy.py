@@ -1,0 +1,38 @@
+"""What the hosts are: read top to bottom, this is the table of contents.
+
+Run: pyinfra sandbox/inventory.py deploy.py   (production: pyinfra inventory.py deploy.py)
+Each step reads the host's validated configuration (iac/model.py).
+"""
+
+from pyinfra import host
+
+from iac.stack import host_config
+from operations.admin import admin_account
+from operations.base import base_system
+from operations.django_app import django_app
+from operations.network import static_network
+from operations.nginx import nginx_sites
+from operations.node import nodejs
+from operations.postgres import postgresql
+from operations.tailscale import tailscale
+from operations.tls import certificate_links, certificates
+
+config = host_config(host)
+
+base_system(config)
+static_network(config)
+tailscale(config)
+postgresql(config)
+# after the services: the admin joins groups they create (postgres, for the dump disk)
+admin_account(config)
+nodejs(config)
+
+# nginx reads certificates through links that exist before the first certificate does
+certificate_links(config)
+# apps before their sites: a new release is checked on its own socket, and on an adopted host
+# the old site keeps proxying to the old process until the new one is up
+for name, app in config.apps.items():
+    django_app(config, name, app)
+nginx_sites(config)
+# certbot answers its HTTP-01 challenge through the nginx site above
+certificates(config)

@@ -1,0 +1,24 @@
+"""Deploy keys: make each app's user and SSH key on its host (once), then print the public keys.
+
+Run: make deploy-keys [INVENTORY=inventory.py]. Register each printed key as a read-only deploy
+key of its repository (GitHub: Settings -> Deploy keys); the sandbox registers them on its forge.
+This is also the first step of bootstrapping a fresh server: deploy.py fetches code with these.
+"""
+
+from pyinfra import host
+from pyinfra.facts.files import FileContents
+from pyinfra.operations import python
+
+from iac.stack import host_config
+from operations.django_app import app_identity
+
+config = host_config(host)
+
+for app_name, app in config.apps.items():
+    app_identity(config, app)
+
+    def _show(app_name: str = app_name, user: str = app.user, url: str = app.source.url) -> None:
+        lines = host.get_fact(FileContents, path=f"/home/{user}/.ssh/id_ed25519.pub") or []
+        print(f"DEPLOY-KEY {host.name} {app_name} {url} {' '.join(lines).strip()}", flush=True)
+
+    python.call(name=f"Show the deploy key of {app_name}", function=_show)

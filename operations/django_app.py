@@ -1,0 +1,233 @@
+"""A Django app under gunicorn and systemd, deployed in releases. One implementation, both hosts.
+
+Stages, and why in this order:
+  install   packages (python3-venv, git, sqlite3, node when building a front end)
+  identity  system user and group, deploy key (made on the host once, never overwritten),
+            the git host's key pinned in known_hosts
+  configure env file (secrets, 0640 root:<app>), release settings, the unit (verified), and
+            the app's state/log directories
+  activate  iac-app-release: fetch, build, back up + migrate, switch, restart, health check.
+            It runs only when the revision or an input (env file, unit, release settings)
+            differs from what is live, which a fact reads from the host.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from io import StringIO
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+from pyinfra import host
+from pyinfra.api import StringCommand, operation
+from pyinfra.facts.files import File
+from pyinfra.operations import files, server, systemd
+
+from iac.model import DjangoApp, HostConfig, PostgresDatabase
+from operations.facts import COMMIT_RE, DeployedRelease, GitRemoteCommit
+from operations.guarded import secret_file, validated_file
+from operations.packages import packages_present
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+STAGED = "/etc/iac/staged"
+RELEASE_SCRIPT = "/usr/local/sbin/iac-app-release"
+
+_jinja = Environment(loader=FileSystemLoader(str(TEMPLATES)), undefined=StrictUndefined,
+                     keep_trailing_newline=True, autoescape=False)
+
+
+def render(template: str, **context: object) -> str:
+    """Render a template from templates/ (used where the rendered text is needed locally)."""
+    return _jinja.get_template(template).render(**context)
+
+
+def env_file_path(config: HostConfig, name: str) -> str:
+    return f"{config.app_env_dir}/{name}.env"
+
+
+def _context(config: HostConfig, name: str, app: DjangoApp) -> dict:
+    pg = [db for db in [app.database, *app.extra_databases.values()] if isinstance(db, PostgresDatabase)]
+    canonical = app.nginx.server_names[0]
+    host_header = canonical if canonical != "_" else "localhost"
+    allowed = list(app.allowed_hosts)
+    if config.network is not None and (ip := config.network.address.split("/")[0]) not in allowed:
+        allowed.append(ip)  # the address the host is reached by on the LAN
+    return {
+        "name": name,
+        "app": app,
+        "allowed_hosts": allowed,
+        "env_file": env_file_path(config, name),
+        "csrf_origins": [f"{'https' if app.nginx.tls else 'http'}://{h}" for h in app.nginx.server_names
+                         if h != "_"],
+        "pg_databases": [db.name for db in pg],
+        "migrate_databases": ["default", *app.extra_databases],
+        "uses_postgres": bool(pg),
+        # the release is checked on gunicorn's socket, as nginx will call it
+        "health_url": "http://localhost/healthz",
+        "health_curl_args": (f"--unix-socket /run/{app.unit}/gunicorn.sock -H Host:{host_header}"
+                             + (" -H X-Forwarded-Proto:https" if app.nginx.tls else "")),
+        "sqlite_state_dir": (app.database.path.removeprefix("/var/lib/").rsplit("/", 1)[0]
+                             if app.database.engine == "sqlite" else ""),
+        "logs_directory": (app.log_dir or "").removeprefix("/var/log/"),
+    }
+
+
+def _inputs_hash(*texts: str) -> str:
+    return hashlib.sha256("".join(texts).encode()).hexdigest()
+
+
+@operation()
+def release_live(app: str, revision: str, repo_url: str, user: str, inputs: str):
+    """
+    Ensure the app's declared revision is live with the declared inputs (runs iac-app-release).
+
+    + app: app name (``/etc/iac/apps/APP.release`` holds its settings)
+    + revision: tag, branch or commit that must be live
+    + repo_url: the repository (asked for the commit the revision names)
+    + user: the app user, whose deploy key reads the repository
+    + inputs: sha256 of env file + unit file + release settings as declared
+
+    **Example:**
+
+    .. code:: python
+
+        release_live(name="Release chip_dashboard", app="chip_dashboard", revision="v2",
+                     repo_url="git@github.com:o/r.git", user="chip_dashboard", inputs=digest)
+    """
+    deployed = host.get_fact(DeployedRelease, app=app)
+    if COMMIT_RE.match(revision):
+        wanted = revision
+    else:
+        wanted = host.get_fact(GitRemoteCommit, url=repo_url, revision=revision, user=user)
+    if deployed and wanted and deployed.get("commit") == wanted and deployed.get("inputs") == inputs:
+        return
+    yield StringCommand(RELEASE_SCRIPT, app)
+
+
+def _verify_unit(path: str) -> str:
+    # `systemd-analyze verify` also complains that ExecStart's binary is missing, which it is
+    # until the first release; every other complaint refuses the unit.
+    return (f"out=$(systemd-analyze verify {path} 2>&1); "
+            f"if printf '%s\\n' \"$out\" | grep -vE 'is not executable|No such file or directory|^$' "
+            f"| grep -q .; then printf '%s\\n' \"$out\"; exit 1; fi")
+
+
+def app_identity(config: HostConfig, app: DjangoApp) -> None:
+    """The app's system user, its deploy key (made once on the host) and the pinned git host key."""
+    server.group(name=f"App group {app.user}", group=app.user, system=True)
+    if config.apps_group:
+        server.group(name=f"Group {config.apps_group} of all apps", group=config.apps_group, system=True)
+    server.user(
+        name=f"App user {app.user}", user=app.user, group=app.user, system=True,
+        groups=[config.apps_group] if config.apps_group else None,
+        home=f"/home/{app.user}", shell="/usr/sbin/nologin", create_home=True, ensure_home=True,
+    )
+    files.directory(name=f"{app.user}: ~/.ssh", path=f"/home/{app.user}/.ssh", user=app.user,
+                    group=app.user, mode="700")
+    # Made on the host, once: the private key never leaves it. `make deploy-keys` shows the
+    # public half for registering on the git host.
+    key = f"/home/{app.user}/.ssh/id_ed25519"
+    deploy_key(name=f"{app.user}: deploy key (made once, never replaced)", user=app.user, path=key,
+               comment=f"{app.user}@{config.host.hostname}")
+    git_host = _git_host(app.source.url)
+    files.put(
+        name=f"{app.user}: pinned host key of {git_host}",
+        src=_string_io(f"{git_host} {app.source.host_key}\n"),
+        dest=f"/home/{app.user}/.ssh/known_hosts", user=app.user, group=app.user, mode="644",
+    )
+
+
+def django_app(config: HostConfig, name: str, app: DjangoApp) -> None:
+    """Declare one app, from packages to a live release (see module docstring for stages)."""
+    ctx = _context(config, name, app)
+
+    # ---- install
+    # (Node.js for front-end builds comes from operations/node.py, before the apps)
+    pkgs = ["python3-venv", "git", "curl", "sqlite3", "util-linux"] + (["logrotate"] if app.log_dir else [])
+    packages_present(pkgs, config.base.apt_cache_hours, f"app {name}")
+
+    # ---- identity
+    app_identity(config, app)
+
+    # ---- configure
+    files.directory(name="Directory for app env files", path=config.app_env_dir, user="root",
+                    group="root", mode="755")
+    env_text = render("etc/iac/apps/app.env.j2", **ctx)
+    secret_file(name=f"{name}: env file (secrets)", dest=ctx["env_file"], content=env_text,
+                user="root", group=app.user, mode="640")
+    release_text = render("etc/iac/apps/app.release.j2", **ctx)
+    files.directory(name="Directory for release settings", path="/etc/iac/apps", mode="755")
+    files.put(name=f"{name}: release settings", src=_string_io(release_text),
+              dest=f"/etc/iac/apps/{name}.release", mode="644")
+    for script in (RELEASE_SCRIPT, "/usr/local/sbin/iac-manage", "/usr/local/sbin/iac-alert-test"):
+        files.put(name=f"Script {script}", src=str(TEMPLATES / script.lstrip("/")), dest=script, mode="755")
+
+    unit_text = render("etc/systemd/system/gunicorn.service.j2", **ctx)
+    unit_path = f"/etc/systemd/system/{app.unit}.service"
+    staged_unit = f"{STAGED}{unit_path}"
+    files.directory(name="Staging directory for units", path=f"{STAGED}/etc/systemd/system", mode="755")
+    files.put(name=f"{name}: unit {app.unit} (staged)", src=_string_io(unit_text), dest=staged_unit, mode="644")
+    # daemon-reload only: the release step below restarts the unit (the unit is one of its
+    # inputs), after the new release is built, so a changed unit costs one restart of downtime
+    validated_file(
+        name=f"{name}: unit {app.unit} (verified, live)", staged=staged_unit, dest=unit_path,
+        validate=_verify_unit("{path}"), activate="systemctl daemon-reload",
+    )
+    for d in ("/srv/apps", "/srv/venvs", "/srv/releases"):
+        files.directory(name=f"Directory {d}", path=d, mode="755")
+    if app.database.engine == "sqlite":
+        files.directory(name=f"{name}: SQLite directory", path=str(Path(app.database.path).parent),
+                        user=app.user, group=app.user, mode="750")
+    if app.log_dir:
+        files.directory(name=f"{name}: log directory", path=app.log_dir, user=app.user,
+                        group=app.user, mode="750")
+        rotate = f"/etc/logrotate.d/{Path(app.log_dir).parent.name}-{name}"
+        files.directory(name="Staging directory for logrotate", path=f"{STAGED}/etc/logrotate.d", mode="755")
+        files.put(name=f"{name}: log rotation (staged)", src=_string_io(render("etc/logrotate.d/gts-app.j2", **ctx)),
+                  dest=f"{STAGED}{rotate}", mode="644")
+        validated_file(name=f"{name}: log rotation (checked with logrotate -d, live)", staged=f"{STAGED}{rotate}",
+                       dest=rotate, validate="logrotate -d {path}", activate="true")
+
+    # ---- activate
+    release_live(
+        name=f"{name}: release {app.source.revision} live", app=name, revision=app.source.revision,
+        repo_url=app.source.url, user=app.user,
+        inputs=_inputs_hash(env_text, unit_text, release_text),
+    )
+    systemd.service(name=f"{name}: {app.unit} running and enabled", service=app.unit,
+                    running=True, enabled=True)
+
+
+def _git_host(url: str) -> str:
+    """known_hosts name of the git server in an SSH URL (with [host]:port for other ports)."""
+    m = re.match(r"^ssh://(?:[^@/]+@)?([^/:]+)(?::(\d+))?/", url) or re.match(r"^[^@]+@([^:]+):", url)
+    if not m:
+        raise ValueError(f"cannot find the host in git URL {url!r}")
+    port = m.group(2) if m.re.groups > 1 else None
+    return f"[{m.group(1)}]:{port}" if port and port != "22" else m.group(1)
+
+
+def _string_io(text: str) -> StringIO:
+    return StringIO(text)
+
+
+@operation()
+def deploy_key(user: str, path: str, comment: str):
+    """
+    Ensure an SSH key pair exists for ``user``; an existing key is never replaced.
+
+    + user: owner of the key (the key is made as this user)
+    + path: private key path; the public key is ``path + ".pub"``
+    + comment: key comment
+
+    **Example:**
+
+    .. code:: python
+
+        deploy_key(name="Deploy key", user="shop_scheduler",
+                   path="/home/shop_scheduler/.ssh/id_ed25519", comment="shop_scheduler@gts-server")
+    """
+    if host.get_fact(File, path=path):
+        return
+    yield StringCommand(f"runuser -u {user} -- ssh-keygen -q -t ed25519 -N '' -C {comment} -f {path}")

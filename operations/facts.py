@@ -1,0 +1,83 @@
+"""Facts this repo adds to pyinfra's: what is live on a host, read without changing it."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+
+from pyinfra.api import FactBase
+
+COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+
+
+class DeployedRelease(FactBase):
+    """
+    The release an app last made live (``/srv/releases/APP/deployed.json``), or ``None``.
+    """
+
+    def command(self, app: str) -> str:
+        return f"cat /srv/releases/{shlex.quote(app)}/deployed.json 2>/dev/null || true"
+
+    def process(self, output: list[str]) -> dict | None:
+        text = "\n".join(output).strip()
+        if not text:
+            return None
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return None
+
+
+class GitRemoteCommit(FactBase):
+    """
+    The commit a revision (tag, branch) names on the app's git remote, asked as the app user
+    with its deploy key and pinned known_hosts; ``None`` when it cannot be asked (the user or
+    key does not exist yet, the key is not registered, the server is unreachable).
+    """
+
+    def command(self, url: str, revision: str, user: str) -> str:
+        ssh = (f"ssh -i /home/{user}/.ssh/id_ed25519 -o IdentitiesOnly=yes -o BatchMode=yes "
+               f"-o StrictHostKeyChecking=yes -o ConnectTimeout=10 "
+               f"-o UserKnownHostsFile=/home/{user}/.ssh/known_hosts")
+        refs = " ".join(shlex.quote(r) for r in (
+            f"refs/tags/{revision}", f"refs/tags/{revision}^{{}}", f"refs/heads/{revision}"))
+        return (f"id -u {shlex.quote(user)} >/dev/null 2>&1 && "
+                f"runuser -u {shlex.quote(user)} -- env HOME=/home/{user} GIT_SSH_COMMAND={shlex.quote(ssh)} "
+                f"git ls-remote {shlex.quote(url)} {refs} 2>/dev/null || true")
+
+    def process(self, output: list[str]) -> str | None:
+        found: dict[str, str] = {}
+        for line in output:
+            parts = line.split()
+            if len(parts) == 2 and COMMIT_RE.match(parts[0]):
+                found[parts[1]] = parts[0]
+        for ref, commit in found.items():
+            if ref.endswith("^{}"):
+                return commit  # an annotated tag, peeled to its commit
+        tags = [c for r, c in found.items() if r.startswith("refs/tags/")]
+        heads = [c for r, c in found.items() if r.startswith("refs/heads/")]
+        return (tags or heads or [None])[0]
+
+
+class TlsCertificate(FactBase):
+    """
+    Whether certbot holds a certificate lineage for a domain: ``{"live": bool, "server": url}``
+    (the ACME directory it renews against), read from its renewal configuration.
+    """
+
+    def command(self, domain: str) -> str:
+        d = shlex.quote(domain)
+        return (f"if test -s /etc/letsencrypt/live/{d}/fullchain.pem; then echo live; fi; "
+                f"grep -h '^server *=' /etc/letsencrypt/renewal/{d}.conf 2>/dev/null || true")
+
+    @staticmethod
+    def default() -> dict:
+        return {"live": False, "server": None}
+
+    def process(self, output: list[str]) -> dict:
+        server = None
+        for line in output:
+            if line.startswith("server"):
+                server = line.split("=", 1)[1].strip()
+        return {"live": "live" in output, "server": server}

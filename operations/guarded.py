@@ -1,0 +1,98 @@
+"""Operations for files that must not be handled like ordinary files.
+
+* ``secret_file``: contents that hold secrets. pyinfra's files.put/template print old and new
+  contents under ``--diff``; this compares checksums only and never prints contents.
+* ``validated_file``: configuration that must be checked before it goes live (nginx, systemd
+  units). The rendered file is kept at a staging path (an ordinary, drift-visible file); the
+  live file is replaced only when it differs, and only if the validator accepts it, otherwise
+  the previous live file is put back and the operation fails. The reload runs only after a
+  successful replacement. Because the decision comes from comparing the two files on the host
+  (a fact), a reload lost to an interrupted run is redone by the next run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+from io import BytesIO
+
+from pyinfra import host
+from pyinfra.api import FileUploadCommand, StringCommand, operation
+from pyinfra.facts.files import File, Sha256File
+
+
+@operation()
+def secret_file(dest: str, content: str, user: str = "root", group: str = "root", mode: str = "600"):
+    """
+    Ensure a file holding secrets has this content, owner and mode, without printing it.
+
+    + dest: path on the host
+    + content: the full contents (never logged, never diffed)
+    + user: owner
+    + group: group
+    + mode: octal mode, e.g. ``"640"``
+
+    **Example:**
+
+    .. code:: python
+
+        secret_file(name="App env", dest="/etc/gts/apps/x.env", content=text, group="x", mode="640")
+    """
+    data = content.encode()
+    want = hashlib.sha256(data).hexdigest()
+    current = host.get_fact(Sha256File, path=dest)
+    info = host.get_fact(File, path=dest)
+    q = shlex.quote(dest)
+    if current != want:
+        # upload to a 0600 temporary file first: the secret is never readable by others
+        tmp = f"{dest}.iac-new"
+        yield StringCommand(f"install -m 600 /dev/null {shlex.quote(tmp)}")
+        yield FileUploadCommand(BytesIO(data), tmp)
+        yield StringCommand(f"chown {user}:{group} {shlex.quote(tmp)} && chmod {mode} {shlex.quote(tmp)} "
+                            f"&& mv -f {shlex.quote(tmp)} {q}")
+        return
+    if info and (info.get("user") != user or info.get("group") != group):
+        yield StringCommand(f"chown {user}:{group} {q}")
+    if info and f"{info.get('mode')}" != mode.lstrip("0"):
+        yield StringCommand(f"chmod {mode} {q}")
+
+
+@operation()
+def validated_file(staged: str, dest: str, validate: str, activate: str):
+    """
+    Make ``dest`` equal to the already-rendered ``staged`` file if ``validate`` accepts it.
+
+    + staged: path of the rendered file on the host
+    + dest: live path
+    + validate: shell command that must succeed with the new file in place (``{path}`` is
+      replaced with ``dest``)
+    + activate: shell command run after a successful replacement (a reload)
+
+    **Example:**
+
+    .. code:: python
+
+        validated_file(
+            name="nginx site django",
+            staged="/etc/iac/staged/etc/nginx/sites-available/django",
+            dest="/etc/nginx/sites-available/django",
+            validate="nginx -t",
+            activate="systemctl reload nginx",
+        )
+    """
+    staged_sum = host.get_fact(Sha256File, path=staged)
+    live_sum = host.get_fact(Sha256File, path=dest)
+    if staged_sum is not None and staged_sum == live_sum:
+        return
+    s, d = shlex.quote(staged), shlex.quote(dest)
+    prev = shlex.quote(f"{dest}.iac-prev")
+    check = validate.replace("{path}", d)
+    yield StringCommand(
+        f"if [ -e {d} ]; then cp -a {d} {prev}; else rm -f {prev}; fi; "
+        f"install -m 644 {s} {d}; "
+        f"if ! ( {check} ) >/tmp/iac-validate.log 2>&1; then "
+        f"  cat /tmp/iac-validate.log >&2; "
+        f"  if [ -e {prev} ]; then mv -f {prev} {d}; else rm -f {d}; fi; "
+        f"  echo 'REFUSED: {dest} failed validation; the previous file is back in place' >&2; exit 1; "
+        f"fi; rm -f {prev}; {activate}"
+    )

@@ -1,0 +1,72 @@
+"""nginx: one site per app, validated with `nginx -t` before it goes live.
+
+Stages: install -> configure (render each site to a staging path) -> activate (replace, enable,
+drop the default site, `nginx -t`, reload; or put everything back and fail).
+"""
+
+from __future__ import annotations
+
+import shlex
+
+from pyinfra import host
+from pyinfra.api import StringCommand, operation
+from pyinfra.facts.files import Link, Sha256File
+from pyinfra.operations import files, systemd
+
+from iac.model import HostConfig
+from operations.django_app import STAGED, _context, _string_io, render
+from operations.packages import packages_present
+
+AVAILABLE = "/etc/nginx/sites-available"
+ENABLED = "/etc/nginx/sites-enabled"
+
+
+@operation()
+def site_live(site: str, remove_default: bool = True):
+    """
+    Ensure the staged nginx site is the live, enabled one, and nginx accepts the configuration.
+
+    + site: file name in sites-available (the staged copy is under /etc/iac/staged)
+    + remove_default: disable Debian's default site
+
+    A configuration `nginx -t` rejects is never left in place: the previous file and link state
+    are restored and the operation fails, so nginx keeps serving what it served.
+
+    **Example:**
+
+    .. code:: python
+
+        site_live(name="nginx site django live", site="django")
+    """
+    staged = f"{STAGED}{AVAILABLE}/{site}"
+    live, link = f"{AVAILABLE}/{site}", f"{ENABLED}/{site}"
+    same = host.get_fact(Sha256File, path=staged) == host.get_fact(Sha256File, path=live)
+    link_fact = host.get_fact(Link, path=link)
+    linked = bool(link_fact) and link_fact.get("link_target") in (live, f"../sites-available/{site}")
+    default_on = remove_default and bool(host.get_fact(Link, path=f"{ENABLED}/default"))
+    if same and linked and not default_on:
+        return
+    q = shlex.quote
+    backup = "/etc/iac/staged/nginx-backup.tar"
+    yield StringCommand(
+        f"tar -C / -cf {backup} etc/nginx/sites-available etc/nginx/sites-enabled; "
+        f"install -m 644 {q(staged)} {q(live)} && ln -sfn {q(live)} {q(link)}"
+        + (f" && rm -f {ENABLED}/default" if remove_default else "") + "; "
+        "if ! nginx -t >/tmp/iac-nginx-t.log 2>&1; then cat /tmp/iac-nginx-t.log >&2; "
+        f"rm -rf /etc/nginx/sites-enabled/* && tar -C / -xf {backup}; "
+        f"echo 'REFUSED: nginx -t rejected site {site}; the previous configuration is back' >&2; exit 1; fi; "
+        "if systemctl is-active --quiet nginx; then systemctl reload nginx; else systemctl start nginx; fi"
+    )
+
+
+def nginx_sites(config: HostConfig) -> None:
+    """nginx in front of every app on the host."""
+    packages_present(["nginx"], config.base.apt_cache_hours, "nginx")
+    files.directory(name="Staging directory for nginx sites", path=f"{STAGED}{AVAILABLE}", mode="755")
+    for name, app in config.apps.items():
+        ctx = _context(config, name, app)
+        text = render("etc/nginx/sites-available/app.conf.j2", default_server=True, **ctx)
+        files.put(name=f"nginx site {app.nginx.name} (staged)", src=_string_io(text),
+                  dest=f"{STAGED}{AVAILABLE}/{app.nginx.name}", mode="644")
+        site_live(name=f"nginx site {app.nginx.name} (checked with nginx -t, live)", site=app.nginx.name)
+    systemd.service(name="nginx running and enabled", service="nginx", running=True, enabled=True)

@@ -1,0 +1,100 @@
+"""TLS certificates from an ACME CA with certbot (webroot), renewed by Debian's certbot.timer.
+
+Order matters on a fresh host: nginx needs a certificate to start its HTTPS server, and certbot
+needs nginx to answer the HTTP-01 challenge. So nginx first uses a self-signed certificate
+through stable links in /etc/iac/tls/<domain>/; certbot's deploy hook points the links at the
+issued certificate and reloads nginx. Later runs see the live certificate and change nothing.
+"""
+
+from __future__ import annotations
+
+import shlex
+from pathlib import Path
+
+from pyinfra import host
+from pyinfra.api import StringCommand, operation
+from pyinfra.operations import files, systemd
+
+from iac.model import HostConfig, TlsSection
+from operations.django_app import _string_io
+from operations.facts import TlsCertificate
+from operations.packages import packages_present
+
+HOOK = "/usr/local/sbin/iac-tls-deploy-hook"
+WEBROOT = "/var/www/acme"
+CA_BUNDLE = "/etc/iac/acme-ca.pem"
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+
+
+def tls_domains(config: HostConfig) -> list[str]:
+    return [app.nginx.server_names[0] for app in config.apps.values() if app.nginx.tls]
+
+
+def certificate_links(config: HostConfig) -> None:
+    """Before nginx: packages, webroot, hook, and the certificate links nginx reads."""
+    if config.tls is None or not tls_domains(config):
+        return
+    tls: TlsSection = config.tls
+    packages_present(["certbot", "ssl-cert"], config.base.apt_cache_hours, "TLS")
+    files.directory(name="ACME webroot", path=WEBROOT, mode="755")
+    files.put(name="certbot deploy hook (links + nginx reload)",
+              src=str(TEMPLATES / HOOK.lstrip("/")), dest=HOOK, mode="755")
+    if tls.acme_ca_bundle:
+        files.put(name="CA of the ACME server", src=_string_io(tls.acme_ca_bundle), dest=CA_BUNDLE, mode="644")
+        files.directory(name="certbot.service drop-in directory", path="/etc/systemd/system/certbot.service.d")
+        files.put(name="certbot.service trusts the ACME server's CA",
+                  src=_string_io(f"# Managed by this repo (operations/tls.py)\n[Service]\n"
+                                 f"Environment=REQUESTS_CA_BUNDLE={CA_BUNDLE}\n"),
+                  dest="/etc/systemd/system/certbot.service.d/iac-acme-ca.conf", mode="644")
+    for domain in tls_domains(config):
+        cert = host.get_fact(TlsCertificate, domain=domain)
+        files.directory(name=f"TLS links for {domain}", path=f"/etc/iac/tls/{domain}", mode="755")
+        if cert["live"]:
+            chain, key = f"/etc/letsencrypt/live/{domain}/fullchain.pem", f"/etc/letsencrypt/live/{domain}/privkey.pem"
+        else:
+            chain, key = "/etc/ssl/certs/ssl-cert-snakeoil.pem", "/etc/ssl/private/ssl-cert-snakeoil.key"
+        files.link(name=f"{domain}: certificate chain link", path=f"/etc/iac/tls/{domain}/fullchain.pem",
+                   target=chain)
+        files.link(name=f"{domain}: private key link", path=f"/etc/iac/tls/{domain}/privkey.pem", target=key)
+
+
+@operation()
+def certificate_issued(domain: str, email: str, directory: str, ca_bundle: str | None = None):
+    """
+    Ensure certbot holds a certificate for ``domain`` from the ACME server ``directory``.
+
+    + domain: the certificate's name
+    + email: ACME account e-mail
+    + directory: ACME directory URL
+    + ca_bundle: CA file to trust for the ACME server's HTTPS (sandbox's pebble)
+
+    **Example:**
+
+    .. code:: python
+
+        certificate_issued(name="Certificate pravoo.in", domain="pravoo.in",
+                           email="admin@pravoo.in",
+                           directory="https://acme-v02.api.letsencrypt.org/directory")
+    """
+    cert = host.get_fact(TlsCertificate, domain=domain)
+    if cert["live"] and cert["server"] == directory:
+        return
+    env = f"REQUESTS_CA_BUNDLE={shlex.quote(ca_bundle)} " if ca_bundle else ""
+    yield StringCommand(
+        f"{env}certbot certonly --non-interactive --agree-tos --email {shlex.quote(email)} "
+        f"--server {shlex.quote(directory)} --webroot -w {WEBROOT} -d {shlex.quote(domain)} "
+        f"--cert-name {shlex.quote(domain)} --deploy-hook {HOOK} --keep-until-expiring"
+    )
+
+
+def certificates(config: HostConfig) -> None:
+    """After nginx: issue missing certificates; renewals are certbot.timer's job."""
+    if config.tls is None or not tls_domains(config):
+        return
+    for domain in tls_domains(config):
+        certificate_issued(name=f"Certificate for {domain}", domain=domain, email=config.tls.email,
+                           directory=config.tls.acme_directory,
+                           ca_bundle=CA_BUNDLE if config.tls.acme_ca_bundle else None)
+    systemd.service(name="certbot.timer renews certificates", service="certbot.timer",
+                    running=True, enabled=True)
