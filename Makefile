@@ -1,0 +1,87 @@
+# Managed by this repo. `make help` lists the targets.
+# Every target that touches hosts defaults to the sandbox; production needs INVENTORY=inventory.py.
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+INVENTORY ?= sandbox/inventory.py
+SANDBOX_NAME ?= sbx
+SANDBOX_SUBNET ?= 10.213.0.0/16
+FORMAT ?= text
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PYINFRA := $(VENV)/bin/pyinfra
+export SANDBOX_NAME SANDBOX_SUBNET
+
+.PHONY: help deps venv sandbox sandbox-up sandbox-status sandbox-down plan apply drift deploy-keys \
+        audit-mismatches alert-test \
+        validate test test-unit test-integration lint
+
+help: ## List the targets and what they do
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*## "}; {printf "  \033[1m%-18s\033[0m %s\n", $$1, $$2}'
+	@echo
+	@echo "  Variables: INVENTORY=$(INVENTORY)  SANDBOX_NAME=$(SANDBOX_NAME)  SANDBOX_SUBNET=$(SANDBOX_SUBNET)"
+
+deps: ## Install the machine-side Debian packages the sandbox needs (debootstrap, nspawn, pebble, ...)
+	@bash sandbox/install-deps.sh
+
+$(VENV)/.stamp: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
+	@touch $@
+
+venv: $(VENV)/.stamp ## Create the virtualenv from the pinned requirements.txt
+
+sandbox: deps venv ## Bring the sandbox hosts and stand-ins up (reusing them) and converge both hosts
+	$(PY) -m sandbox.world up
+	$(PY) -m sandbox.converge
+	@$(PY) -m sandbox.world status
+
+sandbox-up: deps venv ## Bring the sandbox up without converging (bare Debian 12 hosts)
+	$(PY) -m sandbox.world up
+
+sandbox-status: ## Show each sandbox host and stand-in, its address, whether it is up (FORMAT=json)
+	@$(PY) -m sandbox.world status $(if $(filter json,$(FORMAT)),--json)
+
+sandbox-down: ## Remove everything the sandbox created, and prove nothing is left
+	@$(PY) -m sandbox.world down
+
+validate: venv ## Validate both inventories' configuration offline (no host is contacted)
+	$(PY) -m iac.validate
+
+plan: venv ## Preview what a run would change on INVENTORY (nothing is applied)
+	@$(PY) -m iac.drift $(INVENTORY) || test $$? -eq 2
+
+apply: venv ## Converge INVENTORY: shows the plan, then applies it (production asks to confirm)
+	$(PYINFRA) $(INVENTORY) deploy.py $(if $(filter sandbox/inventory.py,$(INVENTORY)),-y,)
+
+drift: venv ## Drift gate on INVENTORY: exit 0 in sync, 2 drift (names it), 1 error
+	@$(PY) -m iac.drift $(INVENTORY)
+
+deploy-keys: venv ## Make each app's deploy key on its host (once) and print the public keys to register
+	@$(PYINFRA) $(INVENTORY) deploy_keys.py -y 2>/dev/null | grep '^DEPLOY-KEY' | \
+	  awk '{printf "%s %s (%s):\n  %s %s %s\n", $$2, $$3, $$4, $$5, $$6, $$7}'
+
+APP ?= rental_scheduler
+REPORT ?= /tmp/mismatch_report.csv
+audit-mismatches: venv ## rental_scheduler's invoice audit on the LAN host (START=YYYY-MM-DD END=... REPORT=path)
+	@$(PYINFRA) $(INVENTORY) --limit lan -y exec -- /usr/local/sbin/iac-manage rental_scheduler \
+	  audit_contract_invoice_mismatches $(if $(START),--start-date $(START)) $(if $(END),--end-date $(END)) \
+	  --report-path $(REPORT)
+
+alert-test: venv ## The runbook's controlled test exception through APP's Discord alerts (APP=rental_scheduler)
+	@$(PYINFRA) $(INVENTORY) --limit lan -y exec -- /usr/local/sbin/iac-alert-test $(APP)
+
+lint: venv ## ruff
+	$(VENV)/bin/ruff check .
+
+test-unit: venv ## Fast tests: model, validation errors, rendering, inventories (no sandbox)
+	$(VENV)/bin/pytest -q tests/unit
+
+test-integration: deps venv ## Integration tests on the sandbox (brought up if needed)
+	$(VENV)/bin/pytest -q tests/integration
+
+test: deps venv lint ## What CI runs: lint, unit tests, then integration tests on the sandbox
+	$(VENV)/bin/pytest -q tests/unit tests/integration

@@ -1,0 +1,141 @@
+"""Integration tests run against the local sandbox only (sandbox/inventory.py), never production.
+
+The session brings the sandbox up if needed (reusing a running one) and converges it once. Every
+pyinfra run's output is kept under .sandbox/<name>/outputs/ so the secrets test can search all
+of it for canary values. With CI=true the sandbox is torn down at the end and checked for
+leftovers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import testinfra
+
+from sandbox.world import World
+
+REPO = Path(__file__).resolve().parents[2]
+SANDBOX_INVENTORY = "sandbox/inventory.py"
+HOSTNAMES = {"public": "srv1178562", "lan": "gts-server"}
+TIMINGS: dict[str, float] = {}
+
+
+def pytest_terminal_summary(terminalreporter) -> None:
+    if TIMINGS:
+        terminalreporter.section("measured times")
+        for label, seconds in TIMINGS.items():
+            terminalreporter.write_line(f"{label:<40} {seconds:7.1f} s")
+
+
+@dataclass
+class Run:
+    args: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float
+
+    @property
+    def output(self) -> str:
+        return self.stdout + self.stderr
+
+
+class Sandbox:
+    """The running sandbox as tests see it: the world, pyinfra runs and testinfra hosts."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.outputs = world.dir / "outputs"
+        self.outputs.mkdir(parents=True, exist_ok=True)
+        self._count = len(list(self.outputs.iterdir()))
+
+    def keep(self, label: str, run: Run) -> Run:
+        self._count += 1
+        (self.outputs / f"{self._count:03d}-{label}.log").write_text(
+            f"$ {' '.join(run.args)}\nexit {run.returncode} in {run.seconds:.1f}s\n"
+            f"--- stdout\n{run.stdout}\n--- stderr\n{run.stderr}\n")
+        return run
+
+    def command(self, label: str, args: list[str], cwd: Path = REPO, **env: str) -> Run:
+        assert "inventory.py" not in args or SANDBOX_INVENTORY in args or any(
+            a.endswith("sandbox/inventory.py") for a in args), "tests use the sandbox inventory only"
+        full_env = {k: v for k, v in os.environ.items() if k != "PYINFRA_YES"}
+        full_env.update(env)
+        started = time.monotonic()
+        proc = subprocess.run(args, cwd=cwd, env=full_env, capture_output=True, text=True,
+                              stdin=subprocess.DEVNULL, timeout=1800, check=False)
+        return self.keep(label, Run(args, proc.returncode, proc.stdout, proc.stderr,
+                                    time.monotonic() - started))
+
+    def converge(self, label: str = "converge", *extra: str) -> Run:
+        return self.command(label, [str(REPO / ".venv/bin/pyinfra"), SANDBOX_INVENTORY,
+                                    "deploy.py", "-y", *extra], PYINFRA_PROGRESS="off")
+
+    def converge_json(self, label: str) -> tuple[Run, dict]:
+        run = self.converge(label, "--json")
+        assert run.returncode == 0, run.output[-3000:]
+        return run, json.loads(run.stdout)
+
+    def drift(self, label: str = "drift") -> Run:
+        return self.command(label, [str(REPO / ".venv/bin/python"), "-m", "iac.drift",
+                                    SANDBOX_INVENTORY])
+
+    def host(self, role: str):
+        return testinfra.get_host(f"ssh://{self.world.name}-{role}",
+                                  ssh_config=str(self.world.ssh_config))
+
+    def ssh(self, role: str, command: str, check: bool = True) -> subprocess.CompletedProcess:
+        return self.world.ssh(role, command, check=check)
+
+
+def repo_copy(tmp_path: Path) -> Path:
+    """A copy of the repository's files (to break on purpose) that uses the running sandbox."""
+    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard"], cwd=REPO,
+                           capture_output=True, text=True, check=True).stdout.split()
+    dest = tmp_path / "repo"
+    for f in files:
+        if (REPO / f).is_file():
+            (dest / f).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / f, dest / f)
+    (dest / ".sandbox").symlink_to(REPO / ".sandbox")  # same sandbox, same keys
+    (dest / ".venv").symlink_to(REPO / ".venv")
+    return dest
+
+
+def changed_operations(results: dict) -> list[str]:
+    """'host: operation' for every operation that changed something in a --json run."""
+    return [f"{h}: {op['name']}" for op in results["results"]["operations"] for h in op["success"]]
+
+
+@pytest.fixture(scope="session")
+def sandbox() -> Sandbox:
+    if os.geteuid() != 0:
+        pytest.fail("integration tests need root (systemd-nspawn, network namespaces)")
+    world = World()
+    started = time.monotonic()
+    world.up()
+    sb = Sandbox(world)
+    TIMINGS["sandbox up (hosts + stand-ins)"] = time.monotonic() - started
+    yield sb
+    if os.environ.get("CI") == "true":
+        world.down()
+        left = world.leftovers()
+        assert not left, f"sandbox teardown left behind: {left}"
+
+
+@pytest.fixture(scope="session")
+def converged(sandbox: Sandbox) -> Run:
+    """The first converge of this session (on a fresh sandbox: bare Debian 12 to declared)."""
+    # as on a fresh server: deploy keys first (registered on the forge), then everything
+    run = sandbox.command("first-converge", [str(REPO / ".venv/bin/python"), "-m", "sandbox.converge"],
+                          PYINFRA_PROGRESS="off")
+    assert run.returncode == 0, run.output[-4000:]
+    TIMINGS["first converge of the session"] = run.seconds
+    return run

@@ -1,0 +1,177 @@
+"""The LAN host (gts-server): network, PostgreSQL, two apps behind nginx, logs, alerts, operator commands."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+import pytest
+
+from tests.integration.conftest import REPO, Run, Sandbox, changed_operations
+
+APPS = {"rental_scheduler": 8001, "shop_scheduler": 8002}
+
+
+def http(sandbox: Sandbox, port: int, path: str = "/") -> subprocess.CompletedProcess:
+    return subprocess.run(["curl", "-sS", "--max-time", "20", "-w", "\n%{http_code}",
+                           f"http://{sandbox.world.host_ip('lan')}:{port}{path}"],
+                          capture_output=True, text=True, check=False, timeout=60)
+
+
+@pytest.mark.parametrize(("app", "port"), list(APPS.items()))
+def test_app_pages_answer_from_the_machine_side(sandbox: Sandbox, converged: Run, app: str, port: int) -> None:
+    r = http(sandbox, port)
+    assert r.stdout.endswith("\n200"), r.stdout[-500:]
+    assert f"<h1>{app} v2</h1>" in r.stdout
+    # the front end was built (npm run build) and collected, and nginx serves it
+    label = "scheduler" if app == "rental_scheduler" else "shop"
+    css = http(sandbox, port, f"/static/{label}/dist/app.css")
+    assert f"{app}-static-marker" in css.stdout and css.stdout.endswith("\n200")
+
+
+def test_each_app_runs_as_its_own_user(sandbox: Sandbox, converged: Run) -> None:
+    for app in APPS:
+        user = sandbox.host("lan").user(app)
+        assert user.home == f"/home/{app}" and user.shell == "/usr/sbin/nologin"
+        assert set(user.groups) == {app, "gtsapps"}
+        pid = sandbox.ssh("lan", f"systemctl show -p MainPID --value gunicorn-{app}").stdout.strip()
+        assert sandbox.ssh("lan", f"ps -o user= -p {pid}").stdout.strip() == app
+    assert sandbox.host("lan").socket("unix:///run/gunicorn-shop_scheduler/gunicorn.sock").is_listening
+    assert sandbox.host("lan").socket("unix:///run/gunicorn-rental_scheduler/gunicorn.sock").is_listening
+
+
+def test_each_env_file_is_readable_by_its_app_and_no_other(sandbox: Sandbox, converged: Run) -> None:
+    for app in APPS:
+        path = f"/etc/gts/apps/{app}.env"
+        f = sandbox.host("lan").file(path)
+        assert (f.user, f.group, f.mode) == ("root", app, 0o640)
+        assert "DJANGO_DEBUG=0" in f.content_string
+        for reader in [*APPS, "gts", "www-data"]:
+            ok = sandbox.ssh("lan", f"runuser -u {reader} -- head -c1 {path} >/dev/null", check=False).returncode == 0
+            assert ok == (reader == app), f"{reader} reading {path}"
+    rental = sandbox.host("lan").file("/etc/gts/apps/rental_scheduler.env").content_string
+    for line in ["DISCORD_ALERTS_ENABLED=true", "DISCORD_ALERTS_DEDUP_SECONDS=300",
+                 "DISCORD_ALERTS_TIMEOUT_SECONDS=2", "DISCORD_ALERTS_APP_NAME=rental_scheduler",
+                 "DISCORD_ALERTS_ENV=prod", "POSTGRES_DB=gts_scheduler",
+                 "ACCOUNTING_POSTGRES_DB=gingerich_trailer_rentals"]:
+        assert line in rental
+
+
+def test_databases_exist_with_the_right_owners(sandbox: Sandbox, converged: Run) -> None:
+    out = sandbox.ssh("lan", "runuser -u postgres -- psql -tAF' ' -c "
+                             "\"select datname, pg_get_userbyid(datdba) from pg_database\"").stdout
+    owners = dict(line.split() for line in out.splitlines() if line.strip())
+    assert {k: owners.get(k) for k in ["gts_scheduler", "gingerich_trailer_rentals", "gts_shop_scheduler",
+                                        "gingerich_trailer"]} == {
+        "gts_scheduler": "rental_scheduler_user", "gingerich_trailer_rentals": "postgres",
+        "gts_shop_scheduler": "shop_scheduler_user", "gingerich_trailer": "postgres"}
+    # the accounting app's tables were migrated into the accounting database
+    sql = "select count(*) from information_schema.tables where table_name='accounting_invoice'"
+    tables = sandbox.ssh("lan", f'runuser -u postgres -- psql -d gingerich_trailer_rentals -tAc "{sql}"')
+    assert tables.stdout.strip() == "1"
+
+
+def test_network_is_static_on_eno1(sandbox: Sandbox, converged: Run) -> None:
+    world = sandbox.world
+    host = sandbox.host("lan")
+    assert f"inet {world.host_ip('lan')}/24" in host.check_output("ip -o -4 addr show dev eno1")
+    assert host.check_output("ip -4 route show default").startswith(f"default via {world.gateway_ip('lan')} dev eno1")
+    resolv = host.file("/etc/resolv.conf").content_string
+    assert "search lan" in resolv and f"nameserver {world.resolvers()[0]}" in resolv
+    assert "address 10." in host.file("/etc/network/interfaces.d/eno1").content_string
+    assert "postgres" in host.user("gts").groups
+
+
+def test_an_address_change_that_would_cut_ssh_is_refused(sandbox: Sandbox, converged: Run) -> None:
+    moved = json.dumps({"lan": {"network": {"address": f"{sandbox.world.host_ip('lan')[:-1]}7/24"}}})
+    run = sandbox.command("lan-readdress", [str(REPO / ".venv/bin/pyinfra"), "sandbox/inventory.py", "deploy.py",
+                                            "-y", "--limit", "lan"], PYINFRA_PROGRESS="off", SANDBOX_OVERRIDES=moved)
+    assert run.returncode != 0
+    assert "refusing to move eno1" in run.output
+    assert f"inet {sandbox.world.host_ip('lan')}/24" in sandbox.ssh("lan", "ip -o -4 addr show dev eno1").stdout
+    assert sandbox.converge("lan-after-readdress").returncode == 0  # files back as declared
+    assert sandbox.drift("drift-after-readdress").returncode == 0
+
+
+def test_forced_rotation_keeps_gunicorn_logging_to_the_new_file(sandbox: Sandbox, converged: Run) -> None:
+    log = "/var/log/gts/rental_scheduler/access.log"
+    assert sandbox.ssh("lan", "logrotate -d /etc/logrotate.d/gts-rental_scheduler").returncode == 0
+    http(sandbox, 8001, "/?before-rotation")
+    sandbox.ssh("lan", "logrotate -f /etc/logrotate.d/gts-rental_scheduler")
+    time.sleep(1)
+    http(sandbox, 8001, "/?after-rotation")
+    time.sleep(1)
+    current = sandbox.ssh("lan", f"cat {log}").stdout
+    assert "after-rotation" in current and "before-rotation" not in current
+    assert "before-rotation" in sandbox.ssh("lan", f"cat {log}.1").stdout
+
+
+def test_alert_test_sends_exactly_one_message_naming_app_and_env(sandbox: Sandbox, converged: Run) -> None:
+    hooks = sandbox.world.webhook_log
+    before = hooks.read_text().splitlines() if hooks.exists() else []
+    run = sandbox.command("make-alert-test", ["make", "-s", "alert-test", "APP=rental_scheduler"])
+    assert run.returncode == 0, run.output[-2000:]
+    time.sleep(1)
+    new = hooks.read_text().splitlines()[len(before):]
+    assert len(new) == 1, new
+    content = json.loads(json.loads(new[0])["body"])["content"]
+    assert "rental_scheduler" in content and "prod" in content and "Discord alert test" in content
+    url = json.loads((sandbox.world.dir / "secrets.json").read_text())["lan"]["apps"]["rental_scheduler"][
+        "discord_alerts"]["webhook_url"]
+    assert url not in run.output and url.split("/")[-1] not in run.output
+
+
+def test_audit_mismatches_writes_its_csv_report(sandbox: Sandbox, converged: Run) -> None:
+    run = sandbox.command("make-audit", ["make", "-s", "audit-mismatches", "START=2026-01-01", "END=2026-01-31",
+                                         "REPORT=/tmp/mismatch_report.csv"])
+    assert run.returncode == 0, run.output[-2000:]
+    assert "written to /tmp/mismatch_report.csv" in run.output
+    # PrivateTmp does not apply: the command runs outside the unit, as the runbook's does
+    head = sandbox.ssh("lan", "head -1 /tmp/mismatch_report.csv").stdout.strip()
+    assert head == "contract_id,customer,contract_amount,invoice_amount,problem"
+
+
+def test_lan_is_converged_and_declared_files_are_watched(sandbox: Sandbox, converged: Run) -> None:
+    run, results = sandbox.converge_json("lan-second-run")
+    assert changed_operations(results) == []
+    assert sandbox.drift("lan-drift").returncode == 0
+    for path, op in [("/etc/logrotate.d/gts-shop_scheduler", "shop_scheduler: log rotation"),
+                     ("/etc/nginx/sites-available/shop_scheduler", "nginx site shop_scheduler"),
+                     ("/etc/postgresql/15/main/pg_ident.conf", "PostgreSQL pg_ident.conf")]:
+        sandbox.ssh("lan", f"echo '# hand edit' >> {path}")
+        drift = sandbox.drift("lan-drift-edited")
+        assert drift.returncode == 2 and f"gts-server: {op}" in drift.stdout, drift.output
+        assert sandbox.converge("lan-restore").returncode == 0
+    assert sandbox.drift("lan-drift-restored").returncode == 0
+
+
+def test_front_end_is_rebuilt_only_when_its_inputs_change(sandbox: Sandbox, converged: Run) -> None:
+    v1 = json.dumps({"lan": {"apps": {"shop_scheduler": {"source": {"revision": "v1"}}}}})
+    # only the live release stays on disk, so v1 is built now (its node_modules lock is v2's)
+    sandbox.ssh("lan", "live=$(readlink -f /srv/apps/shop_scheduler); for d in /srv/releases/shop_scheduler/*/; "
+                       "do [ \"${d%/}\" = \"$live\" ] || rm -rf \"$d\"; done")
+    logged = len(sandbox.ssh("lan", "cat /var/log/iac/releases.log").stdout.splitlines())
+    run = sandbox.command("shop-v1", [str(REPO / ".venv/bin/pyinfra"), "sandbox/inventory.py", "deploy.py", "-y",
+                                      "--limit", "lan"], PYINFRA_PROGRESS="off", SANDBOX_OVERRIDES=v1)
+    assert run.returncode == 0, run.output[-3000:]
+    steps = "\n".join(sandbox.ssh("lan", "cat /var/log/iac/releases.log").stdout.splitlines()[logged:])
+    assert "shop_scheduler: npm run build" in steps
+    assert "npm ci" not in steps  # same package.json and lock file: node_modules reused
+    assert "<h1>shop_scheduler v1</h1>" in http(sandbox, 8002).stdout
+    assert sandbox.converge("shop-back-to-main").returncode == 0
+    assert "<h1>shop_scheduler v2</h1>" in http(sandbox, 8002).stdout
+
+
+def test_lan_host_brings_its_own_network_up_after_a_reboot(sandbox: Sandbox, converged: Run) -> None:
+    """The sandbox boots the host with a bare eno1 once ifupdown owns it: the address, route and
+    DNS come from the declared files alone, as on the real machine after a power cut."""
+    world = sandbox.world
+    world.stop_host("lan")
+    world.boot("lan")
+    world.wait_booted("lan")
+    assert f"inet {world.host_ip('lan')}/24" in sandbox.ssh("lan", "ip -o -4 addr show dev eno1").stdout
+    assert sandbox.ssh("lan", "ip -4 route show default").stdout.startswith(f"default via {world.gateway_ip('lan')}")
+    assert sandbox.ssh("lan", "systemctl is-active networking").stdout.strip() == "active"
+    assert sandbox.ssh("lan", "systemctl is-system-running", check=False).stdout.strip() == "running"
+    assert sandbox.drift("drift-after-lan-reboot").returncode == 0

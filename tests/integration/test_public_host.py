@@ -1,0 +1,218 @@
+"""The public host (pravoo.in) from a bare Debian 12 box: HTTPS, the app, its unit, its files."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.integration.conftest import REPO, TIMINGS, Run, Sandbox, changed_operations, repo_copy
+
+APP = "chip_dashboard"
+
+
+@pytest.fixture(scope="module")
+def bare_public(sandbox: Sandbox, converged: Run) -> Run:
+    """Replace the public host with a bare Debian 12 copy and converge it with one command."""
+    sandbox.world.reset_host("public")
+    run = sandbox.command("public-from-bare", [str(REPO / ".venv/bin/python"), "-m", "sandbox.converge"],
+                          PYINFRA_PROGRESS="off")
+    assert run.returncode == 0, run.output[-4000:]
+    TIMINGS["public: bare Debian 12 to HTTPS"] = run.seconds
+    return run
+
+
+@pytest.fixture(scope="module")
+def pebble_root(sandbox: Sandbox, tmp_path_factory) -> Path:
+    """pebble's current root CA (regenerated each time pebble starts)."""
+    path = tmp_path_factory.mktemp("pebble") / "root.pem"
+    world = sandbox.world
+    pem = subprocess.run(["curl", "-fsS", "--cacert", str(world.acme_ca_file),
+                          f"https://{world.svc_ip}:15000/roots/0"], capture_output=True, text=True, check=True).stdout
+    path.write_text(pem)
+    return path
+
+
+def curl(sandbox: Sandbox, *args: str) -> subprocess.CompletedProcess:
+    ip = sandbox.world.host_ip("public")
+    return subprocess.run(["curl", "-sS", "--max-time", "20", "--resolve", f"pravoo.in:443:{ip}",
+                           "--resolve", f"pravoo.in:80:{ip}", *args], capture_output=True, text=True,
+                          check=False, timeout=60)
+
+
+def test_site_answers_over_https_with_a_chain_from_the_local_acme_server(
+        sandbox: Sandbox, bare_public: Run, pebble_root: Path) -> None:
+    r = curl(sandbox, "--cacert", str(pebble_root), "https://pravoo.in/")
+    assert r.returncode == 0, r.stderr  # verified against pebble's root: no -k
+    assert "<h1>chip_dashboard v2</h1>" in r.stdout
+
+
+def test_http_redirects_to_https_except_acme_challenges(sandbox: Sandbox, bare_public: Run) -> None:
+    r = curl(sandbox, "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", "http://pravoo.in/some/page?x=1")
+    assert r.stdout == "301 https://pravoo.in/some/page?x=1"
+    r = curl(sandbox, "-o", "/dev/null", "-w", "%{http_code}", "http://pravoo.in/.well-known/acme-challenge/none")
+    assert r.stdout == "404"
+
+
+def test_csrf_post_through_nginx_works_and_cookies_are_secure(sandbox: Sandbox, bare_public: Run,
+                                                              tmp_path: Path) -> None:
+    jar = tmp_path / "jar"
+    page = curl(sandbox, "-k", "-c", str(jar), "-D", "-", "https://pravoo.in/")
+    assert re.search(r"set-cookie: csrftoken=[^;]+;.*Secure", page.stdout, re.I), "CSRF cookie not Secure"
+    before = int(re.search(r"rows: (\d+)", page.stdout).group(1))
+    token = next(line.split("\t")[6] for line in jar.read_text().splitlines() if "\tcsrftoken\t" in line)
+    post = curl(sandbox, "-k", "-b", str(jar), "-H", "Referer: https://pravoo.in/", "-o", "/dev/null",
+                "-w", "%{http_code}", "--data", f"csrfmiddlewaretoken={token}&name=from-test",
+                "https://pravoo.in/items/")
+    assert post.stdout == "302", post.stderr
+    after = int(re.search(r"rows: (\d+)", curl(sandbox, "-k", "https://pravoo.in/").stdout).group(1))
+    assert after == before + 1
+    forged = curl(sandbox, "-k", "-o", "/dev/null", "-w", "%{http_code}", "--data", "name=x",
+                  "https://pravoo.in/items/")
+    assert forged.stdout == "403"
+
+
+def test_static_files_are_served_by_nginx_from_static_root(sandbox: Sandbox, bare_public: Run) -> None:
+    r = curl(sandbox, "-k", "-D", "-", "https://pravoo.in/static/core/app.css")
+    assert "chip_dashboard-static-marker" in r.stdout
+    assert re.search(r"^server: nginx", r.stdout, re.I | re.M)
+    assert re.search(r"^expires:", r.stdout, re.I | re.M), "served by nginx's static location"
+
+
+def test_gunicorn_runs_as_the_app_user_on_a_socket_only(sandbox: Sandbox, bare_public: Run) -> None:
+    host = sandbox.host("public")
+    users = set(host.check_output("ps -o user= -C gunicorn").split())
+    assert users == {APP}
+    listening = host.check_output("ss -ltnH")
+    assert ":8001" not in listening
+    public_ports = {line.split()[3].rsplit(":", 1)[1] for line in listening.splitlines()
+                    if not re.search(r"127\.0\.0\.\d+:|\[::1\]:", line.split()[3])}
+    assert public_ports <= {"22", "80", "443"}, listening
+    assert host.socket("unix:///run/broker_portal/gunicorn.sock").is_listening
+
+
+def test_unit_is_hardened_and_restarts_on_failure(sandbox: Sandbox, bare_public: Run) -> None:
+    props = dict(line.split("=", 1) for line in sandbox.ssh(
+        "public", "systemctl show broker_portal -p User -p Restart -p ProtectSystem -p NoNewPrivileges "
+                  "-p UnitFileState -p ActiveState").stdout.splitlines())
+    assert props == {"User": APP, "Restart": "on-failure", "ProtectSystem": "strict", "NoNewPrivileges": "yes",
+                     "UnitFileState": "enabled", "ActiveState": "active"}
+    unit = sandbox.ssh("public", "cat /etc/systemd/system/broker_portal.service").stdout
+    assert "--workers 3" in unit and "--timeout 60" in unit and "--name broker_portal" in unit
+
+
+def test_env_file_is_readable_by_root_and_the_app_only(sandbox: Sandbox, bare_public: Run) -> None:
+    f = sandbox.host("public").file("/etc/iac/apps/chip_dashboard.env")
+    assert (f.user, f.group, f.mode) == ("root", APP, 0o640)
+    assert "DJANGO_SETTINGS_MODULE=broker_portal.settings" in f.content_string
+    assert "DJANGO_ALLOWED_HOSTS=pravoo.in,72.61.148.117" in f.content_string
+    assert sandbox.ssh("public", f"runuser -u {APP} -- head -c1 /etc/iac/apps/chip_dashboard.env",
+                       check=False).returncode == 0
+    assert sandbox.ssh("public", "runuser -u nobody -- head -c1 /etc/iac/apps/chip_dashboard.env",
+                       check=False).returncode != 0
+
+
+def test_certificate_renewal_runs_the_deploy_hook(sandbox: Sandbox, bare_public: Run) -> None:
+    def serial() -> str:
+        out = subprocess.run(f"echo | openssl s_client -connect {sandbox.world.host_ip('public')}:443 "
+                             "-servername pravoo.in 2>/dev/null | openssl x509 -noout -serial",
+                             shell=True, capture_output=True, text=True, check=True).stdout
+        return out.strip()
+
+    host = sandbox.host("public")
+    assert host.service("certbot.timer").is_enabled and host.service("certbot.timer").is_running
+    assert host.check_output("crontab -l 2>/dev/null | grep -c certbot || true") == "0"
+    before = serial()
+    renew = sandbox.ssh("public", "systemctl cat certbot.service | grep -q REQUESTS_CA_BUNDLE && "
+                                  "REQUESTS_CA_BUNDLE=/etc/iac/acme-ca.pem certbot renew -q --force-renewal "
+                                  "--cert-name pravoo.in", check=False)
+    assert renew.returncode == 0, renew.stderr
+    assert serial() != before, "nginx still serves the old certificate: the deploy hook did not reload it"
+    assert sandbox.drift("drift-after-renewal").returncode == 0
+
+
+def test_second_run_changes_nothing_and_drift_is_zero(sandbox: Sandbox, bare_public: Run) -> None:
+    run, results = sandbox.converge_json("public-second-run")
+    assert changed_operations(results) == []
+    assert sandbox.drift("public-drift").returncode == 0
+
+
+@pytest.mark.parametrize(("path", "op"), [
+    ("/etc/nginx/sites-available/django", "nginx site django (checked with nginx -t, live)"),
+    ("/etc/systemd/system/broker_portal.service", "chip_dashboard: unit broker_portal (verified, live)"),
+])
+def test_edited_site_or_unit_is_drift_and_a_run_restores_it(sandbox: Sandbox, bare_public: Run,
+                                                            path: str, op: str) -> None:
+    sandbox.ssh("public", f"echo '# edited by hand' >> {path}")
+    run = sandbox.drift(f"drift-edited-{Path(path).name}")
+    assert run.returncode == 2, run.output
+    assert f"srv1178562: {op}" in run.stdout
+    assert sandbox.converge(f"restore-{Path(path).name}").returncode == 0
+    assert "# edited by hand" not in sandbox.ssh("public", f"cat {path}").stdout
+    assert sandbox.drift(f"drift-restored-{Path(path).name}").returncode == 0
+
+
+def test_broken_nginx_template_fails_before_reload_and_site_keeps_serving(
+        sandbox: Sandbox, bare_public: Run, tmp_path: Path) -> None:
+    copy = repo_copy(tmp_path)
+    tpl = copy / "templates/etc/nginx/sites-available/app.conf.j2"
+    directive = "client_max_body_size 20m;"
+    broken = tpl.read_text().replace(directive, directive + "\n    no_such_directive on;")
+    tpl.write_text(broken)
+    live_before = sandbox.ssh("public", "sha256sum /etc/nginx/sites-available/django").stdout
+    run = sandbox.command("broken-nginx-template", [str(REPO / ".venv/bin/pyinfra"), "sandbox/inventory.py",
+                                                    "deploy.py", "-y"], cwd=copy, PYINFRA_PROGRESS="off")
+    assert run.returncode != 0
+    assert "REFUSED: nginx -t rejected site django" in run.output
+    assert sandbox.ssh("public", "sha256sum /etc/nginx/sites-available/django").stdout == live_before
+    assert "chip_dashboard v2" in curl(sandbox, "-k", "https://pravoo.in/").stdout
+    assert sandbox.converge("after-broken-template").returncode == 0
+    assert sandbox.drift("drift-after-broken-template").returncode == 0
+
+
+def _rows(sandbox: Sandbox) -> int:
+    return int(sandbox.ssh("public", "sqlite3 /var/lib/chip_dashboard/db.sqlite3 'select count(*) from core_chip'")
+               .stdout.strip())
+
+
+def test_broken_release_keeps_the_old_one_serving_and_the_database_as_it_was(
+        sandbox: Sandbox, bare_public: Run) -> None:
+    rows = _rows(sandbox)
+    migrations = sandbox.ssh("public", "sqlite3 /var/lib/chip_dashboard/db.sqlite3 "
+                                       "'select count(*) from django_migrations'").stdout
+    deployed = json.loads(sandbox.ssh("public", "cat /srv/releases/chip_dashboard/deployed.json").stdout)
+    overrides = json.dumps({"public": {"apps": {APP: {"source": {"revision": "broken"}}}}})
+    run = sandbox.command("deploy-broken-release", [str(REPO / ".venv/bin/pyinfra"), "sandbox/inventory.py",
+                                                    "deploy.py", "-y"], PYINFRA_PROGRESS="off",
+                          SANDBOX_OVERRIDES=overrides)
+    assert run.returncode != 0
+    assert "migration FAILED" in run.output
+    assert "chip_dashboard v2" in curl(sandbox, "-k", "https://pravoo.in/").stdout
+    assert _rows(sandbox) == rows
+    assert sandbox.ssh("public", "sqlite3 /var/lib/chip_dashboard/db.sqlite3 "
+                                 "'select count(*) from django_migrations'").stdout == migrations
+    assert json.loads(sandbox.ssh("public", "cat /srv/releases/chip_dashboard/deployed.json").stdout) == deployed
+    # the host still carries the broken declaration's settings: the gate says so, a run fixes it
+    drift = sandbox.drift("drift-after-broken-release")
+    assert drift.returncode == 2 and "chip_dashboard: release settings" in drift.stdout
+    assert sandbox.converge("after-broken-release").returncode == 0
+    assert sandbox.drift("drift-after-broken-release-fixed").returncode == 0
+
+
+def test_new_revision_deploys_and_an_old_one_rolls_back(sandbox: Sandbox, bare_public: Run) -> None:
+    v1 = json.dumps({"public": {"apps": {APP: {"source": {"revision": "v1"}}}}})
+    run = sandbox.command("deploy-v1", [str(REPO / ".venv/bin/pyinfra"), "sandbox/inventory.py", "deploy.py",
+                                        "-y"], PYINFRA_PROGRESS="off", SANDBOX_OVERRIDES=v1)
+    # v1 has no v2 migration to undo: Django keeps the newer schema, the old code still serves
+    assert run.returncode == 0, run.output[-3000:]
+    assert "chip_dashboard v1" in curl(sandbox, "-k", "https://pravoo.in/").stdout
+    started = time.monotonic()
+    back = sandbox.converge("deploy-v2-again")
+    TIMINGS["public: switch to an already built release"] = time.monotonic() - started
+    assert back.returncode == 0
+    assert "chip_dashboard v2" in curl(sandbox, "-k", "https://pravoo.in/").stdout
+    assert sandbox.drift("drift-after-redeploy").returncode == 0

@@ -1,0 +1,187 @@
+"""The typed configuration: both inventories validate offline, bad input is named precisely."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from iac import model
+from iac.inventory import check_overrides
+from iac.secrets import SecretsFile, production_secrets
+from iac.stack import ConfigError, build_host_config, secret_paths
+from iac.validate import load_inventory
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def group_data(tmp_path: Path) -> Path:
+    """A scratch copy of group_data/ to break."""
+    dest = tmp_path / "group_data"
+    shutil.copytree(REPO / "group_data", dest)
+    return dest
+
+
+def test_production_inventory_validates_offline() -> None:
+    """inventory.py loads and validates both hosts without secrets and without any connection."""
+    groups = load_inventory(REPO / "inventory.py")
+    assert {g: [h[0] for h in hosts] for g, hosts in groups.items()} == {
+        "public": ["srv1178562"], "lan": ["gts-server"]}
+    public = groups["public"][0][1]
+    assert public["ssh_hostname"] == "72.61.148.117"
+    assert public["config"].host.hostname == "srv1178562"
+    lan = groups["lan"][0][1]["config"]
+    assert lan.host.hostname == "gts-server" and lan.host.aliases == ["gts-server.lan"]
+    assert lan.admin.name == "gts"
+
+
+def test_sandbox_may_only_override_listed_paths() -> None:
+    check_overrides("sandbox", {"admin": {"ssh_authorized_keys": ["k"]}, "apps": {}})
+    with pytest.raises(ConfigError, match=r"overrides of host\.hostname are not allowed"):
+        check_overrides("sandbox", {"host": {"hostname": "elsewhere"}})
+
+
+def test_override_comparison_flags_paths_outside_the_allowed_list(tmp_path: Path) -> None:
+    """The comparison the integration test runs on the real inventories, on synthetic stacks."""
+    from iac.inventory import unexplained_differences
+
+    prod = load_inventory(REPO / "inventory.py")["public"][0][1]["config"].model_dump()
+    secrets = SecretsFile(tmp_path / "s.json", generate=True)
+    key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl t"
+    allowed = build_host_config("public", "srv1178562", {
+        "admin": {"ssh_authorized_keys": [key]},
+        "apps": {"chip_dashboard": {"source": {"url": "ssh://git@10.0.0.1/srv/git/x.git"}}},
+        "tls": {"acme_directory": "https://10.0.0.1:14000/dir"}}, secrets).model_dump()
+    secret = {".".join(p) for p in secret_paths(data=allowed)}
+    assert unexplained_differences(allowed, prod, secret) == set()
+    sneaky = dict(allowed, host={**allowed["host"], "timezone": "Europe/Paris"})
+    assert unexplained_differences(sneaky, prod, secret) == {"host.timezone"}
+
+
+def test_unknown_key_is_named_with_file_path_and_suggestion(group_data: Path) -> None:
+    (group_data / "lan.py").write_text(
+        (group_data / "lan.py").read_text() + '\nadmin["shel"] = "/bin/zsh"\n')
+    with pytest.raises(ConfigError) as err:
+        build_host_config("lan", "gts-server", group_data=group_data)
+    msg = str(err.value)
+    assert "group_data/lan.py" in msg and "'admin.shel'" in msg and "did you mean 'shell'" in msg
+
+
+def test_unknown_top_level_section_is_named(group_data: Path) -> None:
+    (group_data / "all.py").write_text('basee = {"extra_packages": []}\n')
+    with pytest.raises(ConfigError, match=r"group_data/all.py: unknown option 'basee'; did you mean 'base'"):
+        build_host_config("public", "srv1178562", group_data=group_data)
+
+
+def test_wrong_type_is_named_with_an_example(group_data: Path) -> None:
+    (group_data / "all.py").write_text('base = {"apt_cache_hours": "daily"}\n')
+    with pytest.raises(ConfigError) as err:
+        build_host_config("public", "srv1178562", group_data=group_data)
+    msg = str(err.value)
+    assert "group_data/all.py: option 'base.apt_cache_hours'" in msg
+    assert "valid integer" in msg and "example of a valid value: 24" in msg
+
+
+def test_invalid_value_is_explained(group_data: Path) -> None:
+    (group_data / "lan.py").write_text(
+        (group_data / "lan.py").read_text().replace('"gts-server",', '"gts_server",', 1))
+    with pytest.raises(ConfigError, match=r"option 'host.hostname': 'gts_server' is not a valid host name"):
+        build_host_config("lan", "gts-server", group_data=group_data)
+
+
+def test_missing_required_value_says_where_to_set_it(group_data: Path) -> None:
+    text = (group_data / "public.py").read_text()
+    (group_data / "public.py").write_text(text[: text.index("admin = {")])
+    with pytest.raises(ConfigError) as err:
+        build_host_config("public", "srv1178562", group_data=group_data)
+    msg = str(err.value)
+    assert "required option 'admin' has no value" in msg
+    assert "group_data/public.py" in msg
+
+
+def test_every_option_is_described_and_exemplified() -> None:
+    """NixOS-style: no option without a description and an example."""
+    def walk(m: type, prefix: str = "") -> list[str]:
+        bad = []
+        for name, info in m.model_fields.items():
+            sub = info.annotation
+            if isinstance(sub, type) and issubclass(sub, model.Strict):
+                bad += walk(sub, f"{prefix}{name}.")
+                continue
+            if not info.description or not info.examples:
+                bad.append(prefix + name)
+        return bad
+
+    assert walk(model.HostConfig) == []
+
+
+class _Inner(model.Strict):
+    token: SecretStr
+    maybe: SecretStr | None = None
+
+
+class _WithSecret(model.Strict):
+    inner: _Inner
+    plain: str = "x"
+
+
+def test_secret_fields_are_found_in_the_model_tree() -> None:
+    from iac.stack import secret_paths as paths
+
+    assert paths(_WithSecret) == [("inner", "token"), ("inner", "maybe")]
+    assert paths(_WithSecret, required_only=True) == [("inner", "token")]
+    assert ("admin", "password_hash") in paths()
+
+
+def test_secret_paths_follow_declared_apps() -> None:
+    data = {"apps": {"shop": {"user": "shop"}, "rental": {"discord_alerts": {"enabled": True}}}}
+    found = secret_paths(data=data, required_only=True)
+    assert ("apps", "shop", "secret_key") in found and ("apps", "rental", "secret_key") in found
+    assert ("apps", "rental", "discord_alerts", "webhook_url") in found
+    assert ("apps", "shop", "discord_alerts", "webhook_url") not in found
+
+
+def test_sandbox_canaries_are_generated_once_and_kept(tmp_path: Path) -> None:
+    path = tmp_path / "secrets.json"
+    paths = [("inner", "token"), ("hook", "url")]
+    source = SecretsFile(path, generate=True, special={("hook", "url"): lambda t: f"http://x/{t}"})
+    first = source.provide("lan", paths, required=paths)
+    token = first["inner"]["token"]
+    assert token.startswith("CANARY-inner.token-") and len(token) > 30
+    assert first["hook"]["url"].startswith("http://x/CANARY-hook.url-")
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    again = SecretsFile(path, generate=True).provide("lan", paths, required=paths)
+    assert again == first, "a second load must not regenerate secrets"
+
+
+def test_missing_required_secret_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "prod.json"
+    path.write_text('{"lan": {}}')
+    with pytest.raises(ConfigError, match=r"group lan: missing secrets in the secrets file .*\n  inner.token"):
+        SecretsFile(path).provide("lan", [("inner", "token")], required=[("inner", "token")])
+    offline = SecretsFile(path, require=False).provide("lan", [("inner", "token")], [("inner", "token")])
+    assert offline == {"inner": {"token": "(not provided: offline validation)"}}
+
+
+def test_secrets_never_print() -> None:
+    cfg = _WithSecret(inner=_Inner(token=SecretStr("CANARY-x-123")))
+    for text in (repr(cfg), str(cfg), str(cfg.model_dump()), cfg.model_dump_json()):
+        assert "CANARY-x-123" not in text
+
+
+def test_secret_in_group_data_is_refused(group_data: Path) -> None:
+    (group_data / "lan.py").write_text(
+        (group_data / "lan.py").read_text() + '\nadmin["password_hash"] = "$y$leak"\n')
+    with pytest.raises(ConfigError, match=r"group_data/lan.py: option 'admin.password_hash' is a secret"):
+        build_host_config("lan", "gts-server", group_data=group_data)
+
+
+def test_production_run_without_secrets_file_is_refused(monkeypatch) -> None:
+    """Under pyinfra (required=True) a host whose model needs a secret refuses to load."""
+    monkeypatch.delenv("IAC_SECRETS_FILE", raising=False)
+    source = production_secrets(required=True)
+    with pytest.raises(ConfigError, match="IAC_SECRETS_FILE"):
+        source.provide("public", [("apps", "x", "secret_key")], [("apps", "x", "secret_key")])
