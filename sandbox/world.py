@@ -216,12 +216,47 @@ class World:
     # emptied on reboot, as are the namespaces and links it describes.
     REGISTRY = Path("/run/iac-sandbox")
 
-    def registry_entries(self) -> dict[str, dict]:
+    @classmethod
+    def registry_entries(cls) -> dict[str, dict]:
+        """Live registrations; a stale one (its checkout is gone, or none of its network
+        namespaces exists any more, e.g. after a crash) is removed so it cannot block a new run."""
         out = {}
-        if self.REGISTRY.is_dir():
-            for f in self.REGISTRY.glob("*.json"):
-                out[f.stem] = json.loads(f.read_text())
+        if cls.REGISTRY.is_dir():
+            netns = set(run(["ip", "netns", "list"]).stdout.split())
+            for f in cls.REGISTRY.glob("*.json"):
+                entry = json.loads(f.read_text())
+                owner_gone = not Path(entry["dir"]).is_dir()
+                # a sandbox on its way up registers before it creates namespaces: give it time
+                no_netns = (not any(n.startswith(f"{f.stem}-") for n in netns)
+                            and time.time() - f.stat().st_mtime > 600)
+                if owner_gone or no_netns:
+                    why = "its checkout is gone" if owner_gone else "none of its namespaces exists"
+                    log(f"removing stale registration of sandbox {f.stem!r} ({entry['dir']}): {why}")
+                    f.unlink(missing_ok=True)
+                    continue
+                out[f.stem] = entry
         return out
+
+    @classmethod
+    def free_slot(cls, prefix: str = "sbx", avoid: tuple[str, ...] = ()) -> tuple[str, str]:
+        """A sandbox name and /16 subnet that no registered sandbox and no route on this machine
+        uses (for CI runs and tests that start a second sandbox beside a first)."""
+        taken = cls.registry_entries()
+        nets = [ipaddress.IPv4Network(e["subnet"]) for e in taken.values()]
+        nets += [ipaddress.IPv4Network(a) for a in avoid]
+        for line in run(["ip", "-4", "route", "show", "table", "all"]).stdout.splitlines():
+            dest = line.split()[0] if line.split() else ""
+            if dest.startswith("local") or dest.startswith("broadcast"):
+                dest = line.split()[1]
+            with contextlib.suppress(ValueError):
+                if dest not in ("default",):
+                    nets.append(ipaddress.IPv4Network(dest, strict=False))
+        name = next(f"{prefix}{i}" for i in range(2, 100) if f"{prefix}{i}" not in taken)
+        for second in range(214, 250):
+            candidate = ipaddress.IPv4Network(f"10.{second}.0.0/16")
+            if not any(candidate.overlaps(n) for n in nets):
+                return name, str(candidate)
+        raise WorldError("no free 10.214-249.0.0/16 subnet on this machine")
 
     def claim(self) -> None:
         """Refuse a name or subnet another sandbox on this machine uses, then register ours."""
@@ -761,12 +796,17 @@ def main(argv: list[str] | None = None) -> int:
     st = sub.add_parser("status")
     st.add_argument("--json", action="store_true")
     sub.add_parser("leftovers")
+    fs = sub.add_parser("free-slot", help="print a free SANDBOX_NAME and SANDBOX_SUBNET")
+    fs.add_argument("--prefix", default="sbx")
     sub.add_parser("ssh-config")
     rk = sub.add_parser("register-key")
     rk.add_argument("app")
     rk.add_argument("pubkey")
     args = p.parse_args(argv)
     try:
+        if args.cmd == "free-slot":
+            print(*World.free_slot(args.prefix))
+            return 0
         world = World()
         if args.cmd == "up":
             world.up()

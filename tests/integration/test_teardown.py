@@ -32,7 +32,10 @@ def machine_snapshot() -> dict[str, set[str]]:
 
 
 def test_second_sandbox_side_by_side_then_down_leaves_nothing(sandbox: Sandbox) -> None:
-    env = {"SANDBOX_NAME": "sbxtwo", "SANDBOX_SUBNET": "10.214.0.0/16"}
+    # a name and subnet no sandbox on this machine uses (not fixed: another checkout may be running)
+    name, subnet = World.free_slot(sandbox.world.name[:8], avoid=(str(sandbox.world.subnet),))
+    env = {"SANDBOX_NAME": name, "SANDBOX_SUBNET": subnet}
+    public_addr = subnet.replace(".0.0/16", ".1.2")
     before = machine_snapshot()
 
     up = sandbox.command("second-sandbox-up", ["make", "sandbox-up"], **env)
@@ -40,20 +43,20 @@ def test_second_sandbox_side_by_side_then_down_leaves_nothing(sandbox: Sandbox) 
     assert up.returncode == 0, up.output[-3000:]
     status = sandbox.command("second-sandbox-status", ["make", "-s", "sandbox-status", "FORMAT=json"], **env)
     second = json.loads(status.stdout)
-    assert second["hosts"]["public"]["address"] == "10.214.1.2" and second["hosts"]["public"]["up"]
+    assert second["hosts"]["public"]["address"] == public_addr and second["hosts"]["public"]["up"]
     # the first sandbox is untouched and still answers
     assert sandbox.ssh("public", "true").returncode == 0
 
     down = sandbox.command("second-sandbox-down", ["make", "sandbox-down"], **env)
     assert down.returncode == 0, down.output
     assert "nothing left behind" in down.stdout
-    assert World("sbxtwo", "10.214.0.0/16").leftovers() == []
+    assert World(name, subnet).leftovers() == []
 
     after = machine_snapshot()
     for kind in ("netns", "links", "addrs", "nat", "mounts"):
         added, removed = after[kind] - before[kind], before[kind] - after[kind]
         assert not added and not removed, f"{kind} differs: added {added}, removed {removed}"
-    new_procs = [p for p in after["procs"] - before["procs"] if "sbxtwo" in p or "10.214." in p]
+    new_procs = [p for p in after["procs"] - before["procs"] if f"{name}-" in p or subnet.replace("0.0/16", "") in p]
     assert new_procs == []
     assert sandbox.ssh("lan", "true").returncode == 0
 
