@@ -11,7 +11,7 @@ from operations.admin import admin_account
 from operations.base import base_system
 from operations.django_app import django_app
 from operations.network import static_network
-from operations.nginx import nginx_sites
+from operations.nginx import nginx_sites, sites_answer
 from operations.node import nodejs
 from operations.postgres import postgresql
 from operations.tailscale import tailscale
@@ -31,8 +31,13 @@ nodejs(config)
 certificate_links(config)
 # apps before their sites: a new release is checked on its own socket, and on an adopted host
 # the old site keeps proxying to the old process until the new one is up
-for name, app in config.apps.items():
-    django_app(config, name, app)
-nginx_sites(config)
+releases = {name: django_app(config, name, app) for name, app in config.apps.items()}
+sites = nginx_sites(config)
 # certbot answers its HTTP-01 challenge through the nginx site above
-certificates(config)
+certs = certificates(config)
+# last: after a new release, site or certificate, each app must answer through nginx with the
+# Host header its users send (pravoo.in), or the run fails
+sites_answer(config, after={
+    name: [releases[name], sites[name], certs.get(app.nginx.server_names[0])]
+    for name, app in config.apps.items()
+})

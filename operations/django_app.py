@@ -20,7 +20,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pyinfra import host
-from pyinfra.api import StringCommand, operation
+from pyinfra.api import OperationMeta, StringCommand, operation
 from pyinfra.facts.files import File
 from pyinfra.operations import files, server, systemd
 
@@ -63,6 +63,7 @@ def _context(config: HostConfig, name: str, app: DjangoApp) -> dict:
         "pg_databases": [db.name for db in pg],
         "migrate_databases": ["default", *app.extra_databases],
         "uses_postgres": bool(pg),
+        "host_header": host_header,
         # the release is checked on gunicorn's socket, as nginx will call it
         "health_url": "http://localhost/healthz",
         "health_curl_args": (f"--unix-socket /run/{app.unit}/gunicorn.sock -H Host:{host_header}"
@@ -138,8 +139,9 @@ def app_identity(config: HostConfig, app: DjangoApp) -> None:
     )
 
 
-def django_app(config: HostConfig, name: str, app: DjangoApp) -> None:
-    """Declare one app, from packages to a live release (see module docstring for stages)."""
+def django_app(config: HostConfig, name: str, app: DjangoApp) -> OperationMeta:
+    """Declare one app, from packages to a live release (see module docstring for stages);
+    returns the release operation (a site check after it runs when it changed)."""
     ctx = _context(config, name, app)
 
     # ---- install
@@ -190,13 +192,14 @@ def django_app(config: HostConfig, name: str, app: DjangoApp) -> None:
                        dest=rotate, validate="logrotate -d {path}", activate="true")
 
     # ---- activate
-    release_live(
+    release = release_live(
         name=f"{name}: release {app.source.revision} live", app=name, revision=app.source.revision,
         repo_url=app.source.url, user=app.user,
         inputs=_inputs_hash(env_text, unit_text, release_text),
     )
     systemd.service(name=f"{name}: {app.unit} running and enabled", service=app.unit,
                     running=True, enabled=True)
+    return release
 
 
 def _git_host(url: str) -> str:

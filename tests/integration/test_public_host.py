@@ -174,6 +174,27 @@ def test_broken_nginx_template_fails_before_reload_and_site_keeps_serving(
     assert sandbox.drift("drift-after-broken-template").returncode == 0
 
 
+def test_site_nginx_accepts_but_that_cannot_reach_the_app_fails_the_run(
+        sandbox: Sandbox, bare_public: Run, tmp_path: Path) -> None:
+    """`nginx -t` cannot know that the upstream socket is wrong; the check through nginx can."""
+    copy = repo_copy(tmp_path)
+    tpl = copy / "templates/etc/nginx/sites-available/app.conf.j2"
+    upstream = "server unix:/run/{{ app.unit }}/gunicorn.sock"
+    assert upstream in tpl.read_text()
+    tpl.write_text(tpl.read_text().replace(upstream, "server unix:/run/no-such-app/gunicorn.sock"))
+    run = sandbox.command("unreachable-upstream", [str(REPO / ".venv/bin/pyinfra"), "sandbox/inventory.py",
+                                                   "deploy.py", "-y", "--limit", "public"],
+                          cwd=copy, PYINFRA_PROGRESS="off")
+    assert run.returncode != 0
+    assert "https://pravoo.in:443/ through nginx answered HTTP 502" in run.output
+    # the next run from this repository puts the right site back and the check passes
+    restore = sandbox.converge("after-unreachable-upstream")
+    assert restore.returncode == 0, restore.output[-3000:]
+    assert "pravoo.in answers through nginx" in restore.output
+    assert "chip_dashboard v" in curl(sandbox, "-k", "https://pravoo.in/").stdout
+    assert sandbox.drift("drift-after-unreachable-upstream").returncode == 0
+
+
 def _rows(sandbox: Sandbox) -> int:
     return int(sandbox.ssh("public", "sqlite3 /var/lib/chip_dashboard/db.sqlite3 'select count(*) from core_chip'")
                .stdout.strip())
