@@ -15,6 +15,7 @@ import zoneinfo
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic_core import PydanticCustomError
 
 HOSTNAME_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 FQDN_RE = re.compile(r"^(?=.{1,253}$)((?!-)[a-z0-9-]{1,63}(?<!-)\.)*(?!-)[a-z0-9-]{1,63}(?<!-)$")
@@ -46,6 +47,12 @@ SshPublicKey = Annotated[str, _check(SSH_KEY_RE, "OpenSSH public key line", "ssh
 Username = Annotated[str, _check(USERNAME_RE, "user name", "gts")]
 PackageName = Annotated[str, _check(PACKAGE_RE, "Debian package name", "git")]
 TimeZone = Annotated[str, AfterValidator(_check_timezone)]
+
+
+def option_error(at: str, detail: str) -> PydanticCustomError:
+    """A cross-field rule's error, placed at option ``at`` (relative to the model that checks
+    it) so that the message names the full option path and the file that set it."""
+    return PydanticCustomError("option", "{detail}", {"detail": detail, "at": at})
 
 
 class Strict(BaseModel):
@@ -205,6 +212,28 @@ class DiscordAlerts(Strict):
     environment: str = Field(default="prod", description="DISCORD_ALERTS_ENV", examples=["prod"])
 
 
+_REPO_PATH = r"^[A-Za-z0-9_.-][A-Za-z0-9_./-]*$"
+
+
+class FrontendBuild(Strict):
+    """`npm ci` + `npm run build` as the app user, for a release whose build inputs changed."""
+
+    inputs: list[Annotated[str, Field(pattern=_REPO_PATH)]] = Field(
+        min_length=1,
+        description="Paths in the repository the build reads (package files, CSS, templates, the "
+                    "tailwind or build config). A release whose inputs are the same, file for file, "
+                    "as an already built one reuses that build's outputs instead of running npm. "
+                    "package.json and package-lock.json are always inputs.",
+        examples=[["tailwind.config.js", "frontend", "scheduler/templates"]],
+    )
+    outputs: list[Annotated[str, Field(pattern=_REPO_PATH)]] = Field(
+        min_length=1,
+        description="Paths in the release that `npm run build` writes. Each must exist after a build, "
+                    "or the release fails and the live one keeps serving.",
+        examples=[["scheduler/static/scheduler/dist"]],
+    )
+
+
 class NginxSite(Strict):
     name: str = Field(description="File name in /etc/nginx/sites-available.", examples=["django"],
                       pattern=r"^[A-Za-z0-9_.-]+$")
@@ -257,9 +286,9 @@ class DjangoApp(Strict):
         default=None, description="Discord error alerts (DISCORD_* variables); None turns them off.",
         examples=[None],
     )
-    frontend_build: bool = Field(
-        default=False, description="Run `npm ci` and `npm run build` (as the app user) for each release.",
-        examples=[True],
+    frontend_build: FrontendBuild | None = Field(
+        default=None, description="The Node front-end build; None: the app has none.",
+        examples=[{"inputs": ["frontend", "scheduler/templates"], "outputs": ["scheduler/static/scheduler/dist"]}],
     )
     nginx: NginxSite = Field(description="The nginx site in front of the app.")
     log_dir: str | None = Field(
@@ -272,10 +301,10 @@ class DjangoApp(Strict):
     @model_validator(mode="after")
     def _names_consistent(self) -> DjangoApp:
         if self.nginx.tls and self.nginx.server_names[0] not in self.allowed_hosts:
-            raise ValueError(
-                f"nginx.server_names[0] ({self.nginx.server_names[0]!r}) must be in allowed_hosts "
-                f"{self.allowed_hosts}: the certificate's name is the one users reach the app by"
-            )
+            name = self.nginx.server_names[0]
+            raise option_error("allowed_hosts", (
+                f"must contain {name!r}, the site's name (nginx.server_names[0]) that users reach the "
+                f"app by, or Django refuses their requests; add {name!r} to {self.allowed_hosts}"))
         return self
 
 
@@ -310,7 +339,8 @@ class PostgresSection(Strict):
     def _owners_declared(self) -> PostgresSection:
         for db, owner in self.databases.items():
             if owner != "postgres" and owner not in self.roles:
-                raise ValueError(f"postgres.databases.{db}: owner {owner!r} is not in postgres.roles {self.roles}")
+                raise option_error(f"databases.{db}", f"owner {owner!r} is not in postgres.roles "
+                                   f"{self.roles}: add it there, or make 'postgres' the owner")
         return self
 
 
@@ -374,20 +404,20 @@ class HostConfig(Strict):
     def _cross_checks(self) -> HostConfig:
         for name, app in self.apps.items():
             if app.nginx.tls and self.tls is None:
-                raise ValueError(f"apps.{name}.nginx.tls is on but the host has no `tls` section "
-                                 "(set tls = {'email': ...} in group_data)")
+                raise option_error(f"apps.{name}.nginx.tls", "is on but the host has no `tls` section; "
+                                   "set tls = {'email': ...} in group_data, or turn tls off")
             for db in [app.database, *app.extra_databases.values()]:
                 if isinstance(db, PostgresDatabase):
                     pg = self.postgres
                     if pg is None or db.name not in pg.databases or db.role not in pg.roles:
-                        raise ValueError(
-                            f"apps.{name} uses PostgreSQL database {db.name!r} as {db.role!r}: declare "
-                            f"postgres.roles and postgres.databases for them"
-                        )
+                        raise option_error(f"apps.{name}", (
+                            f"uses PostgreSQL database {db.name!r} as {db.role!r}: declare them in "
+                            f"postgres.roles and postgres.databases"))
         ports = [(a.nginx.port, n) for n, a in self.apps.items()]
         seen: dict[int, str] = {}
         for port, name in ports:
             if port in seen:
-                raise ValueError(f"apps.{name}.nginx.port {port} is already used by apps.{seen[port]}")
+                raise option_error(f"apps.{name}.nginx.port",
+                                   f"{port} is already used by apps.{seen[port]}; pick another port")
             seen[port] = name
         return self

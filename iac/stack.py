@@ -148,6 +148,8 @@ def explain(exc: ValidationError, layers: list[Layer], group: str, hostname: str
     lines = [f"invalid configuration for host {hostname} (group {group}):"]
     for err in exc.errors():
         path = tuple(err["loc"])
+        if err["type"] == "option":  # a cross-field rule names the option it is about
+            path += tuple(str(err["ctx"]["at"]).split("."))
         dotted = ".".join(str(p) for p in path)
         source = next((lay.source for lay in reversed(layers) if _lookup(lay.values, path)), None)
         info = _field_info(path)

@@ -62,22 +62,42 @@ class GitRemoteCommit(FactBase):
 
 class TlsCertificate(FactBase):
     """
-    Whether certbot holds a certificate lineage for a domain: ``{"live": bool, "server": url}``
-    (the ACME directory it renews against), read from its renewal configuration.
+    Whether certbot holds a certificate lineage for a domain, and how it renews it, read from
+    its renewal configuration: ``{"live": bool, "server": url, "authenticator": str,
+    "webroot": path, "deploy_hook": path}`` (certbot stores ``--deploy-hook`` as ``renew_hook``).
     """
 
     def command(self, domain: str) -> str:
         d = shlex.quote(domain)
         return (f"if test -s /etc/letsencrypt/live/{d}/fullchain.pem; then echo live; fi; "
-                f"grep -h '^server *=' /etc/letsencrypt/renewal/{d}.conf 2>/dev/null || true")
+                f"cat /etc/letsencrypt/renewal/{d}.conf 2>/dev/null || true")
 
     @staticmethod
     def default() -> dict:
-        return {"live": False, "server": None}
+        return {"live": False, "server": None, "authenticator": None, "webroot": None, "deploy_hook": None}
 
     def process(self, output: list[str]) -> dict:
-        server = None
+        found = self.default()
+        found["live"] = "live" in output
+        section, webroot_map = "", {}
         for line in output:
-            if line.startswith("server"):
-                server = line.split("=", 1)[1].strip()
-        return {"live": "live" in output, "server": server}
+            line = line.strip()
+            if line.startswith("["):
+                section = line
+                continue
+            if "=" not in line or line.startswith("#"):
+                continue
+            key, value = (part.strip() for part in line.split("=", 1))
+            if section == "[[webroot_map]]":
+                webroot_map[key] = value
+            elif key == "server":
+                found["server"] = value
+            elif key == "authenticator":
+                found["authenticator"] = value
+            elif key == "renew_hook":
+                found["deploy_hook"] = value
+            elif key == "webroot_path":
+                found["webroot"] = value.split(",")[0].strip() or None
+        if len(set(webroot_map.values())) == 1:
+            found["webroot"] = next(iter(webroot_map.values()))
+        return found

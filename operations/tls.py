@@ -62,7 +62,8 @@ def certificate_links(config: HostConfig) -> None:
 @operation()
 def certificate_issued(domain: str, email: str, directory: str, ca_bundle: str | None = None):
     """
-    Ensure certbot holds a certificate for ``domain`` from the ACME server ``directory``.
+    Ensure certbot holds a certificate for ``domain`` from the ACME server ``directory``, renewed
+    through the webroot nginx serves and with the deploy hook that reloads nginx.
 
     + domain: the certificate's name
     + email: ACME account e-mail
@@ -78,13 +79,19 @@ def certificate_issued(domain: str, email: str, directory: str, ca_bundle: str |
                            directory="https://acme-v02.api.letsencrypt.org/directory")
     """
     cert = host.get_fact(TlsCertificate, domain=domain)
-    if cert["live"] and cert["server"] == directory:
+    renews_as_declared = (cert["server"] == directory and cert["authenticator"] == "webroot"
+                          and cert["webroot"] == WEBROOT and cert["deploy_hook"] == HOOK)
+    if cert["live"] and renews_as_declared:
         return
     env = f"REQUESTS_CA_BUNDLE={shlex.quote(ca_bundle)} " if ca_bundle else ""
+    # A lineage made another way (by hand on an adopted host: another webroot, the nginx
+    # plugin, no deploy hook) would fail or go unnoticed at its next renewal. certbot 2.1
+    # (Debian 12) has no `reconfigure`; re-issuing is how its renewal settings get rewritten.
+    renew = "--force-renewal" if cert["live"] else "--keep-until-expiring"
     yield StringCommand(
         f"{env}certbot certonly --non-interactive --agree-tos --email {shlex.quote(email)} "
         f"--server {shlex.quote(directory)} --webroot -w {WEBROOT} -d {shlex.quote(domain)} "
-        f"--cert-name {shlex.quote(domain)} --deploy-hook {HOOK} --keep-until-expiring"
+        f"--cert-name {shlex.quote(domain)} --deploy-hook {HOOK} {renew}"
     )
 
 

@@ -163,6 +163,29 @@ def test_front_end_is_rebuilt_only_when_its_inputs_change(sandbox: Sandbox, conv
     assert "<h1>shop_scheduler v2</h1>" in http(sandbox, 8002).stdout
 
 
+def test_release_with_unchanged_front_end_reuses_its_build_and_a_failed_migration_keeps_v2(
+        sandbox: Sandbox, converged: Run) -> None:
+    """`broken` is v2 plus a failing migration: the same CSS and templates as v2, so no npm runs;
+    its migration fails, and v2 keeps serving the database as it was (Kamal's broken-deploy test)."""
+    tables = "psql -Atc \"select count(*) from django_migrations\" gts_shop_scheduler"
+    migrations = sandbox.ssh("lan", f"runuser -u postgres -- {tables}").stdout
+    logged = len(sandbox.ssh("lan", "cat /var/log/iac/releases.log").stdout.splitlines())
+    broken = json.dumps({"lan": {"apps": {"shop_scheduler": {"source": {"revision": "broken"}}}}})
+    run = sandbox.command("shop-broken", [str(REPO / ".venv/bin/pyinfra"), "sandbox/inventory.py", "deploy.py",
+                                          "-y", "--limit", "lan"], PYINFRA_PROGRESS="off", SANDBOX_OVERRIDES=broken)
+    assert run.returncode != 0
+    steps = "\n".join(sandbox.ssh("lan", "cat /var/log/iac/releases.log").stdout.splitlines()[logged:])
+    assert "shop_scheduler: front-end build reused" in steps, steps
+    assert "npm run build" not in steps and "npm ci" not in steps
+    assert "migration FAILED" in steps and "is live" not in steps
+    page = http(sandbox, 8002).stdout
+    assert "<h1>shop_scheduler v2</h1>" in page and "shop_scheduler-static-marker" in \
+        http(sandbox, 8002, "/static/shop/dist/app.css").stdout
+    assert sandbox.ssh("lan", f"runuser -u postgres -- {tables}").stdout == migrations
+    assert sandbox.converge("shop-after-broken").returncode == 0
+    assert sandbox.drift("shop-drift-after-broken").returncode == 0
+
+
 def test_lan_host_brings_its_own_network_up_after_a_reboot(sandbox: Sandbox, converged: Run) -> None:
     """The sandbox boots the host with a bare eno1 once ifupdown owns it: the address, route and
     DNS come from the declared files alone, as on the real machine after a power cut."""

@@ -108,11 +108,22 @@ def test_port_8001_is_closed_and_gunicorn_is_not_root(sandbox: Sandbox, adopted:
     assert "default" not in sandbox.ssh("public", "ls /etc/nginx/sites-enabled").stdout.split()
 
 
-def test_existing_certificate_is_kept(sandbox: Sandbox, adopted: Run) -> None:
-    # certbot's lineage from the hand-made setup is reused, not re-issued
-    assert _serial(sandbox) == SERIALS["before"]
+def test_certificate_renews_through_the_new_site_after_adoption(sandbox: Sandbox, adopted: Run) -> None:
+    # The hand-made lineage renewed through /var/www/html, which the new `django` site does not
+    # serve, and had no hook to reload nginx: the takeover re-issued it with the declared settings.
+    assert _serial(sandbox) != SERIALS["before"]
+    conf = sandbox.ssh("public", "cat /etc/letsencrypt/renewal/pravoo.in.conf").stdout
+    assert "webroot_path = /var/www/acme," in conf and "/var/www/html" not in conf
+    assert "renew_hook = /usr/local/sbin/iac-tls-deploy-hook" in conf
     links = sandbox.ssh("public", "readlink /etc/iac/tls/pravoo.in/fullchain.pem").stdout.strip()
     assert links == "/etc/letsencrypt/live/pravoo.in/fullchain.pem"
+    # what certbot.timer will do in 60 days, now: it succeeds and nginx serves the new certificate
+    before = _serial(sandbox)
+    renew = sandbox.ssh("public", "REQUESTS_CA_BUNDLE=/etc/iac/acme-ca.pem certbot renew -q --force-renewal "
+                                  "--cert-name pravoo.in", check=False)
+    assert renew.returncode == 0, renew.stderr
+    assert _serial(sandbox) != before
+    assert sandbox.ssh("public", "crontab -l 2>/dev/null | grep -c certbot || true").stdout.strip() == "0"
 
 
 def test_adopted_host_is_converged(sandbox: Sandbox, adopted: Run) -> None:

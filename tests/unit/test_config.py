@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
@@ -185,3 +186,33 @@ def test_production_run_without_secrets_file_is_refused(monkeypatch) -> None:
     source = production_secrets(required=True)
     with pytest.raises(ConfigError, match="IAC_SECRETS_FILE"):
         source.provide("public", [("apps", "x", "secret_key")], [("apps", "x", "secret_key")])
+
+
+def test_public_domain_must_be_an_allowed_host(group_data: Path) -> None:
+    """ALLOWED_HOSTS without pravoo.in would make every request through nginx a 400."""
+    text = (group_data / "public.py").read_text()
+    assert '"pravoo.in", "72.61.148.117"' in text
+    (group_data / "public.py").write_text(text.replace('"pravoo.in", "72.61.148.117"', '"72.61.148.117"', 1))
+    with pytest.raises(ConfigError) as err:
+        build_host_config("public", "srv1178562", group_data=group_data)
+    msg = str(err.value)
+    assert "group_data/public.py: option 'apps.chip_dashboard.allowed_hosts': must contain 'pravoo.in'" in msg
+
+
+def test_front_end_build_needs_its_outputs_declared(group_data: Path) -> None:
+    text = (group_data / "lan.py").read_text()
+    outputs = '"outputs": ["shop/static/shop/dist"]'
+    assert outputs in text
+    (group_data / "lan.py").write_text(re.sub(r",\s*" + re.escape(outputs), "", text))
+    with pytest.raises(ConfigError) as err:
+        build_host_config("lan", "gts-server", group_data=group_data)
+    assert "apps.shop_scheduler.frontend_build.outputs" in str(err.value)
+
+
+def test_cross_field_rule_names_the_option_and_its_file(group_data: Path) -> None:
+    text = (group_data / "lan.py").read_text()
+    (group_data / "lan.py").write_text(text.replace('"port": 8002', '"port": 8001', 1))
+    with pytest.raises(ConfigError) as err:
+        build_host_config("lan", "gts-server", group_data=group_data)
+    assert ("group_data/lan.py: option 'apps.shop_scheduler.nginx.port': 8001 is already used by "
+            "apps.rental_scheduler; pick another port") in str(err.value)
