@@ -61,7 +61,8 @@ drift: venv ## Drift gate on INVENTORY: exit 0 in sync, 2 drift (names it), 1 er
 	@$(PY) -m iac.drift $(INVENTORY)
 
 deploy-keys: venv ## Make each app's deploy key on its host (once) and print the public keys to register
-	@$(PYINFRA) $(INVENTORY) deploy_keys.py -y 2>/dev/null | grep '^DEPLOY-KEY' | \
+	@out=$$($(PYINFRA) $(INVENTORY) deploy_keys.py -y 2>&1) || { printf '%s\n' "$$out" >&2; exit 1; }; \
+	  printf '%s\n' "$$out" | grep '^DEPLOY-KEY' | \
 	  awk '{printf "%s %s (%s):\n  %s %s %s\n", $$2, $$3, $$4, $$5, $$6, $$7}'
 
 APP ?= rental_scheduler

@@ -8,9 +8,32 @@ import time
 
 import pytest
 
-from tests.integration.conftest import REPO, Run, Sandbox, changed_operations
+from tests.integration.conftest import REPO, TIMINGS, Run, Sandbox, changed_operations
 
 APPS = {"rental_scheduler": 8001, "shop_scheduler": 8002}
+
+
+@pytest.fixture(scope="module")
+def bare_lan(sandbox: Sandbox, converged: Run) -> Run:
+    """Replace the LAN host with a bare Debian 12 copy (new disk, no address of its own
+    configuration) and converge it with one command, as after a disaster."""
+    sandbox.world.reset_host("lan")
+    run = sandbox.command("lan-from-bare", [str(REPO / ".venv/bin/python"), "-m", "sandbox.converge"],
+                          PYINFRA_PROGRESS="off")
+    assert run.returncode == 0, run.output[-4000:]
+    TIMINGS["LAN: bare Debian 12 to both apps serving"] = run.seconds
+    return run
+
+
+# every test below looks at the host that one command built from bare Debian 12
+pytestmark = pytest.mark.usefixtures("bare_lan")
+
+
+def test_bare_lan_host_converges_in_one_command(bare_lan: Run) -> None:
+    for app in APPS:
+        assert f"{app}: release" in bare_lan.output
+        # the run itself proved each app answers through nginx on its port
+        assert f"{app}: gts-server.lan answers through nginx" in bare_lan.output
 
 
 def http(sandbox: Sandbox, port: int, path: str = "/") -> subprocess.CompletedProcess:
@@ -56,6 +79,17 @@ def test_each_env_file_is_readable_by_its_app_and_no_other(sandbox: Sandbox, con
                  "DISCORD_ALERTS_ENV=prod", "POSTGRES_DB=gts_scheduler",
                  "ACCOUNTING_POSTGRES_DB=gingerich_trailer_rentals"]:
         assert line in rental
+
+
+def test_make_deploy_keys_shows_each_key_and_never_replaces_it(sandbox: Sandbox) -> None:
+    on_host = {app: sandbox.ssh("lan", f"cat /home/{app}/.ssh/id_ed25519.pub").stdout.split()[1] for app in APPS}
+    run = sandbox.command("make-deploy-keys", ["make", "-s", "deploy-keys"])
+    assert run.returncode == 0, run.output[-2000:]
+    for app, key in on_host.items():
+        assert f"gts-server {app} (" in run.stdout and key in run.stdout
+    again = {app: sandbox.ssh("lan", f"cat /home/{app}/.ssh/id_ed25519.pub").stdout.split()[1] for app in APPS}
+    assert again == on_host
+    assert "PRIVATE KEY" not in run.output
 
 
 def test_databases_exist_with_the_right_owners(sandbox: Sandbox, converged: Run) -> None:
@@ -138,7 +172,12 @@ def test_lan_is_converged_and_declared_files_are_watched(sandbox: Sandbox, conve
     assert sandbox.drift("lan-drift").returncode == 0
     for path, op in [("/etc/logrotate.d/gts-shop_scheduler", "shop_scheduler: log rotation"),
                      ("/etc/nginx/sites-available/shop_scheduler", "nginx site shop_scheduler"),
-                     ("/etc/postgresql/15/main/pg_ident.conf", "PostgreSQL pg_ident.conf")]:
+                     ("/etc/postgresql/15/main/pg_ident.conf", "PostgreSQL pg_ident.conf"),
+                     ("/etc/gts/apps/rental_scheduler.env", "rental_scheduler: env file (secrets)"),
+                     ("/etc/systemd/system/gunicorn-shop_scheduler.service",
+                      "shop_scheduler: unit gunicorn-shop_scheduler (verified, live)"),
+                     ("/etc/network/interfaces.d/eno1", "ifupdown: static address of eno1"),
+                     ("/etc/resolv.conf", "DNS servers and search domain")]:
         sandbox.ssh("lan", f"echo '# hand edit' >> {path}")
         drift = sandbox.drift("lan-drift-edited")
         assert drift.returncode == 2 and f"gts-server: {op}" in drift.stdout, drift.output
