@@ -109,6 +109,22 @@ def repo_copy(tmp_path: Path) -> Path:
     return dest
 
 
+def served_serial(sandbox: Sandbox) -> str:
+    """Serial of the certificate nginx on the public host serves for pravoo.in."""
+    return subprocess.run(f"echo | openssl s_client -connect {sandbox.world.host_ip('public')}:443 "
+                          "-servername pravoo.in 2>/dev/null | openssl x509 -noout -serial",
+                          shell=True, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def serial_after_change(sandbox: Sandbox, before: str, timeout: float = 15) -> str:
+    """The served serial once it differs from ``before`` (or the old one after ``timeout``):
+    `systemctl reload nginx` returns before the new workers have taken over."""
+    deadline = time.monotonic() + timeout
+    while (now := served_serial(sandbox)) == before and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return now
+
+
 def changed_operations(results: dict) -> list[str]:
     """'host: operation' for every operation that changed something in a --json run."""
     return [f"{h}: {op['name']}" for op in results["results"]["operations"] for h in op["success"]]

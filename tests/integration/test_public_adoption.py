@@ -14,16 +14,18 @@ import time
 
 import pytest
 
-from tests.integration.conftest import REPO, TIMINGS, Run, Sandbox, changed_operations
+from tests.integration.conftest import (
+    REPO,
+    TIMINGS,
+    Run,
+    Sandbox,
+    changed_operations,
+    serial_after_change,
+    served_serial,
+)
 
 ROWS = 25
 SERIALS: dict[str, str] = {}
-
-
-def _serial(sandbox: Sandbox) -> str:
-    return subprocess.run(f"echo | openssl s_client -connect {sandbox.world.host_ip('public')}:443 "
-                          "-servername pravoo.in 2>/dev/null | openssl x509 -noout -serial",
-                          shell=True, capture_output=True, text=True, check=True).stdout.strip()
 
 
 def _get(sandbox: Sandbox, path: str) -> subprocess.CompletedProcess:
@@ -69,7 +71,7 @@ def adopted(sandbox: Sandbox, converged: Run) -> Run:
                           capture_output=True, text=True, check=False)
     assert port.stdout == "200", "the legacy host should expose gunicorn on 0.0.0.0:8001"
 
-    SERIALS["before"] = _serial(sandbox)
+    SERIALS["before"] = served_serial(sandbox)
     prober = Prober(sandbox)
     prober.start()
     run = sandbox.command("adopt-public", [str(REPO / ".venv/bin/python"), "-m", "sandbox.converge"],
@@ -111,18 +113,18 @@ def test_port_8001_is_closed_and_gunicorn_is_not_root(sandbox: Sandbox, adopted:
 def test_certificate_renews_through_the_new_site_after_adoption(sandbox: Sandbox, adopted: Run) -> None:
     # The hand-made lineage renewed through /var/www/html, which the new `django` site does not
     # serve, and had no hook to reload nginx: the takeover re-issued it with the declared settings.
-    assert _serial(sandbox) != SERIALS["before"]
+    assert serial_after_change(sandbox, SERIALS["before"]) != SERIALS["before"]
     conf = sandbox.ssh("public", "cat /etc/letsencrypt/renewal/pravoo.in.conf").stdout
     assert "webroot_path = /var/www/acme," in conf and "/var/www/html" not in conf
     assert "renew_hook = /usr/local/sbin/iac-tls-deploy-hook" in conf
     links = sandbox.ssh("public", "readlink /etc/iac/tls/pravoo.in/fullchain.pem").stdout.strip()
     assert links == "/etc/letsencrypt/live/pravoo.in/fullchain.pem"
     # what certbot.timer will do in 60 days, now: it succeeds and nginx serves the new certificate
-    before = _serial(sandbox)
+    before = served_serial(sandbox)
     renew = sandbox.ssh("public", "REQUESTS_CA_BUNDLE=/etc/iac/acme-ca.pem certbot renew -q --force-renewal "
                                   "--cert-name pravoo.in", check=False)
     assert renew.returncode == 0, renew.stderr
-    assert _serial(sandbox) != before
+    assert serial_after_change(sandbox, before) != before
     assert sandbox.ssh("public", "crontab -l 2>/dev/null | grep -c certbot || true").stdout.strip() == "0"
 
 

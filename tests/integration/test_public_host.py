@@ -10,7 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import REPO, TIMINGS, Run, Sandbox, changed_operations, repo_copy
+from tests.integration.conftest import (
+    REPO,
+    TIMINGS,
+    Run,
+    Sandbox,
+    changed_operations,
+    repo_copy,
+    serial_after_change,
+    served_serial,
+)
 
 APP = "chip_dashboard"
 
@@ -117,21 +126,16 @@ def test_env_file_is_readable_by_root_and_the_app_only(sandbox: Sandbox, bare_pu
 
 
 def test_certificate_renewal_runs_the_deploy_hook(sandbox: Sandbox, bare_public: Run) -> None:
-    def serial() -> str:
-        out = subprocess.run(f"echo | openssl s_client -connect {sandbox.world.host_ip('public')}:443 "
-                             "-servername pravoo.in 2>/dev/null | openssl x509 -noout -serial",
-                             shell=True, capture_output=True, text=True, check=True).stdout
-        return out.strip()
-
     host = sandbox.host("public")
     assert host.service("certbot.timer").is_enabled and host.service("certbot.timer").is_running
     assert host.check_output("crontab -l 2>/dev/null | grep -c certbot || true") == "0"
-    before = serial()
+    before = served_serial(sandbox)
     renew = sandbox.ssh("public", "systemctl cat certbot.service | grep -q REQUESTS_CA_BUNDLE && "
                                   "REQUESTS_CA_BUNDLE=/etc/iac/acme-ca.pem certbot renew -q --force-renewal "
                                   "--cert-name pravoo.in", check=False)
     assert renew.returncode == 0, renew.stderr
-    assert serial() != before, "nginx still serves the old certificate: the deploy hook did not reload it"
+    assert serial_after_change(sandbox, before) != before, \
+        "nginx still serves the old certificate: the deploy hook did not reload it"
     assert sandbox.drift("drift-after-renewal").returncode == 0
 
 
