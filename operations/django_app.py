@@ -20,7 +20,8 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pyinfra import host
-from pyinfra.api import OperationMeta, StringCommand, operation
+from pyinfra.api import StringCommand, operation
+from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.files import File
 from pyinfra.operations import files, server, systemd
 

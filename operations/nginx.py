@@ -9,7 +9,8 @@ from __future__ import annotations
 import shlex
 
 from pyinfra import host
-from pyinfra.api import OperationMeta, StringCommand, operation
+from pyinfra.api import StringCommand, operation
+from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.files import Link, Sha256File
 from pyinfra.operations import files, systemd
 from pyinfra.operations.util import any_changed

@@ -12,7 +12,8 @@ import shlex
 from pathlib import Path
 
 from pyinfra import host
-from pyinfra.api import OperationMeta, StringCommand, operation
+from pyinfra.api import StringCommand, operation
+from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files, systemd
 
 from iac.model import HostConfig, TlsSection
