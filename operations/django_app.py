@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import shlex
 from io import StringIO
 from pathlib import Path
 
@@ -107,12 +108,14 @@ def release_live(app: str, revision: str, repo_url: str, user: str, inputs: str)
     yield StringCommand(RELEASE_SCRIPT, app)
 
 
-def _verify_unit(path: str) -> str:
-    # `systemd-analyze verify` also complains that ExecStart's binary is missing, which it is
-    # until the first release; every other complaint refuses the unit.
+def _verify_unit(path: str, binary: str) -> str:
+    # `systemd-analyze verify` also says that ExecStart's binary is not executable, which is
+    # true until the first release makes the virtualenv; that line, for that binary only, is
+    # accepted. Every other line (a parse error, a misspelt path) refuses the unit.
+    accepted = f"Command {binary} is not executable: No such file or directory"
     return (f"out=$(systemd-analyze verify {path} 2>&1); "
-            f"if printf '%s\\n' \"$out\" | grep -vE 'is not executable|No such file or directory|^$' "
-            f"| grep -q .; then printf '%s\\n' \"$out\"; exit 1; fi")
+            f"if printf '%s\\n' \"$out\" | grep -vF {shlex.quote(accepted)} | grep -q .; "
+            f"then printf '%s\\n' \"$out\"; exit 1; fi")
 
 
 def app_identity(config: HostConfig, app: DjangoApp) -> None:
@@ -175,7 +178,7 @@ def django_app(config: HostConfig, name: str, app: DjangoApp) -> OperationMeta:
     # inputs), after the new release is built, so a changed unit costs one restart of downtime
     validated_file(
         name=f"{name}: unit {app.unit} (verified, live)", staged=staged_unit, dest=unit_path,
-        validate=_verify_unit("{path}"), activate="systemctl daemon-reload",
+        validate=_verify_unit("{path}", f"/srv/venvs/{name}/bin/gunicorn"), activate="systemctl daemon-reload",
     )
     for d in ("/srv/apps", "/srv/venvs", "/srv/releases"):
         files.directory(name=f"Directory {d}", path=d, mode="755")

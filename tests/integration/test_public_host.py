@@ -178,6 +178,27 @@ def test_broken_nginx_template_fails_before_reload_and_site_keeps_serving(
     assert sandbox.drift("drift-after-broken-template").returncode == 0
 
 
+def test_broken_unit_template_is_refused_and_the_app_keeps_serving(
+        sandbox: Sandbox, bare_public: Run, tmp_path: Path) -> None:
+    """A unit systemd would half-ignore (a misspelt value, a wrong path) never goes live."""
+    copy = repo_copy(tmp_path)
+    tpl = copy / "templates/etc/systemd/system/gunicorn.service.j2"
+    tpl.write_text(tpl.read_text().replace("Restart=on-failure", "Restart=sometimes")
+                   .replace("ExecStart=/srv/venvs/", "ExecStart=/srv/vnevs/"))
+    unit = "/etc/systemd/system/broker_portal.service"
+    live_before = sandbox.ssh("public", f"sha256sum {unit}").stdout
+    run = sandbox.command("broken-unit-template", [str(REPO / ".venv/bin/pyinfra"), "sandbox/inventory.py",
+                                                   "deploy.py", "-y", "--limit", "public"],
+                          cwd=copy, PYINFRA_PROGRESS="off")
+    assert run.returncode != 0
+    assert f"REFUSED: {unit} failed validation" in run.output
+    assert "Failed to parse service restart specifier" in run.output
+    assert sandbox.ssh("public", f"sha256sum {unit}").stdout == live_before
+    assert "chip_dashboard v" in curl(sandbox, "-k", "https://pravoo.in/").stdout
+    assert sandbox.converge("after-broken-unit").returncode == 0
+    assert sandbox.drift("drift-after-broken-unit").returncode == 0
+
+
 def test_site_nginx_accepts_but_that_cannot_reach_the_app_fails_the_run(
         sandbox: Sandbox, bare_public: Run, tmp_path: Path) -> None:
     """`nginx -t` cannot know that the upstream socket is wrong; the check through nginx can."""
