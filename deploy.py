@@ -31,13 +31,10 @@ nodejs(config)
 certificate_links(config)
 # apps before their sites: a new release is checked on its own socket, and on an adopted host
 # the old site keeps proxying to the old process until the new one is up
-releases = {name: django_app(config, name, app) for name, app in config.apps.items()}
-sites = nginx_sites(config)
+for name, app in config.apps.items():
+    django_app(config, name, app)
+nginx_sites(config)
 # certbot answers its HTTP-01 challenge through the nginx site above
-certs = certificates(config)
-# last: after a new release, site or certificate, each app must answer through nginx with the
-# Host header its users send (pravoo.in), or the run fails
-sites_answer(config, after={
-    name: [releases[name], sites[name], certs.get(app.nginx.server_names[0])]
-    for name, app in config.apps.items()
-})
+certificates(config)
+# last: each app answers through nginx with the Host header its users send (pravoo.in)
+sites_answer(config)

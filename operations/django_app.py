@@ -22,7 +22,6 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
-from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.files import File
 from pyinfra.operations import files, server, systemd
 
@@ -143,9 +142,8 @@ def app_identity(config: HostConfig, app: DjangoApp) -> None:
     )
 
 
-def django_app(config: HostConfig, name: str, app: DjangoApp) -> OperationMeta:
-    """Declare one app, from packages to a live release (see module docstring for stages);
-    returns the release operation (a site check after it runs when it changed)."""
+def django_app(config: HostConfig, name: str, app: DjangoApp) -> None:
+    """Declare one app, from packages to a live release (see module docstring for stages)."""
     ctx = _context(config, name, app)
 
     # ---- install
@@ -196,14 +194,13 @@ def django_app(config: HostConfig, name: str, app: DjangoApp) -> OperationMeta:
                        dest=rotate, validate="logrotate -d {path}", activate="true")
 
     # ---- activate
-    release = release_live(
+    release_live(
         name=f"{name}: release {app.source.revision} live", app=name, revision=app.source.revision,
         repo_url=app.source.url, user=app.user,
         inputs=_inputs_hash(env_text, unit_text, release_text),
     )
     systemd.service(name=f"{name}: {app.unit} running and enabled", service=app.unit,
                     running=True, enabled=True)
-    return release
 
 
 def _git_host(url: str) -> str:

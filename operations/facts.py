@@ -101,3 +101,29 @@ class TlsCertificate(FactBase):
         if len(set(webroot_map.values())) == 1:
             found["webroot"] = next(iter(webroot_map.values()))
         return found
+
+
+def http_check_command(url: str, host_header: str, port: int, tls: bool, attempts: int = 10) -> str:
+    """Shell that asks ``url`` on this host as users would (Host and SNI ``host_header``, through
+    127.0.0.1) up to ``attempts`` times a second apart, until it answers 2xx/3xx; prints the
+    last HTTP status (000: no answer). curl's own --retry cannot write to /dev/null."""
+    scheme = "https" if tls else "http"
+    target = shlex.quote(f"{scheme}://{host_header}:{port}{url}")
+    resolve = shlex.quote(f"{host_header}:{port}:127.0.0.1")
+    return (f"for attempt in $(seq {attempts}); do "
+            f"code=$(curl -s -k -o /dev/null -w '%{{http_code}}' --max-time 10 --resolve {resolve} {target}); "
+            "case $code in 2??|3??) break;; esac; [ $attempt = {attempts} ] || sleep 1; done; "
+            "echo \"${code:-000}\"")
+
+
+class HttpStatus(FactBase):
+    """
+    The HTTP status a site on the host answers with, asked through nginx as users ask (Host and
+    SNI set, via 127.0.0.1), retried for up to 10 s while it does not answer 2xx/3xx.
+    """
+
+    def command(self, url: str, host_header: str, port: int, tls: bool) -> str:
+        return http_check_command(url, host_header, port, tls)
+
+    def process(self, output: list[str]) -> str:
+        return output[-1].strip() if output else "000"

@@ -10,13 +10,12 @@ import shlex
 
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
-from pyinfra.api.operation import OperationMeta
 from pyinfra.facts.files import Link, Sha256File
 from pyinfra.operations import files, systemd
-from pyinfra.operations.util import any_changed
 
 from iac.model import HostConfig
 from operations.django_app import STAGED, _context, _string_io, render
+from operations.facts import HttpStatus, http_check_command
 from operations.packages import packages_present
 
 AVAILABLE = "/etc/nginx/sites-available"
@@ -61,9 +60,8 @@ def site_live(site: str, remove_default: bool = True):
     )
 
 
-def nginx_sites(config: HostConfig) -> dict[str, OperationMeta]:
-    """nginx in front of every app on the host; returns each app's site operation."""
-    ops: dict[str, OperationMeta] = {}
+def nginx_sites(config: HostConfig) -> None:
+    """nginx in front of every app on the host."""
     packages_present(["nginx"], config.base.apt_cache_hours, "nginx")
     files.directory(name="Staging directory for nginx sites", path=f"{STAGED}{AVAILABLE}", mode="755")
     for name, app in config.apps.items():
@@ -71,52 +69,48 @@ def nginx_sites(config: HostConfig) -> dict[str, OperationMeta]:
         text = render("etc/nginx/sites-available/app.conf.j2", default_server=True, **ctx)
         files.put(name=f"nginx site {app.nginx.name} (staged)", src=_string_io(text),
                   dest=f"{STAGED}{AVAILABLE}/{app.nginx.name}", mode="644")
-        ops[name] = site_live(name=f"nginx site {app.nginx.name} (checked with nginx -t, live)",
-                              site=app.nginx.name)
+        site_live(name=f"nginx site {app.nginx.name} (checked with nginx -t, live)", site=app.nginx.name)
     systemd.service(name="nginx running and enabled", service="nginx", running=True, enabled=True)
-    return ops
 
 
 @operation()
 def site_answers(url: str, host_header: str, port: int, tls: bool):
     """
-    Ensure the site answers through nginx as its users reach it (fails the run if it does not).
+    Ensure the site answers through nginx as its users reach it; the run fails while it does not.
 
     + url: path to ask for, e.g. ``/``
     + host_header: the name users type (``pravoo.in``); sent as Host and, with TLS, as SNI
     + port: the port nginx listens on for the site
     + tls: ask over HTTPS
 
-    The certificate itself is checked by certbot and by the tests from outside; this check is
-    about nginx reaching the app with the real Host header. Declare it with ``_if=`` so that it
-    runs after a change and a converged run stays change-free.
+    The certificate itself is checked by certbot and by the tests from outside; this is about
+    nginx reaching the app with the real Host header. A site that answers is no change, so a
+    converged run stays change-free; one that does not is reported by every run and by the drift
+    gate until it is fixed (a site nginx accepts but that points nowhere is not "in sync").
 
     **Example:**
 
     .. code:: python
 
         site_answers(name="pravoo.in answers through nginx", url="/", host_header="pravoo.in",
-                     port=443, tls=True, _if=any_changed(release, site))
+                     port=443, tls=True)
     """
+    code = host.get_fact(HttpStatus, url=url, host_header=host_header, port=port, tls=tls)
+    if code[:1] in ("2", "3"):
+        return
     scheme = "https" if tls else "http"
-    q = shlex.quote
+    # asked again when the run gets here (the fact may be from before this run's changes)
     yield StringCommand(
-        f"code=$(curl -sS -k -o /dev/null -w '%{{http_code}}' --retry 5 --retry-connrefused "
-        f"--retry-delay 1 --max-time 30 --resolve {q(f'{host_header}:{port}:127.0.0.1')} "
-        f"{q(f'{scheme}://{host_header}:{port}{url}')}); "
-        f"case $code in 2??|3??) ;; *) echo \"{scheme}://{host_header}:{port}{url} through nginx "
-        f"answered HTTP $code\" >&2; exit 1;; esac"
+        f"code=$({http_check_command(url, host_header, port, tls)}); "
+        "case $code in 2??|3??) exit 0;; esac; "
+        f"echo \"{scheme}://{host_header}:{port}{url} through nginx answered HTTP $code\" >&2; exit 1"
     )
 
 
-def sites_answer(config: HostConfig, after: dict[str, list[OperationMeta]]) -> None:
-    """Last: every app answers through nginx, checked when anything on its path changed."""
+def sites_answer(config: HostConfig) -> None:
+    """Last: every app answers through nginx with the Host header its users send."""
     for name, app in config.apps.items():
-        changed = [op for op in after.get(name, []) if op is not None]
-        if not changed:
-            continue
         host_header = _context(config, name, app)["host_header"]
         port = 443 if app.nginx.tls else app.nginx.port
         site_answers(name=f"{name}: {host_header} answers through nginx", url="/",
-                     host_header=host_header, port=port, tls=app.nginx.tls,
-                     _if=any_changed(*changed))
+                     host_header=host_header, port=port, tls=app.nginx.tls)

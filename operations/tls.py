@@ -13,7 +13,6 @@ from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
-from pyinfra.api.operation import OperationMeta
 from pyinfra.operations import files, systemd
 
 from iac.model import HostConfig, TlsSection
@@ -96,16 +95,13 @@ def certificate_issued(domain: str, email: str, directory: str, ca_bundle: str |
     )
 
 
-def certificates(config: HostConfig) -> dict[str, OperationMeta]:
-    """After nginx: issue missing certificates; renewals are certbot.timer's job. Returns each
-    domain's issuing operation."""
+def certificates(config: HostConfig) -> None:
+    """After nginx: issue missing certificates; renewals are certbot.timer's job."""
     if config.tls is None or not tls_domains(config):
-        return {}
-    ops: dict[str, OperationMeta] = {}
+        return
     for domain in tls_domains(config):
-        ops[domain] = certificate_issued(name=f"Certificate for {domain}", domain=domain, email=config.tls.email,
+        certificate_issued(name=f"Certificate for {domain}", domain=domain, email=config.tls.email,
                            directory=config.tls.acme_directory,
                            ca_bundle=CA_BUNDLE if config.tls.acme_ca_bundle else None)
     systemd.service(name="certbot.timer renews certificates", service="certbot.timer",
                     running=True, enabled=True)
-    return ops

@@ -212,10 +212,15 @@ def test_site_nginx_accepts_but_that_cannot_reach_the_app_fails_the_run(
                           cwd=copy, PYINFRA_PROGRESS="off")
     assert run.returncode != 0
     assert "https://pravoo.in:443/ through nginx answered HTTP 502" in run.output
+    # the broken site is not "in sync" just because it is already in place
+    again = sandbox.command("unreachable-upstream-again", run.args, cwd=copy, PYINFRA_PROGRESS="off")
+    assert again.returncode != 0 and "answered HTTP 502" in again.output
+    drift = sandbox.drift("drift-unreachable-upstream")
+    assert drift.returncode == 2 and "srv1178562: chip_dashboard: pravoo.in answers through nginx" in drift.stdout
     # the next run from this repository puts the right site back and the check passes
     restore = sandbox.converge("after-unreachable-upstream")
     assert restore.returncode == 0, restore.output[-3000:]
-    assert "pravoo.in answers through nginx" in restore.output
+    assert "Starting operation: chip_dashboard: pravoo.in answers through nginx" in restore.output
     assert "chip_dashboard v" in curl(sandbox, "-k", "https://pravoo.in/").stdout
     assert sandbox.drift("drift-after-unreachable-upstream").returncode == 0
 
