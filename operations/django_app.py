@@ -65,6 +65,8 @@ def _context(config: HostConfig, name: str, app: DjangoApp) -> dict:
         "migrate_databases": ["default", *app.extra_databases],
         "uses_postgres": bool(pg),
         "host_header": host_header,
+        # ExecStart's program: the unit runs it, the unit check accepts its absence before release 1
+        "gunicorn": f"/srv/venvs/{name}/bin/gunicorn",
         # the release is checked on gunicorn's socket, as nginx will call it
         "health_url": "http://localhost/healthz",
         "health_curl_args": (f"--unix-socket /run/{app.unit}/gunicorn.sock -H Host:{host_header}"
@@ -176,7 +178,7 @@ def django_app(config: HostConfig, name: str, app: DjangoApp) -> None:
     # inputs), after the new release is built, so a changed unit costs one restart of downtime
     validated_file(
         name=f"{name}: unit {app.unit} (verified, live)", staged=staged_unit, dest=unit_path,
-        validate=_verify_unit("{path}", f"/srv/venvs/{name}/bin/gunicorn"), activate="systemctl daemon-reload",
+        validate=_verify_unit("{path}", ctx["gunicorn"]), activate="systemctl daemon-reload",
     )
     for d in ("/srv/apps", "/srv/venvs", "/srv/releases"):
         files.directory(name=f"Directory {d}", path=d, mode="755")
