@@ -245,12 +245,11 @@ class World:
         nets = [ipaddress.IPv4Network(e["subnet"]) for e in taken.values()]
         nets += [ipaddress.IPv4Network(a) for a in avoid]
         for line in run(["ip", "-4", "route", "show", "table", "all"]).stdout.splitlines():
-            dest = line.split()[0] if line.split() else ""
-            if dest.startswith("local") or dest.startswith("broadcast"):
-                dest = line.split()[1]
-            with contextlib.suppress(ValueError):
-                if dest not in ("default",):
-                    nets.append(ipaddress.IPv4Network(dest, strict=False))
+            words = line.split()
+            if words[:1] in (["local"], ["broadcast"]):
+                words = words[1:]
+            with contextlib.suppress(ValueError, IndexError):  # "default" and blank lines
+                nets.append(ipaddress.IPv4Network(words[0], strict=False))
         name = next(f"{prefix}{i}" for i in range(2, 100) if f"{prefix}{i}" not in taken)
         for second in range(214, 250):
             candidate = ipaddress.IPv4Network(f"10.{second}.0.0/16")

@@ -74,9 +74,10 @@ class Sandbox:
         return self.keep(label, Run(args, proc.returncode, proc.stdout, proc.stderr,
                                     time.monotonic() - started))
 
-    def converge(self, label: str = "converge", *extra: str) -> Run:
+    def converge(self, label: str = "converge", *extra: str, cwd: Path = REPO, **env: str) -> Run:
+        """`pyinfra sandbox/inventory.py deploy.py -y` run from ``cwd`` (a repo_copy to break)."""
         return self.command(label, [str(REPO / ".venv/bin/pyinfra"), SANDBOX_INVENTORY,
-                                    "deploy.py", "-y", *extra], PYINFRA_PROGRESS="off")
+                                    "deploy.py", "-y", *extra], cwd=cwd, **{"PYINFRA_PROGRESS": "off", **env})
 
     def converge_json(self, label: str) -> tuple[Run, dict]:
         run = self.converge(label, "--json")

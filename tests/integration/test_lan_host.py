@@ -120,8 +120,7 @@ def test_network_is_static_on_eno1(sandbox: Sandbox, converged: Run) -> None:
 
 def test_an_address_change_that_would_cut_ssh_is_refused(sandbox: Sandbox, converged: Run) -> None:
     moved = json.dumps({"lan": {"network": {"address": f"{sandbox.world.host_ip('lan')[:-1]}7/24"}}})
-    run = sandbox.command("lan-readdress", [str(REPO / ".venv/bin/pyinfra"), "sandbox/inventory.py", "deploy.py",
-                                            "-y", "--limit", "lan"], PYINFRA_PROGRESS="off", SANDBOX_OVERRIDES=moved)
+    run = sandbox.converge("lan-readdress", "--limit", "lan", SANDBOX_OVERRIDES=moved)
     assert run.returncode != 0
     assert "refusing to move eno1" in run.output
     assert f"inet {sandbox.world.host_ip('lan')}/24" in sandbox.ssh("lan", "ip -o -4 addr show dev eno1").stdout
@@ -195,8 +194,7 @@ def test_front_end_is_rebuilt_only_when_its_inputs_change(sandbox: Sandbox, conv
     sandbox.ssh("lan", "live=$(readlink -f /srv/apps/shop_scheduler); for d in /srv/releases/shop_scheduler/*/; "
                        "do [ \"${d%/}\" = \"$live\" ] || rm -rf \"$d\"; done")
     logged = len(sandbox.ssh("lan", "cat /var/log/iac/releases.log").stdout.splitlines())
-    run = sandbox.command("shop-v1", [str(REPO / ".venv/bin/pyinfra"), "sandbox/inventory.py", "deploy.py", "-y",
-                                      "--limit", "lan"], PYINFRA_PROGRESS="off", SANDBOX_OVERRIDES=v1)
+    run = sandbox.converge("shop-v1", "--limit", "lan", SANDBOX_OVERRIDES=v1)
     assert run.returncode == 0, run.output[-3000:]
     steps = "\n".join(sandbox.ssh("lan", "cat /var/log/iac/releases.log").stdout.splitlines()[logged:])
     assert "shop_scheduler: npm run build" in steps
@@ -214,8 +212,7 @@ def test_release_with_unchanged_front_end_reuses_its_build_and_a_failed_migratio
     migrations = sandbox.ssh("lan", f"runuser -u postgres -- {tables}").stdout
     logged = len(sandbox.ssh("lan", "cat /var/log/iac/releases.log").stdout.splitlines())
     broken = json.dumps({"lan": {"apps": {"shop_scheduler": {"source": {"revision": "broken"}}}}})
-    run = sandbox.command("shop-broken", [str(REPO / ".venv/bin/pyinfra"), "sandbox/inventory.py", "deploy.py",
-                                          "-y", "--limit", "lan"], PYINFRA_PROGRESS="off", SANDBOX_OVERRIDES=broken)
+    run = sandbox.converge("shop-broken", "--limit", "lan", SANDBOX_OVERRIDES=broken)
     assert run.returncode != 0
     steps = "\n".join(sandbox.ssh("lan", "cat /var/log/iac/releases.log").stdout.splitlines()[logged:])
     assert "shop_scheduler: front-end build reused" in steps, steps

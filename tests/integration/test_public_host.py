@@ -168,8 +168,7 @@ def test_broken_nginx_template_fails_before_reload_and_site_keeps_serving(
     broken = tpl.read_text().replace(directive, directive + "\n    no_such_directive on;")
     tpl.write_text(broken)
     live_before = sandbox.ssh("public", "sha256sum /etc/nginx/sites-available/django").stdout
-    run = sandbox.command("broken-nginx-template", [str(REPO / ".venv/bin/pyinfra"), "sandbox/inventory.py",
-                                                    "deploy.py", "-y"], cwd=copy, PYINFRA_PROGRESS="off")
+    run = sandbox.converge("broken-nginx-template", cwd=copy)
     assert run.returncode != 0
     assert "REFUSED: nginx -t rejected site django" in run.output
     assert sandbox.ssh("public", "sha256sum /etc/nginx/sites-available/django").stdout == live_before
@@ -187,9 +186,7 @@ def test_broken_unit_template_is_refused_and_the_app_keeps_serving(
                    .replace("ExecStart=/srv/venvs/", "ExecStart=/srv/vnevs/"))
     unit = "/etc/systemd/system/broker_portal.service"
     live_before = sandbox.ssh("public", f"sha256sum {unit}").stdout
-    run = sandbox.command("broken-unit-template", [str(REPO / ".venv/bin/pyinfra"), "sandbox/inventory.py",
-                                                   "deploy.py", "-y", "--limit", "public"],
-                          cwd=copy, PYINFRA_PROGRESS="off")
+    run = sandbox.converge("broken-unit-template", "--limit", "public", cwd=copy)
     assert run.returncode != 0
     assert f"REFUSED: {unit} failed validation" in run.output
     assert "Failed to parse service restart specifier" in run.output
@@ -207,13 +204,11 @@ def test_site_nginx_accepts_but_that_cannot_reach_the_app_fails_the_run(
     upstream = "server unix:/run/{{ app.unit }}/gunicorn.sock"
     assert upstream in tpl.read_text()
     tpl.write_text(tpl.read_text().replace(upstream, "server unix:/run/no-such-app/gunicorn.sock"))
-    run = sandbox.command("unreachable-upstream", [str(REPO / ".venv/bin/pyinfra"), "sandbox/inventory.py",
-                                                   "deploy.py", "-y", "--limit", "public"],
-                          cwd=copy, PYINFRA_PROGRESS="off")
+    run = sandbox.converge("unreachable-upstream", "--limit", "public", cwd=copy)
     assert run.returncode != 0
     assert "https://pravoo.in:443/ through nginx answered HTTP 502" in run.output
     # the broken site is not "in sync" just because it is already in place
-    again = sandbox.command("unreachable-upstream-again", run.args, cwd=copy, PYINFRA_PROGRESS="off")
+    again = sandbox.converge("unreachable-upstream-again", "--limit", "public", cwd=copy)
     assert again.returncode != 0 and "answered HTTP 502" in again.output
     drift = sandbox.drift("drift-unreachable-upstream")
     assert drift.returncode == 2 and "srv1178562: chip_dashboard: pravoo.in answers through nginx" in drift.stdout
@@ -237,9 +232,7 @@ def test_broken_release_keeps_the_old_one_serving_and_the_database_as_it_was(
                                        "'select count(*) from django_migrations'").stdout
     deployed = json.loads(sandbox.ssh("public", "cat /srv/releases/chip_dashboard/deployed.json").stdout)
     overrides = json.dumps({"public": {"apps": {APP: {"source": {"revision": "broken"}}}}})
-    run = sandbox.command("deploy-broken-release", [str(REPO / ".venv/bin/pyinfra"), "sandbox/inventory.py",
-                                                    "deploy.py", "-y"], PYINFRA_PROGRESS="off",
-                          SANDBOX_OVERRIDES=overrides)
+    run = sandbox.converge("deploy-broken-release", SANDBOX_OVERRIDES=overrides)
     assert run.returncode != 0
     assert "migration FAILED" in run.output
     assert "chip_dashboard v2" in curl(sandbox, "-k", "https://pravoo.in/").stdout
@@ -256,8 +249,7 @@ def test_broken_release_keeps_the_old_one_serving_and_the_database_as_it_was(
 
 def test_new_revision_deploys_and_an_old_one_rolls_back(sandbox: Sandbox, bare_public: Run) -> None:
     v1 = json.dumps({"public": {"apps": {APP: {"source": {"revision": "v1"}}}}})
-    run = sandbox.command("deploy-v1", [str(REPO / ".venv/bin/pyinfra"), "sandbox/inventory.py", "deploy.py",
-                                        "-y"], PYINFRA_PROGRESS="off", SANDBOX_OVERRIDES=v1)
+    run = sandbox.converge("deploy-v1", SANDBOX_OVERRIDES=v1)
     # v1 has no v2 migration to undo: Django keeps the newer schema, the old code still serves
     assert run.returncode == 0, run.output[-3000:]
     assert "chip_dashboard v1" in curl(sandbox, "-k", "https://pravoo.in/").stdout

@@ -42,9 +42,7 @@ def test_switch_to_postgresql_moves_every_row(sandbox: Sandbox, converged: Run, 
     text += '\npostgres = {"roles": ["chip_dashboard"], "databases": {"chip_dashboard": "chip_dashboard"}}\n'
     public.write_text(text)
 
-    run = sandbox.command("switch-to-postgres", [str(REPO / ".venv/bin/pyinfra"), "sandbox/inventory.py",
-                                                 "deploy.py", "-y", "--limit", "public"], cwd=copy,
-                          PYINFRA_PROGRESS="off")
+    run = sandbox.converge("switch-to-postgres", "--limit", "public", cwd=copy)
     assert run.returncode == 0, run.output[-4000:]
     TIMINGS["public: SQLite to PostgreSQL switch"] = run.seconds
     assert _pg_counts(sandbox) == before
