@@ -15,7 +15,7 @@ PYINFRA := $(VENV)/bin/pyinfra
 export SANDBOX_NAME SANDBOX_SUBNET
 
 .PHONY: help deps venv sandbox sandbox-up sandbox-status sandbox-down plan apply drift deploy-keys \
-        audit-mismatches alert-test \
+        audit-mismatches alert-test backup-status backup-now restore restore-drill \
         validate test test-unit test-integration lint
 
 help: ## List the targets and what they do
@@ -75,8 +75,25 @@ audit-mismatches: venv ## rental_scheduler's invoice audit on the LAN host (STAR
 alert-test: venv ## The runbook's controlled test exception through APP's Discord alerts (APP=rental_scheduler)
 	@$(PYINFRA) $(INVENTORY) --limit lan -y exec -- /usr/local/sbin/iac-alert-test $(APP)
 
-lint: venv ## ruff
+backup-status: venv ## Newest dump per database, newest offsite snapshot, last unit results: exit 0 fresh, 2 stale/failed, 1 error (FORMAT=json)
+	@$(PY) -m iac.backups $(INVENTORY) status --format $(FORMAT)
+
+WHAT ?= all
+backup-now: venv ## Run the backup units now and wait for them (WHAT=dumps|offsite|system-state|all)
+	@$(PY) -m iac.backups $(INVENTORY) now --what $(WHAT)
+
+FROM ?= local
+restore: venv ## Restore DB=<name> [FROM=local|offsite] [AT='YYYY-MM-DD HH:MM:SS' UTC]: stop its apps, restore, start, check (production asks)
+	@test -n "$(DB)" || { echo "make restore: give DB=<database>, e.g. DB=gts_shop_scheduler" >&2; exit 1; }
+	@$(PY) -m iac.backups $(INVENTORY) restore --db "$(DB)" --from $(FROM) $(if $(AT),--at "$(AT)") $(if $(filter yes,$(CONFIRM)),--yes)
+
+restore-drill: venv ## Restore the newest local and offsite dumps into scratch databases and compare row counts (FORMAT=json)
+	@$(PY) -m iac.backups $(INVENTORY) drill --format $(FORMAT)
+
+SHELL_SCRIPTS = $(shell git ls-files | xargs grep -lE '^#!(/bin/bash|/usr/bin/env bash)' 2>/dev/null)
+lint: venv ## ruff on the Python, shellcheck on every bash script of the repo
 	$(VENV)/bin/ruff check .
+	shellcheck -S warning $(SHELL_SCRIPTS)
 
 test-unit: venv ## Fast tests: model, validation errors, rendering, inventories (no sandbox)
 	$(VENV)/bin/pytest -q tests/unit

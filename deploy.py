@@ -8,6 +8,7 @@ from pyinfra import host
 
 from iac.stack import host_config
 from operations.admin import admin_account
+from operations.backups import backups
 from operations.base import base_system
 from operations.django_app import django_app
 from operations.network import static_network
@@ -36,5 +37,7 @@ for name, app in config.apps.items():
 nginx_sites(config)
 # certbot answers its HTTP-01 challenge through the nginx site above
 certificates(config)
+# after the apps and their databases: dumps of every declared database, offsite copies, alerts
+backups(config)
 # last: each app answers through nginx with the Host header its users send (pravoo.in)
 sites_answer(config)

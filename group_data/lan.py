@@ -71,3 +71,23 @@ apps = {
         "nginx": {"name": "shop_scheduler", "port": 8002, "server_names": ["gts-server.lan", "_"]},
     },
 }
+
+# Runbook "Backups (implemented)" and "System-state backups": names, paths, schedules and
+# retention are the model's defaults (iac/model.py, BackupsSection); only the repositories are set
+# here. Passwords and keys come from the secrets file.
+backups = {
+    "local": {
+        # CONFIRM on the server before the first production run (`blkid /dev/sdX1` of the WD Red);
+        # until then the fstab line is left as it is and only the mount is checked.
+        "disk_uuid": None,
+    },
+    "offsite": {
+        "postgres": {
+            "repository": "s3:https://nyc3.digitaloceanspaces.com/rocksolid-storage/backups/gts-server/postgres",
+        },
+        "system_state": {
+            "repository": "s3:https://nyc3.digitaloceanspaces.com/rocksolid-storage/backups/gts-server/system-state",
+        },
+    },
+    "alerts": {},
+}

@@ -39,3 +39,19 @@ apps = {
         "nginx": {"name": "django", "port": 80, "server_names": ["pravoo.in"], "tls": True},
     },
 }
+
+# The runbook backs the database up by hand before migrations only; the repo adds a daily dump on
+# a timer (the pre-migrate backup of a release stays). No separate disk on the VPS. Offsite is off
+# until a bucket is chosen for this host (the sandbox turns it on against its S3 stand-in).
+backups = {
+    "local": {
+        "unit": "chip-dashboard-backup",
+        "script": "/usr/local/sbin/chip_dashboard_backup.sh",
+        "schedule": "*-*-* 03:15:00",
+        "mount": None,
+        "root": "/var/backups/chip_dashboard",
+        "keep_dump_days": 14,
+        "group": "root",
+    },
+    "alerts": {},
+}

@@ -36,6 +36,10 @@ ALLOWED_OVERRIDES: dict[str, str] = {
     "network.dns": "the machine's resolver: there is no 192.168.1.1 here",
     "node.source": "NodeSource's repository cannot be reached from here: Debian's nodejs instead",
     "tailscale.enabled": "Tailscale's repository cannot be reached from here",
+    "backups.local.disk_uuid": "the sandbox's own dump disk (an ext4 image bound into the LAN host)",
+    "backups.offsite.*": "restic repositories on the sandbox's S3 stand-in (moto) instead of DigitalOcean "
+                         "Spaces; the public host's offsite copy is on in the sandbox only, until production "
+                         "has a bucket for it",
 }
 
 # pyinfra connection keys an inventory may set per host (not part of the model)

@@ -21,8 +21,15 @@ if not _world.ssh_key.exists():
 _secrets = SecretsFile(
     _world.dir / "secrets.json", generate=True,
     special={("apps", "*", "discord_alerts", "webhook_url"):
-             lambda token: f"{_world.webhook_base}/api/webhooks/1/{token}"},
+             lambda token: f"{_world.webhook_base}/api/webhooks/1/{token}",
+             ("backups", "alerts", "webhook_url"):
+             lambda token: f"{_world.webhook_base}/api/webhooks/2/{token}"},
 )
+
+
+def _s3(path: str) -> str:
+    """A restic repository on the sandbox's S3 stand-in, shaped like production's URL."""
+    return f"s3:{_world.s3_endpoint}/iac-{_world.name}/backups/{path}"
 
 
 def _connection(role: str) -> dict:
@@ -45,6 +52,11 @@ def _overrides(group: str) -> dict:
         },
     }
     if group == "public":
+        # production has no offsite repository for this host yet; the sandbox proves the mechanism
+        values["backups"] = {"offsite": {"postgres": {
+            "repository": _s3("srv1178562/chip_dashboard"), "unit": "restic-chip-dashboard",
+            "script": "/usr/local/sbin/restic_backup_chip_dashboard.sh", "env_file": "/etc/iac/backup/restic.env",
+            "check_unit": "restic-chip-dashboard-check", "tag": "chip-dashboard"}}}
         values["tls"] = {"acme_directory": _world.acme_directory,
                          "acme_ca_bundle": _world.acme_ca_file.read_text()}
     if group == "lan":
@@ -52,6 +64,11 @@ def _overrides(group: str) -> dict:
                              "dns": _world.resolvers()}
         values["node"] = {"source": "debian"}
         values["tailscale"] = {"enabled": False}
+        values["backups"] = {
+            "local": {"disk_uuid": getattr(_world, "backup_disk_uuid", lambda: None)()},
+            "offsite": {"postgres": {"repository": _s3("gts-server/postgres")},
+                        "system_state": {"repository": _s3("gts-server/system-state")}},
+        }
     # tests pick other revisions: SANDBOX_OVERRIDES='{"public": {"apps": {...}}}'
     extra = json.loads(os.environ.get("SANDBOX_OVERRIDES") or "{}").get(group, {})
     return deep_merge(values, extra)

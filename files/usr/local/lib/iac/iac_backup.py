@@ -1,0 +1,789 @@
+#!/usr/bin/python3
+# Managed by this repo (files/usr/local/lib/iac/iac_backup.py). Do not edit on the host.
+"""iac-backup: the host side of the backups declared in the repo's model (BackupsSection).
+
+Reads one settings file written by the converge (``/etc/iac/backup.json``, no secrets). Secrets
+(restic password, S3 keys, webhook) reach it only through the environment, which systemd loads
+from root-only ``EnvironmentFile=`` files; the ``env-exec`` command applies the same files for an
+operator's shell, with the parser below (never by sourcing them in a shell).
+
+Commands (each a stage function below; exit 0 success, 1 failure, 2 stale/mismatch):
+  dump          local dumps of every declared database + globals, validated, then pruned
+  offsite NAME  restic backup of the local dumps (NAME=postgres) or of the system state
+                (NAME=system_state), then forget --prune with the declared policy
+  check NAME    restic check of a repository
+  status        JSON: newest dump per database, newest snapshot per repository, units
+  restore DB    the runbook's local-first restore, from local or offsite, newest or at a time
+  drill         restore newest local and offsite dumps into scratch databases, compare rows
+  alert UNIT    one message to the webhook about a failed unit (run by OnFailure=)
+  env-exec FILE -- CMD...   run CMD with FILE's variables (restic-system-state-env.sh)
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import grp
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+SETTINGS = Path(os.environ.get("IAC_BACKUP_SETTINGS", "/etc/iac/backup.json"))
+STAMP_FORMAT = "%Y%m%d_%H%M%S"
+STAMP_RE = re.compile(r"_(\d{8}_\d{6})\.(dump|sqlite3|sql)$")
+PSQL = ["runuser", "-u", "postgres", "--"]
+
+
+class BackupError(Exception):
+    """A failure the operator must see; the message says what and where."""
+
+
+def log(msg: str) -> None:
+    print(f"[iac-backup] {msg}", file=sys.stderr, flush=True)
+
+
+def run(cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=False, text=True, capture_output=True, **kw)
+
+
+def must(cmd: list[str], what: str, **kw) -> subprocess.CompletedProcess:
+    proc = run(cmd, **kw)
+    if proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout or "").strip().splitlines()[-3:]
+        raise BackupError(f"{what} failed (exit {proc.returncode}): {' | '.join(detail)}")
+    return proc
+
+
+def load_settings(path: Path = SETTINGS) -> dict:
+    return json.loads(path.read_text())
+
+
+# ---- environment files ---------------------------------------------------------------------
+
+def quote_env_value(value: str) -> str:
+    """A value for a systemd EnvironmentFile= line: double-quoted, \\ and " and $ escaped.
+
+    systemd unquotes and unescapes it and never expands anything; ``parse_env_file`` reads it back
+    the same way."""
+    if "\n" in value or "\0" in value:
+        raise ValueError("environment values cannot contain a newline or NUL")
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def parse_env_file(text: str) -> dict[str, str]:
+    """KEY=value lines as systemd's EnvironmentFile= reads them (the subset this repo writes:
+    comments, bare values, double- or single-quoted values with backslash escapes)."""
+    out: dict[str, str] = {}
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not line or line.startswith(("#", ";")):
+            continue
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key):
+            raise ValueError(f"not a KEY=value line: {key[:40]!r}")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
+            quote, body, chars, i = value[0], value[1:-1], [], 0
+            while i < len(body):
+                if body[i] == "\\" and i + 1 < len(body) and quote == '"':
+                    chars.append(body[i + 1])
+                    i += 2
+                    continue
+                chars.append(body[i])
+                i += 1
+            value = "".join(chars)
+        out[key] = value
+    return out
+
+
+def env_exec(path: str, argv: list[str]) -> int:
+    env = {**os.environ, **parse_env_file(Path(path).read_text())}
+    os.execvpe(argv[0], argv, env)
+    return 127  # not reached
+
+
+# ---- local dumps ---------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Dump:
+    path: Path
+    stamp: datetime
+
+    @property
+    def checksum_file(self) -> Path:
+        return self.path.with_name(self.path.name + ".sha256")
+
+
+def stamp_of(name: str) -> datetime | None:
+    m = STAMP_RE.search(name)
+    return datetime.strptime(m.group(1), STAMP_FORMAT).replace(tzinfo=UTC) if m else None
+
+
+def dumps_in(directory: Path) -> list[Dump]:
+    """Completed dumps in a directory (temporary files excluded), newest first."""
+    found = []
+    if directory.is_dir():
+        for p in directory.iterdir():
+            st = stamp_of(p.name)
+            if st is not None and p.is_file():
+                found.append(Dump(p, st))
+    return sorted(found, key=lambda d: d.stamp, reverse=True)
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def checksum_ok(dump: Dump) -> bool:
+    """``sha256sum -c`` of the file written beside the dump."""
+    try:
+        want = dump.checksum_file.read_text().split()[0]
+    except (OSError, IndexError):
+        return False
+    return want == sha256_of(dump.path)
+
+
+def expired(paths: list[Path], keep_days: int, now: float) -> list[Path]:
+    """Files whose modification time is more than ``keep_days`` days before ``now``."""
+    limit = now - keep_days * 86400
+    return [p for p in paths if p.stat().st_mtime < limit]
+
+
+def require_mount(settings: dict) -> None:
+    mount = settings["local"].get("mount")
+    if mount and not os.path.ismount(mount):
+        raise BackupError(f"{mount} is not a mount point (is the backup disk attached?); nothing was written")
+
+
+def layout(settings: dict) -> dict[str, Path]:
+    root = Path(settings["local"]["root"])
+    return {"root": root, "db": root / "db", "globals": root / "globals", "logs": root / "logs"}
+
+
+def ensure_dirs(settings: dict, databases: list[str]) -> None:
+    """root:GROUP 2750: the group (postgres, which the admin is in) reads, app users do not."""
+    gid = grp.getgrnam(settings["local"]["group"]).gr_gid
+    paths = layout(settings)
+    for d in [paths["root"], paths["db"], paths["globals"], paths["logs"],
+              *(paths["db"] / db for db in databases)]:
+        d.mkdir(parents=True, exist_ok=True)
+        os.chown(d, 0, gid)
+        os.chmod(d, 0o2750)
+
+
+def finish(tmp: Path, final: Path, gid: int) -> None:
+    """Checksum beside the file, both 0640 root:GROUP, then the rename that publishes them."""
+    digest = sha256_of(tmp)
+    sumfile = final.with_name(final.name + ".sha256")
+    sum_tmp = sumfile.with_name(sumfile.name + ".partial")
+    sum_tmp.write_text(f"{digest}  {final.name}\n")
+    for p in (tmp, sum_tmp):
+        os.chown(p, 0, gid)
+        os.chmod(p, 0o640)
+    os.replace(tmp, final)
+    os.replace(sum_tmp, sumfile)
+
+
+def validate_dump(engine: str, path: Path) -> None:
+    if path.stat().st_size == 0:
+        raise BackupError(f"{path.name} is empty")
+    if engine == "postgresql":
+        must(["pg_restore", "--list", str(path)], f"pg_restore --list {path.name}")
+    elif engine == "sqlite":
+        out = must(["sqlite3", "-readonly", str(path), "pragma integrity_check"], f"integrity check of {path.name}")
+        if out.stdout.strip() != "ok":
+            raise BackupError(f"integrity check of {path.name}: {out.stdout.strip()[:200]}")
+    elif engine == "globals":
+        head = path.read_text(errors="replace")[:4000]
+        if "PostgreSQL database cluster dump" not in head:
+            raise BackupError(f"{path.name} is not a pg_dumpall output")
+
+
+def write_dump(engine: str, source: str, tmp: Path) -> None:
+    """Dump one database into ``tmp`` (root-owned; the dump tools run as postgres)."""
+    if engine == "postgresql":
+        with open(tmp, "wb") as out:
+            proc = subprocess.run([*PSQL, "pg_dump", "-Fc", source], stdout=out, stderr=subprocess.PIPE,
+                                  check=False)
+    elif engine == "globals":
+        with open(tmp, "wb") as out:
+            proc = subprocess.run([*PSQL, "pg_dumpall", "--globals-only"], stdout=out, stderr=subprocess.PIPE,
+                                  check=False)
+    else:
+        proc = subprocess.run(["sqlite3", source, f".backup '{tmp}'"], stderr=subprocess.PIPE, check=False)
+    if proc.returncode != 0:
+        raise BackupError(f"dump of {source or engine} failed: {proc.stderr.decode(errors='replace').strip()[-300:]}")
+
+
+def dump_one(engine: str, source: str, directory: Path, name: str, stamp: str, gid: int) -> Path:
+    """Write, validate, checksum, publish. A failure leaves no file behind."""
+    ext = {"postgresql": "dump", "sqlite": "sqlite3", "globals": "sql"}[engine]
+    final = directory / f"{name}_{stamp}.{ext}"
+    tmp = directory / f".{final.name}.partial"
+    try:
+        write_dump(engine, source, tmp)
+        validate_dump(engine, tmp)
+        finish(tmp, final, gid)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return final
+
+
+def prune(settings: dict, now: float) -> list[Path]:
+    """Delete what the declared retention no longer keeps; never the newest dump of a database."""
+    local, paths = settings["local"], layout(settings)
+    removed: list[Path] = []
+    for db in local["databases"]:
+        dumps = dumps_in(paths["db"] / db)
+        old = expired([d.path for d in dumps[1:]], local["keep_dump_days"], now)
+        for p in old:
+            for f in (p, p.with_name(p.name + ".sha256")):
+                f.unlink(missing_ok=True)
+                removed.append(f)
+    globals_ = dumps_in(paths["globals"])
+    for p in expired([d.path for d in globals_[1:]], local["keep_globals_days"], now):
+        for f in (p, p.with_name(p.name + ".sha256")):
+            f.unlink(missing_ok=True)
+            removed.append(f)
+    pre = paths["root"] / "pre-restore"
+    for p in expired([d.path for d in dumps_in(pre)], local["keep_dump_days"], now):
+        for f in (p, p.with_name(p.name + ".sha256")):
+            f.unlink(missing_ok=True)
+            removed.append(f)
+    logs = sorted(paths["logs"].glob("*.log")) if paths["logs"].is_dir() else []
+    for p in expired(logs, local["keep_log_days"], now):
+        p.unlink(missing_ok=True)
+        removed.append(p)
+    return removed
+
+
+@contextlib.contextmanager
+def locked(name: str):
+    """One run at a time per kind: a second run waits for the first (never overlaps)."""
+    Path("/run/lock").mkdir(exist_ok=True)
+    with open(f"/run/lock/iac-backup-{name}.lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+def cmd_dump(settings: dict) -> int:
+    local = settings["local"]
+    with locked("dump"):
+        require_mount(settings)  # before anything is created: nothing lands on the root filesystem
+        dbs = local["databases"]
+        ensure_dirs(settings, list(dbs))
+        gid = grp.getgrnam(local["group"]).gr_gid
+        paths = layout(settings)
+        stamp = datetime.now(UTC).strftime(STAMP_FORMAT)
+        logfile = paths["logs"] / f"pg_backup_{stamp}.log"
+        failures: list[str] = []
+        started = time.monotonic()
+        with open(logfile, "a") as lf:
+            os.fchown(lf.fileno(), 0, gid)
+            os.fchmod(lf.fileno(), 0o640)
+
+            def note(msg: str) -> None:
+                lf.write(f"{datetime.now(UTC).isoformat(timespec='seconds')} {msg}\n")
+                lf.flush()
+                log(msg)
+
+            jobs = [(db["engine"], db.get("path") or name, paths["db"] / name, name) for name, db in dbs.items()]
+            if local.get("globals"):
+                jobs.append(("globals", "", paths["globals"], "globals"))
+            for engine, source, directory, name in jobs:
+                try:
+                    out = dump_one(engine, source, directory, name, stamp, gid)
+                    note(f"ok {name}: {out.name} {out.stat().st_size} bytes, validated, sha256 written")
+                except (BackupError, OSError) as exc:
+                    failures.append(name)
+                    note(f"FAILED {name}: {exc}")
+            removed = prune(settings, time.time())
+            note(f"pruned {len(removed)} file(s); {len(jobs) - len(failures)}/{len(jobs)} dumps in "
+                 f"{time.monotonic() - started:.1f}s")
+        if failures:
+            raise BackupError(f"dumps failed: {', '.join(failures)} (log: {logfile})")
+    return 0
+
+
+# ---- restic --------------------------------------------------------------------------------
+
+def restic(args: list[str], env_file: str | None = None, **kw) -> subprocess.CompletedProcess:
+    env = {**os.environ, **(parse_env_file(Path(env_file).read_text()) if env_file else {})}
+    env.setdefault("RESTIC_CACHE_DIR", "/var/cache/restic")
+    return run(["restic", *args], env=env, **kw)
+
+
+def forget_args(target: dict) -> list[str]:
+    keep = target["keep"]
+    args = ["forget", "--tag", target["tag"], "--group-by", "host,tags", "--prune"]
+    for period in ("hourly", "daily", "weekly", "monthly"):
+        if keep.get(period):
+            args += [f"--keep-{period}", str(keep[period])]
+    return args
+
+
+def write_inventory(directory: Path) -> None:
+    """The runbook's inventory snapshot, regenerated before each system-state backup."""
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chmod(directory, 0o700)
+    commands = {
+        "packages.txt": ["dpkg-query", "-W", "-f", "${Package}\t${Version}\n"],
+        "enabled-services.txt": ["systemctl", "list-unit-files", "--state=enabled", "--no-legend", "--no-pager"],
+        "mounts.txt": ["findmnt", "--real", "-l"],
+        "nginx-T.txt": ["nginx", "-T"],
+    }
+    for name, cmd in commands.items():
+        proc = run(cmd) if shutil.which(cmd[0]) else None
+        text = (proc.stdout + proc.stderr) if proc else f"{cmd[0]} is not installed\n"
+        (directory / name).write_text(text)
+    (directory / "generated_at.txt").write_text(datetime.now(UTC).isoformat() + "\n")
+
+
+def cmd_offsite(settings: dict, name: str, time_override: str | None = None) -> int:
+    target = settings["offsite"].get(name)
+    if not target:
+        raise BackupError(f"no offsite repository '{name}' is declared on this host")
+    with locked(f"offsite-{name}"):
+        host = settings["host"]
+        if name == "system_state":
+            write_inventory(Path(target["inventory_dir"]))
+            paths = ["--files-from", target["includes_file"], "--exclude-file", target["excludes_file"]]
+        else:
+            require_mount(settings)
+            lay = layout(settings)
+            paths = [str(lay["db"]), str(lay["globals"])] if settings["local"].get("globals") else [str(lay["db"])]
+            paths = [p for p in paths if Path(p).is_dir()]
+            if not paths:
+                raise BackupError(f"no local dumps under {lay['root']} to send offsite")
+        extra = ["--time", time_override] if time_override else []
+        proc = restic(["backup", "--tag", target["tag"], "--host", host, *extra, *paths])
+        if proc.returncode != 0:
+            raise BackupError(f"restic backup to {target['repository']} failed: "
+                              f"{(proc.stderr.strip().splitlines() or ['?'])[-1]}")
+        log(f"restic backup ({target['tag']}): {(proc.stdout.strip().splitlines() or ['done'])[-1]}")
+        forgot = restic(forget_args(target))
+        if forgot.returncode != 0:
+            raise BackupError(f"restic forget failed: {(forgot.stderr.strip().splitlines() or ['?'])[-1]}")
+    return 0
+
+
+MISSING_PATTERNS = ("Is there a repository at the following location?", "The specified key does not exist",
+                    "The specified bucket does not exist", "NoSuchBucket")
+
+
+def repo_state(env_file: str) -> str:
+    """``exists``, ``missing`` (restic finds no repository there) or ``unreachable: why``."""
+    try:
+        proc = restic(["cat", "config"], env_file=env_file, timeout=90)
+    except subprocess.TimeoutExpired:
+        return "unreachable: no answer within 90 s"
+    if proc.returncode == 0:
+        return "exists"
+    err = proc.stderr.strip()
+    if any(p in err for p in MISSING_PATTERNS) and "wrong password" not in err:
+        return "missing"
+    return "unreachable: " + " ".join(err.splitlines()[-2:])[:300]
+
+
+def ensure_repo(env_file: str) -> int:
+    """Initialise the repository only when restic finds none; anything else is an error."""
+    state = repo_state(env_file)
+    if state == "exists":
+        return 0
+    if state != "missing":
+        raise BackupError(f"restic repository: {state} (it is not initialised while it cannot be read)")
+    must(["restic", "init"], "restic init", env={**os.environ, **parse_env_file(Path(env_file).read_text())})
+    log("restic repository initialised")
+    return 0
+
+
+def cmd_check(settings: dict, name: str) -> int:
+    target = settings["offsite"][name]
+    proc = restic(["check"])
+    sys.stdout.write(proc.stdout)
+    if proc.returncode != 0:
+        raise BackupError(f"restic check of {target['repository']} failed: {proc.stderr.strip()[-300:]}")
+    return 0
+
+
+def latest_snapshot(target: dict) -> dict | None:
+    proc = restic(["snapshots", "--json", "--tag", target["tag"]], env_file=target["env_file"], timeout=120)
+    if proc.returncode != 0:
+        raise BackupError((proc.stderr.strip().splitlines() or ["restic snapshots failed"])[-1])
+    snaps = json.loads(proc.stdout or "[]") or []
+    return max(snaps, key=lambda s: s["time"]) if snaps else None
+
+
+# ---- status --------------------------------------------------------------------------------
+
+def unit_state(unit: str) -> dict:
+    props = "Result,ActiveState,ExecMainStatus,ExecMainExitTimestamp,UnitFileState"
+    out = run(["systemctl", "show", "-p", props, f"{unit}.service"]).stdout
+    timer = run(["systemctl", "show", "-p", "ActiveState,UnitFileState,LastTriggerUSec",
+                 f"{unit}.timer"]).stdout
+    svc = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+    tmr = dict(line.split("=", 1) for line in timer.splitlines() if "=" in line)
+    return {"unit": unit, "result": svc.get("Result"), "exit_status": svc.get("ExecMainStatus"),
+            "last_run": svc.get("ExecMainExitTimestamp") or None,
+            "timer_enabled": tmr.get("UnitFileState") == "enabled",
+            "timer_active": tmr.get("ActiveState") == "active",
+            "ok": svc.get("Result") == "success" and tmr.get("ActiveState") == "active"}
+
+
+def schedule_seconds(expr: str) -> float:
+    """Interval between the next two elapses of an OnCalendar= expression."""
+    out = run(["systemd-analyze", "calendar", "--iterations=2", expr]).stdout
+    times = re.findall(r"\(in UTC\): \w+ (\S+ \S+) UTC", out)
+    if len(times) >= 2:
+        a, b = (datetime.strptime(t, "%Y-%m-%d %H:%M:%S") for t in times[:2])
+        return (b - a).total_seconds()
+    return 86400.0
+
+
+def status(settings: dict, now: float | None = None) -> dict:
+    """Everything `make backup-status` reports; ``stale`` is older than twice the schedule."""
+    now = now or time.time()
+    local, lay = settings["local"], layout(settings)
+    limit = 2 * schedule_seconds(local["schedule"])
+    mounted = not local.get("mount") or os.path.ismount(local["mount"])
+    report: dict = {"host": settings["host"], "mount": local.get("mount"), "mounted": mounted,
+                    "databases": {}, "repositories": {}, "units": {}}
+    problems: list[str] = []
+    if not mounted:
+        problems.append(f"{local['mount']} is not mounted")
+    names = list(local["databases"]) + (["globals"] if local.get("globals") else [])
+    for name in names:
+        dumps = dumps_in(lay["globals"] if name == "globals" else lay["db"] / name) if mounted else []
+        entry: dict = {"newest": None}
+        if dumps:
+            d = dumps[0]
+            age = now - d.path.stat().st_mtime
+            entry = {"newest": str(d.path), "age_seconds": round(age), "size": d.path.stat().st_size,
+                     "sha256_ok": checksum_ok(d), "count": len(dumps),
+                     "stale": age > (limit if name != "globals" else max(limit, 86400 * 2))}
+            if not entry["sha256_ok"]:
+                problems.append(f"{name}: newest dump fails its sha256 check")
+            if entry["stale"]:
+                problems.append(f"{name}: newest dump is {age / 3600:.1f} h old")
+        else:
+            problems.append(f"{name}: no dump")
+        report["databases"][name] = entry
+    for name, target in settings["offsite"].items():
+        entry = {"repository": target["repository"], "tag": target["tag"]}
+        try:
+            snap = latest_snapshot(target)
+        except (BackupError, subprocess.TimeoutExpired, json.JSONDecodeError) as exc:
+            entry["error"] = str(exc)
+            problems.append(f"offsite {name}: {exc}")
+        else:
+            entry["newest"] = snap["time"] if snap else None
+            if snap is None:
+                problems.append(f"offsite {name}: no snapshot")
+            else:
+                taken = datetime.fromisoformat(re.sub(r"\.\d+", "", snap["time"]).replace("Z", "+00:00"))
+                age = now - taken.timestamp()
+                entry["age_seconds"] = round(age)
+                if age > 2 * schedule_seconds(target["schedule"]):
+                    problems.append(f"offsite {name}: newest snapshot is {age / 3600:.1f} h old")
+        report["repositories"][name] = entry
+    for unit in settings["units"]:
+        st = unit_state(unit)
+        report["units"][unit] = st
+        if st["result"] not in ("success", None) or not st["timer_active"]:
+            timer = "active" if st["timer_active"] else "INACTIVE"
+            problems.append(f"unit {unit}: result {st['result']}, timer {timer}")
+    report["problems"] = problems
+    report["ok"] = not problems
+    return report
+
+
+# ---- alerts --------------------------------------------------------------------------------
+
+def alert_message(host: str, unit: str, detail: str) -> str:
+    return (f"Backup FAILED on {host}: {unit}. {detail}".strip()
+            + f"\nSee: journalctl -u {unit} -n 50 --no-pager")[:1900]
+
+
+def cmd_alert(settings: dict, unit: str) -> int:
+    url = os.environ.get("IAC_ALERT_WEBHOOK_URL")
+    if not url:
+        log("no webhook configured (backups.alerts); the failure is in the journal only")
+        return 0
+    result = run(["systemctl", "show", "-p", "Result", "--value", unit]).stdout.strip()
+    lines = run(["journalctl", "-u", unit, "-n", "200", "--no-pager", "-o", "cat"]).stdout.splitlines()
+    reason = next((line for line in reversed(lines) if "[iac-backup]" in line), "")
+    detail = f"Result: {result or 'failed'}. {reason.replace('[iac-backup] ', '')}"
+    body = json.dumps({"content": alert_message(settings["host"], unit, detail)}).encode()
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json",
+                                                          "User-Agent": "iac-backup"})
+    with urllib.request.urlopen(req, timeout=15):
+        pass
+    log(f"alert sent for {unit}")
+    return 0
+
+
+# ---- restore -------------------------------------------------------------------------------
+
+def pick_dump(dumps: list[Dump], at: datetime | None) -> Dump:
+    """The newest dump, or the newest taken at or before ``at``."""
+    for d in dumps:
+        if at is None or d.stamp <= at:
+            return d
+    raise BackupError("no dump" + (f" taken at or before {at:%Y-%m-%d %H:%M:%S} UTC" if at else ""))
+
+
+def parse_at(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    for fmt in ("%Y-%m-%d %H:%M:%S", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%d", STAMP_FORMAT):
+        with contextlib.suppress(ValueError):
+            return datetime.strptime(text, fmt).replace(tzinfo=UTC)
+    raise BackupError(f"AT={text!r}: give a UTC time like '2026-11-23 14:00:00'")
+
+
+@contextlib.contextmanager
+def offsite_dumps(settings: dict, db: str):
+    """The db's dumps from the newest offsite snapshot, restored into a temporary directory."""
+    target = settings["offsite"].get("postgres")
+    if not target:
+        raise BackupError("FROM=offsite: this host declares no offsite repository for its dumps")
+    snap = latest_snapshot(target)
+    if snap is None:
+        raise BackupError(f"no snapshot in {target['repository']}")
+    with tempfile.TemporaryDirectory(prefix="iac-restore-", dir="/var/tmp") as tmp:
+        sub = layout(settings)["db"] / db
+        must(["restic", "restore", snap["short_id"], "--target", tmp, "--include", str(sub)],
+             "restic restore", env={**os.environ, **parse_env_file(Path(target["env_file"]).read_text())})
+        yield dumps_in(Path(tmp + str(sub))), snap
+
+
+def choose(settings: dict, db: str, source: str, at: datetime | None, stack: contextlib.ExitStack) -> Dump:
+    if source == "offsite":
+        dumps, _snap = stack.enter_context(offsite_dumps(settings, db))
+    else:
+        require_mount(settings)
+        dumps = dumps_in(layout(settings)["db"] / db)
+    dump = pick_dump(dumps, at)
+    if not checksum_ok(dump):
+        raise BackupError(f"{dump.path.name} does not match its .sha256: refusing to restore it")
+    return dump
+
+
+def restore_postgres(db: str, owner: str, dump: Path) -> None:
+    term = f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}' AND pid <> pg_backend_pid()"
+    must([*PSQL, "psql", "-q", "-v", "ON_ERROR_STOP=1", "-c", term], "terminating sessions")
+    must([*PSQL, "dropdb", "--if-exists", db], f"dropdb {db}")
+    must([*PSQL, "createdb", "-O", owner, db], f"createdb {db}")
+    _pg_restore(db, dump)
+
+
+def _pg_restore(db: str, dump: Path) -> None:
+    with open(dump, "rb") as f:
+        proc = subprocess.run([*PSQL, "pg_restore", "--exit-on-error", "-d", db], stdin=f,
+                              capture_output=True, check=False)
+    if proc.returncode != 0:
+        raise BackupError(f"pg_restore into {db} failed: {proc.stderr.decode(errors='replace').strip()[-300:]}")
+
+
+def safety_dump(settings: dict, db: str, info: dict) -> Path | None:
+    """The database as it is now, before a restore replaces it (kept under pre-restore/)."""
+    if settings["local"].get("mount") and not os.path.ismount(settings["local"]["mount"]):
+        return None
+    directory = layout(settings)["root"] / "pre-restore"
+    gid = grp.getgrnam(settings["local"]["group"]).gr_gid
+    directory.mkdir(parents=True, exist_ok=True)
+    os.chown(directory, 0, gid)
+    os.chmod(directory, 0o2750)
+    stamp = datetime.now(UTC).strftime(STAMP_FORMAT)
+    return dump_one(info["engine"], info.get("path") or db, directory, db, stamp, gid)
+
+
+def cmd_restore(settings: dict, db: str, source: str, at_text: str | None) -> int:
+    dbs = settings["local"]["databases"]
+    if db not in dbs:
+        raise BackupError(f"DB={db!r} is not a backed-up database here; known: {', '.join(dbs)}")
+    info, at = dbs[db], parse_at(at_text)
+    units = [u for u, used in settings["app_units"].items() if db in used]
+    with contextlib.ExitStack() as stack:
+        dump = choose(settings, db, source, at, stack)
+        log(f"restoring {db} from {source} dump {dump.path.name} (taken {dump.stamp:%Y-%m-%d %H:%M:%S} UTC)")
+        safety = safety_dump(settings, db, info)
+        if safety:
+            log(f"the current {db} is kept in {safety}")
+        for unit in units:
+            log(f"stopping {unit}")
+            must(["systemctl", "stop", unit], f"systemctl stop {unit}")
+        try:
+            if info["engine"] == "postgresql":
+                restore_postgres(db, info["owner"], dump.path)
+            else:
+                target = Path(info["path"])
+                tmp = target.with_name(f".{target.name}.restore")
+                shutil.copyfile(dump.path, tmp)
+                shutil.chown(tmp, info["owner"], info["owner"])
+                os.chmod(tmp, 0o640)
+                os.replace(tmp, target)
+        finally:
+            for unit in units:
+                log(f"starting {unit}")
+                run(["systemctl", "start", unit])
+    print(json.dumps({"database": db, "from": source, "dump": dump.path.name,
+                      "taken": dump.stamp.isoformat(), "units": units}))
+    return 0
+
+
+# ---- drill ---------------------------------------------------------------------------------
+
+def pg_row_counts(db: str) -> dict[str, int]:
+    sql = ("select format('%I.%I', schemaname, relname) from pg_stat_user_tables order by 1")
+    tables = must([*PSQL, "psql", "-d", db, "-tAc", sql], f"listing tables of {db}").stdout.split()
+    if not tables:
+        return {}
+    query = " union all ".join(f"select '{t}', count(*) from {t}" for t in tables)
+    out = must([*PSQL, "psql", "-d", db, "-tA", "-F", "\t", "-c", query], f"counting rows of {db}").stdout
+    return {t: int(n) for t, n in (line.split("\t") for line in out.splitlines() if line)}
+
+
+def sqlite_row_counts(path: str) -> dict[str, int]:
+    tables = must(["sqlite3", "-readonly", path, "select name from sqlite_master where type='table' "
+                   "and name not like 'sqlite_%' order by 1"], f"listing tables of {path}").stdout.split()
+    counts = {}
+    for t in tables:
+        counts[t] = int(must(["sqlite3", "-readonly", path, f'select count(*) from "{t}"'], "count").stdout)
+    return counts
+
+
+def drill_one(db: str, info: dict, dump: Dump) -> dict:
+    if not checksum_ok(dump):
+        return {"dump": dump.path.name, "ok": False, "error": "sha256 mismatch"}
+    if info["engine"] == "postgresql":
+        scratch = f"iac_drill_{db}"[:63]
+        try:
+            must([*PSQL, "dropdb", "--if-exists", scratch], "dropdb scratch")
+            must([*PSQL, "createdb", "-O", info["owner"], scratch], "createdb scratch")
+            _pg_restore(scratch, dump.path)
+            restored, live = pg_row_counts(scratch), pg_row_counts(db)
+        finally:
+            run([*PSQL, "dropdb", "--if-exists", scratch])
+    else:
+        with tempfile.TemporaryDirectory(prefix="iac-drill-", dir="/var/tmp") as tmp:
+            copy = Path(tmp) / "db.sqlite3"
+            shutil.copyfile(dump.path, copy)
+            restored, live = sqlite_row_counts(str(copy)), sqlite_row_counts(info["path"])
+    differing = {t: [restored.get(t), live.get(t)] for t in sorted(set(restored) | set(live))
+                 if restored.get(t) != live.get(t)}
+    return {"dump": dump.path.name, "taken": dump.stamp.isoformat(), "ok": True, "tables": len(restored),
+            "rows": sum(restored.values()), "rows_equal": not differing, "differing": differing}
+
+
+def cmd_drill(settings: dict) -> int:
+    report: dict = {"host": settings["host"], "databases": {}, "system_state": None}
+    failed = False
+    dbs = settings["local"]["databases"]
+    for db, info in dbs.items():
+        entry: dict = {}
+        with contextlib.ExitStack() as stack:
+            for source in ["local"] + (["offsite"] if settings["offsite"].get("postgres") else []):
+                started = time.monotonic()
+                try:
+                    entry[source] = drill_one(db, info, choose(settings, db, source, None, stack))
+                except BackupError as exc:
+                    entry[source] = {"ok": False, "error": str(exc)}
+                entry[source]["seconds"] = round(time.monotonic() - started, 1)
+                failed |= not (entry[source]["ok"] and entry[source].get("rows_equal"))
+        report["databases"][db] = entry
+    target = settings["offsite"].get("system_state")
+    if target:
+        with tempfile.TemporaryDirectory(prefix="iac-drill-state-", dir="/var/tmp") as tmp:
+            env = {**os.environ, **parse_env_file(Path(target["env_file"]).read_text())}
+            proc = run(["restic", "restore", "latest", "--tag", target["tag"], "--target", tmp], env=env)
+            wanted = [p for p in target["includes"] if "*" not in p]
+            missing = [p for p in wanted if not Path(tmp + p).exists()]
+            report["system_state"] = {"ok": proc.returncode == 0 and not missing, "missing": missing,
+                                      "error": proc.stderr.strip()[-300:] if proc.returncode else None}
+            failed |= not report["system_state"]["ok"]
+    report["ok"] = not failed
+    print(json.dumps(report, indent=2))
+    return 2 if failed else 0
+
+
+# ---- command line ----------------------------------------------------------------------------
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="iac-backup", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    sub.add_parser("dump")
+    for name in ("offsite", "check"):
+        s = sub.add_parser(name)
+        s.add_argument("target", choices=["postgres", "system_state"])
+        if name == "offsite":
+            s.add_argument("--time", help="snapshot time (tests of the forget policy)")
+    sub.add_parser("status")
+    r = sub.add_parser("restore")
+    r.add_argument("database")
+    r.add_argument("--from", dest="source", choices=["local", "offsite"], default="local")
+    r.add_argument("--at")
+    sub.add_parser("drill")
+    a = sub.add_parser("alert")
+    a.add_argument("unit")
+    for name in ("repo-state", "ensure-repo"):
+        sub.add_parser(name).add_argument("env_file")
+    e = sub.add_parser("env-exec")
+    e.add_argument("env_file")
+    e.add_argument("argv", nargs=argparse.REMAINDER)
+    args = p.parse_args(argv)
+    try:
+        if args.cmd == "env-exec":
+            cmdline = args.argv[1:] if args.argv[:1] == ["--"] else args.argv
+            if not cmdline:
+                raise BackupError("env-exec FILE -- COMMAND [ARGS...]")
+            return env_exec(args.env_file, cmdline)
+        if args.cmd == "repo-state":
+            print(repo_state(args.env_file))
+            return 0
+        if args.cmd == "ensure-repo":
+            return ensure_repo(args.env_file)
+        settings = load_settings()
+        settings.setdefault("host", socket.gethostname())
+        if args.cmd == "dump":
+            return cmd_dump(settings)
+        if args.cmd == "offsite":
+            return cmd_offsite(settings, args.target, args.time)
+        if args.cmd == "check":
+            return cmd_check(settings, args.target)
+        if args.cmd == "status":
+            rep = status(settings)
+            print(json.dumps(rep, indent=2))
+            return 0 if rep["ok"] else 2
+        if args.cmd == "restore":
+            return cmd_restore(settings, args.database, args.source, args.at)
+        if args.cmd == "drill":
+            return cmd_drill(settings)
+        if args.cmd == "alert":
+            return cmd_alert(settings, args.unit)
+    except BackupError as exc:
+        log(f"ERROR: {exc}")
+        return 1
+    return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
