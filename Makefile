@@ -90,7 +90,7 @@ restore: venv ## Restore DB=<name> [FROM=local|offsite] [AT='YYYY-MM-DD HH:MM:SS
 restore-drill: venv ## Restore the newest local and offsite dumps into scratch databases and compare row counts (FORMAT=json)
 	@$(PY) -m iac.backups $(INVENTORY) drill --format $(FORMAT)
 
-SHELL_SCRIPTS = $(shell git ls-files | xargs grep -lE '^#!(/bin/bash|/usr/bin/env bash)' 2>/dev/null)
+SHELL_SCRIPTS = $(shell git ls-files | grep -v '\.j2$$' | xargs grep -lE '^#!(/bin/bash|/usr/bin/env bash)' 2>/dev/null)
 lint: venv ## ruff on the Python, shellcheck on every bash script of the repo
 	$(VENV)/bin/ruff check .
 	shellcheck -S warning $(SHELL_SCRIPTS)

@@ -8,7 +8,7 @@ from pyinfra import host
 
 from iac.stack import host_config
 from operations.admin import admin_account
-from operations.backups import backups
+from operations.backups import backup_engine, backups
 from operations.base import base_system
 from operations.django_app import django_app
 from operations.network import static_network
@@ -30,6 +30,8 @@ nodejs(config)
 
 # nginx reads certificates through links that exist before the first certificate does
 certificate_links(config)
+# one dump implementation: the scheduled backups and each release's pre-migrate backup use it
+backup_engine()
 # apps before their sites: a new release is checked on its own socket, and on an adopted host
 # the old site keeps proxying to the old process until the new one is up
 for name, app in config.apps.items():

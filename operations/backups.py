@@ -210,6 +210,12 @@ def restic_repository(env_file: str, repository: str):
 
 # ---- the component ----------------------------------------------------------------------------
 
+def backup_engine() -> None:
+    """The engine on every host: a release's pre-migrate backup uses its dump code too."""
+    files.directory(name="Directory /usr/local/lib/iac", path="/usr/local/lib/iac", mode="755")
+    files.put(name="Backup engine iac_backup.py", src=str(ENGINE_SRC), dest=ENGINE, mode="755")
+
+
 def backups(config: HostConfig) -> None:
     """The host's backups, if it declares any (see the module docstring for the stages)."""
     b = config.backups
@@ -237,9 +243,7 @@ def backups(config: HostConfig) -> None:
                        line=rf"^\S+\s+{local.mount}\s.*$",
                        replace=f"UUID={local.disk_uuid} {local.mount} {local.fstype} {opts} 0 2")
 
-    # ---- configure: engine, settings, commands
-    files.directory(name="Directory /usr/local/lib/iac", path="/usr/local/lib/iac", mode="755")
-    files.put(name="Backup engine iac_backup.py", src=str(ENGINE_SRC), dest=ENGINE, mode="755")
+    # ---- configure: settings, commands (the engine itself: backup_engine, before the apps)
     files.directory(name=f"Directory {Path(b.settings_file).parent}", path=str(Path(b.settings_file).parent),
                     mode="755")
     files.put(name=f"Backup settings {b.settings_file}", src=_string_io(json.dumps(settings, indent=2) + "\n"),

@@ -23,7 +23,10 @@ _secrets = SecretsFile(
     special={("apps", "*", "discord_alerts", "webhook_url"):
              lambda token: f"{_world.webhook_base}/api/webhooks/1/{token}",
              ("backups", "alerts", "webhook_url"):
-             lambda token: f"{_world.webhook_base}/api/webhooks/2/{token}"},
+             lambda token: f"{_world.webhook_base}/api/webhooks/2/{token}",
+             # a real passphrase has shell, systemd and quoting metacharacters: none may be interpreted
+             ("backups", "offsite", "*", "password"):
+             lambda token: f"{token} $(touch /tmp/pwned)`id`&;#'\" %n\\x"},
 )
 
 

@@ -16,6 +16,8 @@ Commands (each a stage function below; exit 0 success, 1 failure, 2 stale/mismat
   restore DB    the runbook's local-first restore, from local or offsite, newest or at a time
   drill         restore newest local and offsite dumps into scratch databases, compare rows
   alert UNIT    one message to the webhook about a failed unit (run by OnFailure=)
+  snapshot ENGINE SOURCE DIR NAME   one validated, checksummed dump (a release's pre-migrate
+                backup: ENGINE postgresql|sqlite, SOURCE the database name or file); prints its path
   env-exec FILE -- CMD...   run CMD with FILE's variables (restic-system-state-env.sh)
 """
 
@@ -382,6 +384,9 @@ def cmd_offsite(settings: dict, name: str, time_override: str | None = None) -> 
         forgot = restic(forget_args(target))
         if forgot.returncode != 0:
             raise BackupError(f"restic forget failed: {(forgot.stderr.strip().splitlines() or ['?'])[-1]}")
+        policy = next((line for line in forgot.stdout.splitlines() if line.startswith("Applying Policy")), "")
+        removed = sum(int(n) for n in re.findall(r"^remove (\d+) snapshots?", forgot.stdout, re.M))
+        log(f"restic forget --prune: {policy}; removed {removed} snapshot(s)")
     return 0
 
 
@@ -744,6 +749,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("drill")
     a = sub.add_parser("alert")
     a.add_argument("unit")
+    snap = sub.add_parser("snapshot")
+    snap.add_argument("engine", choices=["postgresql", "sqlite"])
+    snap.add_argument("source")
+    snap.add_argument("directory")
+    snap.add_argument("name")
     for name in ("repo-state", "ensure-repo"):
         sub.add_parser(name).add_argument("env_file")
     e = sub.add_parser("env-exec")
@@ -761,6 +771,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "ensure-repo":
             return ensure_repo(args.env_file)
+        if args.cmd == "snapshot":
+            stamp = datetime.now(UTC).strftime(STAMP_FORMAT)
+            print(dump_one(args.engine, args.source, Path(args.directory), args.name, stamp, 0))
+            return 0
         settings = load_settings()
         settings.setdefault("host", socket.gethostname())
         if args.cmd == "dump":
@@ -779,7 +793,7 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_drill(settings)
         if args.cmd == "alert":
             return cmd_alert(settings, args.unit)
-    except BackupError as exc:
+    except (BackupError, OSError) as exc:
         log(f"ERROR: {exc}")
         return 1
     return 1

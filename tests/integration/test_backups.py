@@ -1,0 +1,305 @@
+"""Backups on both sandbox hosts: declared timers, validated dumps on the LAN host's own disk,
+restic copies on the S3 stand-in, retention, one alert per failure, restore and the restore drill.
+
+The module shares one converged state: `make backup-now` once, then each failure is made, checked
+and undone in place. Drift is checked once, for all three backup edits together.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+
+import pytest
+
+from tests.integration.conftest import REPO, SANDBOX_INVENTORY, TIMINGS, Run, Sandbox
+
+LAN_UNITS = {"pg-backup-gts": "hourly", "restic-postgres": "*-*-* 02:30:00",
+             "restic-postgres-check": "Sun *-*-* 03:30:00", "restic-system-state-backup": "*-*-* 02:20:00"}
+PUBLIC_UNITS = {"chip-dashboard-backup": "*-*-* 03:15:00", "restic-chip-dashboard": "*-*-* 02:30:00",
+                "restic-chip-dashboard-check": "Sun *-*-* 03:30:00"}
+LAN_DBS = ["gts_scheduler", "gingerich_trailer_rentals", "gts_shop_scheduler", "gingerich_trailer"]
+ROOT = "/mnt/pg_backups/postgres"
+PG_ENV = "/etc/gts/backup/restic.env"
+
+pytestmark = pytest.mark.usefixtures("converged")
+
+
+def make(sandbox: Sandbox, label: str, *args: str) -> Run:
+    return sandbox.command(label, ["make", "-s", *args])
+
+
+def alerts(sandbox: Sandbox) -> list[str]:
+    """Messages the backup alert webhook (the Discord stand-in) received so far."""
+    log = sandbox.world.webhook_log
+    if not log.exists():
+        return []
+    entries = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    return [json.loads(e["body"])["content"] for e in entries if "/api/webhooks/2/" in e["path"]]
+
+
+def new_alerts(sandbox: Sandbox, before: int, expect: int = 1, timeout: float = 20) -> list[str]:
+    deadline = time.monotonic() + timeout
+    while len(alerts(sandbox)) < before + expect and time.monotonic() < deadline:
+        time.sleep(0.5)
+    time.sleep(1.5)  # a second alert for the same failure would arrive now
+    return alerts(sandbox)[before:]
+
+
+def start(sandbox: Sandbox, role: str, unit: str) -> subprocess.CompletedProcess:
+    return sandbox.ssh(role, f"systemctl start {unit}.service", check=False)
+
+
+def lan(sandbox: Sandbox, command: str) -> str:
+    return sandbox.ssh("lan", command).stdout
+
+
+@pytest.fixture(scope="module")
+def backed_up(sandbox: Sandbox) -> Run:
+    """`make backup-now`: every backup unit of both hosts once, now."""
+    run = make(sandbox, "backup-now", "backup-now")
+    assert run.returncode == 0, run.output[-3000:]
+    TIMINGS["backups: make backup-now (both hosts, all units)"] = run.seconds
+    return run
+
+
+def test_timers_run_on_the_declared_schedules(sandbox: Sandbox) -> None:
+    for role, units in (("lan", LAN_UNITS), ("public", PUBLIC_UNITS)):
+        for unit, schedule in units.items():
+            normalized = subprocess.run(["systemd-analyze", "calendar", schedule], capture_output=True,
+                                        text=True, check=True).stdout
+            want = next(line.split(":", 1)[1].strip() for line in normalized.splitlines()
+                        if "Normalized form" in line)
+            shown = sandbox.ssh(role, f"systemctl show -p TimersCalendar --value {unit}.timer").stdout
+            assert f"OnCalendar={want} " in shown, (unit, shown)
+            state = sandbox.ssh(role, f"systemctl is-enabled {unit}.timer; systemctl is-active {unit}.timer",
+                                check=False).stdout.split()
+            assert state == ["enabled", "active"], (role, unit, state)
+
+
+def test_dump_disk_is_declared_by_uuid_and_mounted(sandbox: Sandbox) -> None:
+    uuid = sandbox.world.backup_disk_uuid()
+    fstab = lan(sandbox, "cat /etc/fstab")
+    assert f"UUID={uuid} /mnt/pg_backups ext4 defaults,nofail" in fstab
+    assert sandbox.ssh("lan", "mountpoint -q /mnt/pg_backups", check=False).returncode == 0
+
+
+def test_each_dump_is_validated_checksummed_and_readable_by_the_admin_only(sandbox: Sandbox,
+                                                                          backed_up: Run) -> None:
+    for db in LAN_DBS:
+        d = f"{ROOT}/db/{db}"
+        newest = lan(sandbox, f"ls -1t {d}/*.dump | head -n1").strip()
+        assert newest.startswith(f"{d}/{db}_"), newest
+        # sha256sum -c from the dump's directory, as an operator would
+        assert "OK" in lan(sandbox, f"cd {d} && sha256sum -c $(basename {newest}).sha256")
+        assert sandbox.ssh("lan", f"pg_restore --list {newest} >/dev/null", check=False).returncode == 0
+        assert lan(sandbox, f"stat -c '%U:%G %a' {newest} {newest}.sha256 {d}").split("\n")[:3] == [
+            "root:postgres 640", "root:postgres 640", "root:postgres 2750"]
+        assert sandbox.ssh("lan", f"runuser -u gts -- head -c1 {newest} >/dev/null", check=False).returncode == 0
+        for app_user in ("rental_scheduler", "shop_scheduler"):
+            assert sandbox.ssh("lan", f"runuser -u {app_user} -- head -c1 {newest}", check=False).returncode != 0
+    globals_ = lan(sandbox, f"ls -1t {ROOT}/globals/*.sql | head -n1").strip()
+    assert "CREATE ROLE rental_scheduler_user" in lan(sandbox, f"cat {globals_}")
+    assert "OK" in lan(sandbox, f"cd {ROOT}/globals && sha256sum -c $(basename {globals_}).sha256")
+    assert "validated, sha256 written" in lan(sandbox, f"cat $(ls -1t {ROOT}/logs/*.log | head -n1)")
+    # the public host's SQLite database: an online .backup copy, checked and checksummed the same way
+    d = "/var/backups/chip_dashboard/db/chip_dashboard"
+    newest = sandbox.ssh("public", f"ls -1t {d}/*.sqlite3 | head -n1").stdout.strip()
+    assert sandbox.ssh("public", f"sqlite3 {newest} 'pragma integrity_check'").stdout.strip() == "ok"
+    assert "OK" in sandbox.ssh("public", f"cd {d} && sha256sum -c $(basename {newest}).sha256").stdout
+
+
+def test_offsite_snapshots_and_system_state_lists(sandbox: Sandbox, backed_up: Run) -> None:
+    snaps = json.loads(lan(sandbox, f"iac-backup env-exec {PG_ENV} -- restic snapshots --json --tag postgres"))
+    assert snaps and f"{ROOT}/db" in snaps[-1]["paths"]
+    # the runbook's helper, for an operator's shell
+    state = json.loads(lan(sandbox, "restic-system-state-env.sh restic snapshots --json --tag system-state"))
+    assert state and state[-1]["hostname"] == "gts-server"
+    includes = lan(sandbox, "cat /etc/gts/backup/system-state/includes.txt").split()
+    assert includes == ["/etc/gts", "/etc/nginx", "/etc/systemd/system", "/etc/ssh", "/home", "/root",
+                        "/etc/fstab", "/usr/local/sbin", "/etc/gts/bootstrap"]
+    for name in ("packages.txt", "enabled-services.txt", "mounts.txt", "nginx-T.txt"):
+        assert lan(sandbox, f"wc -c < /etc/gts/bootstrap/{name}").strip() != "0", name
+    assert "server_name" in lan(sandbox, "cat /etc/gts/bootstrap/nginx-T.txt")
+    pub = sandbox.ssh("public", "iac-backup env-exec /etc/iac/backup/restic.env -- "
+                                "restic snapshots --json --tag chip-dashboard").stdout
+    assert json.loads(pub)
+
+
+def test_secrets_live_only_in_root_only_env_files(sandbox: Sandbox, backed_up: Run) -> None:
+    secrets = json.loads((sandbox.world.dir / "secrets.json").read_text())
+    password = secrets["lan"]["backups"]["offsite"]["postgres"]["password"]
+    # the canary passphrase is hostile on purpose; systemd (backup units) and the engine's parser
+    # (env-exec, drill) read it alike, or restic could not open the same repository with both
+    assert "$(touch /tmp/pwned)" in password and "`id`" in password and "#" in password
+    assert sandbox.ssh("lan", "test -e /tmp/pwned", check=False).returncode != 0
+    for f in (PG_ENV, "/etc/gts/backup/restic-system-state.env", "/etc/iac/backup-alert.env"):
+        assert lan(sandbox, f"stat -c '%U:%G %a' {f}").strip() == "root:root 600", f
+    units = lan(sandbox, "cat /etc/systemd/system/pg-backup-gts.* /etc/systemd/system/restic-* "
+                         "/etc/iac/backup.json /usr/local/sbin/*.sh")
+    token = password.split()[0]
+    assert token not in units and "EnvironmentFile=/etc/gts/backup/restic.env" in units
+
+
+def test_retention_prunes_exactly_by_the_declared_limits(sandbox: Sandbox, backed_up: Run) -> None:
+    d = f"{ROOT}/db/gts_scheduler"
+    aged = {f"{d}/gts_scheduler_20200101_000000.dump": "8 days ago",
+            f"{d}/gts_scheduler_20200102_000000.dump": "6 days ago",
+            f"{ROOT}/globals/globals_20200101_000000.sql": "31 days ago",
+            f"{ROOT}/globals/globals_20200102_000000.sql": "29 days ago",
+            f"{ROOT}/logs/pg_backup_20200101_000000.log": "31 days ago",
+            f"{ROOT}/logs/pg_backup_20200102_000000.log": "29 days ago"}
+    for path, age in aged.items():
+        files = [path] if path.endswith(".log") else [path, f"{path}.sha256"]
+        for f in files:
+            lan(sandbox, f"echo aged > {f} && touch -d '{age}' {f}")
+    assert start(sandbox, "lan", "pg-backup-gts").returncode == 0
+    present = {p: sandbox.ssh("lan", f"test -e {p}", check=False).returncode == 0 for p in aged}
+    assert present == {p: not age.startswith(("8", "31")) for p, age in aged.items()}
+    assert sandbox.ssh("lan", f"test -e {d}/gts_scheduler_20200101_000000.dump.sha256",
+                       check=False).returncode != 0
+    lan(sandbox, f"rm -f {d}/gts_scheduler_20200102_* {ROOT}/globals/globals_20200102_* "
+                 f"{ROOT}/logs/pg_backup_20200102_*")
+
+
+def test_restic_forget_applies_the_declared_policy(sandbox: Sandbox, backed_up: Run) -> None:
+    """Two snapshots in one hour long ago: every rule (48 hourly, 30 daily, 12 weekly, 12 monthly)
+    keeps only the newer one of them; everything else is kept."""
+    run = f"iac-backup env-exec {PG_ENV} -- iac-backup offsite postgres"
+    lan(sandbox, f"{run} --time '2026-01-05 10:00:00'")
+    out = sandbox.ssh("lan", f"{run} --time '2026-01-05 10:10:00'").stderr
+    assert "keep 48 hourly, 30 daily, 12 weekly, 12 monthly snapshots" in out
+    times = [s["time"][:19] for s in json.loads(lan(
+        sandbox, f"iac-backup env-exec {PG_ENV} -- restic snapshots --json --tag postgres"))]
+    assert "2026-01-05T10:10:00" in times and "2026-01-05T10:00:00" not in times
+    assert len([t for t in times if not t.startswith("2026-01-05")]) >= 1
+
+
+def test_unmounted_disk_fails_with_one_alert_and_writes_nothing(sandbox: Sandbox, backed_up: Run) -> None:
+    before = len(alerts(sandbox))
+    sandbox.world.detach_backup_disk()
+    try:
+        assert sandbox.ssh("lan", "mountpoint -q /mnt/pg_backups", check=False).returncode != 0
+        assert start(sandbox, "lan", "pg-backup-gts").returncode != 0
+        got = new_alerts(sandbox, before)
+        assert len(got) == 1 and "gts-server" in got[0] and "pg-backup-gts.service" in got[0], got
+        assert "not a mount point" in got[0]
+        assert lan(sandbox, "ls -A /mnt/pg_backups").strip() == ""  # nothing on the root filesystem
+        status = make(sandbox, "backup-status-unmounted", "backup-status")
+        assert status.returncode == 2 and "/mnt/pg_backups is not mounted" in status.stdout
+    finally:
+        sandbox.world.attach_backup_disk()
+    assert start(sandbox, "lan", "pg-backup-gts").returncode == 0
+
+
+def test_full_disk_fails_with_one_alert_and_leaves_no_partial_file(sandbox: Sandbox, backed_up: Run) -> None:
+    before = len(alerts(sandbox))
+    lan(sandbox, "dd if=/dev/zero of=/mnt/pg_backups/filler bs=4M status=none || true; sync")
+    try:
+        assert start(sandbox, "lan", "pg-backup-gts").returncode != 0
+        got = new_alerts(sandbox, before)
+        assert len(got) == 1 and "pg-backup-gts.service" in got[0], got
+        assert lan(sandbox, f"find {ROOT} -name '*.partial'").strip() == ""
+        assert make(sandbox, "backup-status-full", "backup-status").returncode == 2
+    finally:
+        lan(sandbox, "rm -f /mnt/pg_backups/filler")
+    assert start(sandbox, "lan", "pg-backup-gts").returncode == 0
+
+
+def test_unreachable_s3_fails_with_one_alert(sandbox: Sandbox, backed_up: Run) -> None:
+    before = len(alerts(sandbox))
+    route = f"blackhole {sandbox.world.svc_ip}/32"
+    lan(sandbox, f"ip route add {route}")
+    try:
+        assert start(sandbox, "lan", "restic-postgres").returncode != 0
+        got = new_alerts(sandbox, before)
+        assert len(got) == 1 and "gts-server" in got[0] and "restic-postgres.service" in got[0], got
+        status = make(sandbox, "backup-status-s3-down", "backup-status")
+        assert status.returncode == 2 and "offsite postgres" in status.stdout
+    finally:
+        lan(sandbox, f"ip route del {route}")
+    assert start(sandbox, "lan", "restic-postgres").returncode == 0
+
+
+def test_corrupted_dump_is_reported_and_never_restored(sandbox: Sandbox, backed_up: Run) -> None:
+    d = f"{ROOT}/db/gingerich_trailer"
+    newest = lan(sandbox, f"ls -1t {d}/*.dump | head -n1").strip()
+    lan(sandbox, f"printf x >> {newest}")
+    status = make(sandbox, "backup-status-corrupt", "backup-status", "FORMAT=json")
+    assert status.returncode == 2
+    lan_report = next(h for h in json.loads(status.stdout)["hosts"] if h["host"] == "gts-server")
+    assert lan_report["databases"]["gingerich_trailer"]["sha256_ok"] is False
+    refused = make(sandbox, "restore-corrupt", "restore", "DB=gingerich_trailer")
+    assert refused.returncode != 0 and "does not match its .sha256" in refused.output
+    assert start(sandbox, "lan", "pg-backup-gts").returncode == 0
+    assert make(sandbox, "backup-status-after-corrupt", "backup-status").returncode == 0
+
+
+def test_restore_brings_back_deleted_rows_while_the_other_app_serves(sandbox: Sandbox, backed_up: Run) -> None:
+    psql = "runuser -u postgres -- psql -d gts_shop_scheduler -tAc"
+    lan(sandbox, f"cd /tmp && {psql} \"insert into shop_workorder (title, created) "
+                 "select 'order ' || g, now() from generate_series(1, 25) g\"")
+    assert start(sandbox, "lan", "pg-backup-gts").returncode == 0
+    count = lan(sandbox, f"cd /tmp && {psql} 'select count(*) from shop_workorder'").strip()
+    lan(sandbox, f"cd /tmp && {psql} 'delete from shop_workorder'")
+
+    codes: list[str] = []
+    stop = threading.Event()
+
+    def poll_rental() -> None:
+        url = f"http://{sandbox.world.host_ip('lan')}:8001/"
+        while not stop.is_set():
+            codes.append(subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5",
+                                         url], capture_output=True, text=True, check=False).stdout)
+            time.sleep(0.2)
+
+    poller = threading.Thread(target=poll_rental)
+    poller.start()
+    try:
+        run = make(sandbox, "restore", "restore", "DB=gts_shop_scheduler")
+    finally:
+        stop.set()
+        poller.join()
+    assert run.returncode == 0, run.output[-3000:]
+    TIMINGS["backups: make restore DB=gts_shop_scheduler"] = run.seconds
+    assert "shop_scheduler through nginx (gts-server.lan:8002) answers HTTP 200" in run.stdout
+    assert lan(sandbox, f"cd /tmp && {psql} 'select count(*) from shop_workorder'").strip() == count == "25"
+    assert codes and set(codes) == {"200"}, f"rental_scheduler answered {sorted(set(codes))} during the restore"
+    assert "pre-restore" in lan(sandbox, f"ls {ROOT}")  # the replaced database was kept
+
+
+def test_restore_drill_restores_every_database_local_and_offsite(sandbox: Sandbox, backed_up: Run) -> None:
+    assert make(sandbox, "backup-now-before-drill", "backup-now").returncode == 0
+    run = make(sandbox, "restore-drill", "restore-drill", "FORMAT=json")
+    assert run.returncode == 0, run.output[-3000:]
+    TIMINGS["backups: make restore-drill (both hosts)"] = run.seconds
+    hosts = {h["host"]: h for h in json.loads(run.stdout)["hosts"]}
+    assert set(hosts["gts-server"]["databases"]) == set(LAN_DBS)
+    assert set(hosts["srv1178562"]["databases"]) == {"chip_dashboard"}
+    for report in hosts.values():
+        for db, sources in report["databases"].items():
+            assert set(sources) == {"local", "offsite"}, db
+            for source, e in sources.items():
+                assert e["ok"] and e["rows_equal"], (db, source, e)
+    assert hosts["gts-server"]["databases"]["gts_shop_scheduler"]["offsite"]["rows"] > 25
+    assert hosts["gts-server"]["system_state"] == {"ok": True, "missing": [], "error": None}
+
+
+def test_drift_names_a_disabled_timer_an_edited_script_and_a_changed_retention(sandbox: Sandbox) -> None:
+    lan(sandbox, "systemctl disable --now pg-backup-gts.timer")
+    lan(sandbox, "echo '# edited by hand' >> /usr/local/sbin/pg_backup_gts_databases.sh")
+    lan(sandbox, "sed -i 's/\"keep_dump_days\": 7/\"keep_dump_days\": 3/' /etc/iac/backup.json")
+    drift = sandbox.command("drift-backups", [str(REPO / ".venv/bin/python"), "-m", "iac.drift",
+                                              SANDBOX_INVENTORY, "--limit", "lan"])
+    assert drift.returncode == 2, drift.output[-2000:]
+    for name in ("Timer pg-backup-gts.timer enabled and running",
+                 "Command /usr/local/sbin/pg_backup_gts_databases.sh", "Backup settings /etc/iac/backup.json"):
+        assert f"gts-server: {name}" in drift.stdout, drift.stdout
+    run = sandbox.converge("converge-restores-backups", "--limit", "lan")
+    assert run.returncode == 0, run.output[-3000:]
+    assert lan(sandbox, "systemctl is-enabled pg-backup-gts.timer; systemctl is-active pg-backup-gts.timer"
+               ).split() == ["enabled", "active"]
+    assert "edited by hand" not in lan(sandbox, "cat /usr/local/sbin/pg_backup_gts_databases.sh")
+    assert '"keep_dump_days": 7' in lan(sandbox, "cat /etc/iac/backup.json")
