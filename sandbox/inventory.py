@@ -68,7 +68,7 @@ def _overrides(group: str) -> dict:
         values["node"] = {"source": "debian"}
         values["tailscale"] = {"enabled": False}
         values["backups"] = {
-            "local": {"disk_uuid": getattr(_world, "backup_disk_uuid", lambda: None)()},
+            "local": {"disk_uuid": _world.backup_disk_uuid()},
             "offsite": {"postgres": {"repository": _s3("gts-server/postgres")},
                         "system_state": {"repository": _s3("gts-server/system-state")}},
         }

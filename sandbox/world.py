@@ -7,7 +7,8 @@ the process that was started (its start time in /proc is recorded with it).
 
 Layout for SANDBOX_SUBNET=10.213.0.0/16 (the default) and SANDBOX_NAME=sbx:
 
-    10.213.0.1        on the machine's loopback: pebble, challtestsrv DNS, S3, webhook
+    10.213.0.1        on the machine's loopback: pebble, challtestsrv DNS, webhook
+    10.213.0.2        on the machine's loopback: S3 (moto), an address of its own
     10.213.1.2        host "public" (netns sbx-public, veth sbx-pub  <-> eth0)
     10.213.2.2        host "lan"    (netns sbx-lan,    veth sbx-lan  <-> eno1)
     10.213.3.2        host "forge"  (netns sbx-forge,  veth sbx-git  <-> eth0): git over SSH
@@ -114,6 +115,12 @@ class World:
         a, b = self.octets()
         return f"{a}.{b}.0.1"
 
+    @property
+    def s3_ip(self) -> str:
+        """The S3 stand-in's own address: a test can make S3 unreachable while alerts still go out."""
+        a, b = self.octets()
+        return f"{a}.{b}.0.2"
+
     def host_ip(self, role: str) -> str:
         a, b = self.octets()
         return f"{a}.{b}.{self.spec(role).index}.2"
@@ -142,6 +149,19 @@ class World:
     def rootfs(self, role: str) -> Path:
         return self.dir / "machines" / role
 
+    # The LAN host's dump disk (the runbook's WD Red at /mnt/pg_backups): an ext4 image of its
+    # own, loop-mounted on the machine and bound into the host, so "disk missing" is real.
+    BACKUP_DISK_MB = 512
+    BACKUP_DISK_TARGET = "/mnt/pg_backups"
+
+    @property
+    def backup_disk_image(self) -> Path:
+        return self.dir / "disks" / "pg_backups.img"
+
+    @property
+    def backup_disk_mount(self) -> Path:
+        return self.dir / "mnt" / "lan-pg_backups"
+
     @property
     def ssh_key(self) -> Path:
         return self.dir / "ssh" / "id_ed25519"
@@ -165,7 +185,7 @@ class World:
 
     @property
     def s3_endpoint(self) -> str:
-        return f"http://{self.svc_ip}:9000"
+        return f"http://{self.s3_ip}:9000"
 
     @property
     def webhook_base(self) -> str:
@@ -407,9 +427,10 @@ class World:
         """The stand-ins' address, on the machine's loopback (this kernel has no dummy links).
 
         The hosts reach it through their default route, which points at the machine."""
-        if f" {self.svc_ip}/32 " not in run(["ip", "-o", "addr", "show", "dev", "lo"]).stdout:
-            self.record("addr", dev="lo", cidr=f"{self.svc_ip}/32")
-            run(["ip", "addr", "add", f"{self.svc_ip}/32", "dev", "lo"])
+        for ip in (self.svc_ip, self.s3_ip):
+            if f" {ip}/32 " not in run(["ip", "-o", "addr", "show", "dev", "lo"]).stdout:
+                self.record("addr", dev="lo", cidr=f"{ip}/32")
+                run(["ip", "addr", "add", f"{ip}/32", "dev", "lo"])
 
     # ---- processes ---------------------------------------------------------------------------
     @staticmethod
@@ -455,6 +476,34 @@ class World:
         if ready:
             wait_port(*ready, timeout=60, what=label, proc=proc)
 
+    def ensure_backup_disk(self) -> None:
+        """Made and formatted once (it holds data: never re-formatted), loop-mounted on the machine."""
+        img, mnt = self.backup_disk_image, self.backup_disk_mount
+        if not img.exists():
+            self.record("file", path=str(img))
+            img.parent.mkdir(parents=True, exist_ok=True)
+            with open(img, "wb") as f:
+                f.truncate(self.BACKUP_DISK_MB * 1024 * 1024)
+            run(["mkfs.ext4", "-q", "-F", "-L", "pg_backups", str(img)])
+        if not os.path.ismount(mnt):
+            self.record("mount", path=str(mnt))
+            mnt.mkdir(parents=True, exist_ok=True)
+            run(["mount", "-o", "loop", str(img), str(mnt)])
+
+    def backup_disk_uuid(self) -> str:
+        """The dump disk's filesystem UUID (what the LAN host's fstab line names)."""
+        return run(["blkid", "-s", "UUID", "-o", "value", str(self.backup_disk_image)]).stdout.strip()
+
+    def detach_backup_disk(self) -> None:
+        """The dump disk goes missing: /mnt/pg_backups in the LAN host is a plain directory again."""
+        self.ssh("lan", f"umount {self.BACKUP_DISK_TARGET} && ! mountpoint -q {self.BACKUP_DISK_TARGET}")
+
+    def attach_backup_disk(self) -> None:
+        """The disk is back, with its data: the LAN host restarts with it bound, as after a repair."""
+        self.stop_host("lan")
+        self.boot("lan")
+        self.wait_booted("lan")
+
     def boot(self, role: str) -> None:
         if (p := self.find_process(f"nspawn-{role}")) and self.process_alive(p):
             return
@@ -478,7 +527,8 @@ class World:
              f"--network-namespace-path=/run/netns/{self.netns(role)}",
              "--console=passive", "--resolv-conf=off", "--timezone=off", "--link-journal=no",
              # the host has a network namespace of its own: it may configure it, as a server can
-             "--capability=CAP_NET_ADMIN"],
+             "--capability=CAP_NET_ADMIN",
+             *([f"--bind={self.backup_disk_mount}:{self.BACKUP_DISK_TARGET}"] if role == "lan" else [])],
         )
 
     def stop_host(self, role: str) -> None:
@@ -562,8 +612,8 @@ class World:
 
     def ensure_s3(self) -> None:
         self.ensure_process(
-            "s3", [str(REPO / ".venv/bin/moto_server"), "-H", self.svc_ip, "-p", "9000"],
-            ready=(self.svc_ip, 9000),
+            "s3", [str(REPO / ".venv/bin/moto_server"), "-H", self.s3_ip, "-p", "9000"],
+            ready=(self.s3_ip, 9000),
         )
 
     def ensure_webhook(self) -> None:
@@ -633,6 +683,7 @@ class World:
             self.ensure_rootfs(h.role, image)
             self.ensure_network(h.role)
         self.write_ssh_files()
+        self.ensure_backup_disk()
         for h in HOSTS:
             self.boot(h.role)
         self.ensure_pebble()
@@ -674,6 +725,13 @@ class World:
             elif kind == "netns":
                 run(["ip", "netns", "del", r["name"]], check=False)
                 removed.append(f"netns {r['name']}")
+            elif kind == "mount":
+                if os.path.ismount(r["path"]):
+                    run(["umount", r["path"]])
+                removed.append(f"mount {r['path']}")
+            elif kind == "file":
+                Path(r["path"]).unlink(missing_ok=True)
+                removed.append(f"file {r['path']}")
             elif kind == "rootfs":
                 path = Path(r["path"])
                 if path.exists():
@@ -716,8 +774,9 @@ class World:
                 found.append(f"link {self.veth(h.role)}")
             if f"-s {self.host_net(h.role)} " in nat:
                 found.append(f"nat rule for {self.host_net(h.role)}")
-        if f" {self.svc_ip}/32 " in run(["ip", "-o", "addr", "show", "dev", "lo"]).stdout:
-            found.append(f"address {self.svc_ip} on lo")
+        for ip in (self.svc_ip, self.s3_ip):
+            if f" {ip}/32 " in run(["ip", "-o", "addr", "show", "dev", "lo"]).stdout:
+                found.append(f"address {ip} on lo")
         mounts = Path("/proc/mounts").read_text()
         if str(self.dir) in mounts:
             found.append(f"mounts under {self.dir}")
@@ -757,7 +816,7 @@ class World:
             "acme dns (challtestsrv)": {"address": f"{self.svc_ip}:8053",
                                         "up": proc_up("challtestsrv")},
             "s3 (moto)": {"address": self.s3_endpoint, "up": proc_up("s3")
-                          and port_open(self.svc_ip, 9000)},
+                          and port_open(self.s3_ip, 9000)},
             "webhook (discord stand-in)": {"address": self.webhook_base, "up": proc_up("webhook")
                                            and port_open(self.svc_ip, 8099),
                                            "log": str(self.webhook_log)},

@@ -210,7 +210,7 @@ def test_full_disk_fails_with_one_alert_and_leaves_no_partial_file(sandbox: Sand
 
 def test_unreachable_s3_fails_with_one_alert(sandbox: Sandbox, backed_up: Run) -> None:
     before = len(alerts(sandbox))
-    route = f"blackhole {sandbox.world.svc_ip}/32"
+    route = f"blackhole {sandbox.world.s3_ip}/32"  # S3 only: the webhook stays reachable
     lan(sandbox, f"ip route add {route}")
     try:
         assert start(sandbox, "lan", "restic-postgres").returncode != 0
@@ -265,7 +265,8 @@ def test_restore_brings_back_deleted_rows_while_the_other_app_serves(sandbox: Sa
     assert run.returncode == 0, run.output[-3000:]
     TIMINGS["backups: make restore DB=gts_shop_scheduler"] = run.seconds
     assert "shop_scheduler through nginx (gts-server.lan:8002) answers HTTP 200" in run.stdout
-    assert lan(sandbox, f"cd /tmp && {psql} 'select count(*) from shop_workorder'").strip() == count == "25"
+    assert int(count) >= 25
+    assert lan(sandbox, f"cd /tmp && {psql} 'select count(*) from shop_workorder'").strip() == count
     assert codes and set(codes) == {"200"}, f"rental_scheduler answered {sorted(set(codes))} during the restore"
     assert "pre-restore" in lan(sandbox, f"ls {ROOT}")  # the replaced database was kept
 
