@@ -15,7 +15,7 @@ PYINFRA := $(VENV)/bin/pyinfra
 export SANDBOX_NAME SANDBOX_SUBNET
 
 .PHONY: help deps venv sandbox sandbox-up sandbox-status sandbox-down plan apply drift deploy-keys \
-        audit-mismatches alert-test backup-status backup-now restore restore-drill \
+        audit-mismatches alert-test backup-status backup-now restore restore-drill dr dr-drill \
         validate test test-unit test-integration lint
 
 help: ## List the targets and what they do
@@ -91,6 +91,13 @@ restore-drill: venv ## Restore the newest local and offsite dumps into scratch d
 	@$(PY) -m iac.backups $(INVENTORY) drill --format $(FORMAT)
 
 SHELL_SCRIPTS = $(shell git ls-files | grep -v '\.j2$$' | xargs grep -lE '^#!(/bin/bash|/usr/bin/env bash)' 2>/dev/null)
+dr: venv ## Rebuild HOST=<group or host> from a bare Debian 12 box and its offsite backups (production asks)
+	@test -n "$(HOST)" || { echo "make dr: give HOST=<group or host>, e.g. HOST=lan" >&2; exit 1; }
+	@$(PY) -m iac.dr $(INVENTORY) --limit $(HOST)
+
+dr-drill: venv ## Sandbox only: destroy the LAN host, rebuild it with `make dr`, compare row counts, print phase times
+	@$(PY) -m sandbox.dr_drill
+
 lint: venv ## ruff on the Python, shellcheck on every bash script of the repo
 	$(VENV)/bin/ruff check .
 	shellcheck -S warning $(SHELL_SCRIPTS)

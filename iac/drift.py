@@ -21,6 +21,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from iac.stack import ConfigError, config_secret_values
+from iac.validate import load_inventory
+
 REPO = Path(__file__).resolve().parent.parent
 IN_SYNC, ERROR, DRIFT = 0, 1, 2
 
@@ -77,14 +80,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("inventory", help="inventory file, e.g. sandbox/inventory.py")
     parser.add_argument("--limit", help="only these hosts or groups (pyinfra --limit)")
     args = parser.parse_args(argv)
-    secret_values: list[str] = []
-    if "sandbox" in Path(args.inventory).parts:
-        from iac.secrets import all_secret_values
-        from sandbox.world import World
-
-        path = World().dir / "secrets.json"
-        if path.exists():
-            secret_values = all_secret_values(json.loads(path.read_text()))
+    # the values to redact come from the stack itself, whichever it is (iac/ never imports sandbox/)
+    try:
+        secret_values = [v for _group, hosts in load_inventory(Path(args.inventory)).items()
+                         for _name, data in hosts for v in config_secret_values(data["config"])]
+    except ConfigError as exc:
+        print(f"drift: ERROR: {exc}", file=sys.stderr)
+        return ERROR
     extra = ["--limit", args.limit] if args.limit else None
     code, report = check(args.inventory, secret_values, extra)
     print(report, file=sys.stdout if code != ERROR else sys.stderr)

@@ -561,6 +561,11 @@ class ResticSystemState(ResticTarget):
         default="/etc/gts/bootstrap",
         description="The inventory snapshot (packages, enabled services, mounts, nginx -T), regenerated "
                     "before each run.", examples=["/etc/gts/bootstrap"])
+    staging_dir: AbsPath = Field(
+        default="/var/lib/iac/restore/system-state",
+        description="Where a rebuild (`make dr`) restores the newest snapshot before the converge; the "
+                    "converge takes what the model does not declare from there (the apps' deploy keys).",
+        examples=["/var/lib/iac/restore/system-state"])
     env_helper: AbsPath = Field(default="/usr/local/sbin/restic-system-state-env.sh",
                                 description="Runs a command with this repository's environment "
                                             "(runbook: \"View snapshots (helper method)\").",

@@ -228,6 +228,20 @@ def build_host_config(
         raise ConfigError(explain(exc, layers, group, hostname)) from None
 
 
+def config_secret_values(node: Any) -> list[str]:
+    """Every secret value held by a validated configuration (what reports must redact)."""
+    if isinstance(node, SecretStr):
+        value = node.get_secret_value()
+        return [value] if value else []
+    if isinstance(node, BaseModel):
+        return [v for name in type(node).model_fields for v in config_secret_values(getattr(node, name))]
+    if isinstance(node, Mapping):
+        return [v for item in node.values() for v in config_secret_values(item)]
+    if isinstance(node, (list, tuple)):
+        return [v for item in node for v in config_secret_values(item)]
+    return []
+
+
 def host_config(host: Any) -> HostConfig:
     """The validated configuration of a pyinfra host (attached by the inventory file)."""
     config = host.data.get("config")

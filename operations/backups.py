@@ -24,9 +24,11 @@ from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import FactBase, StringCommand, operation
+from pyinfra.facts.files import File
 from pyinfra.operations import files, systemd
 
 from iac.model import BackupsSection, HostConfig, ResticTarget
+from iac.stack import ConfigError
 from operations.django_app import STAGED, _string_io, render
 from operations.guarded import secret_file, validated_file
 from operations.packages import packages_present
@@ -216,6 +218,57 @@ def backup_engine() -> None:
     files.put(name="Backup engine iac_backup.py", src=str(ENGINE_SRC), dest=ENGINE, mode="755")
 
 
+def settings_file(config: HostConfig) -> None:
+    """/etc/iac/backup.json: what the engine reads (no secrets)."""
+    b = config.backups
+    assert b is not None
+    files.directory(name=f"Directory {Path(b.settings_file).parent}", path=str(Path(b.settings_file).parent),
+                    mode="755")
+    files.put(name=f"Backup settings {b.settings_file}",
+              src=_string_io(json.dumps(backup_settings(config), indent=2) + "\n"), dest=b.settings_file, mode="644")
+
+
+def restic_env_file(target: ResticTarget) -> None:
+    files.directory(name=f"Directory {Path(target.env_file).parent}", path=str(Path(target.env_file).parent),
+                    mode="700")
+    secret_file(name=f"restic env file {target.env_file}", dest=target.env_file,
+                content=env_file_text(restic_env(target)), mode="600")
+
+
+@operation()
+def system_state_staged(staging_dir: str):
+    """
+    Ensure the newest system-state snapshot of this host is restored into ``staging_dir``.
+
+    + staging_dir: where it goes (never over the live system)
+
+    **Example:**
+
+    .. code:: python
+
+        system_state_staged(name="System state staged", staging_dir="/var/lib/iac/restore/system-state")
+    """
+    if host.get_fact(File, path=f"{staging_dir}/.iac-complete"):
+        return
+    yield StringCommand(f"python3 {ENGINE} stage-state {shlex.quote(staging_dir)}")
+
+
+def dr_bootstrap(config: HostConfig) -> None:
+    """Disaster recovery, step 1 of the runbook's sequence on a bare Debian 12 box: restic, the
+    system-state repository's env file (from the secrets file: the runbook's "password
+    manager"), and the newest snapshot staged, so the converge that follows can take the old
+    host's deploy keys from it. Nothing live is overwritten."""
+    b = config.backups
+    if b is None or b.offsite.system_state is None:
+        raise ConfigError(f"{config.host.hostname}: no backups.offsite.system_state to rebuild from")
+    packages_present(["restic", "python3"], config.base.apt_cache_hours, "disaster recovery")
+    backup_engine()
+    settings_file(config)
+    restic_env_file(b.offsite.system_state)
+    system_state_staged(name=f"Newest system state staged in {b.offsite.system_state.staging_dir}",
+                        staging_dir=b.offsite.system_state.staging_dir)
+
+
 def backups(config: HostConfig) -> None:
     """The host's backups, if it declares any (see the module docstring for the stages)."""
     b = config.backups
@@ -223,8 +276,7 @@ def backups(config: HostConfig) -> None:
         return
     local = b.local
     targets = offsite_targets(b)
-    settings = backup_settings(config)
-    dbs = settings["local"]["databases"]
+    dbs = config.backup_databases()
 
     # ---- install
     pkgs = ["python3", "util-linux"] + (["restic"] if targets else [])
@@ -244,10 +296,7 @@ def backups(config: HostConfig) -> None:
                        replace=f"UUID={local.disk_uuid} {local.mount} {local.fstype} {opts} 0 2")
 
     # ---- configure: settings, commands (the engine itself: backup_engine, before the apps)
-    files.directory(name=f"Directory {Path(b.settings_file).parent}", path=str(Path(b.settings_file).parent),
-                    mode="755")
-    files.put(name=f"Backup settings {b.settings_file}", src=_string_io(json.dumps(settings, indent=2) + "\n"),
-              dest=b.settings_file, mode="644")
+    settings_file(config)
     commands = [(OPERATOR_COMMAND, "", "The operator's command")]
     commands += [(s["script"], s["args"], s["description"]) for s in unit_specs(config) if s["script"]]
     if b.offsite.system_state is not None:
@@ -261,10 +310,7 @@ def backups(config: HostConfig) -> None:
 
     # ---- configure: secrets (root 0600) and lists
     for t in targets.values():
-        files.directory(name=f"Directory {Path(t.env_file).parent}", path=str(Path(t.env_file).parent),
-                        mode="700")
-        secret_file(name=f"restic env file {t.env_file}", dest=t.env_file, content=env_file_text(restic_env(t)),
-                    mode="600")
+        restic_env_file(t)
     if b.alerts is not None:
         files.directory(name=f"Directory {Path(b.alerts.env_file).parent}", path=str(Path(b.alerts.env_file).parent),
                         mode="755")

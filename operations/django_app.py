@@ -134,8 +134,11 @@ def app_identity(config: HostConfig, app: DjangoApp) -> None:
     # Made on the host, once: the private key never leaves it. `make deploy-keys` shows the
     # public half for registering on the git host.
     key = f"/home/{app.user}/.ssh/id_ed25519"
+    # a rebuild after a disaster (`make dr`) staged the old host's state: its key is still the one
+    # registered on the git host
+    ss = config.backups.offsite.system_state if config.backups else None
     deploy_key(name=f"{app.user}: deploy key (made once, never replaced)", user=app.user, path=key,
-               comment=f"{app.user}@{config.host.hostname}")
+               comment=f"{app.user}@{config.host.hostname}", restored=f"{ss.staging_dir}{key}" if ss else None)
     git_host = _git_host(app.source.url)
     files.put(
         name=f"{app.user}: pinned host key of {git_host}",
@@ -219,13 +222,15 @@ def _string_io(text: str) -> StringIO:
 
 
 @operation()
-def deploy_key(user: str, path: str, comment: str):
+def deploy_key(user: str, path: str, comment: str, restored: str | None = None):
     """
     Ensure an SSH key pair exists for ``user``; an existing key is never replaced.
 
     + user: owner of the key (the key is made as this user)
     + path: private key path; the public key is ``path + ".pub"``
     + comment: key comment
+    + restored: where a disaster-recovery restore staged the old host's key: used, if there,
+      instead of making a new one (which would have to be registered on the git host again)
 
     **Example:**
 
@@ -235,5 +240,9 @@ def deploy_key(user: str, path: str, comment: str):
                    path="/home/shop_scheduler/.ssh/id_ed25519", comment="shop_scheduler@gts-server")
     """
     if host.get_fact(File, path=path):
+        return
+    if restored and host.get_fact(File, path=restored):
+        for src, dest, mode in ((restored, path, "600"), (f"{restored}.pub", f"{path}.pub", "644")):
+            yield StringCommand(f"install -o {user} -g {user} -m {mode} {shlex.quote(src)} {shlex.quote(dest)}")
         return
     yield StringCommand(f"runuser -u {user} -- ssh-keygen -q -t ed25519 -N '' -C {comment} -f {path}")

@@ -276,3 +276,16 @@ def test_rendered_units_carry_the_declared_schedules_and_alert() -> None:
     assert "ExecStart=/usr/local/sbin/pg_backup_gts_databases.sh" in service
     check = render("etc/systemd/system/iac-backup.timer.j2", **specs["restic-postgres-check"])
     assert "OnCalendar=Sun *-*-* 03:30:00" in check
+
+
+def test_iac_never_imports_the_sandbox() -> None:
+    """The stack code works without the sandbox: nothing under iac/ imports sandbox/."""
+    import ast
+
+    offenders = []
+    for path in (REPO / "iac").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "sandbox"]
+    assert offenders == []

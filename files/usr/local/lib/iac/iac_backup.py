@@ -16,6 +16,9 @@ Commands (each a stage function below; exit 0 success, 1 failure, 2 stale/mismat
   restore DB    the runbook's local-first restore, from local or offsite, newest or at a time
   drill         restore newest local and offsite dumps into scratch databases, compare rows
   alert UNIT    one message to the webhook about a failed unit (run by OnFailure=)
+  counts        JSON: rows per table of every backed-up database (the disaster-recovery drill)
+  stage-state DIR   the newest system-state snapshot of this host, restored into DIR (not over
+                the live system): what a rebuild takes from it that the model does not declare
   snapshot ENGINE SOURCE DIR NAME   one validated, checksummed dump (a release's pre-migrate
                 backup: ENGINE postgresql|sqlite, SOURCE the database name or file); prints its path
   env-exec FILE -- CMD...   run CMD with FILE's variables (restic-system-state-env.sh)
@@ -730,6 +733,32 @@ def cmd_drill(settings: dict) -> int:
     return 2 if failed else 0
 
 
+def row_counts(settings: dict) -> dict[str, dict[str, int]]:
+    return {db: (pg_row_counts(db) if info["engine"] == "postgresql" else sqlite_row_counts(info["path"]))
+            for db, info in settings["local"]["databases"].items()}
+
+
+def stage_state(settings: dict, directory: str) -> int:
+    """Restore the newest system-state snapshot of this host (by its declared name) into a
+    staging directory, marked complete only when restic succeeded."""
+    target = settings["offsite"].get("system_state")
+    if not target:
+        raise BackupError("no system-state repository is declared for this host")
+    staging = Path(directory)
+    if (staging / ".iac-complete").exists():
+        log(f"system state already staged in {staging}")
+        return 0
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True, mode=0o700)
+    env = {**os.environ, **parse_env_file(Path(target["env_file"]).read_text())}
+    must(["restic", "restore", "latest", "--tag", target["tag"], "--host", settings["host"],
+          "--target", str(staging)], "restic restore of the system state", env=env)
+    (staging / ".iac-complete").write_text(datetime.now(UTC).isoformat() + "\n")
+    log(f"system state of {settings['host']} staged in {staging}")
+    return 0
+
+
 # ---- command line ----------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
@@ -749,6 +778,8 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("drill")
     a = sub.add_parser("alert")
     a.add_argument("unit")
+    sub.add_parser("counts")
+    sub.add_parser("stage-state").add_argument("directory")
     snap = sub.add_parser("snapshot")
     snap.add_argument("engine", choices=["postgresql", "sqlite"])
     snap.add_argument("source")
@@ -791,6 +822,11 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_restore(settings, args.database, args.source, args.at)
         if args.cmd == "drill":
             return cmd_drill(settings)
+        if args.cmd == "counts":
+            print(json.dumps(row_counts(settings), indent=2))
+            return 0
+        if args.cmd == "stage-state":
+            return stage_state(settings, args.directory)
         if args.cmd == "alert":
             return cmd_alert(settings, args.unit)
     except (BackupError, OSError) as exc:

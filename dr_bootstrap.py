@@ -1,0 +1,13 @@
+"""Disaster recovery, first step: on a bare Debian 12 box, stage the old host's system state.
+
+Run by `make dr` (iac/dr.py) before deploy.py; it installs restic, writes the system-state
+repository's env file from the secrets file and restores the newest snapshot into a staging
+directory (never over the live system). See README, "Disaster recovery".
+"""
+
+from pyinfra import host
+
+from iac.stack import host_config
+from operations.backups import dr_bootstrap
+
+dr_bootstrap(host_config(host))
