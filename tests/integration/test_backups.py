@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from sandbox import legacy_backups
 from tests.integration.conftest import REPO, SANDBOX_INVENTORY, TIMINGS, Run, Sandbox
 
 LAN_UNITS = {"pg-backup-gts": "hourly", "restic-postgres": "*-*-* 02:30:00",
@@ -286,6 +287,32 @@ def test_restore_drill_restores_every_database_local_and_offsite(sandbox: Sandbo
                 assert e["ok"] and e["rows_equal"], (db, source, e)
     assert hosts["gts-server"]["databases"]["gts_shop_scheduler"]["offsite"]["rows"] > 25
     assert hosts["gts-server"]["system_state"] == {"ok": True, "missing": [], "error": None}
+
+
+def test_hand_made_backup_units_are_replaced_in_place(sandbox: Sandbox, backed_up: Run) -> None:
+    """The real host runs hand-made versions under the runbook's names: the converge replaces
+    them where they are. One timer per name, the next dump within the hour, old dumps and
+    snapshots kept."""
+    handmade = legacy_backups.install(sandbox.world)
+    assert handmade, "the hand-made script made dumps"
+    snapshots_before = lan(sandbox, f"iac-backup env-exec {PG_ENV} -- restic snapshots --json --tag postgres")
+    run = sandbox.converge("adopt-lan-backups", "--limit", "lan")
+    assert run.returncode == 0, run.output[-3000:]
+    for unit in LAN_UNITS:
+        assert "Managed by this repo" in lan(sandbox, f"cat /etc/systemd/system/{unit}.service")
+    timers = lan(sandbox, "systemctl list-timers --all --no-legend --output=json")
+    names = [t["unit"] for t in json.loads(timers)]
+    assert sorted(n for n in names if n.removesuffix(".timer") in LAN_UNITS) == sorted(
+        f"{u}.timer" for u in LAN_UNITS)
+    pg_timer = next(t for t in json.loads(timers) if t["unit"] == "pg-backup-gts.timer")
+    assert 0 < pg_timer["next"] / 1e6 - time.time() <= 3600, pg_timer
+    assert lan(sandbox, "ls /etc/systemd/system/timers.target.wants/ | grep -c pg-backup").strip() == "1"
+    assert "Managed by this repo" in lan(sandbox, "cat /usr/local/sbin/pg_backup_gts_databases.sh")
+    assert start(sandbox, "lan", "pg-backup-gts").returncode == 0
+    for f in handmade:
+        assert sandbox.ssh("lan", f"test -f {f}", check=False).returncode == 0, f"{f} was deleted"
+    after = lan(sandbox, f"iac-backup env-exec {PG_ENV} -- restic snapshots --json --tag postgres")
+    assert {s["id"] for s in json.loads(snapshots_before)} <= {s["id"] for s in json.loads(after)}
 
 
 def test_drift_names_a_disabled_timer_an_edited_script_and_a_changed_retention(sandbox: Sandbox) -> None:
