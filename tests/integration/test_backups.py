@@ -224,6 +224,32 @@ def test_unreachable_s3_fails_with_one_alert(sandbox: Sandbox, backed_up: Run) -
     assert start(sandbox, "lan", "restic-postgres").returncode == 0
 
 
+def test_dump_that_fails_validation_is_never_published(sandbox: Sandbox, backed_up: Run) -> None:
+    """A pg_dump that writes garbage (fault injected for this unit only, through a runtime drop-in
+    that puts a broken pg_dump first on its PATH): pg_restore --list refuses it, the run fails with
+    one alert, and no file of that run is left under the dump directories."""
+    before = len(alerts(sandbox))
+    lan(sandbox, "mkdir -p /run/iac-fault /run/systemd/system/pg-backup-gts.service.d && "
+                 "printf '#!/bin/sh\necho not-a-dump\n' > /run/iac-fault/pg_dump && "
+                 "chmod 755 /run/iac-fault/pg_dump && "
+                 "printf '[Service]\nEnvironment=PATH=/run/iac-fault:/usr/sbin:/usr/bin:/sbin:/bin\n' "
+                 "> /run/systemd/system/pg-backup-gts.service.d/fault.conf && systemctl daemon-reload")
+    newest = {db: lan(sandbox, f"ls -1t {ROOT}/db/{db}/*.dump | head -n1").strip() for db in LAN_DBS}
+    try:
+        assert start(sandbox, "lan", "pg-backup-gts").returncode != 0
+        got = new_alerts(sandbox, before)
+        assert len(got) == 1 and "pg-backup-gts.service" in got[0] and "dumps failed" in got[0], got
+        log = lan(sandbox, f"cat $(ls -1t {ROOT}/logs/*.log | head -n1)")
+        assert "FAILED gts_scheduler: pg_restore --list" in log
+        assert lan(sandbox, f"find {ROOT}/db -name '*.partial'").strip() == ""
+        for db, path in newest.items():  # nothing newer was published
+            assert lan(sandbox, f"ls -1t {ROOT}/db/{db}/*.dump | head -n1").strip() == path
+        assert make(sandbox, "backup-status-invalid", "backup-status").returncode == 2
+    finally:
+        lan(sandbox, "rm -rf /run/systemd/system/pg-backup-gts.service.d /run/iac-fault && systemctl daemon-reload")
+    assert start(sandbox, "lan", "pg-backup-gts").returncode == 0
+
+
 def test_corrupted_dump_is_reported_and_never_restored(sandbox: Sandbox, backed_up: Run) -> None:
     d = f"{ROOT}/db/gingerich_trailer"
     newest = lan(sandbox, f"ls -1t {d}/*.dump | head -n1").strip()
