@@ -13,13 +13,22 @@ Layout for SANDBOX_SUBNET=10.213.0.0/16 (the default) and SANDBOX_NAME=sbx:
     10.213.2.2        host "lan"    (netns sbx-lan,    veth sbx-lan  <-> eno1)
     10.213.3.2        host "forge"  (netns sbx-forge,  veth sbx-git  <-> eth0): git over SSH
 
+A sandbox keeps the subnet it was created with (state.json records it): ``up`` with another
+SANDBOX_SUBNET is refused before anything changes.
+
+Each host's process is a small supervisor (``boot-host ROLE --foreground``) that runs
+systemd-nspawn and boots the container again when it reboots itself (nspawn exits 133), as a
+real server comes back after ``reboot``; SIGTERM to it shuts the container down cleanly.
+
 Usage: python -m sandbox.world up|down|status [--json]|ssh-config|register-key APP PUBKEY
+                               |boot-host ROLE [--foreground]
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import ctypes
 import hashlib
 import ipaddress
 import json
@@ -231,6 +240,44 @@ class World:
         state = self.load()
         state["resources"] = [r for r in state["resources"] if r != entry]
         self.save(state)
+
+    def recorded_subnet(self) -> ipaddress.IPv4Network | None:
+        """The subnet this sandbox was created with (None while nothing of it exists)."""
+        if not self.state_file.exists():
+            return None
+        state = self.load()
+        if not state["resources"]:
+            return None
+        if "subnet" in state:
+            return ipaddress.IPv4Network(state["subnet"])
+        # a ledger written before the subnet was recorded: the stand-ins' address tells it
+        for r in state["resources"]:
+            if r["kind"] == "addr":
+                return ipaddress.IPv4Network(r["cidr"], strict=False).supernet(new_prefix=16)
+        return None
+
+    def check_subnet(self) -> None:
+        """Refuse to bring up an existing sandbox on another subnet (before anything changes).
+
+        Its addresses, NAT rules, ssh config, pinned host keys and the hosts' own network
+        configuration all derive from the subnet it was created with."""
+        recorded = self.recorded_subnet()
+        if recorded is not None and recorded != self.subnet:
+            raise WorldError(
+                f"sandbox {self.name} exists with SANDBOX_SUBNET={recorded} (recorded in {self.state_file}), "
+                f"not SANDBOX_SUBNET={self.subnet}: its subnet cannot change while it exists. Either keep "
+                f"SANDBOX_SUBNET={recorded}, or take it down first (`make sandbox-down SANDBOX_NAME={self.name}`: "
+                f"down uses the recorded subnet) and then run `make sandbox SANDBOX_NAME={self.name} "
+                f"SANDBOX_SUBNET={self.subnet}`"
+            )
+
+    def adopt_recorded_subnet(self) -> None:
+        """For ``down`` and ``status``: the ledger's subnet wins over SANDBOX_SUBNET."""
+        recorded = self.recorded_subnet()
+        if recorded is not None and recorded != self.subnet:
+            log(f"sandbox {self.name} was created with SANDBOX_SUBNET={recorded}; using that "
+                f"(not {self.subnet})")
+            self.subnet = recorded
 
     # The machine-wide registry of sandboxes (any checkout): name -> owner and subnet. /run is
     # emptied on reboot, as are the namespaces and links it describes.
@@ -476,15 +523,22 @@ class World:
         if ready:
             wait_port(*ready, timeout=60, what=label, proc=proc)
 
+    # ---- the LAN host's dump disk -------------------------------------------------------------
     def ensure_backup_disk(self) -> None:
-        """Made and formatted once (it holds data: never re-formatted), loop-mounted on the machine."""
+        """Made and formatted once (it holds data: never re-formatted), loop-mounted on the machine.
+
+        The image is formatted under another name and renamed when done, so an image that exists
+        is always a formatted one (a crash mid-way leaves only the ``.new`` file, in this
+        sandbox's directory)."""
         img, mnt = self.backup_disk_image, self.backup_disk_mount
         if not img.exists():
             self.record("file", path=str(img))
             img.parent.mkdir(parents=True, exist_ok=True)
-            with open(img, "wb") as f:
-                f.truncate(self.BACKUP_DISK_MB * 1024 * 1024)
-            run(["mkfs.ext4", "-q", "-F", "-L", "pg_backups", str(img)])
+            new = img.with_name(img.name + ".new")
+            with open(new, "wb") as f:
+                f.truncate(self.BACKUP_DISK_MB * 1024 * 1024)  # sparse
+            run(["mkfs.ext4", "-q", "-F", "-L", "pg_backups", str(new)])
+            new.replace(img)
         if not os.path.ismount(mnt):
             self.record("mount", path=str(mnt))
             mnt.mkdir(parents=True, exist_ok=True)
@@ -492,21 +546,74 @@ class World:
 
     def backup_disk_uuid(self) -> str:
         """The dump disk's filesystem UUID (what the LAN host's fstab line names)."""
+        if not self.backup_disk_image.exists():
+            raise WorldError(f"sandbox {self.name} has no dump disk ({self.backup_disk_image}): "
+                             "run `make sandbox` (or `make sandbox-up`) first")
         return run(["blkid", "-s", "UUID", "-o", "value", str(self.backup_disk_image)]).stdout.strip()
 
     def detach_backup_disk(self) -> None:
-        """The dump disk goes missing: /mnt/pg_backups in the LAN host is a plain directory again."""
-        self.ssh("lan", f"umount {self.BACKUP_DISK_TARGET} && ! mountpoint -q {self.BACKUP_DISK_TARGET}")
+        """The dump disk goes missing: /mnt/pg_backups in the LAN host is a plain (empty) directory
+        again. The disk itself stays mounted on the machine, data intact."""
+        t = self.BACKUP_DISK_TARGET
+        self.ssh("lan", f"if mountpoint -q {t}; then umount {t}; fi; ! mountpoint -q {t}")
 
     def attach_backup_disk(self) -> None:
-        """The disk is back, with its data: the LAN host restarts with it bound, as after a repair."""
-        self.stop_host("lan")
-        self.boot("lan")
-        self.wait_booted("lan")
-
-    def boot(self, role: str) -> None:
-        if (p := self.find_process(f"nspawn-{role}")) and self.process_alive(p):
+        """The disk is back with its data, hot (as when it is plugged in again): the machine's
+        mount is put into the running LAN host's mount namespace at /mnt/pg_backups. A host that is
+        not running gets it bound when it boots."""
+        self.ensure_backup_disk()
+        t = self.BACKUP_DISK_TARGET
+        if self.ssh("lan", f"mountpoint -q {t}", check=False).returncode == 0:
             return
+        code = ("import sys; from sandbox.world import move_mount_into; "
+                "move_mount_into(sys.argv[1], int(sys.argv[2]), sys.argv[3])")
+        pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+        proc = subprocess.run(
+            [sys.executable, "-c", code, str(self.backup_disk_mount), str(self.container_pid("lan")), t],
+            capture_output=True, text=True, check=False, env={**os.environ, "PYTHONPATH": pythonpath})
+        if proc.returncode != 0:
+            raise WorldError(f"could not attach the dump disk to the LAN host: {proc.stderr.strip()}")
+        self.ssh("lan", f"mountpoint -q {t}")
+
+    def container_pid(self, role: str) -> int:
+        """The machine-side PID of a running host's init (PID 1 inside it)."""
+        p = self.find_process(f"nspawn-{role}")
+        if p is None or not self.process_alive(p):
+            raise WorldError(f"host {role} of sandbox {self.name} is not running")
+        children: dict[int, list[int]] = {}
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                with contextlib.suppress(OSError, IndexError):
+                    ppid = int(Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                    children.setdefault(ppid, []).append(int(d))
+        todo = list(children.get(p["pid"], []))
+        while todo:
+            pid = todo.pop(0)
+            with contextlib.suppress(OSError):
+                nspid = next(line.split()[1:] for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                             if line.startswith("NSpid:"))
+                if len(nspid) > 1 and nspid[-1] == "1":
+                    return pid
+            todo += children.get(pid, [])
+        raise WorldError(f"host {role}: no container init under process {p['pid']} (booting or rebooting?)")
+
+    # ---- booting hosts ------------------------------------------------------------------------
+    def machine(self, role: str) -> str:
+        return f"{self.name}-{role}"
+
+    def nspawn_argv(self, role: str) -> list[str]:
+        return [
+            "systemd-nspawn", "-D", str(self.rootfs(role)), "-b",
+            f"--machine={self.machine(role)}", "--register=no", "--keep-unit",
+            f"--network-namespace-path=/run/netns/{self.netns(role)}",
+            "--console=passive", "--resolv-conf=off", "--timezone=off", "--link-journal=no",
+            # the host has a network namespace of its own: it may configure it, as a server can
+            "--capability=CAP_NET_ADMIN",
+            *([f"--bind={self.backup_disk_mount}:{self.BACKUP_DISK_TARGET}"] if role == "lan" else []),
+        ]
+
+    def prepare_host_network(self, role: str) -> None:
+        """The host's interface as it is at power-on; done before every start of its container."""
         spec = self.spec(role)
         nsx = ["ip", "netns", "exec", self.netns(role)]
         if (self.rootfs(role) / "etc/network/interfaces.d" / spec.ifname).exists():
@@ -520,16 +627,68 @@ class World:
             run(nsx + ["ip", "addr", "replace", f"{self.host_ip(role)}/24", "dev", spec.ifname])
             run(nsx + ["ip", "link", "set", spec.ifname, "up"])
             run(nsx + ["ip", "route", "replace", "default", "via", self.gateway_ip(role)])
+
+    def boot(self, role: str) -> None:
+        """Start a host's supervisor (``boot-host ROLE --foreground``) if it is not running."""
+        if (p := self.find_process(f"nspawn-{role}")) and self.process_alive(p):
+            if "boot-host" in p["argv"]:
+                return
+            # started by an earlier version of this file: it would stay down after a reboot
+            log(f"{role}: its container runs without a supervisor; restarting it under one")
+            self.stop_host(role)
+        if not (self.rootfs(role) / "etc/ssh/ssh_host_ed25519_key").exists():
+            raise WorldError(f"sandbox {self.name} has no host {role}: run `make sandbox-up` first")
+        if role == "lan":
+            self.ensure_backup_disk()
+        pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
         self.ensure_process(
             f"nspawn-{role}",
-            ["systemd-nspawn", "-D", str(self.rootfs(role)), "-b",
-             f"--machine={self.name}-{role}", "--register=no", "--keep-unit",
-             f"--network-namespace-path=/run/netns/{self.netns(role)}",
-             "--console=passive", "--resolv-conf=off", "--timezone=off", "--link-journal=no",
-             # the host has a network namespace of its own: it may configure it, as a server can
-             "--capability=CAP_NET_ADMIN",
-             *([f"--bind={self.backup_disk_mount}:{self.BACKUP_DISK_TARGET}"] if role == "lan" else [])],
+            [sys.executable, "-m", "sandbox.world", "boot-host", role, "--foreground",
+             f"--machine={self.machine(role)}"],
+            env={"SANDBOX_NAME": self.name, "SANDBOX_SUBNET": str(self.subnet), "PYTHONPATH": pythonpath},
         )
+
+    def run_host(self, role: str) -> int:
+        """The supervisor (this process is the host's recorded process): prepares the network and
+        runs systemd-nspawn, again each time the container reboots itself (exit 133); returns
+        nspawn's exit code otherwise (0 after a poweroff). SIGTERM, SIGINT or SIGHUP is passed on
+        to nspawn as SIGTERM (it shuts the container down cleanly) and ends the loop. If this
+        process is killed outright, nspawn gets SIGTERM from the kernel (parent-death signal)."""
+        signals = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+        stopping = False
+        child: subprocess.Popen | None = None
+
+        def on_signal(signum: int, _frame) -> None:
+            nonlocal stopping
+            stopping = True
+            if child is not None and child.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.pid, signal.SIGTERM)
+
+        for sig in signals:
+            signal.signal(sig, on_signal)
+        boots = 0
+        while True:
+            self.prepare_host_network(role)
+            if role == "lan" and not os.path.ismount(self.backup_disk_mount):
+                log(f"{role}: the dump disk is not mounted at {self.backup_disk_mount}; not booting")
+                return 1
+            # blocked from here until nspawn runs (it inherits the mask and takes them from its
+            # own signalfd), so a stop cannot fall between the check and the start
+            signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+            if stopping:
+                return 0
+            boots += 1
+            log(f"{role}: starting the container (boot {boots})")
+            child = subprocess.Popen(self.nspawn_argv(role), stdin=subprocess.DEVNULL,
+                                     preexec_fn=_die_with_parent)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+            rc = child.wait()
+            if stopping or rc != 133:
+                log(f"{role}: container ended (systemd-nspawn exit {rc})")
+                return rc
+            log(f"{role}: the container rebooted itself (systemd-nspawn exit 133): booting it again")
+            time.sleep(0.5)
 
     def stop_host(self, role: str) -> None:
         """Shut one host down (its disk is kept; ``up`` boots it again)."""
@@ -538,10 +697,13 @@ class World:
             self.forget(p)
 
     def reset_host(self, role: str) -> None:
-        """Replace a host with a fresh copy of the golden image (new disk, new host keys), booted."""
+        """Replace a host with a fresh copy of the golden image (new disk, new host keys), booted.
+
+        The LAN host's dump disk is a disk of its own: kept, with its data (bound again at boot)."""
         self.stop_host(role)
         root = self.rootfs(role)
         if root.exists():
+            self._refuse_mounts_under(root)
             shutil.rmtree(root)
         self.ensure_rootfs(role, self.ensure_image())
         self.write_ssh_files()
@@ -549,6 +711,14 @@ class World:
             sock.unlink(missing_ok=True)
         self.boot(role)
         self.wait_booted(role)
+
+    @staticmethod
+    def _refuse_mounts_under(path: Path) -> None:
+        """Never delete a tree with something mounted in it (rmtree would empty that filesystem)."""
+        below = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
+                 if (line.split()[1] + "/").startswith(f"{path}/")]
+        if below:
+            raise WorldError(f"not removing {path}: {', '.join(below)} mounted below it")
 
     def ssh(self, role: str, command: str, check: bool = True, input: str | None = None,
             multiplex: bool = True) -> subprocess.CompletedProcess:
@@ -560,8 +730,15 @@ class World:
         )
 
     def wait_booted(self, role: str, timeout: float = 120) -> None:
-        wait_port(self.host_ip(role), 22, timeout=timeout, what=f"sshd on {role}")
         deadline = time.monotonic() + timeout
+        proc = self.find_process(f"nspawn-{role}")
+        while not port_open(self.host_ip(role), 22):
+            if proc is None or not self.process_alive(proc):
+                raise WorldError(f"host {role} is not running (its container ended; see "
+                                 f"{self.dir / 'logs' / f'nspawn-{role}.log'})")
+            if time.monotonic() > deadline:
+                raise WorldError(f"sshd on {role} not reachable at {self.host_ip(role)}:22 after {timeout}s")
+            time.sleep(0.2)
         while time.monotonic() < deadline:
             r = self.ssh(role, "systemctl is-system-running --wait", check=False)
             if r.stdout.strip() in ("running", "degraded"):
@@ -672,8 +849,10 @@ class World:
     # ---- up / down / status ------------------------------------------------------------------
     def up(self) -> None:
         started = time.monotonic()
+        self.check_subnet()
         self.claim()
         state = self.load()
+        state["subnet"] = str(self.subnet)  # what it is created with (check_subnet holds it to that)
         self.save(state)
         self.ensure_ssh_key()
         image = self.ensure_image()
@@ -697,6 +876,7 @@ class World:
     def down(self) -> list[str]:
         """Remove everything recorded, newest first. Returns what it removed."""
         removed: list[str] = []
+        self.adopt_recorded_subnet()
         state = self.load()
         # ssh's connection masters (ControlPersist) were started by this sandbox's ssh calls
         if self.ssh_config.exists():
@@ -741,9 +921,10 @@ class World:
                 run(["sysctl", "-qw", f"{r['key']}={r['previous']}"])
                 removed.append(f"sysctl {r['key']}={r['previous']}")
             self.forget(r)
+        self.release()  # while the directory exists (without it the entry looks stale)
         if self.dir.exists():
+            self._refuse_mounts_under(self.dir)
             shutil.rmtree(self.dir)
-        self.release()
         return removed
 
     def _other_sandboxes_up(self) -> bool:
@@ -780,6 +961,10 @@ class World:
         mounts = Path("/proc/mounts").read_text()
         if str(self.dir) in mounts:
             found.append(f"mounts under {self.dir}")
+        loops = run(["losetup", "--list", "--noheadings", "-O", "NAME,BACK-FILE"], check=False).stdout
+        for line in loops.splitlines():
+            if str(self.dir) in line:
+                found.append(f"loop device {line.strip()}")
         for pid in os.listdir("/proc"):
             if not pid.isdigit():
                 continue
@@ -796,6 +981,7 @@ class World:
         return found
 
     def status(self) -> dict:
+        self.adopt_recorded_subnet()
         state = self.load()
         procs = {r["label"]: r for r in state["resources"] if r["kind"] == "process"}
 
@@ -835,6 +1021,39 @@ def port_open(host: str, port: int) -> bool:
         return False
 
 
+_LIBC = ctypes.CDLL(None, use_errno=True)
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In a supervised child before exec: SIGTERM when the supervisor dies, however it dies."""
+    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+# the mount API's syscalls (Linux >= 5.2; the same numbers on every architecture but alpha)
+_SYS_OPEN_TREE, _SYS_MOVE_MOUNT = 428, 429
+_OPEN_TREE_CLONE, _AT_RECURSIVE, _AT_FDCWD = 1, 0x8000, -100
+_MOVE_MOUNT_F_EMPTY_PATH, _CLONE_NEWNS = 0x4, 0x20000
+
+
+def move_mount_into(source: str, pid: int, target: str) -> None:
+    """Put a copy of the machine's mount at ``source`` onto ``target`` in the mount namespace of
+    process ``pid`` (a container's init): what plugging a disk in does for the host. Call it in
+    a process of its own: it leaves the machine's mount namespace for good."""
+    def check(ret: int, what: str) -> int:
+        if ret < 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"{what}: {os.strerror(err)}")
+        return ret
+
+    tree = check(_LIBC.syscall(_SYS_OPEN_TREE, _AT_FDCWD, source.encode(),
+                               _OPEN_TREE_CLONE | _AT_RECURSIVE | os.O_CLOEXEC), f"open_tree {source}")
+    ns = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    check(_LIBC.setns(ns, _CLONE_NEWNS), f"setns into the mount namespace of {pid}")
+    check(_LIBC.syscall(_SYS_MOVE_MOUNT, tree, b"", _AT_FDCWD, target.encode(), _MOVE_MOUNT_F_EMPTY_PATH),
+          f"move_mount onto {target}")
+
+
 def wait_port(host: str, port: int, timeout: float, what: str, proc=None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -857,6 +1076,13 @@ def main(argv: list[str] | None = None) -> int:
     fs = sub.add_parser("free-slot", help="print a free SANDBOX_NAME and SANDBOX_SUBNET")
     fs.add_argument("--prefix", default="sbx")
     sub.add_parser("ssh-config")
+    bh = sub.add_parser("boot-host", help="boot one host (supervised: it comes back after a reboot) "
+                                          "and wait until it is up")
+    bh.add_argument("role", choices=[h.role for h in HOSTS])
+    bh.add_argument("--foreground", action="store_true",
+                    help="be the host's supervisor: run its container from this process (what `up` starts)")
+    bh.add_argument("--machine", help="with --foreground: the container's name, checked against "
+                                      "SANDBOX_NAME (it names the process in ps)")
     rk = sub.add_parser("register-key")
     rk.add_argument("app")
     rk.add_argument("pubkey")
@@ -876,7 +1102,7 @@ def main(argv: list[str] | None = None) -> int:
                 print("LEFT BEHIND:\n  " + "\n  ".join(left), file=sys.stderr)
                 return 1
             print(f"sandbox {world.name}: nothing left behind (checked netns, links, NAT, "
-                  "mounts, processes)")
+                  "mounts, loop devices, processes)")
         elif args.cmd == "leftovers":
             left = world.leftovers()
             print("\n".join(left) if left else "none")
@@ -890,6 +1116,14 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if all(h["up"] for h in st["hosts"].values()) else 3
         elif args.cmd == "ssh-config":
             print(world.ssh_config)
+        elif args.cmd == "boot-host":
+            if args.machine not in (None, world.machine(args.role)):
+                raise WorldError(f"boot-host: --machine={args.machine} is not {world.machine(args.role)} "
+                                 f"(SANDBOX_NAME={world.name})")
+            if args.foreground:
+                return world.run_host(args.role)
+            world.boot(args.role)
+            world.wait_booted(args.role)
         elif args.cmd == "register-key":
             world.register_key(args.app, args.pubkey)
     except (WorldError, subprocess.CalledProcessError) as exc:

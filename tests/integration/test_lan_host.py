@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+import uuid
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from tests.integration.conftest import TIMINGS, Run, Sandbox, changed_operations
 
 APPS = {"rental_scheduler": 8001, "shop_scheduler": 8002}
+SURVIVOR: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
@@ -20,6 +22,9 @@ def bare_lan(sandbox: Sandbox, converged: Run) -> Run:
     (new root disk, no address of its own configuration) and rebuilt with one command from its
     offsite backups, as after a disaster. (A bare host without backups is built by the session's
     first converge: deploy keys made and registered, then deploy.py.)"""
+    # the dump disk is not part of the system that is destroyed: a real disk outlives a reinstall
+    SURVIVOR.update(token=uuid.uuid4().hex, disk=sandbox.world.backup_disk_uuid())
+    sandbox.ssh("lan", f"echo {SURVIVOR['token']} > /mnt/pg_backups/sandbox-test-survivor && sync")
     run = sandbox.command("dr-drill", ["make", "-s", "dr-drill"], PYINFRA_PROGRESS="off")
     assert run.returncode == 0, run.output[-4000:]
     TIMINGS["LAN: make dr-drill (destroy, rebuild from bare + offsite)"] = run.seconds
@@ -42,6 +47,13 @@ def test_lan_host_is_rebuilt_from_bare_and_its_offsite_backups(bare_lan: Run) ->
         assert f"{app} through nginx (gts-server.lan:{port}) answers HTTP 200" in bare_lan.stderr
     for label, seconds in report["seconds"].items():
         TIMINGS[f"  dr-drill: {label}"] = seconds
+
+
+def test_dump_disk_and_its_data_survive_the_rebuild(sandbox: Sandbox, bare_lan: Run) -> None:
+    assert sandbox.world.backup_disk_uuid() == SURVIVOR["disk"]  # the same disk, never re-formatted
+    assert sandbox.ssh("lan", "mountpoint -q /mnt/pg_backups", check=False).returncode == 0
+    assert sandbox.ssh("lan", "cat /mnt/pg_backups/sandbox-test-survivor").stdout.strip() == SURVIVOR["token"]
+    sandbox.ssh("lan", "rm /mnt/pg_backups/sandbox-test-survivor")
 
 
 def test_rebuilt_host_kept_the_deploy_keys_registered_on_the_git_host(sandbox: Sandbox, bare_lan: Run) -> None:

@@ -6,12 +6,15 @@ import json
 import socket
 import struct
 import subprocess
+import time
+import uuid
 from pathlib import Path
 
 import boto3
 import pytest
 
-from tests.integration.conftest import REPO, Sandbox
+from sandbox.world import World, port_open
+from tests.integration.conftest import REPO, TIMINGS, Sandbox
 
 
 def test_status_json_lists_every_host_and_standin_up(sandbox: Sandbox) -> None:
@@ -135,3 +138,124 @@ def test_fixture_tags_have_stable_commit_ids(sandbox: Sandbox, tmp_path: Path) -
                                    "v1", "v2", "broken"], capture_output=True, text=True,
                                   check=True).stdout)
     assert ids[0] == ids[1]
+
+
+# ---- the LAN host's dump disk ------------------------------------------------------------------
+
+DISK = "/mnt/pg_backups"
+FSTAB_LINE = "UUID={uuid} /mnt/pg_backups ext4 defaults,nofail,x-systemd.device-timeout=5s 0 2"
+
+
+def _running(sandbox: Sandbox, role: str) -> str:
+    return sandbox.ssh(role, "systemctl is-system-running --wait", check=False).stdout.strip()
+
+
+def test_dump_disk_is_an_ext4_filesystem_of_its_own_mounted_in_the_lan_host(sandbox: Sandbox) -> None:
+    world = sandbox.world
+    image = world.backup_disk_image
+    assert image.stat().st_size == 512 * 1024 * 1024
+    probe = subprocess.run(["blkid", "-o", "export", str(image)], capture_output=True, text=True, check=True).stdout
+    assert "LABEL=pg_backups" in probe and "TYPE=ext4" in probe
+    uuid = world.backup_disk_uuid()
+    assert f"UUID={uuid}" in probe and len(uuid) == 36
+    resources = json.loads(world.state_file.read_text())["resources"]
+    assert {"kind": "file", "path": str(image)} in resources
+    assert {"kind": "mount", "path": str(world.backup_disk_mount)} in resources
+    assert Path(world.backup_disk_mount).is_mount()
+
+    assert sandbox.ssh("lan", f"mountpoint -q {DISK}", check=False).returncode == 0
+    assert sandbox.ssh("lan", f"findmnt -n -o FSTYPE {DISK}").stdout.strip() == "ext4"
+    # a filesystem of its own, not a directory of the host's root filesystem
+    devices = sandbox.ssh("lan", f"stat -c %d / {DISK}").stdout.split()
+    assert devices[0] != devices[1]
+    assert sandbox.ssh("public", f"mountpoint -q {DISK}", check=False).returncode != 0  # the LAN host's only
+
+    # The converge declares it in fstab by UUID: systemd in the container neither fails nor waits on
+    # that line (no device units in a container), and the disk stays mounted.
+    fstab = sandbox.ssh("lan", "cat /etc/fstab").stdout
+    declared = f"UUID={uuid} {DISK} ext4 " in fstab  # a converged host has it already
+    try:
+        if not declared:
+            sandbox.ssh("lan", f"echo '{FSTAB_LINE.format(uuid=uuid)}' >> /etc/fstab")
+        sandbox.ssh("lan", "systemctl daemon-reload && timeout 30 systemctl restart local-fs.target")
+        assert _running(sandbox, "lan") == "running"
+        assert sandbox.ssh("lan", f"mountpoint -q {DISK}", check=False).returncode == 0
+    finally:
+        if not declared:
+            world.ssh("lan", "cat > /etc/fstab && systemctl daemon-reload", input=fstab)
+
+
+def test_dump_disk_detaches_and_attaches_again_with_its_data(sandbox: Sandbox) -> None:
+    world = sandbox.world
+    token = uuid.uuid4().hex
+    sandbox.ssh("lan", f"echo {token} > {DISK}/sandbox-test-attach && sync")
+    world.detach_backup_disk()
+    try:
+        assert sandbox.ssh("lan", f"mountpoint -q {DISK}", check=False).returncode != 0
+        assert sandbox.ssh("lan", f"ls -A {DISK}").stdout == ""  # a bare directory on the root fs
+        # the disk itself is intact, only out of the host's reach
+        assert (world.backup_disk_mount / "sandbox-test-attach").read_text().strip() == token
+    finally:
+        world.attach_backup_disk()
+    assert sandbox.ssh("lan", f"mountpoint -q {DISK}", check=False).returncode == 0
+    assert sandbox.ssh("lan", f"cat {DISK}/sandbox-test-attach").stdout.strip() == token
+    world.detach_backup_disk()
+    world.detach_backup_disk()  # both idempotent
+    world.attach_backup_disk()
+    world.attach_backup_disk()
+    assert sandbox.ssh("lan", f"cat {DISK}/sandbox-test-attach").stdout.strip() == token
+    sandbox.ssh("lan", f"rm {DISK}/sandbox-test-attach")
+
+
+# ---- the subnet a sandbox was created with -----------------------------------------------------
+
+def _machine_network() -> dict[str, str]:
+    def out(cmd: list[str]) -> str:
+        return subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+
+    return {"lo": out(["ip", "-o", "addr", "show", "dev", "lo"]), "nat": out(["iptables", "-t", "nat", "-S"]),
+            "netns": out(["ip", "netns", "list"]), "links": out(["ip", "-o", "link", "show"])}
+
+
+def test_up_with_another_subnet_is_refused_and_changes_nothing(sandbox: Sandbox) -> None:
+    world = sandbox.world
+    assert json.loads(world.state_file.read_text())["subnet"] == str(world.subnet)
+    _name, other = World.free_slot(avoid=(str(world.subnet),))
+    files = [world.state_file, world.ssh_config, world.known_hosts, World.REGISTRY / f"{world.name}.json"]
+    before = ([f.read_bytes() for f in files], _machine_network())
+
+    run = sandbox.command("up-other-subnet", [str(REPO / ".venv/bin/python"), "-m", "sandbox.world", "up"],
+                          SANDBOX_NAME=world.name, SANDBOX_SUBNET=other)
+    assert run.returncode == 1, run.output
+    assert run.seconds < 10, "refused before doing anything"
+    assert f"SANDBOX_SUBNET={world.subnet}" in run.stderr and f"SANDBOX_SUBNET={other}" in run.stderr
+    assert f"make sandbox-down SANDBOX_NAME={world.name}" in run.stderr
+    assert ([f.read_bytes() for f in files], _machine_network()) == before
+    assert sandbox.ssh("lan", "true").returncode == 0
+
+
+# ---- a host that reboots itself ----------------------------------------------------------------
+
+def test_host_that_reboots_itself_comes_back_up(sandbox: Sandbox) -> None:
+    """`systemctl reboot` on the LAN host: its supervisor boots the container again (network and
+    dump disk included), as a real server comes back; it does not stay down."""
+    world = sandbox.world
+    supervisor = world.find_process("nspawn-lan")
+    init_before = world.container_pid("lan")
+    sandbox.ssh("lan", "touch /run/sandbox-test-before-reboot")  # /run is emptied by a reboot
+    started = time.monotonic()
+    world.ssh("lan", "systemctl reboot", check=False, multiplex=False)
+    back = ""
+    while time.monotonic() - started < 90 and back not in ("running", "degraded"):
+        time.sleep(0.5)
+        if port_open(world.host_ip("lan"), 22):
+            back = world.ssh("lan", "test ! -e /run/sandbox-test-before-reboot && systemctl is-system-running "
+                                    "--wait", check=False, multiplex=False).stdout.strip()
+    TIMINGS["sandbox: lan host reboots itself, back in"] = time.monotonic() - started
+    assert back == "running", f"lan host not back within 90 s (last state {back!r})"
+    assert world.process_alive(supervisor) and world.find_process("nspawn-lan") == supervisor
+    assert world.container_pid("lan") != init_before
+    assert f"{world.host_ip('lan')}/24" in sandbox.ssh("lan", "ip -o -4 addr show dev eno1").stdout
+    assert sandbox.ssh("lan", f"mountpoint -q {DISK}", check=False).returncode == 0
+    assert "rebooted itself (systemd-nspawn exit 133)" in (world.dir / "logs/nspawn-lan.log").read_text(
+        errors="replace")
