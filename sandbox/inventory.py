@@ -2,7 +2,7 @@
 
 Differs from production only in connection details and in the overrides below, each of which
 must be listed in iac.inventory.ALLOWED_OVERRIDES. SANDBOX_NAME / SANDBOX_SUBNET select which
-sandbox (see sandbox/world.py). Use: pyinfra sandbox/inventory.py deploy.py
+sandbox (see sandbox/world/). Use: pyinfra sandbox/inventory.py deploy.py
 """
 
 import json

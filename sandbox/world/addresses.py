@@ -1,0 +1,118 @@
+"""Addresses and names: what the subnet and SANDBOX_NAME make of each host, the stand-ins'
+endpoints and the sandbox's files. Nothing here changes the machine."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from .common import WorldError
+
+
+@dataclass(frozen=True)
+class HostSpec:
+    """One container: its role name, subnet index and interface name inside the container."""
+
+    role: str
+    index: int
+    ifname: str
+    veth_suffix: str
+
+
+HOSTS = (
+    HostSpec("public", 1, "eth0", "pub"),
+    HostSpec("lan", 2, "eno1", "lan"),
+    HostSpec("forge", 3, "eth0", "git"),
+)
+
+
+class Addresses:
+    """Addresses, names and paths of a sandbox, all derived from its name, subnet and directory."""
+
+    def octets(self) -> tuple[int, int]:
+        a, b, _, _ = self.subnet.network_address.packed
+        return a, b
+
+    @property
+    def svc_ip(self) -> str:
+        a, b = self.octets()
+        return f"{a}.{b}.0.1"
+
+    @property
+    def s3_ip(self) -> str:
+        """The S3 stand-in's own address: a test can make S3 unreachable while alerts still go out."""
+        a, b = self.octets()
+        return f"{a}.{b}.0.2"
+
+    def host_ip(self, role: str) -> str:
+        a, b = self.octets()
+        return f"{a}.{b}.{self.spec(role).index}.2"
+
+    def gateway_ip(self, role: str) -> str:
+        a, b = self.octets()
+        return f"{a}.{b}.{self.spec(role).index}.1"
+
+    def host_net(self, role: str) -> str:
+        a, b = self.octets()
+        return f"{a}.{b}.{self.spec(role).index}.0/24"
+
+    @staticmethod
+    def spec(role: str) -> HostSpec:
+        for h in HOSTS:
+            if h.role == role:
+                return h
+        raise WorldError(f"unknown sandbox host {role!r}")
+
+    def netns(self, role: str) -> str:
+        return f"{self.name}-{role}"
+
+    def veth(self, role: str) -> str:
+        return f"{self.name}-{self.spec(role).veth_suffix}"
+
+    def rootfs(self, role: str) -> Path:
+        return self.dir / "machines" / role
+
+    @property
+    def ssh_key(self) -> Path:
+        return self.dir / "ssh" / "id_ed25519"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.dir / "ssh" / "known_hosts"
+
+    @property
+    def ssh_config(self) -> Path:
+        return self.dir / "ssh" / "config"
+
+    # stand-in endpoints (the sandbox inventory reads these)
+    @property
+    def acme_directory(self) -> str:
+        return f"https://{self.svc_ip}:14000/dir"
+
+    @property
+    def acme_ca_file(self) -> Path:
+        return self.dir / "pebble" / "listener-ca.pem"
+
+    @property
+    def s3_endpoint(self) -> str:
+        return f"http://{self.s3_ip}:9000"
+
+    @property
+    def webhook_base(self) -> str:
+        return f"http://{self.svc_ip}:8099"
+
+    @property
+    def webhook_log(self) -> Path:
+        return self.dir / "webhook" / "requests.jsonl"
+
+    def repo_url(self, app: str) -> str:
+        return f"ssh://git@{self.host_ip('forge')}/srv/git/{app}.git"
+
+    def resolvers(self) -> list[str]:
+        """The machine's DNS servers (what the hosts use: their resolv.conf is a copy)."""
+        return [line.split()[1] for line in Path("/etc/resolv.conf").read_text().splitlines()
+                if line.startswith("nameserver ")] or ["127.0.0.53"]
+
+    def forge_host_key(self) -> str:
+        pub = (self.rootfs("forge") / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()
+        return f"{pub[0]} {pub[1]}"

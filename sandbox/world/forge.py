@@ -1,0 +1,57 @@
+"""The git forge, a host of its own: git over SSH, the fixture repositories, per-repository
+deploy keys."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+from .common import REPO, WorldError
+
+
+class Forge:
+    """Setting up the forge host's git server and granting deploy keys."""
+
+    def ensure_forge(self) -> None:
+        """A git server over SSH on the forge host, holding the fixture repositories.
+
+        Deploy keys are registered per repository (``register-key``) and are read-only; the
+        sandbox's own key may push. Repositories are rebuilt from sandbox/fixtures/ with fixed
+        commit dates, so their tags have the same commit ids on every machine.
+        """
+        if self.ssh("forge", "test -x /usr/local/bin/forge-shell", check=False).returncode != 0:
+            self.ssh("forge", "DEBIAN_FRONTEND=noninteractive apt-get -qq update && "
+                     "DEBIAN_FRONTEND=noninteractive apt-get -qq install -y git >/dev/null")
+            # every key of this user has a forced command (forge-shell); its shell runs that
+            self.ssh("forge", "id git >/dev/null 2>&1 || useradd --system --home-dir /srv/git "
+                     "--create-home --shell /bin/sh git")
+            self.ssh("forge", "install -m 0755 /dev/stdin /usr/local/bin/forge-shell",
+                     input=(REPO / "sandbox/standins/forge-shell").read_text())
+            pub = self.ssh_key.with_suffix(".pub").read_text().strip()
+            self.ssh("forge", "install -d -o git -g git -m 0700 /srv/git/.ssh && "
+                     "install -o git -g git -m 0600 /dev/stdin /srv/git/.ssh/authorized_keys",
+                     input=f'restrict,command="/usr/local/bin/forge-shell --admin" {pub}\n')
+        build = self.dir / "fixture-repos"
+        subprocess.run(["bash", str(REPO / "sandbox/fixtures/make_repos.sh"), str(build)],
+                       check=True, stdout=subprocess.DEVNULL)
+        tar = subprocess.run(["tar", "-C", str(build), "-c", "."], check=True,
+                             capture_output=True).stdout
+        subprocess.run(
+            ["ssh", "-F", str(self.ssh_config), f"{self.name}-forge",
+             "rm -rf /srv/git/repos.new && mkdir /srv/git/repos.new && "
+             "tar -C /srv/git/repos.new -x && for r in /srv/git/repos.new/*.git; do "
+             "n=$(basename $r); rm -rf /srv/git/$n; mv $r /srv/git/$n; done && "
+             "rmdir /srv/git/repos.new && chown -R git:git /srv/git"],
+            input=tar, check=True, capture_output=True,
+        )
+
+    def register_key(self, app: str, pubkey: str) -> None:
+        """Grant ``pubkey`` read access to the fixture repository ``app`` (a deploy key)."""
+        if not re.fullmatch(r"[a-z0-9_]+", app):
+            raise WorldError(f"register-key: bad repository name {app!r}")
+        fields = pubkey.split()
+        if len(fields) < 2 or not fields[0].startswith(("ssh-", "ecdsa-")):
+            raise WorldError("register-key: give an OpenSSH public key line")
+        line = f'restrict,command="/usr/local/bin/forge-shell {app}" {fields[0]} {fields[1]}'
+        self.ssh("forge", f"grep -qxF '{line}' /srv/git/.ssh/authorized_keys || "
+                 f"echo '{line}' >> /srv/git/.ssh/authorized_keys")

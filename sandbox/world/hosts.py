@@ -1,0 +1,281 @@
+"""The hosts: their root filesystems (copies of the golden image), network, the per-host supervisor
+that runs systemd-nspawn (and boots the container again after it reboots itself), stop and reset,
+SSH, and waiting until a host has booted."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .addresses import HOSTS
+from .common import _LIBC, REPO, WorldError, log, port_open, run
+
+
+class Hosts:
+    """Making, booting, supervising, stopping, resetting and reaching the hosts."""
+
+    def ensure_ssh_key(self) -> None:
+        if not self.ssh_key.exists():
+            self.ssh_key.parent.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.ssh_key.parent, 0o700)
+            run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"sandbox-{self.name}",
+                 "-f", str(self.ssh_key)])
+
+    def ensure_rootfs(self, role: str, image: Path) -> None:
+        root = self.rootfs(role)
+        if (root / "etc/ssh/ssh_host_ed25519_key").exists():
+            return
+        self.record("rootfs", path=str(root))
+        if root.exists():
+            shutil.rmtree(root)
+        root.parent.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["cp", "-a", "--reflink=auto", str(image), str(root)], check=True)
+        (root / "etc/machine-id").write_text(os.urandom(16).hex() + "\n")
+        (root / "etc/hostname").write_text(f"{role}\n")
+        shutil.copy("/etc/resolv.conf", root / "etc/resolv.conf")
+        ssh_dir = root / "root/.ssh"
+        ssh_dir.mkdir(mode=0o700, exist_ok=True)
+        pub = self.ssh_key.with_suffix(".pub").read_text()
+        (ssh_dir / "authorized_keys").write_text(pub)
+        for kind in ("ed25519", "rsa", "ecdsa"):
+            run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", f"{role}@{self.name}",
+                 "-f", str(root / f"etc/ssh/ssh_host_{kind}_key")])
+
+    def write_ssh_files(self) -> None:
+        lines, cfg = [], []
+        for h in HOSTS:
+            pub = (self.rootfs(h.role) / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()
+            lines.append(f"{self.host_ip(h.role)} {pub[0]} {pub[1]}")
+            cfg.append(
+                f"Host {self.name}-{h.role}\n  HostName {self.host_ip(h.role)}\n  User root\n"
+                f"  IdentityFile {self.ssh_key}\n  UserKnownHostsFile {self.known_hosts}\n"
+                "  StrictHostKeyChecking yes\n  IdentitiesOnly yes\n"
+                f"  ControlMaster auto\n  ControlPath {self.dir}/ssh/cm-%r@%h:%p\n"
+                "  ControlPersist 60\n"
+            )
+        self.known_hosts.write_text("\n".join(lines) + "\n")
+        self.ssh_config.write_text("\n".join(cfg))
+
+    def ensure_network(self, role: str) -> None:
+        ns, veth, spec = self.netns(role), self.veth(role), self.spec(role)
+        if not Path(f"/run/netns/{ns}").exists():
+            self.record("netns", name=ns)
+            run(["ip", "netns", "add", ns])
+        if run(["ip", "link", "show", veth], check=False).returncode != 0:
+            self.record("link", name=veth)
+            run(["ip", "link", "add", veth, "type", "veth", "peer", "name", spec.ifname,
+                 "netns", ns])
+            run(["ip", "addr", "add", f"{self.gateway_ip(role)}/24", "dev", veth])
+            run(["ip", "link", "set", veth, "up"])
+            nsx = ["ip", "netns", "exec", ns]
+            run(nsx + ["ip", "addr", "add", f"{self.host_ip(role)}/24", "dev", spec.ifname])
+            run(nsx + ["ip", "link", "set", spec.ifname, "up"])
+            run(nsx + ["ip", "link", "set", "lo", "up"])
+            run(nsx + ["ip", "route", "add", "default", "via", self.gateway_ip(role)])
+        rule = ["POSTROUTING", "-s", self.host_net(role), "!", "-o", veth, "-j", "MASQUERADE"]
+        if run(["iptables", "-t", "nat", "-C"] + rule, check=False).returncode != 0:
+            self.record("nat", rule=rule)
+            run(["iptables", "-t", "nat", "-A"] + rule)
+
+    def ensure_forwarding(self) -> None:
+        current = Path("/proc/sys/net/ipv4/ip_forward").read_text().strip()
+        if current != "1":
+            self.record("sysctl", key="net.ipv4.ip_forward", previous=current)
+            run(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+
+    def ensure_svc_address(self) -> None:
+        """The stand-ins' address, on the machine's loopback (this kernel has no dummy links).
+
+        The hosts reach it through their default route, which points at the machine."""
+        for ip in (self.svc_ip, self.s3_ip):
+            if f" {ip}/32 " not in run(["ip", "-o", "addr", "show", "dev", "lo"]).stdout:
+                self.record("addr", dev="lo", cidr=f"{ip}/32")
+                run(["ip", "addr", "add", f"{ip}/32", "dev", "lo"])
+
+    # ---- booting hosts ------------------------------------------------------------------------
+    def machine(self, role: str) -> str:
+        return f"{self.name}-{role}"
+
+    def nspawn_argv(self, role: str) -> list[str]:
+        return [
+            "systemd-nspawn", "-D", str(self.rootfs(role)), "-b",
+            f"--machine={self.machine(role)}", "--register=no", "--keep-unit",
+            f"--network-namespace-path=/run/netns/{self.netns(role)}",
+            "--console=passive", "--resolv-conf=off", "--timezone=off", "--link-journal=no",
+            # the host has a network namespace of its own: it may configure it, as a server can
+            "--capability=CAP_NET_ADMIN",
+            *([f"--bind={self.backup_disk_mount}:{self.BACKUP_DISK_TARGET}"] if role == "lan" else []),
+        ]
+
+    def prepare_host_network(self, role: str) -> None:
+        """The host's interface as it is at power-on; done before every start of its container."""
+        spec = self.spec(role)
+        nsx = ["ip", "netns", "exec", self.netns(role)]
+        if (self.rootfs(role) / "etc/network/interfaces.d" / spec.ifname).exists():
+            # The host configures its interface itself (ifupdown, as the converge set it up): boot
+            # it with a bare interface, like a server's NIC at power-on.
+            run(nsx + ["ip", "addr", "flush", "dev", spec.ifname])
+            run(nsx + ["ip", "route", "flush", "dev", spec.ifname], check=False)
+        else:
+            # a bare image has no network configuration: the sandbox gives it its address, as an
+            # installer or a provider would (again after a host that managed it shut it down)
+            run(nsx + ["ip", "addr", "replace", f"{self.host_ip(role)}/24", "dev", spec.ifname])
+            run(nsx + ["ip", "link", "set", spec.ifname, "up"])
+            run(nsx + ["ip", "route", "replace", "default", "via", self.gateway_ip(role)])
+
+    def boot(self, role: str) -> None:
+        """Start a host's supervisor (``boot-host ROLE --foreground``) if it is not running."""
+        if (p := self.find_process(f"nspawn-{role}")) and self.process_alive(p):
+            if "boot-host" in p["argv"]:
+                return
+            # started by an earlier version of this file: it would stay down after a reboot
+            log(f"{role}: its container runs without a supervisor; restarting it under one")
+            self.stop_host(role)
+        if not (self.rootfs(role) / "etc/ssh/ssh_host_ed25519_key").exists():
+            raise WorldError(f"sandbox {self.name} has no host {role}: run `make sandbox-up` first")
+        if role == "lan":
+            self.ensure_backup_disk()
+        pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+        self.ensure_process(
+            f"nspawn-{role}",
+            [sys.executable, "-m", "sandbox.world", "boot-host", role, "--foreground",
+             f"--machine={self.machine(role)}"],
+            env={"SANDBOX_NAME": self.name, "SANDBOX_SUBNET": str(self.subnet), "PYTHONPATH": pythonpath},
+        )
+
+    def run_host(self, role: str) -> int:
+        """The supervisor (this process is the host's recorded process): prepares the network and
+        runs systemd-nspawn, again each time the container reboots itself (exit 133); returns
+        nspawn's exit code otherwise (0 after a poweroff). SIGTERM, SIGINT or SIGHUP is passed on
+        to nspawn as SIGTERM (it shuts the container down cleanly) and ends the loop. If this
+        process is killed outright, nspawn gets SIGTERM from the kernel (parent-death signal)."""
+        signals = {signal.SIGTERM, signal.SIGINT, signal.SIGHUP}
+        stopping = False
+        child: subprocess.Popen | None = None
+
+        def on_signal(signum: int, _frame) -> None:
+            nonlocal stopping
+            stopping = True
+            if child is not None and child.returncode is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(child.pid, signal.SIGTERM)
+
+        for sig in signals:
+            signal.signal(sig, on_signal)
+        boots = 0
+        while True:
+            self.prepare_host_network(role)
+            if role == "lan" and not os.path.ismount(self.backup_disk_mount):
+                log(f"{role}: the dump disk is not mounted at {self.backup_disk_mount}; not booting")
+                return 1
+            # blocked from here until nspawn runs (it inherits the mask and takes them from its
+            # own signalfd), so a stop cannot fall between the check and the start
+            signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+            if stopping:
+                return 0
+            boots += 1
+            log(f"{role}: starting the container (boot {boots})")
+            child = subprocess.Popen(self.nspawn_argv(role), stdin=subprocess.DEVNULL,
+                                     preexec_fn=_die_with_parent)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, signals)
+            rc = child.wait()
+            if stopping or rc != 133:
+                log(f"{role}: container ended (systemd-nspawn exit {rc})")
+                return rc
+            log(f"{role}: the container rebooted itself (systemd-nspawn exit 133): booting it again")
+            time.sleep(0.5)
+
+    def stop_host(self, role: str) -> None:
+        """Shut one host down (its disk is kept; ``up`` boots it again)."""
+        if (p := self.find_process(f"nspawn-{role}")) is not None:
+            self._stop_process(p)
+            self.forget(p)
+
+    def reset_host(self, role: str) -> None:
+        """Replace a host with a fresh copy of the golden image (new disk, new host keys), booted.
+
+        The LAN host's dump disk is a disk of its own: kept, with its data (bound again at boot)."""
+        self.stop_host(role)
+        root = self.rootfs(role)
+        if root.exists():
+            self._refuse_mounts_under(root)
+            shutil.rmtree(root)
+        self.ensure_rootfs(role, self.ensure_image())
+        self.write_ssh_files()
+        for sock in (self.dir / "ssh").glob("cm-*"):
+            sock.unlink(missing_ok=True)
+        self.boot(role)
+        self.wait_booted(role)
+
+    @staticmethod
+    def _refuse_mounts_under(path: Path) -> None:
+        """Never delete a tree with something mounted in it (rmtree would empty that filesystem)."""
+        below = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines()
+                 if (line.split()[1] + "/").startswith(f"{path}/")]
+        if below:
+            raise WorldError(f"not removing {path}: {', '.join(below)} mounted below it")
+
+    def ssh(self, role: str, command: str, check: bool = True, input: str | None = None,
+            multiplex: bool = True) -> subprocess.CompletedProcess:
+        """Run a command on a host as root (``multiplex=False``: a login of its own)."""
+        opts = [] if multiplex else ["-o", "ControlMaster=no", "-o", "ControlPath=none"]
+        return subprocess.run(
+            ["ssh", "-F", str(self.ssh_config), *opts, f"{self.name}-{role}", command],
+            check=check, text=True, capture_output=True, input=input,
+        )
+
+    def wait_booted(self, role: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        proc = self.find_process(f"nspawn-{role}")
+        while not port_open(self.host_ip(role), 22):
+            if proc is None or not self.process_alive(proc):
+                raise WorldError(f"host {role} is not running (its container ended; see "
+                                 f"{self.dir / 'logs' / f'nspawn-{role}.log'})")
+            if time.monotonic() > deadline:
+                raise WorldError(f"sshd on {role} not reachable at {self.host_ip(role)}:22 after {timeout}s")
+            time.sleep(0.2)
+        while time.monotonic() < deadline:
+            r = self.ssh(role, "systemctl is-system-running --wait", check=False)
+            if r.stdout.strip() in ("running", "degraded"):
+                if r.stdout.strip() == "degraded":
+                    failed = self.ssh(role, "systemctl --failed --no-legend", check=False).stdout
+                    log(f"{role}: systemd degraded: {failed.strip()}")
+                return
+            time.sleep(1)
+        raise WorldError(f"{role} did not finish booting within {timeout}s")
+
+    def container_pid(self, role: str) -> int:
+        """The machine-side PID of a running host's init (PID 1 inside it)."""
+        p = self.find_process(f"nspawn-{role}")
+        if p is None or not self.process_alive(p):
+            raise WorldError(f"host {role} of sandbox {self.name} is not running")
+        children: dict[int, list[int]] = {}
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                with contextlib.suppress(OSError, IndexError):
+                    ppid = int(Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[1])
+                    children.setdefault(ppid, []).append(int(d))
+        todo = list(children.get(p["pid"], []))
+        while todo:
+            pid = todo.pop(0)
+            with contextlib.suppress(OSError):
+                nspid = next(line.split()[1:] for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                             if line.startswith("NSpid:"))
+                if len(nspid) > 1 and nspid[-1] == "1":
+                    return pid
+            todo += children.get(pid, [])
+        raise WorldError(f"host {role}: no container init under process {p['pid']} (booting or rebooting?)")
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:
+    """In a supervised child before exec: SIGTERM when the supervisor dies, however it dies."""
+    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
