@@ -30,7 +30,7 @@ from pyinfra.operations import files, systemd
 from iac.model import BackupsSection, HostConfig, ResticTarget
 from iac.stack import ConfigError
 from operations.django_app import STAGED, _string_io, render
-from operations.guarded import secret_file, validated_file
+from operations.guarded import differing_files, secret_file, validated_files
 from operations.packages import packages_present
 
 REPO = Path(__file__).resolve().parent.parent
@@ -156,13 +156,14 @@ class MountPoint(FactBase):
 
 
 class ResticRepositoryState(FactBase):
-    """``exists``, ``missing`` (nothing at the URL yet), ``unreachable: why`` or ``unknown`` (restic,
-    the engine or the env file is not on the host yet)."""
+    """``exists`` when the repository was opened before with exactly this env file (the engine's
+    note of it, read without touching the network), else ``unverified`` or ``unknown`` (restic, the
+    engine or the env file is not on the host yet)."""
 
     def command(self, env_file: str) -> str:
         e = shlex.quote(env_file)
         return (f"if command -v restic >/dev/null && test -f {e} && test -f {ENGINE}; then "
-                f"python3 {ENGINE} repo-state {e}; else echo unknown; fi")
+                f"python3 {ENGINE} repo-known {e}; else echo unknown; fi")
 
     def process(self, output: list[str]) -> str:
         return (output[-1] if output else "unknown").strip()
@@ -323,19 +324,20 @@ def backups(config: HostConfig) -> None:
             files.put(name=f"System-state {fname}", src=_string_io("\n".join(items) + "\n"),
                       dest=f"{ss.lists_dir}/{fname}", mode="600")
 
-    # ---- units (the alert unit first: the others name it in OnFailure=)
-    files.directory(name="Staging directory for units", path=f"{STAGED}/etc/systemd/system", mode="755")
-    rendered = [("iac-backup-alert@.service",
-                 render("etc/systemd/system/iac-backup-alert@.service.j2",
-                        env_file=b.alerts.env_file if b.alerts else None))]
+    # ---- units: checked together by systemd (the services name the alert unit in OnFailure=, the
+    # timers their services), so a set that does not load together never goes live
+    units = {"/etc/systemd/system/iac-backup-alert@.service": render(
+        "etc/systemd/system/iac-backup-alert@.service.j2", env_file=b.alerts.env_file if b.alerts else None)}
     for spec in unit_specs(config):
-        rendered.append((f"{spec['unit']}.service", render("etc/systemd/system/iac-backup.service.j2", **spec)))
-        rendered.append((f"{spec['unit']}.timer", render("etc/systemd/system/iac-backup.timer.j2", **spec)))
-    for fname, text in rendered:
-        live = f"/etc/systemd/system/{fname}"
-        files.put(name=f"Unit {fname} (staged)", src=_string_io(text), dest=f"{STAGED}{live}", mode="644")
-        validated_file(name=f"Unit {fname} (verified, live)", staged=f"{STAGED}{live}", dest=live,
-                       validate="systemd-analyze verify {path}", activate="systemctl daemon-reload")
+        for kind in ("service", "timer"):
+            units[f"/etc/systemd/system/{spec['unit']}.{kind}"] = render(
+                f"etc/systemd/system/iac-backup.{kind}.j2", **spec)
+    changed = [Path(p).name for p in differing_files(units)]
+    validated_files(name="Backup units (verified by systemd, live)" + (f": {', '.join(changed)}" if changed else ""),
+                    # any complaint refuses the set: verify exits 0 on some (e.g. an unknown setting)
+                    files=units, validate='out=$(systemd-analyze verify {paths} 2>&1); printf "%s" "$out"; '
+                                          '[ -z "$out" ]', activate="systemctl daemon-reload",
+                    staging=f"{STAGED}/backup-units")
 
     # ---- activate
     if local.mount:

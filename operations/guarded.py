@@ -17,7 +17,7 @@ import shlex
 from io import BytesIO
 
 from pyinfra import host
-from pyinfra.api import FileUploadCommand, StringCommand, operation
+from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
 from pyinfra.facts.files import File, Sha256File
 
 
@@ -95,4 +95,70 @@ def validated_file(staged: str, dest: str, validate: str, activate: str):
         f"  if [ -e {prev} ]; then mv -f {prev} {d}; else rm -f {d}; fi; "
         f"  echo 'REFUSED: {dest} failed validation; the previous file is back in place' >&2; exit 1; "
         f"fi; rm -f {prev}; {activate}"
+    )
+
+
+class Sha256Files(FactBase):
+    """sha256 of several files in one command: path -> digest (absent files are left out)."""
+
+    def command(self, paths: tuple[str, ...]) -> str:
+        return "sha256sum " + " ".join(shlex.quote(p) for p in paths) + " 2>/dev/null || true"
+
+    def process(self, output: list[str]) -> dict[str, str]:
+        found = {}
+        for line in output:
+            parts = line.split(maxsplit=1)
+            if len(parts) == 2 and len(parts[0]) == 64:
+                found[parts[1].strip()] = parts[0]
+        return found
+
+
+def differing_files(files: dict[str, str]) -> list[str]:
+    """The paths whose live contents differ from ``files`` (read with one command, cached)."""
+    live = host.get_fact(Sha256Files, paths=tuple(sorted(files)))
+    return [p for p, text in sorted(files.items()) if live.get(p) != hashlib.sha256(text.encode()).hexdigest()]
+
+
+@operation()
+def validated_files(files: dict[str, str], validate: str, activate: str, staging: str):
+    """
+    Make a set of files live together if ``validate`` accepts them together, or change none.
+
+    The set is compared with one command; only differing files are uploaded (to ``staging``),
+    put live, checked together, and put back as they were if the check fails.
+
+    + files: live path -> contents (no secrets: they are uploaded as ordinary files)
+    + validate: shell command run with the new files in place; ``{paths}`` is replaced with the
+      changed live paths
+    + activate: shell command run after a successful replacement (a reload)
+    + staging: directory on the host for the uploads
+
+    **Example:**
+
+    .. code:: python
+
+        validated_files(name="Backup units", files={"/etc/systemd/system/x.timer": text},
+                        validate="systemd-analyze verify {paths}", activate="systemctl daemon-reload",
+                        staging="/etc/iac/staged")
+    """
+    changed = differing_files(files)
+    if not changed:
+        return
+    yield StringCommand(f"install -d -m 755 {shlex.quote(staging)}")
+    staged = {p: f"{staging}/{p.strip('/').replace('/', '__')}" for p in changed}
+    for path in changed:
+        yield FileUploadCommand(BytesIO(files[path].encode()), staged[path])
+    put, revert, drop = [], [], []
+    for path in changed:
+        d, prev = shlex.quote(path), shlex.quote(f"{path}.iac-prev")
+        put.append(f"if [ -e {d} ]; then cp -a {d} {prev}; else rm -f {prev}; fi; "
+                   f"install -m 644 {shlex.quote(staged[path])} {d}")
+        revert.append(f"if [ -e {prev} ]; then mv -f {prev} {d}; else rm -f {d}; fi")
+        drop.append(f"rm -f {prev}")
+    check = validate.replace("{paths}", " ".join(shlex.quote(p) for p in changed))
+    yield StringCommand(
+        f"{'; '.join(put)}; "
+        f"if ! ( {check} ) >/tmp/iac-validate.log 2>&1; then cat /tmp/iac-validate.log >&2; "
+        f"{'; '.join(revert)}; echo 'REFUSED: {' '.join(changed)} failed validation; the previous files are back' >&2; "
+        f"exit 1; fi; {'; '.join(drop)}; {activate}"
     )

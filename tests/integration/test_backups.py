@@ -11,11 +11,12 @@ import json
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from sandbox import legacy_backups
-from tests.integration.conftest import REPO, SANDBOX_INVENTORY, TIMINGS, Run, Sandbox
+from tests.integration.conftest import REPO, SANDBOX_INVENTORY, TIMINGS, Run, Sandbox, repo_copy
 
 LAN_UNITS = {"pg-backup-gts": "hourly", "restic-postgres": "*-*-* 02:30:00",
              "restic-postgres-check": "Sun *-*-* 03:30:00", "restic-system-state-backup": "*-*-* 02:20:00"}
@@ -341,7 +342,21 @@ def test_hand_made_backup_units_are_replaced_in_place(sandbox: Sandbox, backed_u
     assert {s["id"] for s in json.loads(snapshots_before)} <= {s["id"] for s in json.loads(after)}
 
 
+def test_broken_backup_unit_never_goes_live(sandbox: Sandbox, tmp_path: Path) -> None:
+    """A timer systemd cannot load (its template misspelt): the whole set of backup units is
+    refused, the live units stay as they were and the timers keep running."""
+    copy = repo_copy(tmp_path)
+    tpl = copy / "templates/etc/systemd/system/iac-backup.timer.j2"
+    tpl.write_text(tpl.read_text().replace("OnCalendar=", "OnCalender="))
+    live_before = lan(sandbox, "sha256sum /etc/systemd/system/pg-backup-gts.* /etc/systemd/system/restic-*")
+    run = sandbox.converge("broken-backup-unit", "--limit", "lan", cwd=copy)
+    assert run.returncode != 0 and "REFUSED:" in run.output and "failed validation" in run.output
+    assert lan(sandbox, "sha256sum /etc/systemd/system/pg-backup-gts.* /etc/systemd/system/restic-*") == live_before
+    assert lan(sandbox, "systemctl is-active pg-backup-gts.timer").strip() == "active"
+
+
 def test_drift_names_a_disabled_timer_an_edited_script_and_a_changed_retention(sandbox: Sandbox) -> None:
+    lan(sandbox, "echo '# edited by hand' >> /etc/systemd/system/restic-postgres.timer")
     lan(sandbox, "systemctl disable --now pg-backup-gts.timer")
     lan(sandbox, "echo '# edited by hand' >> /usr/local/sbin/pg_backup_gts_databases.sh")
     lan(sandbox, "sed -i 's/\"keep_dump_days\": 7/\"keep_dump_days\": 3/' /etc/iac/backup.json")
@@ -349,7 +364,8 @@ def test_drift_names_a_disabled_timer_an_edited_script_and_a_changed_retention(s
                                               SANDBOX_INVENTORY, "--limit", "lan"])
     assert drift.returncode == 2, drift.output[-2000:]
     for name in ("Timer pg-backup-gts.timer enabled and running",
-                 "Command /usr/local/sbin/pg_backup_gts_databases.sh", "Backup settings /etc/iac/backup.json"):
+                 "Command /usr/local/sbin/pg_backup_gts_databases.sh", "Backup settings /etc/iac/backup.json",
+                 "Backup units (verified by systemd, live): restic-postgres.timer"):
         assert f"gts-server: {name}" in drift.stdout, drift.stdout
     run = sandbox.converge("converge-restores-backups", "--limit", "lan")
     assert run.returncode == 0, run.output[-3000:]

@@ -411,15 +411,38 @@ def repo_state(env_file: str) -> str:
     return "unreachable: " + " ".join(err.splitlines()[-2:])[:300]
 
 
+MARKERS = Path("/var/lib/iac/restic")
+
+
+def repo_marker(env_file: str) -> tuple[Path, str]:
+    """Where ensure-repo notes that the repository of this env file was opened, and the note:
+    the env file's digest (another URL, password or key makes it check again)."""
+    text = Path(env_file).read_text()
+    url = parse_env_file(text).get("RESTIC_REPOSITORY", "")
+    return MARKERS / hashlib.sha256(url.encode()).hexdigest()[:16], hashlib.sha256(text.encode()).hexdigest()
+
+
+def repo_known(env_file: str) -> str:
+    """``exists`` when ensure-repo opened this repository with exactly this env file before
+    (no network, no key derivation: what a converged run asks), else ``unverified``."""
+    with contextlib.suppress(OSError):
+        marker, digest = repo_marker(env_file)
+        if marker.read_text().strip() == digest:
+            return "exists"
+    return "unverified"
+
+
 def ensure_repo(env_file: str) -> int:
     """Initialise the repository only when restic finds none; anything else is an error."""
     state = repo_state(env_file)
-    if state == "exists":
-        return 0
-    if state != "missing":
+    if state == "missing":
+        must(["restic", "init"], "restic init", env={**os.environ, **parse_env_file(Path(env_file).read_text())})
+        log("restic repository initialised")
+    elif state != "exists":
         raise BackupError(f"restic repository: {state} (it is not initialised while it cannot be read)")
-    must(["restic", "init"], "restic init", env={**os.environ, **parse_env_file(Path(env_file).read_text())})
-    log("restic repository initialised")
+    marker, digest = repo_marker(env_file)
+    MARKERS.mkdir(parents=True, exist_ok=True)
+    marker.write_text(digest + "\n")
     return 0
 
 
@@ -787,6 +810,7 @@ def main(argv: list[str] | None = None) -> int:
     snap.add_argument("name")
     for name in ("repo-state", "ensure-repo"):
         sub.add_parser(name).add_argument("env_file")
+    sub.add_parser("repo-known").add_argument("env_file")
     e = sub.add_parser("env-exec")
     e.add_argument("env_file")
     e.add_argument("argv", nargs=argparse.REMAINDER)
@@ -799,6 +823,9 @@ def main(argv: list[str] | None = None) -> int:
             return env_exec(args.env_file, cmdline)
         if args.cmd == "repo-state":
             print(repo_state(args.env_file))
+            return 0
+        if args.cmd == "repo-known":
+            print(repo_known(args.env_file))
             return 0
         if args.cmd == "ensure-repo":
             return ensure_repo(args.env_file)
