@@ -192,18 +192,17 @@ def mounted(path: str, uuid: str | None):
 
 
 @operation()
-def restic_repository(env_file: str, repository: str):
+def restic_repository(env_file: str):
     """
     Ensure a restic repository exists: initialised once; an existing one is never re-created.
 
     + env_file: the root-only env file with its URL, password and keys
-    + repository: the URL (for the operation's messages)
 
     **Example:**
 
     .. code:: python
 
-        restic_repository(name="restic repository", env_file="/etc/gts/backup/restic.env", repository="s3:...")
+        restic_repository(name="restic repository", env_file="/etc/gts/backup/restic.env")
     """
     if host.get_fact(ResticRepositoryState, env_file=env_file) == "exists":
         return
@@ -343,8 +342,7 @@ def backups(config: HostConfig) -> None:
     if local.mount:
         mounted(name=f"Dump disk mounted at {local.mount}", path=local.mount, uuid=local.disk_uuid)
     for t in targets.values():
-        restic_repository(name=f"restic repository {t.repository} initialised", env_file=t.env_file,
-                          repository=t.repository)
+        restic_repository(name=f"restic repository {t.repository} initialised", env_file=t.env_file)
     for spec in unit_specs(config):
         systemd.service(name=f"Timer {spec['unit']}.timer enabled and running", service=f"{spec['unit']}.timer",
                         running=True, enabled=True)

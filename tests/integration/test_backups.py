@@ -128,6 +128,19 @@ def test_offsite_snapshots_and_system_state_lists(sandbox: Sandbox, backed_up: R
     pub = sandbox.ssh("public", "iac-backup env-exec /etc/iac/backup/restic.env -- "
                                 "restic snapshots --json --tag chip-dashboard").stdout
     assert json.loads(pub)
+    # the weekly integrity checks, run once
+    assert start(sandbox, "lan", "restic-postgres-check").returncode == 0
+    assert start(sandbox, "public", "restic-chip-dashboard-check").returncode == 0
+    assert "no errors were found" in lan(sandbox, "journalctl -u restic-postgres-check -n 20 --no-pager -o cat")
+
+
+def test_a_dump_older_than_twice_its_schedule_is_stale(sandbox: Sandbox, backed_up: Run) -> None:
+    newest = lan(sandbox, f"ls -1t {ROOT}/db/gts_scheduler/*.dump | head -n1").strip()
+    lan(sandbox, f"touch -d '3 hours ago' {newest}")  # hourly: stale after 2 h
+    status = make(sandbox, "backup-status-stale", "backup-status")
+    assert status.returncode == 2 and "gts_scheduler: newest dump is 3.0 h old" in status.stdout
+    assert start(sandbox, "lan", "pg-backup-gts").returncode == 0
+    assert make(sandbox, "backup-status-fresh", "backup-status").returncode == 0
 
 
 def test_secrets_live_only_in_root_only_env_files(sandbox: Sandbox, backed_up: Run) -> None:
@@ -143,6 +156,9 @@ def test_secrets_live_only_in_root_only_env_files(sandbox: Sandbox, backed_up: R
                          "/etc/iac/backup.json /usr/local/sbin/*.sh")
     token = password.split()[0]
     assert token not in units and "EnvironmentFile=/etc/gts/backup/restic.env" in units
+    webhook = secrets["lan"]["backups"]["alerts"]["webhook_url"].rsplit("/", 1)[1]
+    journal = lan(sandbox, "journalctl --no-pager -o cat")
+    assert token not in journal and webhook not in journal
 
 
 def test_retention_prunes_exactly_by_the_declared_limits(sandbox: Sandbox, backed_up: Run) -> None:

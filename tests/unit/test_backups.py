@@ -289,3 +289,32 @@ def test_iac_never_imports_the_sandbox() -> None:
                 [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "sandbox"]
     assert offenders == []
+
+
+UTC_HOST = """  Original form: hourly
+Normalized form: *-*-* *:00:00
+    Next elapse: Mon 2026-11-23 22:00:00 UTC
+       From now: 52min left
+       Iter. #2: Mon 2026-11-23 23:00:00 UTC
+       From now: 1h 52min left
+"""
+ZONED_HOST = """Normalized form: Sun *-*-* 03:30:00
+    Next elapse: Sun 2026-11-29 03:30:00 EST
+       (in UTC): Sun 2026-11-29 08:30:00 UTC
+       From now: 5 days left
+       Iter. #2: Sun 2026-12-06 03:30:00 EST
+       (in UTC): Sun 2026-12-06 08:30:00 UTC
+"""
+
+
+def test_schedule_interval_is_read_on_utc_and_zoned_hosts() -> None:
+    """Staleness is "older than twice the schedule": the interval must be read on any host."""
+    assert engine.elapse_interval(UTC_HOST) == 3600
+    assert engine.elapse_interval(ZONED_HOST) == 7 * 86400
+    assert engine.elapse_interval("garbage") is None
+
+
+@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd's own output")
+def test_schedule_interval_from_this_machines_systemd() -> None:
+    assert engine.schedule_seconds("hourly") == 3600
+    assert engine.schedule_seconds("*-*-* 02:30:00") == 86400

@@ -479,14 +479,24 @@ def unit_state(unit: str) -> dict:
             "ok": svc.get("Result") == "success" and tmr.get("ActiveState") == "active"}
 
 
+def elapse_interval(analyze_output: str) -> float | None:
+    """Seconds between the first two elapses in `systemd-analyze calendar --iterations=2` output
+    (the UTC lines when the host's zone is not UTC, else the elapse lines themselves)."""
+    utc = re.findall(r"\(in UTC\): \w+ (\S+ \S+) UTC", analyze_output)
+    local = re.findall(r"(?:Next elapse|Iter\. #\d+): \w+ (\S+ \S+) \S+", analyze_output)
+    times = utc if len(utc) >= 2 else local
+    if len(times) < 2:
+        return None
+    a, b = (datetime.strptime(t, "%Y-%m-%d %H:%M:%S") for t in times[:2])
+    return (b - a).total_seconds()
+
+
 def schedule_seconds(expr: str) -> float:
     """Interval between the next two elapses of an OnCalendar= expression."""
-    out = run(["systemd-analyze", "calendar", "--iterations=2", expr]).stdout
-    times = re.findall(r"\(in UTC\): \w+ (\S+ \S+) UTC", out)
-    if len(times) >= 2:
-        a, b = (datetime.strptime(t, "%Y-%m-%d %H:%M:%S") for t in times[:2])
-        return (b - a).total_seconds()
-    return 86400.0
+    interval = elapse_interval(run(["systemd-analyze", "calendar", "--iterations=2", expr]).stdout)
+    if interval is None:
+        raise BackupError(f"cannot read the schedule {expr!r} with systemd-analyze calendar")
+    return interval
 
 
 def status(settings: dict, now: float | None = None) -> dict:
