@@ -104,6 +104,10 @@ class Sha256Files(FactBase):
     def command(self, paths: tuple[str, ...]) -> str:
         return "sha256sum " + " ".join(shlex.quote(p) for p in paths) + " 2>/dev/null || true"
 
+    @staticmethod
+    def default() -> dict[str, str]:
+        return {}  # none of the files exists (the command printed nothing)
+
     def process(self, output: list[str]) -> dict[str, str]:
         found = {}
         for line in output:
@@ -115,7 +119,7 @@ class Sha256Files(FactBase):
 
 def differing_files(files: dict[str, str]) -> list[str]:
     """The paths whose live contents differ from ``files`` (read with one command, cached)."""
-    live = host.get_fact(Sha256Files, paths=tuple(sorted(files)))
+    live = host.get_fact(Sha256Files, paths=tuple(sorted(files))) or {}
     return [p for p, text in sorted(files.items()) if live.get(p) != hashlib.sha256(text.encode()).hexdigest()]
 
 
