@@ -19,6 +19,7 @@ Production (a stack named "production") asks for the host name unless --yes.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -108,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             print("not confirmed; nothing changed", file=sys.stderr)
             return 1
         started = time.monotonic()
-        rebuild(args.inventory, target, times)
+        with contextlib.redirect_stdout(sys.stderr):  # progress to stderr: stdout is the JSON report alone
+            rebuild(args.inventory, target, times)
         phase(times, "total", started)
     except (ConfigError, subprocess.TimeoutExpired) as exc:
         print(f"dr: FAILED: {exc}", file=sys.stderr)

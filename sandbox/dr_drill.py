@@ -11,6 +11,7 @@ Each phase's time is printed; the JSON report goes to stdout.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -31,6 +32,15 @@ def counts(target) -> dict:  # noqa: ANN001 (iac.backups.Target)
 
 
 def main() -> int:
+    with contextlib.redirect_stdout(sys.stderr):  # progress to stderr: stdout is the JSON report alone
+        result = drill()
+    if isinstance(result, int):
+        return result
+    print(json.dumps(result, indent=2))
+    return 0 if result["ok"] else 2
+
+
+def drill() -> dict | int:
     world = World()
     times: dict[str, float] = {}
     total = time.monotonic()
@@ -47,19 +57,16 @@ def main() -> int:
         rebuild(INVENTORY, target, times)
         after = counts(target)
     except ConfigError as exc:
-        print(f"dr-drill: FAILED: {exc}", file=sys.stderr)
+        print(f"dr-drill: FAILED: {exc}")
         return 1
     phase(times, "total", total)
     differing = {db: {t: [n, after.get(db, {}).get(t)] for t, n in tables.items() if after.get(db, {}).get(t) != n}
                  for db, tables in before.items()}
     differing = {db: d for db, d in differing.items() if d}
     rows = sum(sum(t.values()) for t in before.values())
-    print(json.dumps({"ok": not differing, "databases": len(before), "rows": rows, "differing": differing,
-                      "seconds": times}, indent=2))
     print(f"dr-drill: {'PASSED' if not differing else 'FAILED'}: {len(before)} databases, {rows} rows "
-          f"{'the same' if not differing else 'DIFFERENT'} after the rebuild; total {times['total']}s",
-          file=sys.stderr)
-    return 0 if not differing else 2
+          f"{'the same' if not differing else 'DIFFERENT'} after the rebuild; total {times['total']}s")
+    return {"ok": not differing, "databases": len(before), "rows": rows, "differing": differing, "seconds": times}
 
 
 if __name__ == "__main__":
