@@ -114,9 +114,13 @@ def parse_env_file(text: str) -> dict[str, str]:
     return out
 
 
+def env_with(path: str | None) -> dict[str, str]:
+    """This process's environment plus an env file's variables (as systemd's EnvironmentFile= would)."""
+    return {**os.environ, **(parse_env_file(Path(path).read_text()) if path else {})}
+
+
 def env_exec(path: str, argv: list[str]) -> int:
-    env = {**os.environ, **parse_env_file(Path(path).read_text())}
-    os.execvpe(argv[0], argv, env)
+    os.execvpe(argv[0], argv, env_with(path))
     return 127  # not reached
 
 
@@ -256,23 +260,17 @@ def prune(settings: dict, now: float) -> list[Path]:
     """Delete what the declared retention no longer keeps; never the newest dump of a database."""
     local, paths = settings["local"], layout(settings)
     removed: list[Path] = []
-    for db in local["databases"]:
-        dumps = dumps_in(paths["db"] / db)
-        old = expired([d.path for d in dumps[1:]], local["keep_dump_days"], now)
-        for p in old:
+
+    def remove(dumps: list[Path], keep_days: int) -> None:
+        for p in expired(dumps, keep_days, now):
             for f in (p, p.with_name(p.name + ".sha256")):
                 f.unlink(missing_ok=True)
                 removed.append(f)
-    globals_ = dumps_in(paths["globals"])
-    for p in expired([d.path for d in globals_[1:]], local["keep_globals_days"], now):
-        for f in (p, p.with_name(p.name + ".sha256")):
-            f.unlink(missing_ok=True)
-            removed.append(f)
-    pre = paths["root"] / "pre-restore"
-    for p in expired([d.path for d in dumps_in(pre)], local["keep_dump_days"], now):
-        for f in (p, p.with_name(p.name + ".sha256")):
-            f.unlink(missing_ok=True)
-            removed.append(f)
+
+    for db in local["databases"]:
+        remove([d.path for d in dumps_in(paths["db"] / db)[1:]], local["keep_dump_days"])
+    remove([d.path for d in dumps_in(paths["globals"])[1:]], local["keep_globals_days"])
+    remove([d.path for d in dumps_in(paths["root"] / "pre-restore")], local["keep_dump_days"])
     logs = sorted(paths["logs"].glob("*.log")) if paths["logs"].is_dir() else []
     for p in expired(logs, local["keep_log_days"], now):
         p.unlink(missing_ok=True)
@@ -331,7 +329,7 @@ def cmd_dump(settings: dict) -> int:
 # ---- restic --------------------------------------------------------------------------------
 
 def restic(args: list[str], env_file: str | None = None, **kw) -> subprocess.CompletedProcess:
-    env = {**os.environ, **(parse_env_file(Path(env_file).read_text()) if env_file else {})}
+    env = env_with(env_file)
     env.setdefault("RESTIC_CACHE_DIR", "/var/cache/restic")
     return run(["restic", *args], env=env, **kw)
 
@@ -436,7 +434,7 @@ def ensure_repo(env_file: str) -> int:
     """Initialise the repository only when restic finds none; anything else is an error."""
     state = repo_state(env_file)
     if state == "missing":
-        must(["restic", "init"], "restic init", env={**os.environ, **parse_env_file(Path(env_file).read_text())})
+        must(["restic", "init"], "restic init", env=env_with(env_file))
         log("restic repository initialised")
     elif state != "exists":
         raise BackupError(f"restic repository: {state} (it is not initialised while it cannot be read)")
@@ -612,7 +610,7 @@ def offsite_dumps(settings: dict, db: str):
     with tempfile.TemporaryDirectory(prefix="iac-restore-", dir="/var/tmp") as tmp:
         sub = layout(settings)["db"] / db
         must(["restic", "restore", snap["short_id"], "--target", tmp, "--include", str(sub)],
-             "restic restore", env={**os.environ, **parse_env_file(Path(target["env_file"]).read_text())})
+             "restic restore", env=env_with(target["env_file"]))
         yield dumps_in(Path(tmp + str(sub))), snap
 
 
@@ -754,7 +752,7 @@ def cmd_drill(settings: dict) -> int:
     target = settings["offsite"].get("system_state")
     if target:
         with tempfile.TemporaryDirectory(prefix="iac-drill-state-", dir="/var/tmp") as tmp:
-            env = {**os.environ, **parse_env_file(Path(target["env_file"]).read_text())}
+            env = env_with(target["env_file"])
             proc = run(["restic", "restore", "latest", "--tag", target["tag"], "--target", tmp], env=env)
             wanted = [p for p in target["includes"] if "*" not in p]
             missing = [p for p in wanted if not Path(tmp + p).exists()]
@@ -784,7 +782,7 @@ def stage_state(settings: dict, directory: str) -> int:
     if staging.exists():
         shutil.rmtree(staging)
     staging.mkdir(parents=True, mode=0o700)
-    env = {**os.environ, **parse_env_file(Path(target["env_file"]).read_text())}
+    env = env_with(target["env_file"])
     must(["restic", "restore", "latest", "--tag", target["tag"], "--host", settings["host"],
           "--target", str(staging)], "restic restore of the system state", env=env)
     (staging / ".iac-complete").write_text(datetime.now(UTC).isoformat() + "\n")
