@@ -13,13 +13,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from iac.model import HostConfig
-from iac.stack import ConfigError, build_host_config
+from iac.stack import STACK_HOSTS, ConfigError, build_host_config
 
-# group -> host name; identical in every stack
-STACK_HOSTS: dict[str, str] = {
-    "public": "srv1178562",
-    "lan": "gts-server",
-}
+__all__ = ["STACK_HOSTS", "host_entry"]
+
 
 # Option paths (fnmatch patterns on the dotted path) a non-production stack may set differently,
 # and why. Keep this list short: every entry is a place where the sandbox does not prove

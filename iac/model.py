@@ -10,28 +10,55 @@ Secrets are ``SecretStr`` fields: they print as ``**********``, are never taken 
 
 from __future__ import annotations
 
+import ipaddress
 import posixpath
 import re
 import shutil
 import subprocess
+import urllib.parse
 import zoneinfo
-from typing import Annotated, Literal
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import PydanticCustomError
 
 HOSTNAME_RE = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 FQDN_RE = re.compile(r"^(?=.{1,253}$)((?!-)[a-z0-9-]{1,63}(?<!-)\.)*(?!-)[a-z0-9-]{1,63}(?<!-)$")
 SSH_KEY_RE = re.compile(
-    r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh.com) [A-Za-z0-9+/=]+( .*)?$"
+    r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)|sk-ssh-ed25519@openssh.com) [A-Za-z0-9+/=]+"
+    r"( [^\x00-\x1f\x7f]*)?$"
 )
 USERNAME_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 PACKAGE_RE = re.compile(r"^[a-z0-9][a-z0-9+.-]+$")
+# DJANGO_SETTINGS_MODULE and the like: dotted Python identifiers
+MODULE_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+# gunicorn's APP_MODULE: module path, optionally ":" and an attribute path (no call expressions)
+_DOTTED = r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*"
+WSGI_RE = re.compile(rf"^{_DOTTED}(:{_DOTTED})?$")
+ENV_KEY_RE = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
+NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# what an offline validation (no secrets file) puts in place of a missing secret; a field whose
+# secret has a shape declares its own ("placeholder" in json_schema_extra)
+OFFLINE_PLACEHOLDER = "(not provided: offline validation)"
+OFFLINE_URL = "https://offline.invalid/not-provided"
+CRYPT_RE = re.compile(r"\$[0-9a-z]{1,3}\$[./A-Za-z0-9$=,]{8,}")
+# characters that end a value or start a new line/directive in the files values are written to
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
 def _check(pattern: re.Pattern[str], what: str, example: str):
     def validate(value: str) -> str:
-        if not pattern.match(value):
+        # fullmatch: a pattern's `$` also matches before a trailing newline
+        if not pattern.fullmatch(value):
             raise ValueError(f"{value!r} is not a valid {what} (example: {example!r})")
         return value
 
@@ -44,12 +71,172 @@ def _check_timezone(value: str) -> str:
     return value
 
 
+def _check_ipv4(value: str) -> str:
+    try:
+        ipaddress.IPv4Address(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv4 address (example: '192.168.1.1')") from None
+    return value
+
+
+def _check_ipv4_interface(value: str) -> str:
+    try:
+        iface = ipaddress.IPv4Interface(value)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an IPv4 address with prefix length (example: '192.168.1.230/24')") \
+            from None
+    if "/" not in value or iface.network.prefixlen in (0, 32):
+        raise ValueError(f"{value!r} needs a prefix length between 1 and 31 (example: '192.168.1.230/24')")
+    return value
+
+
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_server_name(value: str) -> str:
+    """nginx server_name: `_` (any), a DNS name, `*.` or `.` before a DNS name, or an IP address."""
+    bare = value[2:] if value.startswith("*.") else value[1:] if value.startswith(".") else value
+    if value == "_" or _is_ip(value) or FQDN_RE.fullmatch(bare):
+        return value
+    raise ValueError(f"{value!r} is not a server name (a lower-case DNS name, '*.' + name, an IP address, or "
+                     f"'_' for any name; example: 'pravoo.in')")
+
+
+def _check_allowed_host(value: str) -> str:
+    """Django ALLOWED_HOSTS entry: a DNS name, `.` + name (the name and its subdomains), an IP."""
+    if value == "*":
+        raise ValueError("'*' lets any Host header through (Django's host-header protection off); list the "
+                         "names users reach the app by (example: 'pravoo.in')")
+    bare = value[1:] if value.startswith(".") else value
+    if _is_ip(value) or FQDN_RE.fullmatch(bare):
+        return value
+    raise ValueError(f"{value!r} is not a host name Django can match (a lower-case DNS name, '.' + name for "
+                     f"subdomains, or an IP address; example: 'pravoo.in')")
+
+
+def _check_revision(value: str) -> str:
+    """A git tag, branch or commit id (git's ref-name rules, no option-like or range syntax)."""
+    ok = (re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}", value) and ".." not in value and "//" not in value
+          and not value.endswith((".", "/", ".lock")) and "/." not in value)
+    if not ok:
+        raise ValueError(f"{value!r} is not a git tag, branch or commit id (letters, digits, . _ / -; no '..'; "
+                         f"example: 'v2', 'main' or a full commit id)")
+    return value
+
+
+# Directories of the system and of other services. An option that creates, chowns or fills a
+# directory may not name one of these, nor a directory above one (``/etc``, ``/var/log``), nor a
+# path inside the ones other services own (``/etc/ssh/...``, ``/var/lib/postgresql/...``).
+SYSTEM_DIRS = frozenset({
+    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/media", "/mnt", "/opt", "/proc",
+    "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var", "/usr/bin", "/usr/sbin", "/usr/lib",
+    "/usr/local", "/usr/local/bin", "/usr/local/sbin", "/usr/local/lib", "/usr/share", "/var/lib", "/var/log",
+    "/var/cache", "/var/tmp", "/var/spool", "/var/www", "/var/backups", "/var/mail", "/var/opt", "/var/run",
+    "/srv/apps", "/srv/venvs", "/srv/releases", "/etc/iac", "/etc/iac/staged", "/var/lib/iac",
+})
+FOREIGN_TREES = (
+    "/proc", "/sys", "/dev", "/run", "/boot", "/bin", "/sbin", "/lib", "/lib64", "/usr/bin", "/usr/sbin",
+    "/usr/lib", "/usr/share", "/etc/ssh", "/etc/systemd", "/etc/nginx", "/etc/apt", "/etc/default", "/etc/pam.d",
+    "/etc/sudoers.d", "/etc/cron.d", "/etc/ssl", "/etc/postgresql", "/etc/postgresql-common", "/etc/network",
+    "/etc/security", "/etc/logrotate.d", "/etc/profile.d", "/etc/init.d", "/etc/letsencrypt", "/etc/iac/staged",
+    "/var/lib/postgresql", "/var/lib/dpkg", "/var/lib/apt", "/var/lib/systemd", "/var/lib/nginx",
+    "/var/log/nginx", "/var/log/journal", "/var/log/postgresql", "/var/log/apt", "/var/log/private",
+    "/var/cache/apt", "/var/spool/cron",
+)
+
+
+def _check_abs_path(value: str, example: str = "/mnt/pg_backups") -> str:
+    """An absolute, normalised path without `..`, spaces or shell/unit metacharacters."""
+    if not value.startswith("/") or value != posixpath.normpath(value) or "/../" in f"{value}/" \
+            or value.startswith("//"):
+        raise ValueError(f"{value!r} is not an absolute, normalised path (no '..', no '//', no trailing '/'; "
+                         f"example: {example!r})")
+    if not re.fullmatch(r"/[A-Za-z0-9_./-]*", value) or "/-" in value:
+        raise ValueError(f"{value!r} may only contain letters, digits and _ . / - (no name may start with '-'; "
+                         f"example: {example!r})")
+    return value
+
+
+def path_under(*roots: str, example: str, owned: bool = True):
+    """An absolute normalised path strictly under one of ``roots``.
+
+    ``owned``: the option creates, chowns or writes this path, so it may not be a system
+    directory (SYSTEM_DIRS), a directory above one, or inside another service's tree."""
+
+    def validate(value: str) -> str:
+        _check_abs_path(value, example)
+        if not any(value.startswith(r.rstrip("/") + "/") for r in roots):
+            raise ValueError(f"{value!r} must be under {' or '.join(roots)} (example: {example!r})")
+        if owned:
+            above = sorted(d for d in SYSTEM_DIRS | set(FOREIGN_TREES) if d == value or d.startswith(value + "/"))
+            if above:
+                raise ValueError(f"{value!r} is a system directory or contains one ({above[0]}); the repo would "
+                                 f"create, chown or fill it: use a directory of its own (example: {example!r})")
+            inside = [t for t in FOREIGN_TREES if value.startswith(t + "/")]
+            if inside:
+                raise ValueError(f"{value!r} is inside {inside[0]}, which belongs to the system or another "
+                                 f"service; use a directory of its own (example: {example!r})")
+        return value
+
+    return AfterValidator(validate)
+
+
+def _check_https_url(value: str, example: str, secret: bool = False) -> str:
+    """An https:// URL with a host name and no user info, spaces or quotes."""
+    shown = "the value" if secret else repr(value)
+    parts = urllib.parse.urlsplit(value)
+    try:
+        parts.port  # noqa: B018  (raises on a bad port)
+    except ValueError:
+        raise ValueError(f"{shown} has a bad port (example: {example!r})") from None
+    host = parts.hostname or ""
+    if (parts.scheme != "https" or not (FQDN_RE.fullmatch(host) or _is_ip(host)) or "@" in parts.netloc
+            or re.search(r"[\s'\"`\\<>{}|^]", value)):
+        raise ValueError(f"{shown} is not an https:// URL with a host name and no spaces, quotes or user "
+                         f"info (example: {example!r})")
+    return value
+
+
+def _check_pem(value: str) -> str:
+    blocks = re.findall(r"-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n?", value)
+    if not blocks or "".join(blocks).strip() != value.strip():
+        raise ValueError("is not a PEM certificate bundle (only '-----BEGIN CERTIFICATE-----' blocks; example: "
+                         "the contents of the CA's .pem file)")
+    return value
+
+
+def _check_repo_path(value: str) -> str:
+    """A relative path inside a repository or release: no `..`, no leading `/` or `-`."""
+    parts = value.split("/")
+    if (not value or any(p in ("", ".", "..") for p in parts) or value.startswith("-")
+            or not re.fullmatch(r"[A-Za-z0-9_.@+-]+(/[A-Za-z0-9_.@+-]+)*", value)):
+        raise ValueError(f"{value!r} is not a relative path inside the repository (names of letters, digits "
+                         f"and _ . @ + -, separated by '/', no '..'; example: 'scheduler/static/scheduler/dist')")
+    return value
+
+
 Hostname = Annotated[str, _check(HOSTNAME_RE, "host name (one DNS label)", "gts-server")]
 Fqdn = Annotated[str, _check(FQDN_RE, "DNS name", "gts-server.lan")]
 SshPublicKey = Annotated[str, _check(SSH_KEY_RE, "OpenSSH public key line", "ssh-ed25519 AAAAC3... ops@laptop")]
 Username = Annotated[str, _check(USERNAME_RE, "user name", "gts")]
 PackageName = Annotated[str, _check(PACKAGE_RE, "Debian package name", "git")]
 TimeZone = Annotated[str, AfterValidator(_check_timezone)]
+ModulePath = Annotated[str, _check(MODULE_RE, "Python module path", "broker_portal.settings")]
+WsgiTarget = Annotated[str, _check(WSGI_RE, "WSGI application (module path, ':' and attribute)",
+                                   "broker_portal.wsgi:application")]
+EnvKey = Annotated[str, _check(ENV_KEY_RE, "environment variable name (A-Z, 0-9, _)", "FEATURE_X")]
+Name = Annotated[str, _check(NAME_RE, "name (letters, digits, _ . -)", "django")]
+IPv4 = Annotated[str, AfterValidator(_check_ipv4)]
+IPv4Interface = Annotated[str, AfterValidator(_check_ipv4_interface)]
+ServerName = Annotated[str, AfterValidator(_check_server_name)]
+AllowedHost = Annotated[str, AfterValidator(_check_allowed_host)]
+RepoPath = Annotated[str, AfterValidator(_check_repo_path)]
+Revision = Annotated[str, AfterValidator(_check_revision)]
 
 
 def option_error(at: str, detail: str) -> PydanticCustomError:
@@ -58,10 +245,63 @@ def option_error(at: str, detail: str) -> PydanticCustomError:
     return PydanticCustomError("option", "{detail}", {"detail": detail, "at": at})
 
 
+def _control_character(value: Any, multiline: bool) -> str | None:
+    """Describe the first control character in a raw value (strings inside lists and maps too)."""
+    if isinstance(value, SecretStr):
+        value = value.get_secret_value()
+    if isinstance(value, str):
+        allowed = "\n" if multiline else ""
+        for i, ch in enumerate(value):
+            if CONTROL_RE.match(ch) and ch not in allowed:
+                return f"a control character ({ch!r}) at position {i}"
+        return None
+    if isinstance(value, Mapping):
+        for key, item in value.items():
+            found = _control_character(key, False) or _control_character(item, multiline)
+            if found:
+                return found if "entry" in found else f"{found} (in entry {key!r})"
+    if isinstance(value, (list, tuple)):
+        for item in value:
+            found = _control_character(item, multiline)
+            if found:
+                return found
+    return None
+
+
+def _is_nested_model_value(value: Any) -> bool:
+    """A section or a map of sections (checked by the sub-models themselves)."""
+    if isinstance(value, Mapping):
+        return any(isinstance(v, (Mapping, BaseModel)) for v in value.values()) or not value
+    return isinstance(value, BaseModel)
+
+
 class Strict(BaseModel):
-    """Base of every section: unknown keys are errors, values are immutable once validated."""
+    """Base of every section: unknown keys are errors, values are immutable once validated.
+
+    No value (secrets included) may hold a newline, NUL or other control character: values are
+    written into env files, units, nginx sites and commands, where one would start a new line
+    (a new directive) or cut the value short. Fields marked ``multiline`` (a PEM bundle) may hold
+    newlines."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_control_characters(cls, data: Any) -> Any:
+        # a before-validator of the model (not of each field: pydantic forbids those on the
+        # discriminator `engine`); sub-models check their own fields, so the error names the leaf
+        if not isinstance(data, Mapping):
+            return data
+        for name, value in data.items():
+            field = cls.model_fields.get(name)
+            if field is None or _is_nested_model_value(value):
+                continue
+            extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
+            found = _control_character(value, bool(extra.get("multiline")))
+            if found:
+                raise option_error(name, f"contains {found}; values are written into files, units and commands "
+                                   "where it would start a new line or end the value: remove it")
+        return data
 
 
 class HostSection(Strict):
@@ -127,21 +367,71 @@ class AdminSection(Strict):
         description="Further supplementary groups, created by the services that own them.",
         examples=[["postgres"]],
     )
-    shell: str = Field(default="/bin/bash", description="Login shell.", examples=["/bin/bash"])
+    shell: Annotated[str, path_under("/bin", "/usr/bin", example="/bin/bash", owned=False)] = Field(
+        default="/bin/bash", description="Login shell (under /bin or /usr/bin).", examples=["/bin/bash"])
     password_hash: SecretStr | None = Field(
         default=None,
         description=(
             "SECRET. crypt(3) hash of the admin's password (for sudo), from the secrets file. "
             "Unset leaves the current password alone (how existing hosts are adopted)."
         ),
-        examples=["$y$j9T$...(mkpasswd -m yescrypt)"],
+        examples=["$y$j9T$...(mkpasswd -m yescrypt)"], json_schema_extra={"canary": "crypt"},
     )
 
+    @field_validator("password_hash")
+    @classmethod
+    def _crypt_hash(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not CRYPT_RE.fullmatch(value.get_secret_value()):
+            raise ValueError("is not a crypt(3) hash (it must start with '$' and the method, as `mkpasswd -m "
+                             "yescrypt` prints it; a plain password is refused; example: '$y$j9T$...')")
+        return value
 
-GIT_URL_RE = re.compile(r"^(ssh://[^\s]+|[a-z0-9_.-]+@[a-z0-9.-]+:[^\s]+)$")
+
 HOST_KEY_RE = re.compile(r"^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+$")
 IDENT_RE = re.compile(r"^[a-z][a-z0-9_]{0,62}$")
-GitUrl = Annotated[str, _check(GIT_URL_RE, "SSH git URL", "git@github.com:owner/repo.git")]
+
+
+def parse_git_url(value: str) -> tuple[str | None, str, int | None, str]:
+    """(user, host, port, path) of an SSH git URL: ``ssh://[user@]host[:port]/path`` or the scp-like
+    ``user@host:path``. Raises ValueError naming what is wrong: the URL reaches a shell, an SSH
+    command line and a settings file, so it is parsed, not patterned."""
+    example = "example: 'git@github.com:owner/repo.git' or 'ssh://git@git.example.com:2222/owner/repo.git'"
+    if value.startswith("ssh://"):
+        parts = urllib.parse.urlsplit(value)
+        if parts.query or parts.fragment or parts.password is not None or "@" in (parts.path or ""):
+            raise ValueError(f"{value!r}: an SSH git URL has no password, query or fragment ({example})")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"{value!r}: the port is not a number from 1 to 65535 ({example})") from None
+        user, host, path = parts.username, parts.hostname or "", parts.path
+    elif "://" in value:
+        raise ValueError(f"{value!r}: only SSH URLs are fetched (with the app's deploy key); {example}")
+    else:
+        m = re.fullmatch(r"([^@:/]+)@([^:/]+):(.+)", value)
+        if not m:
+            raise ValueError(f"{value!r} is not an SSH git URL ({example})")
+        user, host, port, path = m.group(1), m.group(2), None, m.group(3)
+    if user is not None and not USERNAME_RE.fullmatch(user):
+        raise ValueError(f"{value!r}: the user {user!r} is not a valid login name ({example})")
+    if not (FQDN_RE.fullmatch(host) or _is_ip(host)):
+        raise ValueError(f"{value!r}: {host!r} is not a host name ({example})")
+    if port == 0:
+        raise ValueError(f"{value!r}: port 0 ({example})")
+    rel = path.lstrip("/")
+    if not rel or path.startswith("-") or any(p in ("", ".", "..") for p in rel.split("/")) \
+            or not re.fullmatch(r"[A-Za-z0-9_.~+-]+(/[A-Za-z0-9_.~+-]+)*", rel) or rel.startswith("-"):
+        raise ValueError(f"{value!r}: the repository path {path!r} may hold letters, digits and _ . ~ + - "
+                         f"between '/', no '..' and no leading '-' ({example})")
+    return user, host, port, path
+
+
+def _check_git_url(value: str) -> str:
+    parse_git_url(value)
+    return value
+
+
+GitUrl = Annotated[str, AfterValidator(_check_git_url)]
 HostKey = Annotated[str, _check(HOST_KEY_RE, "SSH host key (type and base64)", "ssh-ed25519 AAAAC3Nza...")]
 Ident = Annotated[str, _check(IDENT_RE, "lower-case identifier", "rental_scheduler")]
 
@@ -159,26 +449,41 @@ class GitSource(Strict):
         description="The git server's SSH host key, pinned in the app user's known_hosts.",
         examples=[GITHUB_HOST_KEY],
     )
-    revision: str = Field(
+    revision: Revision = Field(
         description="What to deploy: a tag, a branch or a full commit id.",
         examples=["v2", "main", "4f1c2a9e0b7d3c5e6f8a9b0c1d2e3f4a5b6c7d8e"],
-        min_length=1, pattern=r"^[A-Za-z0-9][A-Za-z0-9._/-]*$",
     )
+
+
+def _check_sqlite_path(value: str) -> str:
+    _check_abs_path(value, "/var/lib/chip_dashboard/db.sqlite3")
+    parts = value.split("/")
+    if len(parts) != 5 or parts[1:3] != ["var", "lib"]:
+        raise ValueError(f"{value!r} must be /var/lib/<dir>/<file>: <dir> becomes the unit's StateDirectory "
+                         "(example: '/var/lib/chip_dashboard/db.sqlite3')")
+    if f"/var/lib/{parts[3]}" in SYSTEM_DIRS or f"/var/lib/{parts[3]}" in FOREIGN_TREES:
+        raise ValueError(f"{value!r}: /var/lib/{parts[3]} belongs to the system or another service "
+                         "(example: '/var/lib/chip_dashboard/db.sqlite3')")
+    return value
+
+
+AnyFile = Annotated[str, path_under("/", example="/root/Chips_dashboard/chip_dashboard/db.sqlite3", owned=False)]
 
 
 class SqliteDatabase(Strict):
     engine: Literal["sqlite"] = Field(description="SQLite file (USE_SQLITE=1).", examples=["sqlite"])
-    path: str = Field(
-        description="The database file, under /var/lib/<dir>/ (the unit's StateDirectory, owned by the app user).",
-        examples=["/var/lib/chip_dashboard/db.sqlite3"], pattern=r"^/var/lib/[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$",
+    path: Annotated[str, AfterValidator(_check_sqlite_path)] = Field(
+        description="The database file, /var/lib/<dir>/<file> (<dir> is the unit's StateDirectory, owned by "
+                    "the app user).",
+        examples=["/var/lib/chip_dashboard/db.sqlite3"],
     )
-    adopt_from: str | None = Field(
+    adopt_from: AnyFile | None = Field(
         default=None,
         description=(
             "A database file of a hand-built install to take over on the first deploy: when `path` does "
             "not exist yet, the old file is backed up and copied there (the old file is left as it was)."
         ),
-        examples=["/root/Chips_dashboard/chip_dashboard/db.sqlite3"], pattern=r"^/",
+        examples=["/root/Chips_dashboard/chip_dashboard/db.sqlite3"],
     )
 
 
@@ -189,14 +494,14 @@ class PostgresDatabase(Strict):
         description="Role the app connects as (peer authentication over the unix socket, no password).",
         examples=["rental_scheduler_user"],
     )
-    import_sqlite_from: str | None = Field(
+    import_sqlite_from: AnyFile | None = Field(
         default=None,
         description=(
             "Moving from SQLite: on the first deploy that finds this database without Django's tables, "
             "the app is stopped, this SQLite file is backed up, brought to the release's migrations and its "
             "data moved in with dumpdata/loaddata. The file is kept."
         ),
-        examples=["/var/lib/chip_dashboard/db.sqlite3"], pattern=r"^/",
+        examples=["/var/lib/chip_dashboard/db.sqlite3"],
     )
 
 
@@ -206,22 +511,27 @@ Database = Annotated[SqliteDatabase | PostgresDatabase, Field(discriminator="eng
 class DiscordAlerts(Strict):
     webhook_url: SecretStr = Field(
         description="SECRET. Discord webhook URL (DISCORD_WEBHOOK_URL), from the secrets file.",
-        examples=["https://discord.com/api/webhooks/<id>/<token>"],
+        examples=["https://discord.com/api/webhooks/<id>/<token>"], json_schema_extra={"placeholder": OFFLINE_URL},
     )
     enabled: bool = Field(default=True, description="DISCORD_ALERTS_ENABLED", examples=[True])
     dedup_seconds: int = Field(default=300, ge=0, description="DISCORD_ALERTS_DEDUP_SECONDS", examples=[300])
     timeout_seconds: int = Field(default=2, ge=1, le=30, description="DISCORD_ALERTS_TIMEOUT_SECONDS",
                                  examples=[2])
-    environment: str = Field(default="prod", description="DISCORD_ALERTS_ENV", examples=["prod"])
+    environment: Annotated[str, _check(re.compile(r"[A-Za-z0-9_.-]{1,32}"), "environment label", "prod")] = Field(
+        default="prod", description="DISCORD_ALERTS_ENV", examples=["prod"])
 
+    @field_validator("webhook_url")
+    @classmethod
+    def _https(cls, value: SecretStr) -> SecretStr:
+        _check_https_url(value.get_secret_value(), "https://discord.com/api/webhooks/<id>/<token>", secret=True)
+        return value
 
-_REPO_PATH = r"^[A-Za-z0-9_.-][A-Za-z0-9_./-]*$"
 
 
 class FrontendBuild(Strict):
     """`npm ci` + `npm run build` as the app user, for a release whose build inputs changed."""
 
-    inputs: list[Annotated[str, Field(pattern=_REPO_PATH)]] = Field(
+    inputs: list[RepoPath] = Field(
         min_length=1,
         description="Paths in the repository the build reads (package files, CSS, templates, the "
                     "tailwind or build config). A release whose inputs are the same, file for file, "
@@ -229,7 +539,7 @@ class FrontendBuild(Strict):
                     "package.json and package-lock.json are always inputs.",
         examples=[["tailwind.config.js", "frontend", "scheduler/templates"]],
     )
-    outputs: list[Annotated[str, Field(pattern=_REPO_PATH)]] = Field(
+    outputs: list[RepoPath] = Field(
         min_length=1,
         description="Paths in the release that `npm run build` writes. Each must exist after a build, "
                     "or the release fails and the live one keeps serving.",
@@ -238,11 +548,11 @@ class FrontendBuild(Strict):
 
 
 class NginxSite(Strict):
-    name: str = Field(description="File name in /etc/nginx/sites-available.", examples=["django"],
-                      pattern=r"^[A-Za-z0-9_.-]+$")
+    name: Name = Field(description="File name in /etc/nginx/sites-available ('default' is Debian's own site, "
+                       "which the repo removes).", examples=["django"])
     port: int = Field(default=80, ge=1, le=65535, description="Port nginx listens on (plain HTTP).",
                       examples=[80, 8001])
-    server_names: list[str] = Field(
+    server_names: list[ServerName] = Field(
         default=["_"], min_length=1,
         description="server_name values; the first is the canonical name (and the TLS certificate's).",
         examples=[["pravoo.in"]],
@@ -260,30 +570,41 @@ class DjangoApp(Strict):
     user: Username = Field(description="Unprivileged system user (and group) the app runs as.",
                            examples=["rental_scheduler"])
     source: GitSource = Field(description="Where the code comes from.")
-    manage_dir: str = Field(
+    manage_dir: Annotated[str, AfterValidator(lambda v: v and _check_repo_path(v))] = Field(
         default="", description="Subdirectory of the repository that holds manage.py ('' for the top).",
-        examples=["chip_dashboard"], pattern=r"^([A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*)?$",
+        examples=["chip_dashboard"],
     )
-    settings_module: str = Field(description="DJANGO_SETTINGS_MODULE.", examples=["broker_portal.settings"])
-    wsgi_app: str = Field(description="gunicorn's WSGI application.", examples=["broker_portal.wsgi:application"])
-    unit: str = Field(description="systemd unit (service) name.", examples=["gunicorn-rental_scheduler"],
-                      pattern=r"^[A-Za-z0-9_.@-]+$")
+    settings_module: ModulePath = Field(description="DJANGO_SETTINGS_MODULE.", examples=["broker_portal.settings"])
+    wsgi_app: WsgiTarget = Field(description="gunicorn's WSGI application.",
+                                 examples=["broker_portal.wsgi:application"])
+    unit: UnitName = Field(description="systemd unit (service) name, without .service.",
+                           examples=["gunicorn-rental_scheduler"])
     workers: int = Field(default=3, ge=1, le=32, description="gunicorn --workers.", examples=[3])
     timeout: int = Field(default=60, ge=5, le=3600, description="gunicorn --timeout (seconds).", examples=[60])
-    allowed_hosts: list[str] = Field(min_length=1, description="DJANGO_ALLOWED_HOSTS.",
-                                     examples=[["pravoo.in", "72.61.148.117"]])
+    allowed_hosts: list[AllowedHost] = Field(
+        min_length=1, description="DJANGO_ALLOWED_HOSTS: every name nginx serves the app by must be here.",
+        examples=[["pravoo.in", "72.61.148.117"]])
     secret_key: SecretStr = Field(description="SECRET. DJANGO_SECRET_KEY, from the secrets file.",
                                   examples=["(50 random characters)"])
-    database: Database = Field(description="Where the app keeps its data.")
+    database: Database = Field(description="Where the app keeps its data (engine 'sqlite' or 'postgresql').",
+                               examples=[{"engine": "sqlite", "path": "/var/lib/chip_dashboard/db.sqlite3"},
+                                         {"engine": "postgresql", "name": "gts_scheduler",
+                                          "role": "rental_scheduler_user"}])
     extra_databases: dict[Ident, PostgresDatabase] = Field(
         default={},
         description="Further databases; the key is the env prefix (ACCOUNTING -> ACCOUNTING_POSTGRES_DB, ...).",
         examples=[{"accounting": {"engine": "postgresql", "name": "gingerich_trailer_rentals",
                                   "role": "rental_scheduler_user"}}],
     )
-    env: dict[str, str] = Field(
-        default={}, description="Further non-secret environment variables for the app.",
+    env: dict[EnvKey, Annotated[str, Field(max_length=4096)]] = Field(
+        default={}, description="Further non-secret environment variables for the app. Names the repo sets "
+                                "itself (DJANGO_SECRET_KEY, ...) and names of secrets are refused.",
         examples=[{"FEATURE_X": "1"}],
+    )
+    secret_env: dict[EnvKey, SecretStr] = Field(
+        default={}, description="SECRET. Further secret environment variables (API tokens, DSNs), from the "
+                                "secrets file under apps.<name>.secret_env; never from group_data.",
+        examples=[{"SENTRY_DSN": "(from the secrets file)"}],
     )
     discord_alerts: DiscordAlerts | None = Field(
         default=None, description="Discord error alerts (DISCORD_* variables); None turns them off.",
@@ -294,35 +615,91 @@ class DjangoApp(Strict):
         examples=[{"inputs": ["frontend", "scheduler/templates"], "outputs": ["scheduler/static/scheduler/dist"]}],
     )
     nginx: NginxSite = Field(description="The nginx site in front of the app.")
-    log_dir: str | None = Field(
+    log_dir: Annotated[str, path_under("/var/log", example="/var/log/gts/rental_scheduler")] | None = Field(
         default=None, description="gunicorn access.log/error.log directory under /var/log; None: the journal.",
-        examples=["/var/log/gts/rental_scheduler"], pattern=r"^/var/log/[A-Za-z0-9_./-]+$",
+        examples=["/var/log/gts/rental_scheduler"],
     )
     keep_releases: int = Field(default=3, ge=2, le=20, description="Releases kept on disk for rollback.",
                                examples=[3])
 
+    def managed_env_keys(self) -> set[str]:
+        """Environment variables the repo itself sets for the app (templates/etc/iac/apps/app.env.j2);
+        `env` and `secret_env` may not override them."""
+        keys = {"DJANGO_SETTINGS_MODULE", "DJANGO_SECRET_KEY", "DJANGO_DEBUG", "DJANGO_ALLOWED_HOSTS",
+                "DJANGO_CSRF_TRUSTED_ORIGINS", "DJANGO_SECURE_COOKIES", "USE_SQLITE", "SQLITE_PATH",
+                "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_HOST", "DISCORD_WEBHOOK_URL", "DISCORD_ALERTS_ENABLED",
+                "DISCORD_ALERTS_DEDUP_SECONDS", "DISCORD_ALERTS_TIMEOUT_SECONDS", "DISCORD_ALERTS_APP_NAME",
+                "DISCORD_ALERTS_ENV", "STATIC_ROOT"}
+        for prefix in self.extra_databases:
+            keys |= {f"{prefix.upper()}_POSTGRES_{k}" for k in ("DB", "USER", "HOST")}
+        return keys
+
     @model_validator(mode="after")
     def _names_consistent(self) -> DjangoApp:
-        if self.nginx.tls and self.nginx.server_names[0] not in self.allowed_hosts:
-            name = self.nginx.server_names[0]
-            raise option_error("allowed_hosts", (
-                f"must contain {name!r}, the site's name (nginx.server_names[0]) that users reach the "
-                f"app by, or Django refuses their requests; add {name!r} to {self.allowed_hosts}"))
+        names = [n for n in self.nginx.server_names if n != "_"]
+        if self.nginx.tls and not names:
+            raise option_error("nginx.server_names", (
+                "a TLS site needs the domain its certificate is for as the first server name; '_' (any "
+                "name) cannot have a certificate (example: ['pravoo.in'])"))
+        if self.nginx.tls and self.nginx.server_names[0] == "_":
+            raise option_error("nginx.server_names", f"the first name is the certificate's: put the domain "
+                               f"first, e.g. {[*names, '_']}")
+        for server_name in names:
+            bare = server_name.lstrip("*.")
+            covered = any(h == server_name or (h.startswith(".") and (bare == h[1:] or bare.endswith(h)))
+                          for h in self.allowed_hosts)
+            if not covered:
+                want = f".{bare}" if server_name.startswith(("*.", ".")) else server_name
+                raise option_error("allowed_hosts", (
+                    f"must contain {want!r}: nginx serves the app as {server_name!r} (nginx.server_names) "
+                    f"and Django answers 400 to a Host it does not allow; add it to {self.allowed_hosts}"))
+        reserved = self.managed_env_keys()
+        for key in self.env:
+            if key in reserved:
+                raise option_error(f"env.{key}", (
+                    f"is set by the repo from the model ({_ENV_SOURCES.get(key, 'see app.env.j2')}); "
+                    "set that option instead of overriding the variable"))
+            if key in PROCESS_ENV_KEYS or key.startswith(("LD_", "PYTHON", "SYSTEMD_")):
+                raise option_error(f"env.{key}", "controls how the process starts (loader, interpreter or "
+                                   "systemd), not the app: it cannot be set through env")
+            if SECRET_NAME_RE.search(key):
+                raise option_error(f"env.{key}", (
+                    "looks like a secret: group_data is in the repository; put it in the secrets file as "
+                    f"apps.<name>.secret_env.{key} (see README, 'Secrets'), or rename it if it is not one"))
+        for key in self.secret_env:
+            if key in reserved or key in self.env or key in PROCESS_ENV_KEYS or key.startswith(("LD_", "PYTHON")):
+                raise option_error(f"secret_env.{key}", "is already set by the repo or by `env`; use another name")
         return self
 
 
+# where a managed variable's value comes from (for the message refusing an override)
+_ENV_SOURCES = {
+    "DJANGO_SETTINGS_MODULE": "settings_module", "DJANGO_SECRET_KEY": "secret_key in the secrets file",
+    "DJANGO_DEBUG": "always 0", "DJANGO_ALLOWED_HOSTS": "allowed_hosts",
+    "DJANGO_CSRF_TRUSTED_ORIGINS": "nginx.server_names", "DJANGO_SECURE_COOKIES": "nginx.tls",
+    "USE_SQLITE": "database.engine", "SQLITE_PATH": "database.path", "POSTGRES_DB": "database.name",
+    "POSTGRES_USER": "database.role", "DISCORD_WEBHOOK_URL": "discord_alerts.webhook_url in the secrets file",
+}
+PROCESS_ENV_KEYS = frozenset({"PATH", "HOME", "USER", "LOGNAME", "SHELL", "GUNICORN_CMD_ARGS", "INVOCATION_ID",
+                              "NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "TZ"})
+SECRET_NAME_RE = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY|WEBHOOK|CREDENTIAL|"
+                            r"(^|_)DSN$|(^|_)AUTH$")
+
+
 class TlsSection(Strict):
-    email: str = Field(description="Account e-mail for the ACME CA (expiry notices).",
-                       examples=["admin@pravoo.in"], pattern=r"^[^@\s]+@[^@\s]+$")
-    acme_directory: str = Field(
+    email: Annotated[str, _check(re.compile(r"[A-Za-z0-9._%+-]{1,64}@" + FQDN_RE.pattern.strip("^$")),
+                                 "e-mail address", "admin@pravoo.in")] = Field(
+        description="Account e-mail for the ACME CA (expiry notices).", examples=["admin@pravoo.in"])
+    acme_directory: Annotated[str, AfterValidator(lambda v: _check_https_url(
+            v, "https://acme-v02.api.letsencrypt.org/directory"))] = Field(
         default="https://acme-v02.api.letsencrypt.org/directory",
         description="ACME directory URL (Let's Encrypt in production).",
         examples=["https://acme-v02.api.letsencrypt.org/directory"],
     )
-    acme_ca_bundle: str | None = Field(
+    acme_ca_bundle: Annotated[str, AfterValidator(_check_pem)] | None = Field(
         default=None,
         description="PEM of the CA that signs the ACME server's own HTTPS certificate, if not a public one.",
-        examples=[None],
+        examples=[None], json_schema_extra={"multiline": True},
     )
 
 
@@ -361,13 +738,20 @@ class NetworkSection(Strict):
     """A static address, applied with ifupdown (/etc/network/interfaces.d/), as Debian 12 servers
     installed without a desktop do."""
 
-    interface: str = Field(description="Interface name.", examples=["eno1"], pattern=r"^[a-z0-9]{1,15}$")
-    address: str = Field(description="Address with prefix length.", examples=["192.168.1.230/24"],
-                         pattern=r"^\d{1,3}(\.\d{1,3}){3}/\d{1,2}$")
-    gateway: str = Field(description="Default gateway.", examples=["192.168.1.1"],
-                         pattern=r"^\d{1,3}(\.\d{1,3}){3}$")
-    dns: list[str] = Field(min_length=1, description="DNS servers (resolv.conf).", examples=[["192.168.1.1"]])
-    search: list[str] = Field(default=[], description="DNS search domains.", examples=[["lan"]])
+    interface: Annotated[str, _check(re.compile(r"[a-z][a-z0-9]{0,14}"), "interface name", "eno1")] = Field(
+        description="Interface name.", examples=["eno1"])
+    address: IPv4Interface = Field(description="Address with prefix length.", examples=["192.168.1.230/24"])
+    gateway: IPv4 = Field(description="Default gateway.", examples=["192.168.1.1"])
+    dns: list[IPv4] = Field(min_length=1, description="DNS servers (resolv.conf).", examples=[["192.168.1.1"]])
+    search: list[Fqdn] = Field(default=[], description="DNS search domains.", examples=[["lan"]])
+
+    @model_validator(mode="after")
+    def _gateway_on_link(self) -> NetworkSection:
+        net = ipaddress.IPv4Interface(self.address).network
+        if ipaddress.IPv4Address(self.gateway) not in net:
+            raise option_error("gateway", f"{self.gateway} is not in {net}, the network of `address`; the host "
+                               f"would have no route to it (example: '{next(net.hosts())}')")
+        return self
 
 
 class TailscaleSection(Strict):
@@ -389,15 +773,6 @@ ResticRepository = Annotated[str, _check(
     "s3:https://nyc3.digitaloceanspaces.com/rocksolid-storage/backups/gts-server/postgres")]
 
 
-def _check_abs_path(value: str) -> str:
-    """An absolute, normalised path without `..`, spaces or shell/unit metacharacters."""
-    if not value.startswith("/") or value != posixpath.normpath(value) or "/../" in f"{value}/":
-        raise ValueError(f"{value!r} is not an absolute, normalised path (example: '/mnt/pg_backups')")
-    if not re.fullmatch(r"/[A-Za-z0-9_./-]*", value):
-        raise ValueError(f"{value!r} may only contain letters, digits and _ . / - (example: '/mnt/pg_backups')")
-    return value
-
-
 def _check_calendar(value: str) -> str:
     """An OnCalendar= expression, checked by systemd's own parser when it is on this machine."""
     if not value.strip() or "\n" in value or "\x00" in value or ";" in value:
@@ -414,6 +789,8 @@ def _check_calendar(value: str) -> str:
 
 
 AbsPath = Annotated[str, AfterValidator(_check_abs_path)]
+Script = Annotated[str, path_under("/usr/local/sbin", "/usr/local/bin", example="/usr/local/sbin/backup.sh")]
+EtcFile = Annotated[str, path_under("/etc", example="/etc/gts/backup/restic.env")]
 OnCalendar = Annotated[str, AfterValidator(_check_calendar)]
 Days = Annotated[int, Field(ge=1, le=3660)]
 Keep = Annotated[int, Field(ge=0, le=10000)]
@@ -427,12 +804,13 @@ class LocalBackups(Strict):
 
     unit: UnitName = Field(default="pg-backup-gts", description="Name of the .service/.timer pair.",
                            examples=["pg-backup-gts"])
-    script: AbsPath = Field(default="/usr/local/sbin/pg_backup_gts_databases.sh",
+    script: Script = Field(default="/usr/local/sbin/pg_backup_gts_databases.sh",
                             description="The backup command the service runs (a file of this repo).",
                             examples=["/usr/local/sbin/pg_backup_gts_databases.sh"])
     schedule: OnCalendar = Field(default="hourly", description="OnCalendar= of the timer.",
                                  examples=["hourly", "*-*-* 03:10:00"])
-    mount: AbsPath | None = Field(
+    mount: Annotated[str, path_under("/mnt", "/media", "/srv", example="/mnt/pg_backups",
+                                     owned=False)] | None = Field(
         default="/mnt/pg_backups",
         description="Mount point of the dump disk. The converge declares its fstab line and checks that it is "
                     "mounted; it never formats or mounts anything. A backup run refuses to write when it is "
@@ -445,7 +823,9 @@ class LocalBackups(Strict):
         examples=["3f0a3c2e-5b7d-4e0f-9a51-0c8e6b9d2a11"])
     fstype: Literal["ext4", "xfs", "btrfs"] = Field(default="ext4", description="Filesystem of the dump disk.",
                                                      examples=["ext4"])
-    root: AbsPath = Field(default="/mnt/pg_backups/postgres",
+    root: Annotated[str, path_under("/mnt", "/media", "/srv", "/var/backups", "/var/lib",
+                                    example="/mnt/pg_backups/postgres")] = Field(
+        default="/mnt/pg_backups/postgres",
                           description="Where db/<name>/, globals/ and logs/ are kept (under `mount` if set).",
                           examples=["/mnt/pg_backups/postgres"])
     databases: list[Ident] | None = Field(
@@ -492,9 +872,9 @@ class ResticTarget(Strict):
     secret_access_key: SecretStr = Field(description="SECRET. AWS_SECRET_ACCESS_KEY of the bucket.",
                                          examples=["(the key's secret)"])
     unit: UnitName = Field(description="Name of the .service/.timer pair.", examples=["restic-postgres"])
-    script: AbsPath = Field(description="The command the service runs.",
+    script: Script = Field(description="The command the service runs.",
                             examples=["/usr/local/sbin/restic_backup_postgres_dumps.sh"])
-    env_file: AbsPath = Field(description="root 0600 KEY=value file (systemd EnvironmentFile=).",
+    env_file: EtcFile = Field(description="root 0600 KEY=value file (systemd EnvironmentFile=).",
                               examples=["/etc/gts/backup/restic.env"])
     schedule: OnCalendar = Field(description="OnCalendar= of the backup timer.", examples=["*-*-* 02:30:00"])
     tag: str = Field(description="restic tag of the snapshots.", examples=["postgres"],
@@ -517,10 +897,10 @@ class ResticPostgres(ResticTarget):
 
     unit: UnitName = Field(default="restic-postgres", description="Name of the .service/.timer pair.",
                            examples=["restic-postgres"])
-    script: AbsPath = Field(default="/usr/local/sbin/restic_backup_postgres_dumps.sh",
+    script: Script = Field(default="/usr/local/sbin/restic_backup_postgres_dumps.sh",
                             description="The command the service runs.",
                             examples=["/usr/local/sbin/restic_backup_postgres_dumps.sh"])
-    env_file: AbsPath = Field(default="/etc/gts/backup/restic.env", description="root 0600 KEY=value file.",
+    env_file: EtcFile = Field(default="/etc/gts/backup/restic.env", description="root 0600 KEY=value file.",
                               examples=["/etc/gts/backup/restic.env"])
     schedule: OnCalendar = Field(default="*-*-* 02:30:00", description="OnCalendar= of the backup timer.",
                                  examples=["*-*-* 02:30:00"])
@@ -538,10 +918,10 @@ class ResticSystemState(ResticTarget):
 
     unit: UnitName = Field(default="restic-system-state-backup", description="Name of the .service/.timer pair.",
                            examples=["restic-system-state-backup"])
-    script: AbsPath = Field(default="/usr/local/sbin/restic-system-state-backup.sh",
+    script: Script = Field(default="/usr/local/sbin/restic-system-state-backup.sh",
                             description="The command the service runs.",
                             examples=["/usr/local/sbin/restic-system-state-backup.sh"])
-    env_file: AbsPath = Field(default="/etc/gts/backup/restic-system-state.env",
+    env_file: EtcFile = Field(default="/etc/gts/backup/restic-system-state.env",
                               description="root 0600 KEY=value file.",
                               examples=["/etc/gts/backup/restic-system-state.env"])
     schedule: OnCalendar = Field(default="*-*-* 02:20:00", description="OnCalendar= of the backup timer.",
@@ -554,19 +934,19 @@ class ResticSystemState(ResticTarget):
     excludes: list[Annotated[str, Field(pattern=r"^(/|\*\*/)[A-Za-z0-9_./*-]*$")]] = Field(
         default=DEFAULT_SYSTEM_STATE_EXCLUDES, description="excludes.txt: restic --exclude-file patterns.",
         examples=[DEFAULT_SYSTEM_STATE_EXCLUDES])
-    lists_dir: AbsPath = Field(default="/etc/gts/backup/system-state",
+    lists_dir: EtcFile = Field(default="/etc/gts/backup/system-state",
                                description="Where includes.txt and excludes.txt live.",
                                examples=["/etc/gts/backup/system-state"])
-    inventory_dir: AbsPath = Field(
+    inventory_dir: EtcFile = Field(
         default="/etc/gts/bootstrap",
         description="The inventory snapshot (packages, enabled services, mounts, nginx -T), regenerated "
                     "before each run.", examples=["/etc/gts/bootstrap"])
-    staging_dir: AbsPath = Field(
+    staging_dir: Annotated[str, path_under("/var/lib", example="/var/lib/iac/restore/system-state")] = Field(
         default="/var/lib/iac/restore/system-state",
         description="Where a rebuild (`make dr`) restores the newest snapshot before the converge; the "
                     "converge takes what the model does not declare from there (the apps' deploy keys).",
         examples=["/var/lib/iac/restore/system-state"])
-    env_helper: AbsPath = Field(default="/usr/local/sbin/restic-system-state-env.sh",
+    env_helper: Script = Field(default="/usr/local/sbin/restic-system-state-env.sh",
                                 description="Runs a command with this repository's environment "
                                             "(runbook: \"View snapshots (helper method)\").",
                                 examples=["/usr/local/sbin/restic-system-state-env.sh"])
@@ -582,8 +962,8 @@ class OffsiteBackups(Strict):
 class BackupAlerts(Strict):
     webhook_url: SecretStr = Field(
         description="SECRET. Discord webhook that receives one message per failed backup unit.",
-        examples=["https://discord.com/api/webhooks/<id>/<token>"])
-    env_file: AbsPath = Field(default="/etc/iac/backup-alert.env",
+        examples=["https://discord.com/api/webhooks/<id>/<token>"], json_schema_extra={"placeholder": OFFLINE_URL})
+    env_file: EtcFile = Field(default="/etc/iac/backup-alert.env",
                               description="root 0600 file holding the webhook for the alert unit.",
                               examples=["/etc/iac/backup-alert.env"])
 
@@ -595,9 +975,22 @@ class BackupsSection(Strict):
     offsite: OffsiteBackups = Field(default=OffsiteBackups(), description="restic repositories.")
     alerts: BackupAlerts | None = Field(default=None, description="Where failures are reported (None: the "
                                         "journal only).", examples=[None])
-    settings_file: AbsPath = Field(default="/etc/iac/backup.json",
+    settings_file: EtcFile = Field(default="/etc/iac/backup.json",
                                    description="What the backup engine reads (written from this model).",
                                    examples=["/etc/iac/backup.json"])
+
+
+# names other parts of the host already use
+RESERVED_USERS = frozenset({
+    "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy", "www-data",
+    "backup", "list", "irc", "_apt", "nobody", "postgres", "sshd", "messagebus", "systemd-network",
+    "systemd-resolve", "systemd-timesync", "tss", "nginx", "git",
+})
+RESERVED_UNITS = frozenset({
+    "nginx", "postgresql", "ssh", "sshd", "cron", "dbus", "networking", "nftables", "tailscaled", "certbot",
+    "unattended-upgrades", "apt-daily", "apt-daily-upgrade", "logrotate", "getty@", "iac-backup-alert@",
+})
+RESERVED_SITES = frozenset({"default"})
 
 
 class HostConfig(Strict):
@@ -612,8 +1005,9 @@ class HostConfig(Strict):
                                    examples=[None])
     postgres: PostgresSection | None = Field(default=None, description="Local PostgreSQL server.",
                                              examples=[None])
-    app_env_dir: str = Field(default="/etc/iac/apps", description="Directory of the apps' env files.",
-                             examples=["/etc/gts/apps"], pattern=r"^/")
+    app_env_dir: Annotated[str, path_under("/etc", example="/etc/gts/apps")] = Field(
+        default="/etc/iac/apps", description="Directory of the apps' env files (under /etc).",
+        examples=["/etc/gts/apps"])
     apps_group: Username | None = Field(
         default=None,
         description=(
@@ -643,13 +1037,7 @@ class HostConfig(Strict):
                         raise option_error(f"apps.{name}", (
                             f"uses PostgreSQL database {db.name!r} as {db.role!r}: declare them in "
                             f"postgres.roles and postgres.databases"))
-        ports = [(a.nginx.port, n) for n, a in self.apps.items()]
-        seen: dict[int, str] = {}
-        for port, name in ports:
-            if port in seen:
-                raise option_error(f"apps.{name}.nginx.port",
-                                   f"{port} is already used by apps.{seen[port]}; pick another port")
-            seen[port] = name
+        self._apps_distinct()
         if self.backups is not None and self.backups.local.databases is not None:
             known = self.backup_databases(declared_only=True)
             for db in self.backups.local.databases:
@@ -658,6 +1046,58 @@ class HostConfig(Strict):
                         f"{db!r} is not a database of this host; declared: {', '.join(known) or 'none'} "
                         "(postgres.databases, or an app name for its SQLite database)"))
         return self
+
+    def _apps_distinct(self) -> None:
+        """Two apps never share a user, unit, site or port, and none takes a name or port the
+        system or another service of the host has (each would silently overwrite the other)."""
+        taken_ports = {22: "sshd", 5432: "PostgreSQL (postgres section)"} if self.postgres else {22: "sshd"}
+        users: dict[str, str] = {}
+        units: dict[str, str] = {}
+        sites: dict[str, str] = {}
+        ports: dict[int, str] = dict(taken_ports)
+        backup_units = self._backup_unit_names()
+        for name, app in self.apps.items():
+            at = f"apps.{name}"
+            if app.user in RESERVED_USERS or app.user in (self.admin.name, self.apps_group):
+                raise option_error(f"{at}.user", f"{app.user!r} is a user of the system, the admin or the apps "
+                                   f"group; give the app a user of its own (example: {name!r})")
+            if app.user in users:
+                raise option_error(f"{at}.user", f"{app.user!r} is already the user of apps.{users[app.user]}; "
+                                   "each app runs as its own user (its env file and key are readable by it)")
+            users[app.user] = name
+            if app.unit in RESERVED_UNITS or app.unit.startswith("systemd-") or app.unit in backup_units:
+                raise option_error(f"{at}.unit", f"{app.unit!r} is the unit of another service on this host; "
+                                   f"use e.g. 'gunicorn-{name}'")
+            if app.unit in units:
+                raise option_error(f"{at}.unit", f"{app.unit!r} is already the unit of apps.{units[app.unit]}; "
+                                   f"use e.g. 'gunicorn-{name}'")
+            units[app.unit] = name
+            site = app.nginx.name
+            if site in RESERVED_SITES:
+                raise option_error(f"{at}.nginx.name", f"{site!r} is Debian's default site, which the repo "
+                                   f"removes; use e.g. {name!r}")
+            if site in sites:
+                raise option_error(f"{at}.nginx.name", f"{site!r} is already the site of apps.{sites[site]}: "
+                                   f"the second would overwrite the first; use e.g. {name!r}")
+            sites[site] = name
+            # every site is its port's default_server; TLS sites all listen on 443 too
+            for port, option in ((app.nginx.port, "nginx.port"), *([(443, "nginx.tls")] if app.nginx.tls else [])):
+                if port in ports:
+                    raise option_error(f"{at}.{option}", (
+                        f"port {port} is already taken by {ports[port]}; each site is the default server "
+                        f"of its own port: pick another port (example: 8003)"))
+                ports[port] = f"apps.{name}"
+
+    def _backup_unit_names(self) -> set[str]:
+        if self.backups is None:
+            return set()
+        names = {self.backups.local.unit}
+        for target in (self.backups.offsite.postgres, self.backups.offsite.system_state):
+            if target is not None:
+                names.add(target.unit)
+        if self.backups.offsite.postgres is not None:
+            names.add(self.backups.offsite.postgres.check_unit)
+        return names
 
     def backup_databases(self, declared_only: bool = False) -> dict[str, dict[str, str]]:
         """Databases the local backups dump: name -> {"engine", "path" or "owner"}.

@@ -17,14 +17,16 @@ an app declared in group_data brings its ``secret_key`` with it.
 
 from __future__ import annotations
 
+import difflib
 import json
 import os
 import secrets as _random
+import subprocess
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from iac.stack import ConfigError
+from iac.stack import STACK_HOSTS, ConfigError, _field_info, placeholder
 
 CANARY_PREFIX = "CANARY-"
 
@@ -71,6 +73,11 @@ class SecretsFile:
             raise ConfigError(f"secrets file {self.path} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"secrets file {self.path}: the top level must be an object keyed by group")
+        for group in data:
+            if group not in STACK_HOSTS:
+                close = difflib.get_close_matches(group, list(STACK_HOSTS), n=1)
+                hint = f"did you mean '{close[0]}'?" if close else f"groups: {', '.join(STACK_HOSTS)}"
+                raise ConfigError(f"secrets file {self.path}: unknown group '{group}'; {hint} (rename or remove it)")
         return data
 
     def _special(self, path: tuple) -> Callable[[str], str] | None:
@@ -84,18 +91,25 @@ class SecretsFile:
         missing = []
         changed = False
         group_data = self.data.setdefault(group, {}) if self.generate else self.data.get(group, {})
+        if not self.generate:
+            self._refuse_unknown(group, group_data, paths)
         for path in paths:
+            if path[-1] == "*":  # a map of secrets: every entry the file has
+                entries = _get(group_data, path[:-1])
+                for key, value in (entries.items() if isinstance(entries, Mapping) else ()):
+                    _set(values, path[:-1] + (key,), value)
+                continue
             value = _get(group_data, path)
             if value in (None, "") and self.generate:
                 token = f"{CANARY_PREFIX}{'.'.join(path)}-{_random.token_hex(12)}"
-                fn = self._special(path)
+                fn = self._special(path) or _SHAPED_CANARY.get(_canary_shape(path))
                 value = fn(token) if fn else token
                 _set(group_data, path, value)
                 changed = True
             if value in (None, ""):
                 if path in required:
                     missing.append(".".join(path))
-                    value = "(not provided: offline validation)"
+                    value = placeholder(path)
                 else:
                     continue
             _set(values, path, value)
@@ -113,6 +127,57 @@ class SecretsFile:
             os.chmod(tmp, 0o600)
             tmp.replace(self.path)
         return values
+
+
+    def _refuse_unknown(self, group: str, group_data: Any, paths: list[tuple]) -> None:
+        """A key the configuration does not use is a typo or a leftover: refused, with the closest
+        known option, so that a misspelt secret never silently leaves a default or the old value."""
+        if not isinstance(group_data, Mapping):
+            raise ConfigError(f"secrets file {self.path}: group {group!r} must be an object of options")
+        known = [".".join(p) for p in paths]
+        for leaf in _leaf_paths(group_data):
+            dotted = ".".join(leaf)
+            if not any(_matches(leaf, p) for p in paths):
+                close = difflib.get_close_matches(dotted, known, n=1, cutoff=0.6)
+                hint = f"did you mean '{close[0]}'?" if close else (
+                    f"secrets this configuration uses: {', '.join(known) or 'none'}")
+                raise ConfigError(
+                    f"secrets file {self.path}: group {group}: unknown secret '{dotted}' (not used by the declared "
+                    f"configuration); {hint} (rename or remove it)")
+
+
+def _leaf_paths(values: Mapping[str, Any], prefix: tuple = ()) -> list[tuple]:
+    out: list[tuple] = []
+    for key, value in values.items():
+        if isinstance(value, Mapping) and value:
+            out.extend(_leaf_paths(value, prefix + (key,)))
+        else:
+            out.append(prefix + (key,))
+    return out
+
+
+def _matches(leaf: tuple, path: tuple) -> bool:
+    if path[-1] == "*":
+        return len(leaf) == len(path) and leaf[:-1] == path[:-1]
+    return leaf == path
+
+
+def _canary_shape(path: tuple) -> str:
+    info = _field_info(path)
+    extra = info.json_schema_extra if info is not None and isinstance(info.json_schema_extra, dict) else {}
+    return str(extra.get("canary", ""))
+
+
+def _crypt_canary(token: str) -> str:
+    """A real SHA-512 crypt(3) hash of the canary token (the model refuses anything else), with
+    the salt carrying the token's random part so that searches can still find it."""
+    salt = "canary" + token.rsplit("-", 1)[-1][:10]
+    out = subprocess.run(["openssl", "passwd", "-6", "-salt", salt, "-stdin"], input=token, text=True,
+                         capture_output=True, check=True)
+    return out.stdout.strip()
+
+
+_SHAPED_CANARY: dict[str, Callable[[str], str]] = {"crypt": _crypt_canary}
 
 
 def production_secrets(required: bool) -> SecretsFile:

@@ -18,10 +18,17 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel, SecretStr, ValidationError
 from pyinfra.api.exceptions import PyinfraError
 
-from iac.model import HostConfig
+from iac.model import OFFLINE_PLACEHOLDER, HostConfig
 
 REPO = Path(__file__).resolve().parent.parent
 GROUP_DATA = REPO / "group_data"
+
+# group -> host name; identical in every stack (group_data/<group>.py holds its values, all.py
+# values shared by every group; no other file is read)
+STACK_HOSTS: dict[str, str] = {
+    "public": "srv1178562",
+    "lan": "gts-server",
+}
 
 
 class ConfigError(PyinfraError):
@@ -39,13 +46,37 @@ class Layer:
 
 
 def read_group_file(path: Path) -> dict[str, Any]:
-    """Public module-level values of a group_data file, as pyinfra itself reads them."""
+    """Module-level values of a group_data file, as pyinfra itself reads them.
+
+    pyinfra passes every name of a group_data file to the group's hosts; a name starting with
+    ``_`` is one of its global arguments (``_sudo``, ``_ignore_errors``) and would silently apply
+    to every operation on those hosts. Such names are refused here, before pyinfra sees them."""
     values = runpy.run_path(str(path))
-    return {
-        k: v for k, v in values.items()
-        if not k.startswith("_")
-        and not isinstance(v, (types.ModuleType, types.FunctionType, type))
-    }
+    out = {}
+    for key, value in values.items():
+        if key.startswith("__") or isinstance(value, (types.ModuleType, types.FunctionType, type)):
+            continue
+        if key.startswith("_"):
+            raise ConfigError(
+                f"group_data/{path.name}: '{key}' starts with '_': pyinfra would apply it to every operation of "
+                f"the group as a global argument; settings belong in the model's options (iac/model.py): remove "
+                f"it, or rename it if it is a helper value (example: host = {{'hostname': 'gts-server'}})")
+        out[key] = value
+    return out
+
+
+def check_group_files(group_data: Path = GROUP_DATA) -> None:
+    """Only all.py and one file per group are read; any other file is a typo (publc.py) that
+    pyinfra would silently turn into an empty group."""
+    known = ["all", *STACK_HOSTS]
+    for path in sorted(group_data.glob("*")):
+        if path.name.startswith(".") or path.name == "__pycache__":
+            continue
+        if path.suffix != ".py" or path.stem not in known:
+            close = difflib.get_close_matches(path.stem, known, n=1)
+            hint = f"did you mean group_data/{close[0]}.py?" if close else f"known: {', '.join(known)}"
+            raise ConfigError(f"group_data/{path.name}: not a group of this repository ({hint}); rename or "
+                              f"remove it (groups: {', '.join(f'{k}.py' for k in known)})")
 
 
 def deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
@@ -88,6 +119,11 @@ def secret_paths(model: type[BaseModel] = HostConfig, data: Mapping[str, Any] | 
         ann = info.annotation
         args = get_args(ann)
         value = data.get(name) if isinstance(data, Mapping) else None
+        if get_origin(ann) is dict and args and args[1] is SecretStr:
+            # a map of secrets (apps.<name>.secret_env): its keys are whatever the secrets file holds
+            if not required_only:
+                paths.append(prefix + (name, "*"))
+            continue
         if ann is SecretStr or SecretStr in args:
             if not required_only or info.is_required():
                 paths.append(prefix + (name,))
@@ -105,35 +141,45 @@ def secret_paths(model: type[BaseModel] = HostConfig, data: Mapping[str, Any] | 
     return list(dict.fromkeys(paths))
 
 
-def _field_info(path: tuple):
-    """The pydantic FieldInfo at an option path, or None."""
-    model: Any = HostConfig
+def _walk(path: tuple) -> tuple[Any, Any]:
+    """(annotation, FieldInfo) at an option path of HostConfig, through sections, optional
+    sections and maps of sections (``apps.<name>.nginx``); (None, None) if the path leaves the model."""
+    ann: Any = HostConfig
     info = None
     for part in path:
-        if isinstance(part, int):
+        if isinstance(part, int):  # a list index: the list's item type
+            items = [a for a in get_args(ann) if get_origin(a) is list] if get_origin(ann) is not list else [ann]
+            ann = get_args(items[0])[0] if items and get_args(items[0]) else None
             continue
-        if not (isinstance(model, type) and issubclass(model, BaseModel)):
-            return None
-        info = model.model_fields.get(part)
-        if info is None:
-            return None
-        model = info.annotation
-    return info
+        model = next((m for m in _submodels(ann) if part in m.model_fields), None)
+        maps = [a for a in (ann, *get_args(ann)) if get_origin(a) is dict]
+        if model is not None:
+            info = model.model_fields[part]
+            ann = info.annotation
+        elif maps and len(get_args(maps[0])) == 2:
+            ann, info = get_args(maps[0])[1], None
+        else:
+            return None, None
+    return ann, info
+
+
+def _field_info(path: tuple):
+    """The pydantic FieldInfo at an option path, or None."""
+    return _walk(path)[1]
+
+
+def placeholder(path: tuple) -> str:
+    """Stand-in for a missing secret in an offline validation, shaped as the option needs."""
+    info = _field_info(path)
+    extra = info.json_schema_extra if info is not None and isinstance(info.json_schema_extra, dict) else {}
+    return str(extra.get("placeholder", OFFLINE_PLACEHOLDER))
 
 
 def _siblings(path: tuple) -> list[str]:
-    model: Any = HostConfig
-    for part in path[:-1]:
-        if isinstance(part, int):
-            continue
-        is_model = isinstance(model, type) and issubclass(model, BaseModel)
-        info = model.model_fields.get(part) if is_model else None
-        if info is None:
-            return []
-        model = info.annotation
-    if isinstance(model, type) and issubclass(model, BaseModel):
-        return list(model.model_fields)
-    return []
+    """The options known next to the last part of ``path`` (for "did you mean")."""
+    ann, _ = _walk(path[:-1])
+    models = _submodels(ann) if ann is not None else []
+    return list(dict.fromkeys(name for m in models for name in m.model_fields))
 
 
 def _assignment(path: tuple, value: Any) -> str:
@@ -147,7 +193,7 @@ def _assignment(path: tuple, value: Any) -> str:
 def explain(exc: ValidationError, layers: list[Layer], group: str, hostname: str) -> str:
     lines = [f"invalid configuration for host {hostname} (group {group}):"]
     for err in exc.errors():
-        path = tuple(err["loc"])
+        path, is_key = _option_path(tuple(err["loc"]))
         if err["type"] == "option":  # a cross-field rule names the option it is about
             path += tuple(str(err["ctx"]["at"]).split("."))
         dotted = ".".join(str(p) for p in path)
@@ -156,7 +202,22 @@ def explain(exc: ValidationError, layers: list[Layer], group: str, hostname: str
         example = None
         if info is not None and info.examples:
             example = info.examples[0]
-        if err["type"] == "extra_forbidden":
+        if is_key:
+            # the file that introduced the name (the secrets layer only follows the declared apps)
+            source = next((lay.source for lay in layers if lay.source != "secrets file"
+                           and _lookup(lay.values, path)), source)
+            parent = _field_info(path[:-1])
+            keys = parent.examples[0] if parent is not None and parent.examples else None
+            msg = err["msg"].removeprefix("Value error, ")
+            fix = (f" (example: {next(iter(keys))!r})"
+                   if isinstance(keys, dict) and keys and "example" not in msg else "")
+            lines.append(f"  {source}: '{path[-1]}' under '{'.'.join(map(str, path[:-1]))}' is not a valid name: "
+                         f"{msg}{fix}")
+        elif err["type"] == "string_pattern_mismatch":
+            shown = "the value" if info is not None and "SECRET" in (info.description or "") else repr(err["input"])
+            lines.append(f"  {source or 'model default'}: option '{dotted}': {shown} is not valid"
+                         + (f"; example of a valid value: {example!r}" if example is not None else ""))
+        elif err["type"] == "extra_forbidden":
             close = difflib.get_close_matches(str(path[-1]), _siblings(path), n=1)
             hint = f"did you mean '{close[0]}'?" if close else (
                 f"known options here: {', '.join(_siblings(path)) or 'none'}")
@@ -168,13 +229,32 @@ def explain(exc: ValidationError, layers: list[Layer], group: str, hostname: str
             lines.append(f"  required option '{dotted}' has no value{desc}: set it in {where}{fix}")
         else:
             msg = err["msg"].removeprefix("Value error, ")
-            fix = f"; example of a valid value: {example!r}" if example is not None and "example" not in msg else ""
+            told = "example" in msg or "e.g." in msg
+            fix = f"; example of a valid value: {example!r}" if example is not None and not told else ""
             lines.append(f"  {source or 'model default'}: option '{dotted}': {msg}{fix}")
     return "\n".join(lines)
 
 
+def _option_path(loc: tuple) -> tuple[tuple, bool]:
+    """The option path of a pydantic error location, and whether the error is about a map's key.
+
+    pydantic adds parts that are not options: ``[key]`` after a map key it refused, and the tag
+    of a discriminated union (``database.sqlite.path``)."""
+    is_key = bool(loc) and loc[-1] == "[key]"
+    out: tuple = ()
+    for part in loc:
+        if part == "[key]":
+            continue
+        if isinstance(part, str) and _walk(out + (part,)) == (None, None) and _walk(out)[0] is not None \
+                and part in ("sqlite", "postgresql"):
+            continue
+        out += (part,)
+    return out, is_key
+
+
 def load_layers(group: str, overrides: Mapping[str, Any] | None,
                 group_data: Path = GROUP_DATA) -> list[Layer]:
+    check_group_files(group_data)
     layers = []
     for name in ("all", group):
         path = group_data / f"{name}.py"
@@ -204,7 +284,7 @@ def build_host_config(
     wanted = secret_paths(data=merged)
     for layer in layers:
         for path in wanted:
-            if _lookup(layer.values, path):
+            if _lookup(layer.values, path[:-1] if path[-1] == "*" else path):
                 raise ConfigError(
                     f"{layer.source}: option '{'.'.join(path)}' is a secret and must not be kept "
                     "in the repository or inventory; remove it there and provide it through the "
@@ -219,7 +299,7 @@ def build_host_config(
             node = values
             for part in path[:-1]:
                 node = node.setdefault(part, {})
-            node[path[-1]] = "(not provided: offline validation)"
+            node[path[-1]] = placeholder(path)
     layers.append(Layer("secrets file", values))
     merged = deep_merge(merged, values)
     try:

@@ -16,10 +16,8 @@ All logic that runs on the host is in files/usr/local/lib/iac/iac_backup.py.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shlex
-import sys
 from pathlib import Path
 
 from pyinfra import host
@@ -27,6 +25,7 @@ from pyinfra.api import FactBase, StringCommand, operation
 from pyinfra.facts.files import File
 from pyinfra.operations import files, systemd
 
+from iac.formats import engine
 from iac.model import BackupsSection, HostConfig, ResticTarget
 from iac.stack import ConfigError
 from operations.django_app import STAGED, _string_io, render
@@ -39,17 +38,6 @@ ENGINE_SRC = REPO / "files" / ENGINE.lstrip("/")
 OPERATOR_COMMAND = "/usr/local/sbin/iac-backup"
 
 
-def _load_engine():
-    """The host engine as a module: env files are written with the quoting it parses back."""
-    spec = importlib.util.spec_from_file_location("iac_backup", ENGINE_SRC)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-engine = _load_engine()
 
 
 def env_file_text(values: dict[str, str]) -> str:

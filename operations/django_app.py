@@ -25,6 +25,7 @@ from pyinfra.api import StringCommand, operation
 from pyinfra.facts.files import File
 from pyinfra.operations import files, server, systemd
 
+from iac.formats import FILTERS
 from iac.model import DjangoApp, HostConfig, PostgresDatabase
 from operations.facts import COMMIT_RE, DeployedRelease, GitRemoteCommit
 from operations.guarded import secret_file, validated_file
@@ -36,6 +37,8 @@ RELEASE_SCRIPT = "/usr/local/sbin/iac-app-release"
 
 _jinja = Environment(loader=FileSystemLoader(str(TEMPLATES)), undefined=StrictUndefined,
                      keep_trailing_newline=True, autoescape=False)
+# the escaping proper to each file format (iac/formats.py): | env, | sh, | nginx, | unit
+_jinja.filters.update(FILTERS)
 
 
 def render(template: str, **context: object) -> str:

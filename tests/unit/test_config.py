@@ -214,5 +214,5 @@ def test_cross_field_rule_names_the_option_and_its_file(group_data: Path) -> Non
     (group_data / "lan.py").write_text(text.replace('"port": 8002', '"port": 8001', 1))
     with pytest.raises(ConfigError) as err:
         build_host_config("lan", "gts-server", group_data=group_data)
-    assert ("group_data/lan.py: option 'apps.shop_scheduler.nginx.port': 8001 is already used by "
-            "apps.rental_scheduler; pick another port") in str(err.value)
+    assert ("group_data/lan.py: option 'apps.shop_scheduler.nginx.port': port 8001 is already taken by "
+            "apps.rental_scheduler") in str(err.value)
