@@ -18,7 +18,7 @@ import subprocess
 import urllib.parse
 import zoneinfo
 from collections.abc import Mapping
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -187,7 +187,8 @@ def path_under(*roots: str, example: str, owned: bool = True):
 
 
 def _check_https_url(value: str, example: str, secret: bool = False) -> str:
-    """An https:// URL with a host name and no user info, spaces or quotes."""
+    """An https:// URL with a host name and no user info, spaces or quotes. Plain http:// is
+    accepted for an IP address only (a stand-in on a private network, as the sandbox's)."""
     shown = "the value" if secret else repr(value)
     parts = urllib.parse.urlsplit(value)
     try:
@@ -195,7 +196,8 @@ def _check_https_url(value: str, example: str, secret: bool = False) -> str:
     except ValueError:
         raise ValueError(f"{shown} has a bad port (example: {example!r})") from None
     host = parts.hostname or ""
-    if (parts.scheme != "https" or not (FQDN_RE.fullmatch(host) or _is_ip(host)) or "@" in parts.netloc
+    scheme_ok = parts.scheme == "https" or (parts.scheme == "http" and _is_ip(host))
+    if (not scheme_ok or not (FQDN_RE.fullmatch(host) or _is_ip(host)) or "@" in parts.netloc
             or re.search(r"[\s'\"`\\<>{}|^]", value)):
         raise ValueError(f"{shown} is not an https:// URL with a host name and no spaces, quotes or user "
                          f"info (example: {example!r})")
@@ -268,11 +270,11 @@ def _control_character(value: Any, multiline: bool) -> str | None:
     return None
 
 
-def _is_nested_model_value(value: Any) -> bool:
-    """A section or a map of sections (checked by the sub-models themselves)."""
-    if isinstance(value, Mapping):
-        return any(isinstance(v, (Mapping, BaseModel)) for v in value.values()) or not value
-    return isinstance(value, BaseModel)
+def _holds_sections(annotation: Any) -> bool:
+    """Whether an option's type is, or holds, a section (checked by its own model)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return True
+    return any(_holds_sections(arg) for arg in get_args(annotation))
 
 
 class Strict(BaseModel):
@@ -294,7 +296,7 @@ class Strict(BaseModel):
             return data
         for name, value in data.items():
             field = cls.model_fields.get(name)
-            if field is None or _is_nested_model_value(value):
+            if field is None or _holds_sections(field.annotation):
                 continue
             extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
             found = _control_character(value, bool(extra.get("multiline")))
@@ -767,7 +769,7 @@ FS_UUID_RE = re.compile(r"^([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-f
                         r"|[0-9A-F]{4}-[0-9A-F]{4})$")
 FsUuid = Annotated[str, _check(FS_UUID_RE, "filesystem UUID (as `blkid` prints it)",
                                "3f0a3c2e-5b7d-4e0f-9a51-0c8e6b9d2a11")]
-RESTIC_S3_RE = re.compile(r"^s3:https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[A-Za-z0-9._-]+)+$")
+RESTIC_S3_RE = re.compile(r"^s3:https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/(?!\.{1,2}(/|$))[A-Za-z0-9._-]+)+$")
 ResticRepository = Annotated[str, _check(
     RESTIC_S3_RE, "restic S3 repository",
     "s3:https://nyc3.digitaloceanspaces.com/rocksolid-storage/backups/gts-server/postgres")]

@@ -285,8 +285,9 @@ def build_host_config(
     for layer in layers:
         for path in wanted:
             if _lookup(layer.values, path[:-1] if path[-1] == "*" else path):
+                shown = ".".join(path[:-1] if path[-1] == "*" else path)
                 raise ConfigError(
-                    f"{layer.source}: option '{'.'.join(path)}' is a secret and must not be kept "
+                    f"{layer.source}: option '{shown}' is a secret and must not be kept "
                     "in the repository or inventory; remove it there and provide it through the "
                     "secrets file (see README, 'Secrets')"
                 )

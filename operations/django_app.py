@@ -26,7 +26,7 @@ from pyinfra.facts.files import File
 from pyinfra.operations import files, server, systemd
 
 from iac.formats import FILTERS
-from iac.model import DjangoApp, HostConfig, PostgresDatabase
+from iac.model import DjangoApp, HostConfig, PostgresDatabase, SqliteDatabase
 from operations.facts import COMMIT_RE, DeployedRelease, GitRemoteCommit
 from operations.guarded import secret_file, validated_file
 from operations.packages import packages_present
@@ -57,13 +57,14 @@ def _context(config: HostConfig, name: str, app: DjangoApp) -> dict:
     allowed = list(app.allowed_hosts)
     if config.network is not None and (ip := config.network.address.split("/")[0]) not in allowed:
         allowed.append(ip)  # the address the host is reached by on the LAN
+    csrf_origins = [f"{'https' if app.nginx.tls else 'http'}://{h}" for h in app.nginx.server_names if h != "_"]
     return {
         "name": name,
         "app": app,
+        "environment": app_environment(app, name, allowed, csrf_origins),
         "allowed_hosts": allowed,
         "env_file": env_file_path(config, name),
-        "csrf_origins": [f"{'https' if app.nginx.tls else 'http'}://{h}" for h in app.nginx.server_names
-                         if h != "_"],
+        "csrf_origins": csrf_origins,
         "pg_databases": [db.name for db in pg],
         "migrate_databases": ["default", *app.extra_databases],
         "uses_postgres": bool(pg),
@@ -78,6 +79,42 @@ def _context(config: HostConfig, name: str, app: DjangoApp) -> dict:
                              if app.database.engine == "sqlite" else ""),
         "logs_directory": (app.log_dir or "").removeprefix("/var/log/"),
     }
+
+
+def app_environment(app: DjangoApp, name: str, allowed_hosts: list[str], csrf_origins: list[str]) -> dict[str, str]:
+    """The app's environment, in the order the env file lists it: what the repo derives from the
+    model (the names ``DjangoApp.managed_env_keys`` reserves), then ``env``, then ``secret_env``."""
+    env = {
+        "DJANGO_SETTINGS_MODULE": app.settings_module,
+        "DJANGO_SECRET_KEY": app.secret_key.get_secret_value(),
+        "DJANGO_DEBUG": "0",
+        "DJANGO_ALLOWED_HOSTS": ",".join(allowed_hosts),
+    }
+    if csrf_origins:
+        env["DJANGO_CSRF_TRUSTED_ORIGINS"] = ",".join(csrf_origins)
+    env["DJANGO_SECURE_COOKIES"] = "1" if app.nginx.tls else "0"
+    if isinstance(app.database, SqliteDatabase):
+        env |= {"USE_SQLITE": "1", "SQLITE_PATH": app.database.path}
+    else:
+        env |= {"USE_SQLITE": "0", "POSTGRES_DB": app.database.name, "POSTGRES_USER": app.database.role,
+                "POSTGRES_HOST": ""}
+    for prefix, db in app.extra_databases.items():
+        env |= {f"{prefix.upper()}_POSTGRES_DB": db.name, f"{prefix.upper()}_POSTGRES_USER": db.role,
+                f"{prefix.upper()}_POSTGRES_HOST": ""}
+    if app.discord_alerts:
+        alerts = app.discord_alerts
+        env |= {
+            "DISCORD_WEBHOOK_URL": alerts.webhook_url.get_secret_value(),
+            "DISCORD_ALERTS_ENABLED": "true" if alerts.enabled else "false",
+            "DISCORD_ALERTS_DEDUP_SECONDS": str(alerts.dedup_seconds),
+            "DISCORD_ALERTS_TIMEOUT_SECONDS": str(alerts.timeout_seconds),
+            "DISCORD_ALERTS_APP_NAME": name,
+            "DISCORD_ALERTS_ENV": alerts.environment,
+        }
+    # the model refuses env/secret_env names that the repo sets: nothing below overrides the above
+    env |= dict(app.env)
+    env |= {k: v.get_secret_value() for k, v in app.secret_env.items()}
+    return env
 
 
 def _inputs_hash(*texts: str) -> str:

@@ -17,6 +17,10 @@ _world = World()
 if not _world.ssh_key.exists():
     raise ConfigError(f"sandbox {_world.name} does not exist: run `make sandbox` (or `make sandbox-up`) first")
 
+# appended to canary secrets: $( and a backtick (shell), & ; # (shell, env files), quotes, %
+# (systemd specifiers), backslash, { } (nginx), spaces
+HOSTILE = " $(touch /tmp/pwned)`id`&;#'\" %n\\x{}"
+
 # Throwaway canary secrets, generated on first use. The Discord webhook must reach the stand-in.
 _secrets = SecretsFile(
     _world.dir / "secrets.json", generate=True,
@@ -24,9 +28,10 @@ _secrets = SecretsFile(
              lambda token: f"{_world.webhook_base}/api/webhooks/1/{token}",
              ("backups", "alerts", "webhook_url"):
              lambda token: f"{_world.webhook_base}/api/webhooks/2/{token}",
-             # a real passphrase has shell, systemd and quoting metacharacters: none may be interpreted
-             ("backups", "offsite", "*", "password"):
-             lambda token: f"{token} $(touch /tmp/pwned)`id`&;#'\" %n\\x"},
+             # real secrets have shell, systemd, nginx and quoting metacharacters: none may be
+             # interpreted anywhere (tests/integration/test_hostile_secrets.py)
+             ("backups", "offsite", "*", "password"): lambda token: f"{token}{HOSTILE}",
+             ("apps", "*", "secret_key"): lambda token: f"{token}{HOSTILE}"},
 )
 
 

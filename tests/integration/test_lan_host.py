@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from iac.formats import engine
 from tests.integration.conftest import TIMINGS, Run, Sandbox, changed_operations
 
 APPS = {"rental_scheduler": 8001, "shop_scheduler": 8002}
@@ -100,16 +101,17 @@ def test_each_env_file_is_readable_by_its_app_and_no_other(sandbox: Sandbox, con
         path = f"/etc/gts/apps/{app}.env"
         f = sandbox.host("lan").file(path)
         assert (f.user, f.group, f.mode) == ("root", app, 0o640)
-        assert "DJANGO_DEBUG=0" in f.content_string
+        assert engine.parse_env_file(f.content_string)["DJANGO_DEBUG"] == "0"
         for reader in [*APPS, "gts", "www-data"]:
             ok = sandbox.ssh("lan", f"runuser -u {reader} -- head -c1 {path} >/dev/null", check=False).returncode == 0
             assert ok == (reader == app), f"{reader} reading {path}"
-    rental = sandbox.host("lan").file("/etc/gts/apps/rental_scheduler.env").content_string
+    rental = engine.parse_env_file(sandbox.host("lan").file("/etc/gts/apps/rental_scheduler.env").content_string)
     for line in ["DISCORD_ALERTS_ENABLED=true", "DISCORD_ALERTS_DEDUP_SECONDS=300",
                  "DISCORD_ALERTS_TIMEOUT_SECONDS=2", "DISCORD_ALERTS_APP_NAME=rental_scheduler",
                  "DISCORD_ALERTS_ENV=prod", "POSTGRES_DB=gts_scheduler",
                  "ACCOUNTING_POSTGRES_DB=gingerich_trailer_rentals"]:
-        assert line in rental
+        key, value = line.split("=", 1)
+        assert rental[key] == value
 
 
 def test_make_deploy_keys_shows_each_key_and_never_replaces_it(sandbox: Sandbox) -> None:

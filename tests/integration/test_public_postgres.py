@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 
+from iac.formats import engine
 from tests.integration.conftest import REPO, TIMINGS, Run, Sandbox, repo_copy
 
 TABLES = ["core_chip", "core_customuser"]
@@ -46,8 +47,8 @@ def test_switch_to_postgresql_moves_every_row(sandbox: Sandbox, converged: Run, 
     assert run.returncode == 0, run.output[-4000:]
     TIMINGS["public: SQLite to PostgreSQL switch"] = run.seconds
     assert _pg_counts(sandbox) == before
-    env = sandbox.ssh("public", "cat /etc/iac/apps/chip_dashboard.env").stdout
-    assert "USE_SQLITE=0" in env and "POSTGRES_DB=chip_dashboard" in env
+    env = engine.parse_env_file(sandbox.ssh("public", "cat /etc/iac/apps/chip_dashboard.env").stdout)
+    assert env["USE_SQLITE"] == "0" and env["POSTGRES_DB"] == "chip_dashboard"
     page = sandbox.command("pg-page", ["curl", "-sS", "-k", "--resolve",
                                        f"pravoo.in:443:{sandbox.world.host_ip('public')}", "https://pravoo.in/"])
     assert f"rows: {before['core_chip']}" in page.stdout

@@ -1,0 +1,101 @@
+"""Generated files are written with the escaping of their format: even a value that passes
+validation cannot change a file's meaning. Secrets reach systemd byte-exact; the release
+settings a script sources only assign variables; nginx and unit files refuse what they cannot
+hold as one token.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from iac.formats import engine, env_lines, nginx_token, shell_word, unit_word
+from iac.secrets import SecretsFile
+from iac.stack import build_host_config
+from operations import django_app
+
+HOSTILE = " $(touch /tmp/pwned-test)`id`&;#'\" %n\\x{}"
+
+
+def _config(tmp_path: Path, group: str, host: str, secrets: dict):
+    path = tmp_path / "secrets.json"
+    path.write_text(json.dumps({group: secrets}))
+    return build_host_config(group, host, secrets=SecretsFile(path, require=False))
+
+
+@pytest.fixture
+def lan(tmp_path: Path):
+    """The LAN host with hostile secrets and hostile (but valid) env values."""
+    return _config(tmp_path, "lan", "gts-server", {
+        "apps": {"rental_scheduler": {"secret_key": "k" + HOSTILE,
+                                      "discord_alerts": {"webhook_url": "https://discord.com/api/webhooks/1/t%n"},
+                                      "secret_env": {"SENTRY_DSN": "https://a:b@s.example/1" + HOSTILE}},
+                 "shop_scheduler": {"secret_key": "\\\\\"'$$`"}}})
+
+
+def test_env_file_reads_back_byte_exact_with_every_metacharacter(lan) -> None:
+    for name, app in lan.apps.items():
+        ctx = django_app._context(lan, name, app)
+        text = django_app.render("etc/iac/apps/app.env.j2", **ctx)
+        assert engine.parse_env_file(text) == ctx["environment"]
+    rental = django_app._context(lan, "rental_scheduler", lan.apps["rental_scheduler"])["environment"]
+    assert rental["DJANGO_SECRET_KEY"] == "k" + HOSTILE
+    assert rental["SENTRY_DSN"].endswith(HOSTILE)
+
+
+def test_managed_env_names_are_the_ones_the_model_reserves(lan, tmp_path: Path) -> None:
+    public = _config(tmp_path, "public", "srv1178562", {})
+    for config in (lan, public):
+        for name, app in config.apps.items():
+            env = django_app._context(config, name, app)["environment"]
+            assert set(env) - set(app.env) - set(app.secret_env) <= app.managed_env_keys()
+
+
+def test_release_settings_only_assign_variables(lan, tmp_path: Path) -> None:
+    """The file the release script sources: every value one shell word."""
+    for name, app in lan.apps.items():
+        text = django_app.render("etc/iac/apps/app.release.j2", **django_app._context(lan, name, app))
+        settings = tmp_path / f"{name}.release"
+        settings.write_text(text)
+        out = subprocess.run(["bash", "-c", 'set -eu; . "$0"; printf "%s\\n" "$REPO_URL" "$MANAGE_DIR"', settings],
+                             capture_output=True, text=True, check=True)
+        assert out.stdout.splitlines() == [app.source.url, app.manage_dir or "."]
+
+
+@pytest.mark.parametrize("value", ["a';touch /tmp/pwned-test;'", "$(id)", "`id`", "a b", "x\\"])
+def test_shell_word_is_one_word_that_runs_nothing(value: str) -> None:
+    out = subprocess.run(["bash", "-c", f"v={shell_word(value)}; printf %s \"$v\""], capture_output=True,
+                         text=True, check=True)
+    assert out.stdout == value
+    assert not Path("/tmp/pwned-test").exists()
+
+
+@pytest.mark.parametrize("value", ["a;b", "a b", "{x}", "$host", "'q'", "a#b", "a\\b", "x\ny"])
+def test_nginx_and_unit_tokens_refuse_what_would_need_quoting(value: str) -> None:
+    with pytest.raises(ValueError):
+        nginx_token(value)
+    with pytest.raises(ValueError):
+        unit_word(value)
+
+
+def test_env_lines_refuse_a_newline_and_a_bad_name() -> None:
+    with pytest.raises(ValueError):
+        env_lines({"A": "one\ntwo"})
+    with pytest.raises(ValueError):
+        env_lines({"A B": "x"})
+    assert env_lines({"A": "x y"}) == 'A="x y"\n'
+
+
+def test_unit_and_site_render_for_both_hosts(lan, tmp_path: Path) -> None:
+    """Every value of today's configuration passes the unit and nginx filters (no refusal)."""
+    public = _config(tmp_path, "public", "srv1178562", {})
+    for config in (lan, public):
+        for name, app in config.apps.items():
+            ctx = django_app._context(config, name, app)
+            unit = django_app.render("etc/systemd/system/gunicorn.service.j2", **ctx)
+            site = django_app.render("etc/nginx/sites-available/app.conf.j2", default_server=True, **ctx)
+            assert f"ExecStart=/srv/venvs/{name}/bin/gunicorn {app.wsgi_app}" in unit
+            assert f"server_name {' '.join(app.nginx.server_names)};" in site
