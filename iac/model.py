@@ -10,6 +10,7 @@ Secrets are ``SecretStr`` fields: they print as ``**********``, are never taken 
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import posixpath
 import re
@@ -198,7 +199,7 @@ def _check_https_url(value: str, example: str, secret: bool = False) -> str:
     host = parts.hostname or ""
     scheme_ok = parts.scheme == "https" or (parts.scheme == "http" and _is_ip(host))
     if (not scheme_ok or not (FQDN_RE.fullmatch(host) or _is_ip(host)) or "@" in parts.netloc
-            or re.search(r"[\s'\"`\\<>{}|^]", value)):
+            or not re.fullmatch(r"[A-Za-z0-9._~:/?=&%+-]+", value) or re.search(r"/\.\.?(/|$|\?)", value)):
         raise ValueError(f"{shown} is not an https:// URL with a host name and no spaces, quotes or user "
                          f"info (example: {example!r})")
     return value
@@ -775,18 +776,27 @@ ResticRepository = Annotated[str, _check(
     "s3:https://nyc3.digitaloceanspaces.com/rocksolid-storage/backups/gts-server/postgres")]
 
 
+@functools.lru_cache(maxsize=512)
+def _calendar_complaint(value: str) -> str | None:
+    """systemd-analyze's complaint about an OnCalendar= expression, None if it accepts it (or is
+    not on this machine). Cached: a run validates the same few expressions many times."""
+    analyze = shutil.which("systemd-analyze")
+    if not analyze:
+        return None
+    proc = subprocess.run([analyze, "calendar", value], capture_output=True, text=True, check=False, timeout=10)
+    if proc.returncode == 0:
+        return None
+    return (proc.stderr.strip().splitlines() or ["rejected"])[-1]
+
+
 def _check_calendar(value: str) -> str:
     """An OnCalendar= expression, checked by systemd's own parser when it is on this machine."""
     if not value.strip() or "\n" in value or "\x00" in value or ";" in value:
         raise ValueError(f"{value!r} is not a systemd calendar expression (example: 'hourly', '*-*-* 02:30:00')")
-    analyze = shutil.which("systemd-analyze")
-    if analyze:
-        proc = subprocess.run([analyze, "calendar", value], capture_output=True, text=True, check=False,
-                              timeout=10)
-        if proc.returncode != 0:
-            why = (proc.stderr.strip().splitlines() or ["rejected"])[-1]
-            raise ValueError(f"{value!r} is not a systemd calendar expression ({why}; check with "
-                             f"`systemd-analyze calendar`; example: '*-*-* 02:30:00')")
+    why = _calendar_complaint(value)
+    if why is not None:
+        raise ValueError(f"{value!r} is not a systemd calendar expression ({why}; check with "
+                         f"`systemd-analyze calendar`; example: '*-*-* 02:30:00')")
     return value
 
 
@@ -933,7 +943,7 @@ class ResticSystemState(ResticTarget):
     includes: list[AbsPath] = Field(default=DEFAULT_SYSTEM_STATE_INCLUDES, min_length=1,
                                     description="includes.txt: what is backed up.",
                                     examples=[DEFAULT_SYSTEM_STATE_INCLUDES])
-    excludes: list[Annotated[str, Field(pattern=r"^(/|\*\*/)[A-Za-z0-9_./*-]*$")]] = Field(
+    excludes: list[Annotated[str, Field(pattern=r"^(/|\*\*/)([A-Za-z0-9_*-][A-Za-z0-9_.*-]*/?)*$")]] = Field(
         default=DEFAULT_SYSTEM_STATE_EXCLUDES, description="excludes.txt: restic --exclude-file patterns.",
         examples=[DEFAULT_SYSTEM_STATE_EXCLUDES])
     lists_dir: EtcFile = Field(default="/etc/gts/backup/system-state",
