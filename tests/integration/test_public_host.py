@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from iac.formats import engine
 from tests.integration.conftest import (
     REPO,
     TIMINGS,
@@ -117,8 +118,9 @@ def test_unit_is_hardened_and_restarts_on_failure(sandbox: Sandbox, bare_public:
 def test_env_file_is_readable_by_root_and_the_app_only(sandbox: Sandbox, bare_public: Run) -> None:
     f = sandbox.host("public").file("/etc/iac/apps/chip_dashboard.env")
     assert (f.user, f.group, f.mode) == ("root", APP, 0o640)
-    assert "DJANGO_SETTINGS_MODULE=broker_portal.settings" in f.content_string
-    assert "DJANGO_ALLOWED_HOSTS=pravoo.in,72.61.148.117" in f.content_string
+    env = engine.parse_env_file(f.content_string)
+    assert env["DJANGO_SETTINGS_MODULE"] == "broker_portal.settings"
+    assert env["DJANGO_ALLOWED_HOSTS"] == "pravoo.in,72.61.148.117"
     assert sandbox.ssh("public", f"runuser -u {APP} -- head -c1 /etc/iac/apps/chip_dashboard.env",
                        check=False).returncode == 0
     assert sandbox.ssh("public", "runuser -u nobody -- head -c1 /etc/iac/apps/chip_dashboard.env",
@@ -201,7 +203,7 @@ def test_site_nginx_accepts_but_that_cannot_reach_the_app_fails_the_run(
     """`nginx -t` cannot know that the upstream socket is wrong; the check through nginx can."""
     copy = repo_copy(tmp_path)
     tpl = copy / "templates/etc/nginx/sites-available/app.conf.j2"
-    upstream = "server unix:/run/{{ app.unit }}/gunicorn.sock"
+    upstream = "server unix:/run/{{ app.unit | nginx }}/gunicorn.sock"
     assert upstream in tpl.read_text()
     tpl.write_text(tpl.read_text().replace(upstream, "server unix:/run/no-such-app/gunicorn.sock"))
     run = sandbox.converge("unreachable-upstream", "--limit", "public", cwd=copy)

@@ -44,3 +44,7 @@ def test_secret_reaches_the_host(sandbox: Sandbox, converged) -> None:
     expected = secrets["lan"]["admin"]["password_hash"]
     shadow = sandbox.ssh("lan", "getent shadow gts").stdout.split(":")[1]
     assert shadow == expected
+    # it reached the host through a file read by chpasswd, never a command line (`useradd -p`
+    # shows it in ps and the journal records it)
+    salt = expected.split("$")[2]
+    assert sandbox.ssh("lan", f"journalctl --no-pager -o cat | grep -cF {salt} || true").stdout.strip() == "0"
