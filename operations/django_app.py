@@ -57,7 +57,11 @@ def _context(config: HostConfig, name: str, app: DjangoApp) -> dict:
     allowed = list(app.allowed_hosts)
     if config.network is not None and (ip := config.network.address.split("/")[0]) not in allowed:
         allowed.append(ip)  # the address the host is reached by on the LAN
-    csrf_origins = [f"{'https' if app.nginx.tls else 'http'}://{h}" for h in app.nginx.server_names if h != "_"]
+    # the origins browsers send for the site's names: with the port unless it is the scheme's own
+    scheme, port = ("https", 443) if app.nginx.tls else ("http", app.nginx.port)
+    suffix = "" if port in (80, 443) else f":{port}"
+    csrf_origins = [f"{scheme}://{'*' + h if h.startswith('.') else h}{suffix}"
+                    for h in app.nginx.server_names if h != "_"]
     return {
         "name": name,
         "app": app,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 import uuid
@@ -83,6 +84,28 @@ def test_app_pages_answer_from_the_machine_side(sandbox: Sandbox, converged: Run
     label = "scheduler" if app == "rental_scheduler" else "shop"
     css = http(sandbox, port, f"/static/{label}/dist/app.css")
     assert f"{app}-static-marker" in css.stdout and css.stdout.endswith("\n200")
+
+
+def test_browser_form_post_on_the_lan_port_passes_csrf_through_nginx(sandbox: Sandbox, converged: Run,
+                                                                      tmp_path) -> None:
+    """A browser on http://gts-server.lan:8001 sends `Origin: http://gts-server.lan:8001`: Django
+    must see the port (nginx passes the Host the browser sent, the trusted origins carry it)."""
+    base = ["curl", "-sS", "--max-time", "20", "--resolve", f"gts-server.lan:8001:{sandbox.world.host_ip('lan')}"]
+    jar = tmp_path / "jar"
+
+    def run(*args: str) -> str:
+        return subprocess.run([*base, *args], capture_output=True, text=True, check=True, timeout=60).stdout
+
+    page = run("-c", str(jar), "http://gts-server.lan:8001/")
+    before = int(re.search(r"rows: (\d+)", page).group(1))
+    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page).group(1)
+    post = run("-b", str(jar), "-H", "Origin: http://gts-server.lan:8001", "-o", "/dev/null", "-w", "%{http_code}",
+               "--data", f"csrfmiddlewaretoken={token}&customer=from-a-browser", "http://gts-server.lan:8001/items/")
+    assert post == "302"
+    assert f"rows: {before + 1}" in run("http://gts-server.lan:8001/")
+    forged = run("-b", str(jar), "-H", "Origin: http://evil.example", "-o", "/dev/null", "-w", "%{http_code}",
+                 "--data", f"csrfmiddlewaretoken={token}&customer=x", "http://gts-server.lan:8001/items/")
+    assert forged == "403"
 
 
 def test_each_app_runs_as_its_own_user(sandbox: Sandbox, converged: Run) -> None:
