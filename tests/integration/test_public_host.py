@@ -249,6 +249,46 @@ def test_broken_release_keeps_the_old_one_serving_and_the_database_as_it_was(
     assert sandbox.drift("drift-after-broken-release-fixed").returncode == 0
 
 
+def _unit_state(sandbox: Sandbox) -> dict[str, str]:
+    out = sandbox.ssh("public", "systemctl show broker_portal -p ActiveState -p UnitFileState -p NRestarts").stdout
+    return dict(line.split("=", 1) for line in out.split())
+
+
+def test_release_that_cannot_boot_is_rolled_back_and_the_old_one_serves(sandbox: Sandbox, bare_public: Run) -> None:
+    """importfail: build and migrate pass, gunicorn cannot import the app; the health check on
+    the socket fails, the previous release is switched back and restarted."""
+    rows = _rows(sandbox)
+    deployed = json.loads(sandbox.ssh("public", "cat /srv/releases/chip_dashboard/deployed.json").stdout)
+    overrides = json.dumps({"public": {"apps": {APP: {"source": {"revision": "importfail"}}}}})
+    run = sandbox.converge("deploy-importfail", "--limit", "public", SANDBOX_OVERRIDES=overrides)
+    assert run.returncode != 0
+    assert "health check FAILED" in run.output and "rolling back" in run.output
+    assert "chip_dashboard v2" in curl(sandbox, "-k", "https://pravoo.in/").stdout
+    assert _rows(sandbox) == rows
+    assert json.loads(sandbox.ssh("public", "cat /srv/releases/chip_dashboard/deployed.json").stdout) == deployed
+    assert sandbox.converge("after-importfail", "--limit", "public").returncode == 0
+
+
+def test_failed_first_release_leaves_the_unit_stopped_and_disabled(sandbox: Sandbox, bare_public: Run) -> None:
+    """With nothing to go back to, the unit is not left restarting every 2 s for ever."""
+    # as on a new host: no live release (the stable links, the record and the unit gone)
+    sandbox.ssh("public", "systemctl disable --now --quiet broker_portal && rm -f /srv/apps/chip_dashboard "
+                          "/srv/venvs/chip_dashboard /srv/releases/chip_dashboard/deployed.json")
+    overrides = json.dumps({"public": {"apps": {APP: {"source": {"revision": "importfail"}}}}})
+    run = sandbox.converge("first-release-importfail", "--limit", "public", SANDBOX_OVERRIDES=overrides)
+    assert run.returncode != 0 and "first release failed" in run.output, run.output[-3000:]
+    state = _unit_state(sandbox)
+    assert state["ActiveState"] in ("inactive", "failed") and state["UnitFileState"] == "disabled", state
+    time.sleep(5)  # RestartSec is 2 s: a unit left to crash-loop would have restarted meanwhile
+    assert _unit_state(sandbox) == state
+    assert sandbox.ssh("public", "test -e /srv/apps/chip_dashboard", check=False).returncode != 0
+    # the declared revision goes live with the next run
+    fixed = sandbox.converge("after-first-release-importfail", "--limit", "public")
+    assert fixed.returncode == 0, fixed.output[-3000:]
+    assert "chip_dashboard v2" in curl(sandbox, "-k", "https://pravoo.in/").stdout
+    assert _unit_state(sandbox)["UnitFileState"] == "enabled"
+
+
 def test_new_revision_deploys_and_an_old_one_rolls_back(sandbox: Sandbox, bare_public: Run) -> None:
     v1 = json.dumps({"public": {"apps": {APP: {"source": {"revision": "v1"}}}}})
     run = sandbox.converge("deploy-v1", SANDBOX_OVERRIDES=v1)
