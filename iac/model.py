@@ -1067,6 +1067,7 @@ class HostConfig(Strict):
         units: dict[str, str] = {}
         sites: dict[str, str] = {}
         ports: dict[int, str] = dict(taken_ports)
+        dirs: dict[str, str] = {}
         backup_units = self._backup_unit_names()
         for name, app in self.apps.items():
             at = f"apps.{name}"
@@ -1092,6 +1093,15 @@ class HostConfig(Strict):
                 raise option_error(f"{at}.nginx.name", f"{site!r} is already the site of apps.{sites[site]}: "
                                    f"the second would overwrite the first; use e.g. {name!r}")
             sites[site] = name
+            # a state or log directory is chowned to its app's user: two apps cannot share one
+            for option, path in (("database.path", posixpath.dirname(getattr(app.database, "path", "") or "")),
+                                 ("log_dir", app.log_dir or "")):
+                if path and path in dirs:
+                    own = f"/var/lib/{name}/db.sqlite3" if option == "database.path" else f"/var/log/{name}"
+                    raise option_error(f"{at}.{option}", f"{path} is already the state or log directory of "
+                                       f"apps.{dirs[path]} (owned by its user); use one of this app's own, e.g. {own}")
+                if path:
+                    dirs[path] = name
             # every site is its port's default_server; TLS sites all listen on 443 too
             for port, option in ((app.nginx.port, "nginx.port"), *([(443, "nginx.tls")] if app.nginx.tls else [])):
                 if port in ports:

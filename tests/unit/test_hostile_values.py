@@ -114,6 +114,8 @@ CASES = [
      ["apps.chip_dashboard.nginx.tls", "port 443 is already taken"]),
     ("lan", 'apps["shop_scheduler"]["nginx"]["port"] = 8001',
      ["apps.shop_scheduler.nginx.port", "taken by apps.rental_scheduler", "default server"]),
+    ("lan", 'apps["shop_scheduler"]["log_dir"] = "/var/log/gts/rental_scheduler"',
+     ["apps.shop_scheduler.log_dir", "already the state or log directory of apps.rental_scheduler"]),
     # names nginx serves must be allowed by Django; a TLS site needs its domain first
     ("lan", 'apps["rental_scheduler"]["allowed_hosts"] = ["gts-server", "192.168.1.230"]',
      ["apps.rental_scheduler.allowed_hosts", "must contain 'gts-server.lan'", "answers 400"]),
