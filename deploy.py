@@ -10,7 +10,7 @@ from iac.stack import host_config
 from operations.admin import admin_account
 from operations.backups import backup_engine, backups
 from operations.base import base_system
-from operations.django_app import django_app
+from operations.django_app import django_app, release_engine
 from operations.network import static_network
 from operations.nginx import nginx_sites, sites_answer
 from operations.node import nodejs
@@ -32,6 +32,8 @@ nodejs(config)
 certificate_links(config)
 # one dump implementation: the scheduled backups and each release's pre-migrate backup use it
 backup_engine()
+# the release engine every app's release runs (it takes its pre-migrate backups with the above)
+release_engine()
 # apps before their sites: a new release is checked on its own socket, and on an adopted host
 # the old site keeps proxying to the old process until the new one is up
 for name, app in config.apps.items():

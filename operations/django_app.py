@@ -6,14 +6,16 @@ Stages, and why in this order:
             the git host's key pinned in known_hosts
   configure env file (secrets, 0640 root:<app>), release settings, the unit (verified), and
             the app's state/log directories
-  activate  iac-app-release: fetch, build, back up + migrate, switch, restart, health check.
-            It runs only when the revision or an input (env file, unit, release settings)
-            differs from what is live, which a fact reads from the host.
+  activate  iac-app-release (the release engine, files/usr/local/lib/iac/iac_release.py):
+            fetch, build, back up + migrate, switch, restart, health check. It runs only when
+            the revision or an input (env file, unit, release settings) differs from what is
+            live, which a fact reads from the host.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import shlex
 from io import StringIO
@@ -34,6 +36,10 @@ from operations.packages import packages_present
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 STAGED = "/etc/iac/staged"
 RELEASE_SCRIPT = "/usr/local/sbin/iac-app-release"
+FILES = Path(__file__).resolve().parent.parent / "files"
+RELEASE_ENGINE = "/usr/local/lib/iac/iac_release.py"
+# the commands an operator types; each a two-line wrapper of the engine (files/usr/local/sbin/)
+RELEASE_COMMANDS = (RELEASE_SCRIPT, "/usr/local/sbin/iac-manage")
 
 _jinja = Environment(loader=FileSystemLoader(str(TEMPLATES)), undefined=StrictUndefined,
                      keep_trailing_newline=True, autoescape=False)
@@ -77,8 +83,8 @@ def _context(config: HostConfig, name: str, app: DjangoApp) -> dict:
         "gunicorn": f"/srv/venvs/{name}/bin/gunicorn",
         # the release is checked on gunicorn's socket, as nginx will call it
         "health_url": "http://localhost/healthz",
-        "health_curl_args": (f"--unix-socket /run/{app.unit}/gunicorn.sock -H Host:{host_header}"
-                             + (" -H X-Forwarded-Proto:https" if app.nginx.tls else "")),
+        "health_socket": f"/run/{app.unit}/gunicorn.sock",
+        "health_headers": [f"Host:{host_header}", *(["X-Forwarded-Proto:https"] if app.nginx.tls else [])],
         "sqlite_state_dir": (app.database.path.removeprefix("/var/lib/").rsplit("/", 1)[0]
                              if app.database.engine == "sqlite" else ""),
         "logs_directory": (app.log_dir or "").removeprefix("/var/log/"),
@@ -119,6 +125,50 @@ def app_environment(app: DjangoApp, name: str, allowed_hosts: list[str], csrf_or
     env |= dict(app.env)
     env |= {k: v.get_secret_value() for k, v in app.secret_env.items()}
     return env
+
+
+def release_settings(config: HostConfig, name: str, app: DjangoApp, ctx: dict) -> dict:
+    """What the release engine reads (``/etc/iac/apps/<app>.release``, JSON, no secrets)."""
+    db = app.database
+    return {
+        "app": name,
+        "user": app.user,
+        "repo_url": app.source.url,
+        "revision": app.source.revision,
+        "manage_dir": app.manage_dir,
+        "env_file": ctx["env_file"],
+        "unit": app.unit,
+        "unit_file": f"/etc/systemd/system/{app.unit}.service",
+        "releases": f"/srv/releases/{name}",
+        "app_link": f"/srv/apps/{name}",
+        "venv_link": f"/srv/venvs/{name}",
+        "keep_releases": app.keep_releases,
+        "backup_dir": f"/var/backups/iac/{name}",
+        "db_engine": db.engine,
+        "sqlite_path": db.path if isinstance(db, SqliteDatabase) else "",
+        "adopt_sqlite_from": (db.adopt_from or "") if isinstance(db, SqliteDatabase) else "",
+        "pg_databases": ctx["pg_databases"],
+        "pg_main_db": db.name if isinstance(db, PostgresDatabase) else "",
+        "import_sqlite_from": (db.import_sqlite_from or "") if isinstance(db, PostgresDatabase) else "",
+        "migrate_databases": ctx["migrate_databases"],
+        "frontend_inputs": list(app.frontend_build.inputs) if app.frontend_build else None,
+        "frontend_outputs": list(app.frontend_build.outputs) if app.frontend_build else [],
+        "health_url": ctx["health_url"],
+        "health_socket": ctx["health_socket"],
+        "health_headers": ctx["health_headers"],
+    }
+
+
+def release_engine() -> None:
+    """The release engine and its commands, on every host with apps (before the apps: each
+    app's release runs it)."""
+    files.directory(name="Directory /usr/local/lib/iac", path="/usr/local/lib/iac", mode="755")
+    files.put(name="Release engine iac_release.py", src=str(FILES / RELEASE_ENGINE.lstrip("/")),
+              dest=RELEASE_ENGINE, mode="755")
+    for script in RELEASE_COMMANDS:
+        files.put(name=f"Command {script}", src=str(FILES / script.lstrip("/")), dest=script, mode="755")
+    files.put(name="Command /usr/local/sbin/iac-alert-test",
+              src=str(TEMPLATES / "usr/local/sbin/iac-alert-test"), dest="/usr/local/sbin/iac-alert-test", mode="755")
 
 
 def _inputs_hash(*texts: str) -> str:
@@ -209,12 +259,10 @@ def django_app(config: HostConfig, name: str, app: DjangoApp) -> None:
     env_text = render("etc/iac/apps/app.env.j2", **ctx)
     secret_file(name=f"{name}: env file (secrets)", dest=ctx["env_file"], content=env_text,
                 user="root", group=app.user, mode="640")
-    release_text = render("etc/iac/apps/app.release.j2", **ctx)
+    release_text = json.dumps(release_settings(config, name, app, ctx), indent=2) + "\n"
     files.directory(name="Directory for release settings", path="/etc/iac/apps", mode="755")
     files.put(name=f"{name}: release settings", src=_string_io(release_text),
               dest=f"/etc/iac/apps/{name}.release", mode="644")
-    for script in (RELEASE_SCRIPT, "/usr/local/sbin/iac-manage", "/usr/local/sbin/iac-alert-test"):
-        files.put(name=f"Script {script}", src=str(TEMPLATES / script.lstrip("/")), dest=script, mode="755")
 
     unit_text = render("etc/systemd/system/gunicorn.service.j2", **ctx)
     unit_path = f"/etc/systemd/system/{app.unit}.service"

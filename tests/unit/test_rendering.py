@@ -16,6 +16,7 @@ from iac.formats import engine, env_lines, nginx_token, shell_word, unit_word
 from iac.secrets import SecretsFile
 from iac.stack import build_host_config
 from operations import django_app
+from tests.unit.test_release_engine import release_engine
 
 HOSTILE = " $(touch /tmp/pwned-test)`id`&;#'\" %n\\x{}"
 
@@ -54,15 +55,14 @@ def test_managed_env_names_are_the_ones_the_model_reserves(lan, tmp_path: Path) 
             assert set(env) - set(app.env) - set(app.secret_env) <= app.managed_env_keys()
 
 
-def test_release_settings_only_assign_variables(lan, tmp_path: Path) -> None:
-    """The file the release script sources: every value one shell word."""
+def test_release_settings_are_json_the_engine_loads(lan, tmp_path: Path) -> None:
+    """The file the release engine reads: JSON from the model (no shell ever sources it)."""
     for name, app in lan.apps.items():
-        text = django_app.render("etc/iac/apps/app.release.j2", **django_app._context(lan, name, app))
-        settings = tmp_path / f"{name}.release"
-        settings.write_text(text)
-        out = subprocess.run(["bash", "-c", 'set -eu; . "$0"; printf "%s\\n" "$REPO_URL" "$MANAGE_DIR"', settings],
-                             capture_output=True, text=True, check=True)
-        assert out.stdout.splitlines() == [app.source.url, app.manage_dir or "."]
+        ctx = django_app._context(lan, name, app)
+        (tmp_path / f"{name}.release").write_text(json.dumps(django_app.release_settings(lan, name, app, ctx)))
+        loaded = release_engine.Settings.load(name, tmp_path)
+        assert (loaded.repo_url, loaded.revision, loaded.user) == (app.source.url, app.source.revision, app.user)
+        assert loaded.manage_dir == app.manage_dir
 
 
 @pytest.mark.parametrize("value", ["a';touch /tmp/pwned-test;'", "$(id)", "`id`", "a b", "x\\"])

@@ -1,0 +1,552 @@
+#!/usr/bin/python3
+"""Release engine: make an app's declared revision live, or do nothing if it already is.
+
+Managed by this repo (files/usr/local/lib/iac/iac_release.py). Runs on the host as root, with
+only the standard library. It reads one settings file written from the model
+(``/etc/iac/apps/<app>.release``, JSON; no secrets) and never sources anything with a shell:
+manage.py steps run through ``systemd-run`` with the app's ``EnvironmentFile=``, exactly as its
+gunicorn unit does.
+
+Commands:
+  release APP            make the declared revision live (iac-app-release APP)
+  manage APP ARGS...     manage.py ARGS in the live release, as the app, with its env (iac-manage)
+
+Stages of a release, and why in this order:
+  1. fetch    the declared revision over SSH with the app's deploy key (host key pinned)
+  2. build    code, virtualenv (shared by releases with the same requirements), front-end build
+              (npm ci when the package files changed, npm run build when its declared inputs
+              changed, else the outputs of the build with the same inputs), collectstatic.
+              Nothing live changes here: a failure leaves the old release serving.
+  3. migrate  back up the database(s) (the backup engine's validated snapshot), then migrate.
+              A failed migration restores the backup and stops: the old release keeps serving
+              the database as it was.
+  4. switch   the stable links (app, venv) to the new release atomically, restart the unit,
+              check the app answers on gunicorn's socket. If not: switch back, restore the
+              database, restart; a first release (nothing to go back to) leaves the unit stopped.
+  5. record   what is live in <releases>/deployed.json (read by the converge's facts), prune.
+
+Exit codes: 0 live, 3 cannot fetch, 4 unknown revision, 5 migration (or data import) failed,
+6 health check failed, 7 pip failed, 8 front-end build failed, 2 usage.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+SETTINGS_DIR = Path(os.environ.get("IAC_RELEASE_SETTINGS_DIR", "/etc/iac/apps"))
+LOG_FILE = Path(os.environ.get("IAC_RELEASE_LOG", "/var/log/iac/releases.log"))
+BACKUP_ENGINE = Path(__file__).resolve().parent / "iac_backup.py"
+EXIT_FETCH, EXIT_REVISION, EXIT_MIGRATE, EXIT_HEALTH, EXIT_PIP, EXIT_FRONTEND = 3, 4, 5, 6, 7, 8
+
+
+class ReleaseFailed(Exception):
+    """A stage failed; ``code`` is the exit status, the message says what and what is live."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# ---- settings ----------------------------------------------------------------------------------
+
+
+@dataclass
+class Settings:
+    """What the model declares for one app (written by operations/django_app.py)."""
+
+    app: str
+    user: str
+    repo_url: str
+    revision: str
+    manage_dir: str
+    env_file: str
+    unit: str
+    unit_file: str
+    releases: Path
+    app_link: Path
+    venv_link: Path
+    keep_releases: int
+    backup_dir: Path
+    db_engine: str
+    sqlite_path: str = ""
+    adopt_sqlite_from: str = ""
+    pg_databases: list[str] = field(default_factory=list)
+    pg_main_db: str = ""
+    import_sqlite_from: str = ""
+    migrate_databases: list[str] = field(default_factory=lambda: ["default"])
+    frontend_inputs: list[str] | None = None
+    frontend_outputs: list[str] = field(default_factory=list)
+    health_url: str = "http://localhost/healthz"
+    health_socket: str = ""
+    health_headers: list[str] = field(default_factory=list)
+    settings_file: Path = Path()
+
+    @classmethod
+    def load(cls, app: str, directory: Path = SETTINGS_DIR) -> Settings:
+        path = directory / f"{app}.release"
+        data = json.loads(path.read_text())
+        for key in ("releases", "app_link", "venv_link", "backup_dir"):
+            data[key] = Path(data[key])
+        return cls(**data, settings_file=path)
+
+    @property
+    def key_path(self) -> str:
+        return f"/home/{self.user}/.ssh/id_ed25519"
+
+    @property
+    def known_hosts(self) -> str:
+        return f"/home/{self.user}/.ssh/known_hosts"
+
+    def git_ssh_command(self) -> str:
+        return (f"ssh -i {self.key_path} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes "
+                f"-o UserKnownHostsFile={self.known_hosts}")
+
+
+# ---- small helpers -----------------------------------------------------------------------------
+
+
+class Log:
+    def __init__(self, app: str, path: Path = LOG_FILE) -> None:
+        self.app, self.path = app, path
+
+    def __call__(self, msg: str) -> None:
+        print(f"[iac-app-release {self.app}] {msg}", file=sys.stderr, flush=True)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("a") as f:
+                f.write(f"{datetime.now(UTC).isoformat(timespec='seconds')} {self.app}: {msg}\n")
+        except OSError:
+            pass
+
+
+def run(cmd: list[str], check: bool = True, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(cmd, check=check, **kw)
+
+
+def as_user(user: str, cmd: list[str]) -> list[str]:
+    """``cmd`` as ``user`` with its home (git, pip, npm)."""
+    return ["runuser", "-u", user, "--", "env", f"HOME=/home/{user}", *cmd]
+
+
+def with_app_env(s: Settings, cmd: list[str], cwd: Path, extra_env: dict[str, str] | None = None) -> list[str]:
+    """``cmd`` as the app user with exactly its unit's environment: systemd reads the env file
+    (``EnvironmentFile=``), so a secret holding $ ` # ; or quotes arrives as written; no shell
+    ever sources it. Extra variables (STATIC_ROOT, a SQLite import's USE_SQLITE) go through
+    env(1) inside the unit, so they win over the file's."""
+    extra = [f"{k}={v}" for k, v in (extra_env or {}).items()]
+    return ["systemd-run", "--quiet", "--pipe", "--wait", "--collect", "--service-type=exec",
+            f"--uid={s.user}", f"--gid={s.user}", "-p", f"EnvironmentFile={s.env_file}",
+            "-p", f"WorkingDirectory={cwd}", f"--setenv=HOME=/home/{s.user}", "--",
+            *(["/usr/bin/env", *extra] if extra else []), *cmd]
+
+
+def sha256_files(paths: list[Path]) -> str:
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
+def short(commit: str) -> str:
+    return commit[:12]
+
+
+@contextmanager
+def locked(path: Path):
+    with path.open("w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        yield
+
+
+# ---- decisions (pure, unit-tested) ----------------------------------------------------------
+
+
+def inputs_hash(s: Settings) -> str:
+    """What, besides the commit, a live release was made with: env file, unit, settings."""
+    return sha256_files([Path(s.env_file), Path(s.unit_file), s.settings_file])
+
+
+def venv_key(requirements: bytes, python_version: str) -> str:
+    """Releases with the same requirements.txt and python share one virtualenv."""
+    return hashlib.sha256(requirements + python_version.encode()).hexdigest()[:16]
+
+
+def is_live_and_unchanged(live_target: Path | None, release: Path, deployed: dict | None, inputs: str,
+                          unit_active: bool) -> bool:
+    return (live_target == release and deployed is not None and deployed.get("inputs") == inputs
+            and unit_active)
+
+
+def releases_to_prune(release_dirs: list[tuple[Path, float]], keep: int, live: Path) -> list[Path]:
+    """The release directories beyond the newest ``keep`` (by mtime); never the live one."""
+    newest_first = [p for p, _ in sorted(release_dirs, key=lambda item: item[1], reverse=True)]
+    return [p for p in newest_first[keep:] if p.resolve() != live.resolve()]
+
+
+def caches_to_prune(cache_dirs: list[tuple[Path, float]], keep: int) -> list[Path]:
+    newest_first = [p for p, _ in sorted(cache_dirs, key=lambda item: item[1], reverse=True)]
+    return newest_first[keep:]
+
+
+def deployed_record(commit: str, revision: str, inputs: str, now: datetime) -> dict:
+    return {"commit": commit, "revision": revision, "inputs": inputs,
+            "deployed_at": now.isoformat(timespec="seconds")}
+
+
+def _mtimes(paths: list[Path]) -> list[tuple[Path, float]]:
+    return [(p, p.stat().st_mtime) for p in paths if p.exists()]
+
+
+# ---- the engine ------------------------------------------------------------------------------
+
+
+class Release:
+    def __init__(self, s: Settings, log: Log | None = None) -> None:
+        self.s = s
+        self.log = log or Log(s.app)
+        self.mirror = s.releases / "repo.git"
+        self.backups: list[tuple[str, str, Path]] = []  # (engine, target, file)
+        self.stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+
+    # 1. fetch
+    def git(self, *args: str, check: bool = True, capture: bool = False) -> subprocess.CompletedProcess:
+        env = {**os.environ, "GIT_SSH_COMMAND": self.s.git_ssh_command()}
+        return run(as_user(self.s.user, ["env", f"GIT_SSH_COMMAND={env['GIT_SSH_COMMAND']}", "git", *args]),
+                   check=check, capture_output=capture, text=True)
+
+    def fetch(self) -> str:
+        s = self.s
+        if not self.mirror.is_dir():
+            tmp = Path(f"{self.mirror}.tmp")
+            shutil.rmtree(tmp, ignore_errors=True)
+            if self.git("clone", "--quiet", "--mirror", s.repo_url, str(tmp), check=False).returncode != 0:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise ReleaseFailed(EXIT_FETCH, f"cannot fetch {s.repo_url} with {s.key_path}: is the deploy key "
+                                                "registered? (make deploy-keys)")
+            tmp.rename(self.mirror)
+        else:
+            self.git("-C", str(self.mirror), "remote", "set-url", "origin", s.repo_url)
+            if self.git("-C", str(self.mirror), "fetch", "--quiet", "--prune", "--prune-tags", "origin",
+                        check=False).returncode != 0:
+                raise ReleaseFailed(EXIT_FETCH, f"cannot fetch {s.repo_url}: the live release is untouched")
+        out = self.git("-C", str(self.mirror), "rev-parse", "--verify", "--quiet", f"{s.revision}^{{commit}}",
+                       check=False, capture=True)
+        if out.returncode != 0:
+            raise ReleaseFailed(EXIT_REVISION, f"revision '{s.revision}' does not exist in {s.repo_url}")
+        return out.stdout.strip()
+
+    # 2. build
+    def build(self, commit: str, release: Path) -> None:
+        s = self.s
+        if (release / ".iac-built").is_file():
+            return
+        self.log(f"building release {short(commit)} ({s.revision})")
+        shutil.rmtree(release, ignore_errors=True)
+        run(as_user(s.user, ["mkdir", str(release)]))
+        run(as_user(s.user, ["bash", "-c", 'git -C "$0" archive "$1" | tar -x -C "$2"',
+                             str(self.mirror), commit, str(release)]))
+        venv = self.virtualenv(release)
+        (release / ".venv").unlink(missing_ok=True)
+        (release / ".venv").symlink_to(venv)
+        if s.frontend_inputs is not None:
+            self.frontend(commit, release)
+        self.log("collectstatic")
+        code = release / s.manage_dir
+        run(with_app_env(s, [f"{venv}/bin/python", "manage.py", "collectstatic", "--noinput", "-v", "0"], code,
+                         {"STATIC_ROOT": f"{code}/staticfiles"}))
+        run(as_user(s.user, ["touch", str(release / ".iac-built")]))
+
+    def virtualenv(self, release: Path) -> Path:
+        s = self.s
+        req = release / "requirements.txt"
+        python = run(["python3", "--version"], capture_output=True, text=True).stdout.strip()
+        venv = s.venv_link.parent / f".{s.app}-{venv_key(req.read_bytes() if req.exists() else b'', python + chr(10))}"
+        if (venv / ".iac-complete").is_file():
+            return venv
+        # a virtualenv is not relocatable: it is built at its final path, marked when complete
+        self.log(f"creating virtualenv {venv} (requirements changed)")
+        shutil.rmtree(venv, ignore_errors=True)
+        run(["install", "-d", "-o", s.user, "-g", s.user, "-m", "0755", str(venv)])
+        ok = run(as_user(s.user, ["python3", "-m", "venv", str(venv)]), check=False).returncode == 0 and run(
+            as_user(s.user, [f"{venv}/bin/pip", "install", "--quiet", "--disable-pip-version-check", "-r", str(req)]),
+            check=False).returncode == 0
+        if not ok:
+            shutil.rmtree(venv, ignore_errors=True)
+            raise ReleaseFailed(EXIT_PIP, "pip install failed; the live release is untouched")
+        run(as_user(s.user, ["touch", str(venv / ".iac-complete")]))
+        return venv
+
+    def frontend(self, commit: str, release: Path) -> None:
+        """npm ci / npm run build, or the outputs of a build with the same inputs (by content:
+        git's object ids of every file under the declared paths in this commit)."""
+        s = self.s
+        tree = self.git("-C", str(self.mirror), "ls-tree", "-r", commit, "--", "package.json", "package-lock.json",
+                        *(s.frontend_inputs or []), capture=True).stdout
+        buildhash = hashlib.sha256(tree.encode()).hexdigest()[:16]
+        built = s.releases / f".frontend-{buildhash}"
+        if (built / ".iac-complete").is_file():
+            self.log(f"front-end build reused: its inputs are unchanged (build {buildhash})")
+            os.utime(built)
+        else:
+            lock = b"".join((release / n).read_bytes() for n in ("package.json", "package-lock.json")
+                            if (release / n).exists())
+            modules = s.releases / f".node_modules-{hashlib.sha256(lock).hexdigest()[:16]}"
+            if not modules.is_dir():
+                self.log("npm ci (package.json or package-lock.json changed)")
+                if run(as_user(s.user, ["bash", "-c", 'cd "$0" && npm ci --no-audit --no-fund --loglevel=error '
+                                        '&& mkdir -p node_modules', str(release)]), check=False).returncode != 0:
+                    raise ReleaseFailed(EXIT_FRONTEND, "npm ci failed; the live release is untouched")
+                (release / "node_modules").rename(modules)
+            os.utime(modules)
+            (release / "node_modules").unlink(missing_ok=True)
+            (release / "node_modules").symlink_to(modules)
+            self.log(f"npm run build (inputs changed: build {buildhash})")
+            if run(as_user(s.user, ["bash", "-c", 'cd "$0" && npm run --silent build', str(release)]),
+                   check=False).returncode != 0:
+                raise ReleaseFailed(EXIT_FRONTEND, "npm run build failed; the live release is untouched")
+            shutil.rmtree(built, ignore_errors=True)
+            run(as_user(s.user, ["mkdir", str(built)]))
+            for out in s.frontend_outputs:
+                if not (release / out).exists():
+                    raise ReleaseFailed(EXIT_FRONTEND, f"npm run build did not write {out} (frontend_build.outputs); "
+                                                       "the live release is untouched")
+                run(as_user(s.user, ["mkdir", "-p", str((built / out).parent)]))
+                run(as_user(s.user, ["cp", "-a", str(release / out), str(built / out)]))
+            run(as_user(s.user, ["touch", str(built / ".iac-complete")]))
+        for out in s.frontend_outputs:
+            if not (release / out).exists():
+                run(as_user(s.user, ["mkdir", "-p", str((release / out).parent)]))
+                run(as_user(s.user, ["cp", "-a", str(built / out), str(release / out)]))
+
+    # 3. backup + migrate
+    def unit(self, *args: str) -> None:
+        run(["systemctl", *args, self.s.unit], check=False)
+
+    def snapshot(self, engine: str, source: str, name: str) -> Path:
+        out = run(["python3", str(BACKUP_ENGINE), "snapshot", engine, source, str(self.s.backup_dir), name],
+                  capture_output=True, text=True)
+        return Path(out.stdout.strip())
+
+    def adopt_sqlite(self) -> None:
+        """Taking over a hand-built host: the old process writes to the old file until it stops."""
+        s = self.s
+        src, dest = s.adopt_sqlite_from, s.sqlite_path
+        if not (s.db_engine == "sqlite" and src and not Path(dest).exists() and Path(src).is_file()):
+            return
+        self.log(f"adopting {src} -> {dest} (old file kept as it is)")
+        self.unit("stop")
+        shutil.copy2(src, s.backup_dir / f"adopted.{Path(src).name}.{self.stamp}")
+        run(["install", "-d", "-o", s.user, "-g", s.user, "-m", "0750", str(Path(dest).parent)])
+        run(["sqlite3", src, f".backup '{dest}'"])
+        shutil.chown(dest, s.user, s.user)
+        os.chmod(dest, 0o640)
+
+    def back_up(self) -> None:
+        s = self.s
+        if s.db_engine == "sqlite" and Path(s.sqlite_path).is_file():
+            self.backups.append(("sqlite", s.sqlite_path, self.snapshot("sqlite", s.sqlite_path, "db")))
+        for db in s.pg_databases:
+            self.backups.append(("postgresql", db, self.snapshot("postgresql", db, db)))
+        self.log("database backups: " + (" ".join(f"{e}:{t}:{f}" for e, t, f in self.backups) or "none"))
+
+    def restore_databases(self) -> None:
+        for engine, target, dump in self.backups:
+            self.log(f"restoring {target} from {dump}")
+            if engine == "sqlite":
+                run(["install", "-o", self.s.user, "-g", self.s.user, "-m", "0640", str(dump), target])
+            else:
+                run(["runuser", "-u", "postgres", "--", "pg_restore", "--clean", "--if-exists", "--single-transaction",
+                     "-d", target, str(dump)])
+
+    def manage(self, release: Path, venv: Path, args: list[str], extra_env: dict[str, str] | None = None,
+               **kw) -> bool:
+        cmd = with_app_env(self.s, [f"{venv}/bin/python", "manage.py", *args], release / self.s.manage_dir, extra_env)
+        return run(cmd, check=False, **kw).returncode == 0
+
+    def needs_sqlite_import(self) -> bool:
+        s = self.s
+        if not (s.db_engine == "postgresql" and s.import_sqlite_from and Path(s.import_sqlite_from).is_file()):
+            return False
+        out = run(["runuser", "-u", "postgres", "--", "psql", "-d", s.pg_main_db, "-tAc",
+                   "select to_regclass('public.django_migrations') is null"], capture_output=True, text=True)
+        return out.stdout.strip() == "t"
+
+    def migrate(self, release: Path, venv: Path, previous: Path | None) -> None:
+        s = self.s
+        export = s.backup_dir / f"import.{self.stamp}.json"
+        importing = self.needs_sqlite_import()
+        if importing:
+            # moving from SQLite to PostgreSQL: only into a database Django has never migrated
+            self.log(f"moving the data of {s.import_sqlite_from} into PostgreSQL database {s.pg_main_db} "
+                     "(the app stops meanwhile)")
+            self.unit("stop")
+            shutil.copy2(s.import_sqlite_from, s.backup_dir / f"import.{Path(s.import_sqlite_from).name}.{self.stamp}")
+            sqlite_env = {"USE_SQLITE": "1", "SQLITE_PATH": s.import_sqlite_from}
+            with export.open("w") as out:
+                ok = self.manage(release, venv, ["migrate", "--noinput"], sqlite_env) and self.manage(
+                    release, venv, ["dumpdata", "--natural-foreign", "--natural-primary", "-e", "contenttypes",
+                                    "-e", "auth.permission", "-e", "sessions"], sqlite_env, stdout=out)
+            if not ok:
+                self.unit("start")
+                raise ReleaseFailed(EXIT_MIGRATE, f"reading {s.import_sqlite_from} FAILED; nothing was written to "
+                                                  "PostgreSQL")
+        for alias in s.migrate_databases:
+            if not self.manage(release, venv, ["migrate", "--noinput", "--database", alias]):
+                live = f"; the live release stays {short(previous.name)}" if previous else ""
+                self.log(f"migration FAILED: restoring the database(s){live}")
+                self.restore_databases()
+                raise ReleaseFailed(EXIT_MIGRATE, "migration FAILED")
+        if importing:
+            with export.open() as data:
+                if not self.manage(release, venv, ["loaddata", "--format", "json", "-"], stdin=data):
+                    self.log("loading the SQLite data into PostgreSQL FAILED: restoring the empty database")
+                    self.restore_databases()
+                    raise ReleaseFailed(EXIT_MIGRATE, "loading the SQLite data FAILED")
+            self.log(f"moved {export.read_text().count(chr(34) + 'model' + chr(34) + ':')} objects from SQLite")
+
+    # 4. switch + restart + health
+    def switch_to(self, release: Path) -> None:
+        s = self.s
+        for link, target in ((s.app_link, release), (s.venv_link, (release / ".venv").resolve())):
+            tmp = Path(f"{link}.new")
+            tmp.unlink(missing_ok=True)
+            tmp.symlink_to(target)
+            os.replace(tmp, link)
+
+    def restart(self) -> None:
+        # a unit that hit its start limit (StartLimitBurst) refuses even a manual start until reset
+        run(["systemctl", "reset-failed", self.s.unit], check=False, stderr=subprocess.DEVNULL)
+        run(["systemctl", "restart", self.s.unit], check=False)
+
+    def healthy(self, attempts: int = 30) -> bool:
+        s = self.s
+        cmd = ["curl", "-fsS", "-o", "/dev/null", "--max-time", "5"]
+        if s.health_socket:
+            cmd += ["--unix-socket", s.health_socket]
+        for header in s.health_headers:
+            cmd += ["-H", header]
+        for _ in range(attempts):
+            if run([*cmd, s.health_url], check=False, stderr=subprocess.DEVNULL).returncode == 0:
+                return True
+            time.sleep(1)
+        return False
+
+    def go_live(self, commit: str, release: Path, previous: Path | None) -> None:
+        s = self.s
+        self.switch_to(release)
+        run(["systemctl", "daemon-reload"])
+        run(["systemctl", "enable", "--quiet", s.unit])
+        self.restart()
+        if self.healthy():
+            return
+        self.log(f"health check FAILED for {short(commit)} at {s.health_url}")
+        run(["journalctl", "-u", s.unit, "-n", "30", "--no-pager"], check=False, stdout=sys.stderr)
+        if previous is not None and previous.is_dir():
+            self.log(f"rolling back to {short(previous.name)}")
+            self.restore_databases()
+            self.switch_to(previous)
+            self.restart()
+        else:
+            # a first release has nothing to go back to: the unit is stopped and disabled (not left
+            # restarting every RestartSec), the stable links are removed, the database restored
+            self.log(f"first release failed: {s.unit} stopped and disabled, {s.app_link} removed; fix the "
+                     "revision and run again")
+            run(["systemctl", "disable", "--now", "--quiet", s.unit], check=False)
+            run(["systemctl", "reset-failed", s.unit], check=False, stderr=subprocess.DEVNULL)
+            s.app_link.unlink(missing_ok=True)
+            s.venv_link.unlink(missing_ok=True)
+            self.restore_databases()
+        raise ReleaseFailed(EXIT_HEALTH, "health check FAILED")
+
+    # 5. record + prune
+    def record(self, commit: str, inputs: str) -> None:
+        s = self.s
+        tmp = s.releases / "deployed.json.new"
+        tmp.write_text(json.dumps(deployed_record(commit, s.revision, inputs, datetime.now(UTC))) + "\n")
+        os.replace(tmp, s.releases / "deployed.json")
+
+    def prune(self, release: Path) -> None:
+        s = self.s
+        dirs = [p for p in s.releases.iterdir() if p.is_dir() and len(p.name) == 40
+                and all(c in "0123456789abcdef" for c in p.name)]
+        for old in releases_to_prune(_mtimes(dirs), s.keep_releases, release):
+            shutil.rmtree(old, ignore_errors=True)
+        for prefix in (".frontend-", ".node_modules-"):
+            caches = [p for p in s.releases.iterdir() if p.is_dir() and p.name.startswith(prefix)]
+            for old in caches_to_prune(_mtimes(caches), s.keep_releases):
+                shutil.rmtree(old, ignore_errors=True)
+        cutoff = time.time() - 30 * 86400
+        for f in s.backup_dir.iterdir():
+            if f.is_file() and f.stat().st_mtime < cutoff:
+                f.unlink()
+
+    def run(self) -> int:
+        s = self.s
+        for d in (s.releases, s.app_link.parent, s.venv_link.parent):
+            d.mkdir(parents=True, exist_ok=True)
+        shutil.chown(s.releases, s.user, s.user)
+        with locked(s.releases / ".lock"):
+            commit = self.fetch()
+            release = s.releases / commit
+            inputs = inputs_hash(s)
+            previous = s.app_link.resolve() if s.app_link.is_symlink() else None
+            deployed_file = s.releases / "deployed.json"
+            deployed = json.loads(deployed_file.read_text()) if deployed_file.is_file() else None
+            active = run(["systemctl", "is-active", "--quiet", s.unit], check=False).returncode == 0
+            if is_live_and_unchanged(previous, release, deployed, inputs, active):
+                self.log(f"release {short(commit)} is live and unchanged")
+                return 0
+            self.build(commit, release)
+            venv = (release / ".venv").resolve()
+            s.backup_dir.mkdir(parents=True, exist_ok=True)
+            os.chmod(s.backup_dir, 0o700)
+            self.adopt_sqlite()
+            self.back_up()
+            self.migrate(release, venv, previous)
+            self.go_live(commit, release, previous)
+            self.record(commit, inputs)
+            self.prune(release)
+            self.log(f"release {short(commit)} ({s.revision}) is live")
+        return 0
+
+
+def manage_command(s: Settings, args: list[str]) -> int:
+    """manage.py ARGS in the live release, as the app, with its unit's environment."""
+    cmd = with_app_env(s, [f"{s.venv_link}/bin/python", "manage.py", *args], s.app_link / s.manage_dir)
+    return run(cmd, check=False).returncode
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) < 2 or args[0] not in ("release", "manage"):
+        print(__doc__.split("\n\n")[2], file=sys.stderr)
+        return 2
+    settings = Settings.load(args[1])
+    if args[0] == "manage":
+        return manage_command(settings, args[2:])
+    os.umask(0o022)
+    release = Release(settings)
+    try:
+        return release.run()
+    except ReleaseFailed as failed:
+        release.log(str(failed))
+        return failed.code
+    except subprocess.CalledProcessError as failed:
+        release.log(f"step failed (exit {failed.returncode}): {' '.join(map(str, failed.cmd))[:300]}; "
+                    "the live release is untouched unless a message above says otherwise")
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

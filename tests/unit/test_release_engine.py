@@ -1,0 +1,192 @@
+"""The release engine's stages without a host: settings, decisions (live and unchanged, which
+releases and caches to prune, the virtualenv key), fetching from a real git repository, the
+record it writes, and how manage.py steps get the app's environment (through systemd, never a
+shell).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+ENGINE = REPO / "files/usr/local/lib/iac/iac_release.py"
+
+
+def _load():
+    spec = importlib.util.spec_from_file_location("iac_release", ENGINE)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+release_engine = _load()
+Settings, Release = release_engine.Settings, release_engine.Release
+
+
+def settings(tmp_path: Path, **overrides) -> Settings:
+    data = {
+        "app": "demo", "user": os.environ.get("USER", "root"), "repo_url": str(tmp_path / "origin.git"),
+        "revision": "v2", "manage_dir": "", "env_file": str(tmp_path / "demo.env"), "unit": "gunicorn-demo",
+        "unit_file": str(tmp_path / "demo.service"), "releases": str(tmp_path / "releases"),
+        "app_link": str(tmp_path / "apps/demo"), "venv_link": str(tmp_path / "venvs/demo"), "keep_releases": 3,
+        "backup_dir": str(tmp_path / "backups"), "db_engine": "sqlite", "sqlite_path": str(tmp_path / "db.sqlite3"),
+        "health_socket": "/run/gunicorn-demo/gunicorn.sock", "health_headers": ["Host:demo.example"],
+        **overrides,
+    }
+    (tmp_path / "demo.release").write_text(json.dumps(data))
+    return Settings.load("demo", tmp_path)
+
+
+def test_settings_load_paths_and_defaults(tmp_path: Path) -> None:
+    s = settings(tmp_path)
+    assert s.releases == tmp_path / "releases" and isinstance(s.app_link, Path)
+    assert s.migrate_databases == ["default"] and s.frontend_inputs is None
+    assert s.key_path == f"/home/{s.user}/.ssh/id_ed25519"
+    assert "StrictHostKeyChecking=yes" in s.git_ssh_command() and s.known_hosts in s.git_ssh_command()
+
+
+def test_unknown_settings_key_is_an_error(tmp_path: Path) -> None:
+    """A settings file from another version of the repo is refused, not half-read."""
+    settings(tmp_path)
+    data = json.loads((tmp_path / "demo.release").read_text()) | {"surprise": 1}
+    (tmp_path / "demo.release").write_text(json.dumps(data))
+    with pytest.raises(TypeError):
+        Settings.load("demo", tmp_path)
+
+
+def test_inputs_hash_covers_env_unit_and_settings(tmp_path: Path) -> None:
+    s = settings(tmp_path)
+    Path(s.env_file).write_text('A="1"\n')
+    Path(s.unit_file).write_text("[Service]\n")
+    first = release_engine.inputs_hash(s)
+    Path(s.env_file).write_text('A="2"\n')
+    assert release_engine.inputs_hash(s) != first
+    # the same as the converge computes (operations/django_app.py: sha256 of the three texts)
+    import hashlib
+    texts = Path(s.env_file).read_text() + Path(s.unit_file).read_text() + s.settings_file.read_text()
+    assert release_engine.inputs_hash(s) == hashlib.sha256(texts.encode()).hexdigest()
+
+
+def test_live_and_unchanged_needs_the_same_release_inputs_and_a_running_unit(tmp_path: Path) -> None:
+    release = tmp_path / "releases" / ("a" * 40)
+    deployed = {"commit": "a" * 40, "inputs": "h"}
+    live = release_engine.is_live_and_unchanged
+    assert live(release, release, deployed, "h", True)
+    assert not live(release, release, deployed, "other", True)   # env, unit or settings changed
+    assert not live(release, release, deployed, "h", False)      # the unit is down
+    assert not live(None, release, deployed, "h", True)          # nothing live (first release)
+    assert not live(tmp_path / "old", release, deployed, "h", True)
+
+
+def test_prune_keeps_the_newest_and_never_the_live_release(tmp_path: Path) -> None:
+    dirs = [(tmp_path / f"r{i}", float(i)) for i in range(6)]
+    for p, _ in dirs:
+        p.mkdir()
+    # newest three kept; r0 is live (a rollback to an old release) and is kept too
+    assert release_engine.releases_to_prune(dirs, 3, tmp_path / "r0") == [tmp_path / "r2", tmp_path / "r1"]
+    assert release_engine.releases_to_prune(dirs, 3, tmp_path / "r5") == [tmp_path / "r2", tmp_path / "r1",
+                                                                          tmp_path / "r0"]
+    assert release_engine.caches_to_prune(dirs, 5) == [tmp_path / "r0"]
+
+
+def test_virtualenv_key_follows_requirements_and_python() -> None:
+    key = release_engine.venv_key
+    assert key(b"Django==5.0\n", "Python 3.11.2\n") == key(b"Django==5.0\n", "Python 3.11.2\n")
+    assert key(b"Django==5.0\n", "Python 3.11.2\n") != key(b"Django==5.1\n", "Python 3.11.2\n")
+    assert key(b"Django==5.0\n", "Python 3.11.2\n") != key(b"Django==5.0\n", "Python 3.12.0\n")
+    assert len(key(b"", "")) == 16
+
+
+def test_record_is_what_the_converge_reads(tmp_path: Path) -> None:
+    now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    assert release_engine.deployed_record("c" * 40, "v2", "h", now) == {
+        "commit": "c" * 40, "revision": "v2", "inputs": "h", "deployed_at": "2026-11-23T12:00:00+00:00"}
+
+
+def test_manage_steps_run_through_systemd_with_the_env_file(tmp_path: Path) -> None:
+    """No shell reads the env file: systemd-run with EnvironmentFile=, as the unit; extra
+    variables through env(1) so that they win over the file's."""
+    s = settings(tmp_path)
+    cmd = release_engine.with_app_env(s, ["python", "manage.py", "migrate"], tmp_path, {"USE_SQLITE": "1"})
+    assert cmd[:1] == ["systemd-run"] and "--pipe" in cmd and "--wait" in cmd
+    assert f"EnvironmentFile={s.env_file}" in cmd and f"--uid={s.user}" in cmd
+    assert cmd[cmd.index("--") + 1:] == ["/usr/bin/env", "USE_SQLITE=1", "python", "manage.py", "migrate"]
+    assert not any(part in ("bash", "sh", "source", ".") for part in cmd)
+
+
+def _git(*args: str, cwd: Path | None = None) -> str:
+    env = {**os.environ, "GIT_CONFIG_GLOBAL": "/dev/null", "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t",
+           "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    return subprocess.run(["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True).stdout.strip()
+
+
+@pytest.fixture
+def origin(tmp_path: Path) -> tuple[Path, str]:
+    work = tmp_path / "work"
+    work.mkdir()
+    _git("init", "-q", "-b", "main", cwd=work)
+    (work / "manage.py").write_text("print('v2')\n")
+    _git("add", "-A", cwd=work)
+    _git("commit", "-q", "-m", "v2", cwd=work)
+    _git("tag", "v2", cwd=work)
+    _git("clone", "-q", "--bare", str(work), str(tmp_path / "origin.git"))
+    return tmp_path / "origin.git", _git("rev-parse", "v2", cwd=work)
+
+
+@pytest.fixture
+def as_self(monkeypatch):
+    """Run the engine's commands as the current user (runuser needs a real app user)."""
+    monkeypatch.setattr(release_engine, "as_user", lambda user, cmd: cmd)
+
+
+def test_fetch_resolves_the_revision_to_its_commit(tmp_path: Path, origin, as_self) -> None:
+    s = settings(tmp_path)
+    s.releases.mkdir()
+    release = Release(s, log=lambda msg: None)
+    assert release.fetch() == origin[1]
+    assert release.fetch() == origin[1]  # second time: fetch into the existing mirror
+
+
+def test_fetch_of_an_unknown_revision_or_remote_fails_with_its_code(tmp_path: Path, origin, as_self) -> None:
+    s = settings(tmp_path, revision="v9")
+    s.releases.mkdir()
+    with pytest.raises(release_engine.ReleaseFailed) as failed:
+        Release(s, log=lambda msg: None).fetch()
+    assert failed.value.code == release_engine.EXIT_REVISION and "'v9' does not exist" in str(failed.value)
+    other = tmp_path / "other"
+    other.mkdir()
+    gone = settings(other, repo_url=str(tmp_path / "nope.git"))
+    gone.releases.mkdir()
+    with pytest.raises(release_engine.ReleaseFailed) as failed:
+        Release(gone, log=lambda msg: None).fetch()
+    assert failed.value.code == release_engine.EXIT_FETCH and "make deploy-keys" in str(failed.value)
+
+
+def test_switch_replaces_both_links_atomically(tmp_path: Path) -> None:
+    s = settings(tmp_path)
+    venv = tmp_path / "venvs/.demo-abc"
+    venv.mkdir(parents=True)
+    for name in ("r1", "r2"):
+        (s.releases / name).mkdir(parents=True)
+        (s.releases / name / ".venv").symlink_to(venv)
+    s.app_link.parent.mkdir(parents=True)
+    release = Release(s, log=lambda msg: None)
+    release.switch_to(s.releases / "r1")
+    release.switch_to(s.releases / "r2")
+    assert os.readlink(s.app_link) == str(s.releases / "r2") and os.readlink(s.venv_link) == str(venv)
+    assert not Path(f"{s.app_link}.new").exists()
+
+
+def test_usage_without_arguments_exits_2(capsys) -> None:
+    assert release_engine.main([]) == 2
+    assert "release APP" in capsys.readouterr().err
