@@ -67,6 +67,10 @@ def exposure(config: HostConfig) -> None:
         systemd.service(name="nftables loads the filter at boot", service="nftables", enabled=True)
 
     # ---- security updates
+    # apt's daily jobs now run: a converge's apt-get waits for their lock instead of failing
+    files.put(name="apt waits for the package lock (daily updates may hold it)",
+              src=StringIO("// Managed by this repo (operations/exposure.py).\nDPkg::Lock::Timeout \"300\";\n"),
+              dest="/etc/apt/apt.conf.d/51iac-lock-timeout", mode="644")
     if config.updates.unattended_upgrades:
         files.put(name="Security updates daily, never an automatic reboot",
                   src=StringIO(render("etc/apt/apt.conf.d/52iac-unattended-upgrades.j2")), dest=UNATTENDED,
