@@ -11,6 +11,7 @@ from operations.admin import admin_account
 from operations.backups import backup_engine, backups
 from operations.base import base_system
 from operations.django_app import django_app, release_engine
+from operations.exposure import exposure
 from operations.network import static_network
 from operations.nginx import nginx_sites, sites_answer
 from operations.node import nodejs
@@ -21,6 +22,9 @@ from operations.tls import certificate_links, certificates
 config = host_config(host)
 
 base_system(config)
+# early: sshd keys-only and the packet filter before services listen; each change is proven by a
+# new SSH connection before it stays (a change that would lock the operator out is reverted)
+exposure(config)
 static_network(config)
 tailscale(config)
 postgresql(config)

@@ -22,6 +22,10 @@ network = {
 
 tailscale = {"enabled": True}
 
+# "Primary access: tailscale ssh gts@gts-server": Tailscale's own SSH, on tailscale0, is not
+# OpenSSH and is not filtered; OpenSSH (22) takes keys only, 8001/8002 serve the apps.
+firewall = {"trusted_interfaces": ["tailscale0"]}
+
 node = {"source": "nodesource", "major": 20}
 
 app_env_dir = "/etc/gts/apps"

@@ -992,6 +992,48 @@ class BackupsSection(Strict):
                                    examples=["/etc/iac/backup.json"])
 
 
+# ---- exposure: sshd, packet filter, security updates -----------------------------------------
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+
+class SshSection(Strict):
+    """sshd, through a drop-in that sorts before any other (sshd keeps the first value it reads).
+
+    A change is applied commit-confirm style: `sshd -t`, a revert armed on the host, reload, a
+    second, new SSH connection from this machine, and only then the revert disarmed."""
+
+    port: Port = Field(default=22, description="The port sshd listens on.", examples=[22])
+    password_authentication: bool = Field(
+        default=False,
+        description="Password and keyboard-interactive login. Off: keys only (the runbooks left it on).",
+        examples=[False])
+    permit_root_login: Literal["prohibit-password", "no"] = Field(
+        default="prohibit-password",
+        description="Root login: by key only ('prohibit-password'), or not at all ('no': the inventory must "
+                    "then connect as the admin with sudo).",
+        examples=["prohibit-password"])
+
+
+class FirewallSection(Strict):
+    """nftables, default-drop inbound. Open: loopback, replies to the host's own traffic, ICMP,
+    and exactly the TCP ports the model declares (HostConfig.open_tcp_ports: sshd, every app's
+    nginx port, 443 for TLS sites, `extra_tcp_ports`)."""
+
+    enabled: bool = Field(default=True, description="Manage the packet filter (table inet iac).", examples=[True])
+    extra_tcp_ports: list[Port] = Field(default=[], description="Further TCP ports to open.", examples=[[5000]])
+    trusted_interfaces: list[Annotated[str, _check(re.compile(r"[a-z][a-z0-9]{0,14}"), "interface name",
+                                                   "tailscale0")]] = Field(
+        default=[], description="Interfaces whose inbound traffic is accepted whole (a VPN such as Tailscale).",
+        examples=[["tailscale0"]])
+
+
+class UpdatesSection(Strict):
+    unattended_upgrades: bool = Field(
+        default=True, description="Install security updates daily (unattended-upgrades), never rebooting.",
+        examples=[True])
+
+
 # names other parts of the host already use
 RESERVED_USERS = frozenset({
     "root", "daemon", "bin", "sys", "sync", "games", "man", "lp", "mail", "news", "uucp", "proxy", "www-data",
@@ -1035,6 +1077,19 @@ class HostConfig(Strict):
                                                examples=[None])
     backups: BackupsSection | None = Field(default=None, description="Backups of the host's data "
                                            "(None: none are made).", examples=[None])
+    ssh: SshSection = Field(default=SshSection(), description="sshd.")
+    firewall: FirewallSection = Field(default=FirewallSection(), description="Packet filter (nftables).")
+    updates: UpdatesSection = Field(default=UpdatesSection(), description="Automatic security updates.")
+
+    def open_tcp_ports(self) -> list[int]:
+        """The TCP ports reachable from outside the host: sshd, each app's site (and 443 for TLS
+        sites), and firewall.extra_tcp_ports. Derived here only."""
+        ports = {self.ssh.port, *self.firewall.extra_tcp_ports}
+        for app in self.apps.values():
+            ports.add(app.nginx.port)
+            if app.nginx.tls:
+                ports.add(443)
+        return sorted(ports)
 
     @model_validator(mode="after")
     def _cross_checks(self) -> HostConfig:
@@ -1050,6 +1105,7 @@ class HostConfig(Strict):
                             f"uses PostgreSQL database {db.name!r} as {db.role!r}: declare them in "
                             f"postgres.roles and postgres.databases"))
         self._apps_distinct()
+        self._extra_ports_distinct()
         if self.backups is not None and self.backups.local.databases is not None:
             known = self.backup_databases(declared_only=True)
             for db in self.backups.local.databases:
@@ -1062,7 +1118,9 @@ class HostConfig(Strict):
     def _apps_distinct(self) -> None:
         """Two apps never share a user, unit, site or port, and none takes a name or port the
         system or another service of the host has (each would silently overwrite the other)."""
-        taken_ports = {22: "sshd", 5432: "PostgreSQL (postgres section)"} if self.postgres else {22: "sshd"}
+        taken_ports = {self.ssh.port: "sshd (ssh.port)"}
+        if self.postgres:
+            taken_ports[5432] = "PostgreSQL (postgres section)"
         users: dict[str, str] = {}
         units: dict[str, str] = {}
         sites: dict[str, str] = {}
@@ -1109,6 +1167,14 @@ class HostConfig(Strict):
                         f"port {port} is already taken by {ports[port]}; each site is the default server "
                         f"of its own port: pick another port (example: 8003)"))
                 ports[port] = f"apps.{name}"
+
+    def _extra_ports_distinct(self) -> None:
+        app_ports = {a.nginx.port for a in self.apps.values()} | (
+            {443} if any(a.nginx.tls for a in self.apps.values()) else set())
+        for i, port in enumerate(self.firewall.extra_tcp_ports):
+            if port == self.ssh.port or port in app_ports or port in self.firewall.extra_tcp_ports[:i]:
+                raise option_error(f"firewall.extra_tcp_ports.{i}", f"port {port} is already open (sshd, an app's "
+                                   "site, or listed twice); list only further ports (example: [5000])")
 
     def _backup_unit_names(self) -> set[str]:
         if self.backups is None:

@@ -195,7 +195,7 @@ def explain(exc: ValidationError, layers: list[Layer], group: str, hostname: str
     for err in exc.errors():
         path, is_key = _option_path(tuple(err["loc"]))
         if err["type"] == "option":  # a cross-field rule names the option it is about
-            path += tuple(str(err["ctx"]["at"]).split("."))
+            path += tuple(int(p) if p.isdigit() else p for p in str(err["ctx"]["at"]).split("."))
         dotted = ".".join(str(p) for p in path)
         source = next((lay.source for lay in reversed(layers) if _lookup(lay.values, path)), None)
         info = _field_info(path)

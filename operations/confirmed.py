@@ -1,0 +1,119 @@
+"""Changes that could lock the operator out (sshd, the packet filter), applied commit-confirm.
+
+A change is checked on the host (`sshd -t`, `nft -c`), a revert is armed there (a timer), the new
+configuration goes live, and then a second, NEW SSH connection from this machine must get in.
+Only then is the revert disarmed. If the connection fails, the revert runs at once over the
+still-open connection (which sshd's reload and an established-traffic rule keep alive), and the
+operation fails saying so; if this machine vanishes mid-change, the timer reverts on its own.
+The host side is files/usr/local/sbin/iac-confirmed-change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shlex
+import subprocess
+from io import BytesIO
+from typing import Any
+
+from pyinfra import host
+from pyinfra.api import FactBase, FileUploadCommand, FunctionCommand, StringCommand, operation
+
+SCRIPT = "/usr/local/sbin/iac-confirmed-change"
+STAGED = "/etc/iac/staged"
+SSHD_DROPIN = "/etc/ssh/sshd_config.d/00-iac.conf"
+NFTABLES_CONF = "/etc/nftables.conf"
+NFT_RECORD = "/var/lib/iac/nft-iac.sha256"
+
+
+class ExposureState(FactBase):
+    """In one command: digests of the sshd drop-in and the ruleset file, sshd's effective login
+    settings (`sshd -T`), and the live `table inet iac` against the digest recorded when it was
+    applied (a rule added by hand changes it)."""
+
+    def command(self) -> str:
+        return (f"for f in {SSHD_DROPIN} {NFTABLES_CONF}; do "
+                "printf 'file %s %s\\n' \"$f\" \"$(sha256sum < \"$f\" 2>/dev/null | cut -c1-64)\"; done; "
+                "sshd -T 2>/dev/null | grep -E '^(port|permitrootlogin|passwordauthentication|"
+                "kbdinteractiveauthentication) ' | sed 's/^/sshd /'; "
+                "printf 'nft-live %s\\n' \"$(nft list table inet iac 2>/dev/null | sha256sum | cut -c1-64)\"; "
+                f"printf 'nft-recorded %s\\n' \"$(cat {NFT_RECORD} 2>/dev/null)\"; "
+                "printf 'nft-present %s\\n' \"$(nft list table inet iac >/dev/null 2>&1 && echo yes || echo no)\"")
+
+    def process(self, output: list[str]) -> dict[str, Any]:
+        state: dict[str, Any] = {"files": {}, "sshd": {}}
+        for line in output:
+            parts = line.split()
+            if parts[:1] == ["file"] and len(parts) >= 2:
+                state["files"][parts[1]] = parts[2] if len(parts) > 2 else None
+            elif parts[:1] == ["sshd"] and len(parts) == 3:
+                state["sshd"][parts[1]] = parts[2]
+            elif parts and parts[0] in ("nft-live", "nft-recorded", "nft-present"):
+                state[parts[0]] = parts[1] if len(parts) > 1 else ""
+        return state
+
+
+def digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def second_login(port: int) -> list[str]:
+    """The ssh command line of a new connection to the current host, made the way the inventory
+    says pyinfra connects (user, key, known hosts), on the port sshd is declared to listen on."""
+    data = host.data
+    argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5",
+            "-o", "ServerAliveCountMax=2", "-p", str(port)]
+    if data.get("ssh_key"):
+        argv += ["-i", str(data.get("ssh_key")), "-o", "IdentitiesOnly=yes"]
+    if data.get("ssh_known_hosts_file"):
+        argv += ["-o", f"UserKnownHostsFile={data.get('ssh_known_hosts_file')}"]
+    if data.get("ssh_strict_host_key_checking"):
+        argv += ["-o", f"StrictHostKeyChecking={data.get('ssh_strict_host_key_checking')}"]
+    user = data.get("ssh_user")
+    target = data.get("ssh_hostname") or host.name
+    return [*argv, f"{user}@{target}" if user else str(target), "true"]
+
+
+def _confirm(state, host, kind: str, dest: str, login: list[str]) -> bool:  # noqa: ARG001 (pyinfra's signature)
+    """Runs on this machine, between `begin` and `commit`: can a new connection get in?"""
+    try:
+        ok = subprocess.run(login, capture_output=True, timeout=40, stdin=subprocess.DEVNULL,
+                            check=False).returncode == 0
+    except subprocess.TimeoutExpired:
+        ok = False
+    if ok:
+        return True
+    host.run_shell_command(StringCommand(f"{SCRIPT} revert {kind} {shlex.quote(dest)}"),
+                           _sudo=bool(host.data.get("_sudo")))
+    host.log_styled(f"REVERTED: with the new {dest} a new SSH connection ({' '.join(login[-2:])}) could not get in; "
+                    "the previous configuration is live again", fg="red")
+    return False
+
+
+@operation()
+def confirmed_file(kind: str, dest: str, content: str, in_sync: bool, login: list[str], revert_seconds: int = 45):
+    """
+    Ensure ``dest`` holds ``content`` and is live, proven by a new SSH connection, else reverted.
+
+    + kind: ``sshd`` (checked with ``sshd -t``, applied by reloading ssh) or ``nft`` (``nft -c``, ``nft -f``)
+    + dest: the live file
+    + content: what it must hold
+    + in_sync: the caller's facts say the file and its live effect are as declared (nothing to do)
+    + login: argv of the second connection (``second_login(port)``); its success commits the change
+    + revert_seconds: the armed revert fires after this long if nothing commits
+
+    **Example:**
+
+    .. code:: python
+
+        confirmed_file(name="sshd: keys only", kind="sshd", dest=SSHD_DROPIN, content=text,
+                       in_sync=False, login=second_login(22))
+    """
+    if in_sync:
+        return
+    staged = f"{STAGED}{dest}"
+    yield StringCommand(f"mkdir -p {shlex.quote(staged.rsplit('/', 1)[0])}")
+    yield FileUploadCommand(BytesIO(content.encode()), staged)
+    yield StringCommand(f"{SCRIPT} begin {kind} {shlex.quote(staged)} {shlex.quote(dest)} {revert_seconds}")
+    yield FunctionCommand(_confirm, (kind, dest, login), {})
+    yield StringCommand(f"{SCRIPT} commit {kind} {shlex.quote(dest)}")
