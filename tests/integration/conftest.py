@@ -126,6 +126,17 @@ def serial_after_change(sandbox: Sandbox, before: str, timeout: float = 15) -> s
     return now
 
 
+def failure_excerpt(run: Run) -> str:
+    """What to show of a failed pyinfra run: every line that names an error, then the tail. The
+    whole output also goes to a file outside the sandbox (CI tears the sandbox down)."""
+    keep = Path(os.environ.get("IAC_FAILED_RUNS_DIR", "/tmp")) / f"iac-failed-run-{os.getpid()}-{int(time.time())}.log"
+    keep.write_text(run.output)
+    marks = ("Error", "error:", "REFUSED", "REVERTED", "FAILED", "failed", "Traceback", "Exception")
+    lines = [line for line in run.output.splitlines() if any(m in line for m in marks)
+             and not line.lstrip().startswith(("Operation ", "Grand total"))]
+    return ("\n".join(lines[-60:]) + f"\n--- tail (whole output: {keep}) ---\n" + run.output[-2500:])
+
+
 def changed_operations(results: dict) -> list[str]:
     """'host: operation' for every operation that changed something in a --json run."""
     return [f"{h}: {op['name']}" for op in results["results"]["operations"] for h in op["success"]]
@@ -153,6 +164,6 @@ def converged(sandbox: Sandbox) -> Run:
     # as on a fresh server: deploy keys first (registered on the forge), then everything
     run = sandbox.command("first-converge", [str(REPO / ".venv/bin/python"), "-m", "sandbox.converge"],
                           PYINFRA_PROGRESS="off")
-    assert run.returncode == 0, run.output[-4000:]
+    assert run.returncode == 0, failure_excerpt(run)
     TIMINGS["first converge of the session"] = run.seconds
     return run

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from iac.formats import engine
-from tests.integration.conftest import TIMINGS, Run, Sandbox, changed_operations
+from tests.integration.conftest import TIMINGS, Run, Sandbox, changed_operations, failure_excerpt
 
 APPS = {"rental_scheduler": 8001, "shop_scheduler": 8002}
 SURVIVOR: dict[str, str] = {}
@@ -28,7 +28,7 @@ def bare_lan(sandbox: Sandbox, converged: Run) -> Run:
     SURVIVOR.update(token=uuid.uuid4().hex, disk=sandbox.world.backup_disk_uuid())
     sandbox.ssh("lan", f"echo {SURVIVOR['token']} > /mnt/pg_backups/sandbox-test-survivor && sync")
     run = sandbox.command("dr-drill", ["make", "-s", "dr-drill"], PYINFRA_PROGRESS="off")
-    assert run.returncode == 0, run.output[-4000:]
+    assert run.returncode == 0, failure_excerpt(run)
     TIMINGS["LAN: make dr-drill (destroy, rebuild from bare + offsite)"] = run.seconds
     return run
 

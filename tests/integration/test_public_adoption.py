@@ -20,6 +20,7 @@ from tests.integration.conftest import (
     Run,
     Sandbox,
     changed_operations,
+    failure_excerpt,
     serial_after_change,
     served_serial,
 )
@@ -79,7 +80,7 @@ def adopted(sandbox: Sandbox, converged: Run) -> Run:
     time.sleep(2)
     prober.stop = True
     prober.join()
-    assert run.returncode == 0, run.output[-4000:]
+    assert run.returncode == 0, failure_excerpt(run)
     TIMINGS["public: adoption converge"] = run.seconds
     TIMINGS["public: adoption, longest outage"] = prober.longest
     return run

@@ -17,6 +17,7 @@ from tests.integration.conftest import (
     Run,
     Sandbox,
     changed_operations,
+    failure_excerpt,
     repo_copy,
     serial_after_change,
     served_serial,
@@ -31,7 +32,7 @@ def bare_public(sandbox: Sandbox, converged: Run) -> Run:
     sandbox.world.reset_host("public")
     run = sandbox.command("public-from-bare", [str(REPO / ".venv/bin/python"), "-m", "sandbox.converge"],
                           PYINFRA_PROGRESS="off")
-    assert run.returncode == 0, run.output[-4000:]
+    assert run.returncode == 0, failure_excerpt(run)
     TIMINGS["public: bare Debian 12 to HTTPS"] = run.seconds
     return run
 

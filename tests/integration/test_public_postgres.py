@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 from iac.formats import engine
-from tests.integration.conftest import REPO, TIMINGS, Run, Sandbox, repo_copy
+from tests.integration.conftest import REPO, TIMINGS, Run, Sandbox, failure_excerpt, repo_copy
 
 TABLES = ["core_chip", "core_customuser"]
 
@@ -44,7 +44,7 @@ def test_switch_to_postgresql_moves_every_row(sandbox: Sandbox, converged: Run, 
     public.write_text(text)
 
     run = sandbox.converge("switch-to-postgres", "--limit", "public", cwd=copy)
-    assert run.returncode == 0, run.output[-4000:]
+    assert run.returncode == 0, failure_excerpt(run)
     TIMINGS["public: SQLite to PostgreSQL switch"] = run.seconds
     assert _pg_counts(sandbox) == before
     env = engine.parse_env_file(sandbox.ssh("public", "cat /etc/iac/apps/chip_dashboard.env").stdout)
