@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import shlex
 import subprocess
+import time
 from io import BytesIO
 from typing import Any
 
@@ -61,7 +62,7 @@ def second_login(port: int) -> list[str]:
     """The ssh command line of a new connection to the current host, made the way the inventory
     says pyinfra connects (user, key, known hosts), on the port sshd is declared to listen on."""
     data = host.data
-    argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=10", "-o", "ServerAliveInterval=5",
+    argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=8", "-o", "ServerAliveInterval=5",
             "-o", "ServerAliveCountMax=2", "-p", str(port)]
     if data.get("ssh_key"):
         argv += ["-i", str(data.get("ssh_key")), "-o", "IdentitiesOnly=yes"]
@@ -74,19 +75,28 @@ def second_login(port: int) -> list[str]:
     return [*argv, f"{user}@{target}" if user else str(target), "true"]
 
 
-def _confirm(state, host, kind: str, dest: str, login: list[str]) -> bool:  # noqa: ARG001 (pyinfra's signature)
-    """Runs on this machine, between `begin` and `commit`: can a new connection get in?"""
-    try:
-        ok = subprocess.run(login, capture_output=True, timeout=40, stdin=subprocess.DEVNULL,
-                            check=False).returncode == 0
-    except subprocess.TimeoutExpired:
-        ok = False
-    if ok:
-        return True
+def _confirm(state, host, kind: str, dest: str, login: list[str], deadline: float = 25.0) -> bool:  # noqa: ARG001
+    """Runs on this machine, between `begin` and `commit`: can a new connection get in?
+
+    Tried until ``deadline`` seconds have passed: sshd re-executes itself on reload, and for
+    that instant a new connection is refused; a configuration that locks out fails every try."""
+    started, why = time.monotonic(), ""
+    while True:
+        try:
+            proc = subprocess.run(login, capture_output=True, text=True, timeout=20, stdin=subprocess.DEVNULL,
+                                  check=False)
+            if proc.returncode == 0:
+                return True
+            why = (proc.stderr.strip().splitlines() or [f"exit {proc.returncode}"])[-1]
+        except subprocess.TimeoutExpired:
+            why = "no answer"
+        if time.monotonic() - started > deadline:
+            break
+        time.sleep(2)
     host.run_shell_command(StringCommand(f"{SCRIPT} revert {kind} {shlex.quote(dest)}"),
                            _sudo=bool(host.data.get("_sudo")))
-    host.log_styled(f"REVERTED: with the new {dest} a new SSH connection ({' '.join(login[-2:])}) could not get in; "
-                    "the previous configuration is live again", fg="red")
+    host.log_styled(f"REVERTED: with the new {dest} a new SSH connection ({' '.join(login[-2:])}) could not get in "
+                    f"({why}); the previous configuration is live again", fg="red")
     return False
 
 
