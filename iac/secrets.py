@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from iac.stack import STACK_HOSTS, ConfigError, _field_info, placeholder
+from iac.stack import STACK_HOSTS, ConfigError, option_extra, placeholder
 
 CANARY_PREFIX = "CANARY-"
 
@@ -102,7 +102,7 @@ class SecretsFile:
             value = _get(group_data, path)
             if value in (None, "") and self.generate:
                 token = f"{CANARY_PREFIX}{'.'.join(path)}-{_random.token_hex(12)}"
-                fn = self._special(path) or _SHAPED_CANARY.get(_canary_shape(path))
+                fn = self._special(path) or _SHAPED_CANARY.get(option_extra(path, "canary"))
                 value = fn(token) if fn else token
                 _set(group_data, path, value)
                 changed = True
@@ -160,12 +160,6 @@ def _matches(leaf: tuple, path: tuple) -> bool:
     if path[-1] == "*":
         return len(leaf) == len(path) and leaf[:-1] == path[:-1]
     return leaf == path
-
-
-def _canary_shape(path: tuple) -> str:
-    info = _field_info(path)
-    extra = info.json_schema_extra if info is not None and isinstance(info.json_schema_extra, dict) else {}
-    return str(extra.get("canary", ""))
 
 
 def _crypt_canary(token: str) -> str:

@@ -168,11 +168,16 @@ def _field_info(path: tuple):
     return _walk(path)[1]
 
 
-def placeholder(path: tuple) -> str:
-    """Stand-in for a missing secret in an offline validation, shaped as the option needs."""
+def option_extra(path: tuple, key: str, default: str = "") -> str:
+    """A value the model attaches to an option (``json_schema_extra``), e.g. its placeholder."""
     info = _field_info(path)
     extra = info.json_schema_extra if info is not None and isinstance(info.json_schema_extra, dict) else {}
-    return str(extra.get("placeholder", OFFLINE_PLACEHOLDER))
+    return str(extra.get(key, default))
+
+
+def placeholder(path: tuple) -> str:
+    """Stand-in for a missing secret in an offline validation, shaped as the option needs."""
+    return option_extra(path, "placeholder", OFFLINE_PLACEHOLDER)
 
 
 def _siblings(path: tuple) -> list[str]:

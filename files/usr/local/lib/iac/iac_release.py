@@ -221,8 +221,7 @@ class Release:
 
     # 1. fetch
     def git(self, *args: str, check: bool = True, capture: bool = False) -> subprocess.CompletedProcess:
-        env = {**os.environ, "GIT_SSH_COMMAND": self.s.git_ssh_command()}
-        return run(as_user(self.s.user, ["env", f"GIT_SSH_COMMAND={env['GIT_SSH_COMMAND']}", "git", *args]),
+        return run(as_user(self.s.user, ["env", f"GIT_SSH_COMMAND={self.s.git_ssh_command()}", "git", *args]),
                    check=check, capture_output=capture, text=True)
 
     def fetch(self) -> str:
