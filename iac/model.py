@@ -19,6 +19,7 @@ import subprocess
 import urllib.parse
 import zoneinfo
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
@@ -240,6 +241,33 @@ ServerName = Annotated[str, AfterValidator(_check_server_name)]
 AllowedHost = Annotated[str, AfterValidator(_check_allowed_host)]
 RepoPath = Annotated[str, AfterValidator(_check_repo_path)]
 Revision = Annotated[str, AfterValidator(_check_revision)]
+
+# a pip requirement the repo adds to an app's own: a distribution pinned to one version
+PIP_PIN_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9._-]{0,99}[A-Za-z0-9])?(\[[A-Za-z0-9._-]+(,[A-Za-z0-9._-]+)*\])?"
+                        r"==[A-Za-z0-9][A-Za-z0-9.+!_-]{0,63}$")
+# manage.py's subcommand, and each of its arguments: passed as argv (no shell), but through
+# systemd, which expands $VAR and % specifiers: only characters none of them interprets
+MANAGE_SUBCOMMAND_RE = re.compile(r"^[a-z_][a-z0-9_]{0,63}$")
+MANAGE_ARG_RE = re.compile(r"^[A-Za-z0-9_./:=@+,-]{1,200}$")
+URL_PATH_RE = re.compile(r"^(?!.*//)(?!.*/\.\.?(/|$|\?))/[A-Za-z0-9._~/-]{0,200}(\?[A-Za-z0-9._~=&-]{0,200})?$")
+
+
+def _check_manage_command(value: list[str]) -> list[str]:
+    if not value:
+        raise ValueError("is empty; give manage.py's subcommand and its arguments (example: ['compress', '--force'])")
+    if not MANAGE_SUBCOMMAND_RE.match(value[0]):
+        raise ValueError(f"{value[0]!r} is not a manage.py subcommand name (lower-case letters, digits, _; "
+                         "example: ['compress', '--force']); the command is manage.py's, not a shell's")
+    for arg in value[1:]:
+        if not MANAGE_ARG_RE.match(arg):
+            raise ValueError(f"argument {arg!r} may only hold letters, digits and _ . / : = @ + , - (systemd "
+                             "would expand $ and %, and no shell runs it; example: '--force')")
+    return value
+
+
+PipPin = Annotated[str, _check(PIP_PIN_RE, "pinned pip requirement (name==version)", "gunicorn==23.0.0")]
+ManageCommand = Annotated[list[str], AfterValidator(_check_manage_command)]
+UrlPath = Annotated[str, _check(URL_PATH_RE, "URL path (starting with '/')", "/healthz")]
 
 
 def option_error(at: str, detail: str) -> PydanticCustomError:
@@ -567,6 +595,76 @@ class NginxSite(Strict):
     )
 
 
+# variables of the process itself (systemd, the loader, gunicorn), never the app's settings
+PROCESS_ENV_KEYS = frozenset({"PATH", "HOME", "USER", "LOGNAME", "SHELL", "GUNICORN_CMD_ARGS", "INVOCATION_ID",
+                              "NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "TZ"})
+
+
+class HealthCheck(Strict):
+    """What a release must answer before it stays live (asked on gunicorn's socket with the site's Host)."""
+
+    path: UrlPath = Field(default="/healthz", description="URL path the release is asked for.",
+                          examples=["/healthz", "/api/v3/status/"])
+    status: int = Field(default=200, ge=200, le=399, description="The HTTP status it must answer with.",
+                        examples=[200])
+
+
+class SettingsEnv(Strict):
+    """The environment variable names the app reads for the settings the repo derives from the
+    model. None: the app reads no such variable (the repo writes none)."""
+
+    secret_key: EnvKey = Field(default="DJANGO_SECRET_KEY", description="Name of the secret key variable.",
+                               examples=["SECRET_KEY"])
+    debug: EnvKey | None = Field(default="DJANGO_DEBUG", description="Name of the debug flag (always written "
+                                 "as 0: production never runs with DEBUG).", examples=["DEBUG"])
+    allowed_hosts: EnvKey | None = Field(default="DJANGO_ALLOWED_HOSTS", description="Name of the "
+                                         "comma-separated allowed hosts.", examples=["ALLOWED_HOSTS"])
+    csrf_trusted_origins: EnvKey | None = Field(default="DJANGO_CSRF_TRUSTED_ORIGINS", description="Name of "
+                                                "the comma-separated trusted origins.", examples=[None])
+    secure_cookies: EnvKey | None = Field(default="DJANGO_SECURE_COOKIES", description="Name of the 1/0 flag "
+                                          "for Secure session and CSRF cookies (on for TLS sites).",
+                                          examples=[None])
+    static_root: EnvKey | None = Field(default="STATIC_ROOT", description="Name of the variable collectstatic "
+                                       "reads its target from; None: the app's settings fix it (static_dir "
+                                       "must then say where).", examples=[None])
+    use_sqlite: EnvKey | None = Field(default="USE_SQLITE", description="Name of the 1/0 SQLite switch.",
+                                      examples=[None])
+    sqlite_path: EnvKey | None = Field(default="SQLITE_PATH", description="Name of the SQLite file's path.",
+                                       examples=["DB_PATH"])
+    postgres_db: EnvKey | None = Field(default="POSTGRES_DB", description="Name of the PostgreSQL database "
+                                       "name variable.", examples=["DB_NAME"])
+    postgres_user: EnvKey | None = Field(default="POSTGRES_USER", description="Name of the PostgreSQL role "
+                                         "variable.", examples=["DB_USER"])
+    postgres_host: EnvKey | None = Field(default="POSTGRES_HOST", description="Name of the PostgreSQL host "
+                                         "variable (written empty: the local socket).", examples=["DB_HOST"])
+
+    def names(self) -> dict[str, str]:
+        """Option -> variable name, for the names the app reads."""
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+    @model_validator(mode="after")
+    def _distinct(self) -> SettingsEnv:
+        seen: dict[str, str] = {}
+        for option, name in self.names().items():
+            if name in seen:
+                raise option_error(option, f"{name!r} is already the name of {seen[name]}: each setting needs "
+                                   "its own variable")
+            if name in PROCESS_ENV_KEYS or name == "DJANGO_SETTINGS_MODULE" or name.startswith(("LD_", "PYTHON")):
+                raise option_error(option, f"{name!r} controls how the process starts; name the app's own variable")
+            seen[name] = option
+        return self
+
+
+class AppProcess(Strict):
+    """A long-running manage.py command beside gunicorn (a queue worker, an alert sender): its own
+    systemd unit, from the same release, user and environment, restarted with every release."""
+
+    command: ManageCommand = Field(description="manage.py subcommand and arguments (no shell).",
+                                   examples=[["sendalerts"]])
+    unit: UnitName | None = Field(default=None, description="systemd unit name; None: '<app>-<process>'.",
+                                  examples=["healthchecks-sendalerts"])
+
+
 class DjangoApp(Strict):
     """One Django app: code, virtualenv, env file, gunicorn unit, nginx site."""
 
@@ -587,7 +685,8 @@ class DjangoApp(Strict):
     allowed_hosts: list[AllowedHost] = Field(
         min_length=1, description="DJANGO_ALLOWED_HOSTS: every name nginx serves the app by must be here.",
         examples=[["pravoo.in", "72.61.148.117"]])
-    secret_key: SecretStr = Field(description="SECRET. DJANGO_SECRET_KEY, from the secrets file.",
+    secret_key: SecretStr = Field(description="SECRET. Django's SECRET_KEY (the variable settings_env.secret_key "
+                                              "names), from the secrets file.",
                                   examples=["(50 random characters)"])
     database: Database = Field(description="Where the app keeps its data (engine 'sqlite' or 'postgresql').",
                                examples=[{"engine": "sqlite", "path": "/var/lib/chip_dashboard/db.sqlite3"},
@@ -617,6 +716,24 @@ class DjangoApp(Strict):
         default=None, description="The Node front-end build; None: the app has none.",
         examples=[{"inputs": ["frontend", "scheduler/templates"], "outputs": ["scheduler/static/scheduler/dist"]}],
     )
+    extra_requirements: list[PipPin] = Field(
+        default=[], description="pip requirements installed after the app's own requirements.txt, for what "
+                                "it lacks (gunicorn, a database driver); each pinned to one version.",
+        examples=[["gunicorn==23.0.0"]])
+    static_dir: RepoPath = Field(
+        default="staticfiles", description="Where collectstatic writes, relative to manage_dir (the app's "
+                                           "STATIC_ROOT); nginx serves /static/ from it.",
+        examples=["staticfiles", "static-collected"])
+    health: HealthCheck = Field(default=HealthCheck(), description="The check a release must pass to stay live.")
+    release_commands: list[ManageCommand] = Field(
+        default=[], description="manage.py commands run after migrate and before the switch, as the app user "
+                                "with its environment (e.g. compress); one failing keeps the old release live.",
+        examples=[[["compress", "--force"]]])
+    settings_env: SettingsEnv = Field(default=SettingsEnv(), description="The variable names the app reads "
+                                      "its standard settings from.")
+    processes: dict[Ident, AppProcess] = Field(
+        default={}, description="Long-running manage.py commands beside gunicorn, each its own unit.",
+        examples=[{"sendalerts": {"command": ["sendalerts"]}}])
     nginx: NginxSite = Field(description="The nginx site in front of the app.")
     log_dir: Annotated[str, path_under("/var/log", example="/var/log/gts/rental_scheduler")] | None = Field(
         default=None, description="gunicorn access.log/error.log directory under /var/log; None: the journal.",
@@ -628,11 +745,9 @@ class DjangoApp(Strict):
     def managed_env_keys(self) -> set[str]:
         """Environment variables the repo itself sets for the app (templates/etc/iac/apps/app.env.j2);
         `env` and `secret_env` may not override them."""
-        keys = {"DJANGO_SETTINGS_MODULE", "DJANGO_SECRET_KEY", "DJANGO_DEBUG", "DJANGO_ALLOWED_HOSTS",
-                "DJANGO_CSRF_TRUSTED_ORIGINS", "DJANGO_SECURE_COOKIES", "USE_SQLITE", "SQLITE_PATH",
-                "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_HOST", "DISCORD_WEBHOOK_URL", "DISCORD_ALERTS_ENABLED",
-                "DISCORD_ALERTS_DEDUP_SECONDS", "DISCORD_ALERTS_TIMEOUT_SECONDS", "DISCORD_ALERTS_APP_NAME",
-                "DISCORD_ALERTS_ENV", "STATIC_ROOT"}
+        keys = {"DJANGO_SETTINGS_MODULE", *self.settings_env.names().values(), "DISCORD_WEBHOOK_URL",
+                "DISCORD_ALERTS_ENABLED", "DISCORD_ALERTS_DEDUP_SECONDS", "DISCORD_ALERTS_TIMEOUT_SECONDS",
+                "DISCORD_ALERTS_APP_NAME", "DISCORD_ALERTS_ENV"}
         for prefix in self.extra_databases:
             keys |= {f"{prefix.upper()}_POSTGRES_{k}" for k in ("DB", "USER", "HOST")}
         return keys
@@ -657,11 +772,13 @@ class DjangoApp(Strict):
                     f"must contain {want!r}: nginx serves the app as {server_name!r} (nginx.server_names) "
                     f"and Django answers 400 to a Host it does not allow; add it to {self.allowed_hosts}"))
         reserved = self.managed_env_keys()
+        sources = {name: _ENV_SOURCES.get(option, f"settings_env.{option}")
+                   for option, name in self.settings_env.names().items()} | _ENV_SOURCES
         for key in self.env:
             if key in reserved:
                 raise option_error(f"env.{key}", (
-                    f"is set by the repo from the model ({_ENV_SOURCES.get(key, 'see app.env.j2')}); "
-                    "set that option instead of overriding the variable"))
+                    f"is set by the repo from the model ({sources.get(key, 'see app.env.j2')}); "
+                    f"set that option instead of overriding the variable, e.g. remove env.{key}"))
             if key in PROCESS_ENV_KEYS or key.startswith(("LD_", "PYTHON", "SYSTEMD_")):
                 raise option_error(f"env.{key}", "controls how the process starts (loader, interpreter or "
                                    "systemd), not the app: it cannot be set through env")
@@ -675,16 +792,16 @@ class DjangoApp(Strict):
         return self
 
 
-# where a managed variable's value comes from (for the message refusing an override)
+# where a managed variable's value comes from (for the message refusing an override): by
+# settings_env option, and by the names the repo alone sets
 _ENV_SOURCES = {
-    "DJANGO_SETTINGS_MODULE": "settings_module", "DJANGO_SECRET_KEY": "secret_key in the secrets file",
-    "DJANGO_DEBUG": "always 0", "DJANGO_ALLOWED_HOSTS": "allowed_hosts",
-    "DJANGO_CSRF_TRUSTED_ORIGINS": "nginx.server_names", "DJANGO_SECURE_COOKIES": "nginx.tls",
-    "USE_SQLITE": "database.engine", "SQLITE_PATH": "database.path", "POSTGRES_DB": "database.name",
-    "POSTGRES_USER": "database.role", "DISCORD_WEBHOOK_URL": "discord_alerts.webhook_url in the secrets file",
+    "secret_key": "secret_key in the secrets file", "debug": "always 0", "allowed_hosts": "allowed_hosts",
+    "csrf_trusted_origins": "nginx.server_names", "secure_cookies": "nginx.tls", "static_root": "static_dir",
+    "use_sqlite": "database.engine", "sqlite_path": "database.path", "postgres_db": "database.name",
+    "postgres_user": "database.role", "postgres_host": "the local socket",
+    "DJANGO_SETTINGS_MODULE": "settings_module",
+    "DISCORD_WEBHOOK_URL": "discord_alerts.webhook_url in the secrets file",
 }
-PROCESS_ENV_KEYS = frozenset({"PATH", "HOME", "USER", "LOGNAME", "SHELL", "GUNICORN_CMD_ARGS", "INVOCATION_ID",
-                              "NOTIFY_SOCKET", "LISTEN_FDS", "LISTEN_PID", "TZ"})
 SECRET_NAME_RE = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY|WEBHOOK|CREDENTIAL|"
                             r"(^|_)DSN$|(^|_)AUTH$")
 
@@ -1047,6 +1164,33 @@ RESERVED_UNITS = frozenset({
 RESERVED_SITES = frozenset({"default"})
 
 
+# Where the release engine's settings live on a host (its own default, files/usr/local/lib/iac/
+# iac_release.py SETTINGS_DIR, is checked equal by tests/unit/test_release_engine.py)
+RELEASE_SETTINGS_DIR = "/etc/iac/apps"
+
+
+@dataclass(frozen=True)
+class AppPaths:
+    """Every path of one app on its host, derived here only and passed to templates, facts and
+    the release engine (which reads them from its settings file)."""
+
+    env_file: str          # EnvironmentFile= of every unit of the app (secrets; root:<user> 0640)
+    release_settings: str  # the release engine's settings (JSON, no secrets)
+    releases: str          # release directories, the git mirror, deployed.json
+    deployed: str          # what the last release made live (read by the DeployedRelease fact)
+    app_link: str          # -> the live release
+    venv_link: str         # -> the live release's virtualenv
+    code_dir: str          # manage.py's directory in the live release (WorkingDirectory=)
+    static_root: str       # collectstatic's target in the live release (nginx's /static/)
+    gunicorn: str          # ExecStart's program
+    runtime_dir: str       # RuntimeDirectory= name (under /run)
+    socket: str            # gunicorn's socket: nginx and the health check connect to it
+    unit_file: str
+    backup_dir: str        # pre-migrate database snapshots
+    process_units: dict[str, str]  # process name -> unit name
+    process_unit_files: dict[str, str]  # unit name -> unit file
+
+
 class HostConfig(Strict):
     """Everything one host declares. Sections are added as services are declared."""
 
@@ -1080,6 +1224,30 @@ class HostConfig(Strict):
     ssh: SshSection = Field(default=SshSection(), description="sshd.")
     firewall: FirewallSection = Field(default=FirewallSection(), description="Packet filter (nftables).")
     updates: UpdatesSection = Field(default=UpdatesSection(), description="Automatic security updates.")
+
+    def app_paths(self, name: str) -> AppPaths:
+        """The paths of app ``name`` (see AppPaths)."""
+        app = self.apps[name]
+        # manage.py's directory; '/srv/apps/<app>/' for an app at the top (as units always had it)
+        code = f"/srv/apps/{name}/{app.manage_dir}"
+        units = {proc: p.unit or f"{name}-{proc}" for proc, p in app.processes.items()}
+        return AppPaths(
+            env_file=f"{self.app_env_dir}/{name}.env",
+            release_settings=f"{RELEASE_SETTINGS_DIR}/{name}.release",
+            releases=f"/srv/releases/{name}",
+            deployed=f"/srv/releases/{name}/deployed.json",
+            app_link=f"/srv/apps/{name}",
+            venv_link=f"/srv/venvs/{name}",
+            code_dir=code,
+            static_root=posixpath.join(code, app.static_dir),
+            gunicorn=f"/srv/venvs/{name}/bin/gunicorn",
+            runtime_dir=app.unit,
+            socket=f"/run/{app.unit}/gunicorn.sock",
+            unit_file=f"/etc/systemd/system/{app.unit}.service",
+            backup_dir=f"/var/backups/iac/{name}",
+            process_units=units,
+            process_unit_files={u: f"/etc/systemd/system/{u}.service" for u in units.values()},
+        )
 
     def open_tcp_ports(self) -> list[int]:
         """The TCP ports reachable from outside the host: sshd, each app's site (and 443 for TLS
@@ -1140,9 +1308,15 @@ class HostConfig(Strict):
                 raise option_error(f"{at}.unit", f"{app.unit!r} is the unit of another service on this host; "
                                    f"use e.g. 'gunicorn-{name}'")
             if app.unit in units:
-                raise option_error(f"{at}.unit", f"{app.unit!r} is already the unit of apps.{units[app.unit]}; "
+                raise option_error(f"{at}.unit", f"{app.unit!r} is already the unit of {units[app.unit]}; "
                                    f"use e.g. 'gunicorn-{name}'")
-            units[app.unit] = name
+            units[app.unit] = f"apps.{name}"
+            for proc, unit in self.app_paths(name).process_units.items():
+                if unit in RESERVED_UNITS or unit.startswith("systemd-") or unit in backup_units or unit in units:
+                    raise option_error(f"{at}.processes.{proc}.unit", (
+                        f"{unit!r} is already the unit of {units.get(unit, 'another service on this host')}; "
+                        f"set processes.{proc}.unit to a name of its own (example: '{name}-{proc}-worker')"))
+                units[unit] = f"apps.{name}.processes.{proc}"
             site = app.nginx.name
             if site in RESERVED_SITES:
                 raise option_error(f"{at}.nginx.name", f"{site!r} is Debian's default site, which the repo "

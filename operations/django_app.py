@@ -53,10 +53,11 @@ def render(template: str, **context: object) -> str:
 
 
 def env_file_path(config: HostConfig, name: str) -> str:
-    return f"{config.app_env_dir}/{name}.env"
+    return config.app_paths(name).env_file
 
 
 def _context(config: HostConfig, name: str, app: DjangoApp) -> dict:
+    paths = config.app_paths(name)
     pg = [db for db in [app.database, *app.extra_databases.values()] if isinstance(db, PostgresDatabase)]
     canonical = app.nginx.server_names[0]
     host_header = canonical if canonical != "_" else "localhost"
@@ -71,19 +72,20 @@ def _context(config: HostConfig, name: str, app: DjangoApp) -> dict:
     return {
         "name": name,
         "app": app,
+        "paths": paths,
         "environment": app_environment(app, name, allowed, csrf_origins),
         "allowed_hosts": allowed,
-        "env_file": env_file_path(config, name),
+        "env_file": paths.env_file,
         "csrf_origins": csrf_origins,
         "pg_databases": [db.name for db in pg],
         "migrate_databases": ["default", *app.extra_databases],
         "uses_postgres": bool(pg),
         "host_header": host_header,
         # ExecStart's program: the unit runs it, the unit check accepts its absence before release 1
-        "gunicorn": f"/srv/venvs/{name}/bin/gunicorn",
+        "gunicorn": paths.gunicorn,
         # the release is checked on gunicorn's socket, as nginx will call it
-        "health_url": "http://localhost/healthz",
-        "health_socket": f"/run/{app.unit}/gunicorn.sock",
+        "health_url": f"http://localhost{app.health.path}",
+        "health_socket": paths.socket,
         "health_headers": [f"Host:{host_header}", *(["X-Forwarded-Proto:https"] if app.nginx.tls else [])],
         "sqlite_state_dir": (app.database.path.removeprefix("/var/lib/").rsplit("/", 1)[0]
                              if app.database.engine == "sqlite" else ""),
@@ -93,21 +95,28 @@ def _context(config: HostConfig, name: str, app: DjangoApp) -> dict:
 
 def app_environment(app: DjangoApp, name: str, allowed_hosts: list[str], csrf_origins: list[str]) -> dict[str, str]:
     """The app's environment, in the order the env file lists it: what the repo derives from the
-    model (the names ``DjangoApp.managed_env_keys`` reserves), then ``env``, then ``secret_env``."""
-    env = {
-        "DJANGO_SETTINGS_MODULE": app.settings_module,
-        "DJANGO_SECRET_KEY": app.secret_key.get_secret_value(),
-        "DJANGO_DEBUG": "0",
-        "DJANGO_ALLOWED_HOSTS": ",".join(allowed_hosts),
-    }
+    model, under the names the app reads (``settings_env``; ``DjangoApp.managed_env_keys``
+    reserves them), then ``env``, then ``secret_env``."""
+    names = app.settings_env
+    env = {"DJANGO_SETTINGS_MODULE": app.settings_module, names.secret_key: app.secret_key.get_secret_value()}
+
+    def put(variable: str | None, value: str) -> None:
+        if variable is not None:  # None: the app reads no such variable
+            env[variable] = value
+
+    put(names.debug, "0")
+    put(names.allowed_hosts, ",".join(allowed_hosts))
     if csrf_origins:
-        env["DJANGO_CSRF_TRUSTED_ORIGINS"] = ",".join(csrf_origins)
-    env["DJANGO_SECURE_COOKIES"] = "1" if app.nginx.tls else "0"
+        put(names.csrf_trusted_origins, ",".join(csrf_origins))
+    put(names.secure_cookies, "1" if app.nginx.tls else "0")
     if isinstance(app.database, SqliteDatabase):
-        env |= {"USE_SQLITE": "1", "SQLITE_PATH": app.database.path}
+        put(names.use_sqlite, "1")
+        put(names.sqlite_path, app.database.path)
     else:
-        env |= {"USE_SQLITE": "0", "POSTGRES_DB": app.database.name, "POSTGRES_USER": app.database.role,
-                "POSTGRES_HOST": ""}
+        put(names.use_sqlite, "0")
+        put(names.postgres_db, app.database.name)
+        put(names.postgres_user, app.database.role)
+        put(names.postgres_host, "")
     for prefix, db in app.extra_databases.items():
         env |= {f"{prefix.upper()}_POSTGRES_DB": db.name, f"{prefix.upper()}_POSTGRES_USER": db.role,
                 f"{prefix.upper()}_POSTGRES_HOST": ""}
@@ -128,22 +137,23 @@ def app_environment(app: DjangoApp, name: str, allowed_hosts: list[str], csrf_or
 
 
 def release_settings(config: HostConfig, name: str, app: DjangoApp, ctx: dict) -> dict:
-    """What the release engine reads (``/etc/iac/apps/<app>.release``, JSON, no secrets)."""
+    """What the release engine reads (``AppPaths.release_settings``, JSON, no secrets)."""
     db = app.database
+    paths = config.app_paths(name)
     return {
         "app": name,
         "user": app.user,
         "repo_url": app.source.url,
         "revision": app.source.revision,
         "manage_dir": app.manage_dir,
-        "env_file": ctx["env_file"],
+        "env_file": paths.env_file,
         "unit": app.unit,
-        "unit_file": f"/etc/systemd/system/{app.unit}.service",
-        "releases": f"/srv/releases/{name}",
-        "app_link": f"/srv/apps/{name}",
-        "venv_link": f"/srv/venvs/{name}",
+        "unit_file": paths.unit_file,
+        "releases": paths.releases,
+        "app_link": paths.app_link,
+        "venv_link": paths.venv_link,
         "keep_releases": app.keep_releases,
-        "backup_dir": f"/var/backups/iac/{name}",
+        "backup_dir": paths.backup_dir,
         "db_engine": db.engine,
         "sqlite_path": db.path if isinstance(db, SqliteDatabase) else "",
         "adopt_sqlite_from": (db.adopt_from or "") if isinstance(db, SqliteDatabase) else "",
@@ -154,8 +164,15 @@ def release_settings(config: HostConfig, name: str, app: DjangoApp, ctx: dict) -
         "frontend_inputs": list(app.frontend_build.inputs) if app.frontend_build else None,
         "frontend_outputs": list(app.frontend_build.outputs) if app.frontend_build else [],
         "health_url": ctx["health_url"],
+        "health_status": app.health.status,
         "health_socket": ctx["health_socket"],
         "health_headers": ctx["health_headers"],
+        "extra_requirements": list(app.extra_requirements),
+        "static_dir": app.static_dir,
+        "static_root_env": app.settings_env.static_root or "",
+        "sqlite_env": [app.settings_env.use_sqlite or "", app.settings_env.sqlite_path or ""],
+        "release_commands": [list(c) for c in app.release_commands],
+        "process_units": paths.process_unit_files,
     }
 
 
@@ -176,7 +193,7 @@ def _inputs_hash(*texts: str) -> str:
 
 
 @operation()
-def release_live(app: str, revision: str, repo_url: str, user: str, inputs: str):
+def release_live(app: str, revision: str, repo_url: str, user: str, inputs: str, deployed: str):
     """
     Ensure the app's declared revision is live with the declared inputs (runs iac-app-release).
 
@@ -184,21 +201,23 @@ def release_live(app: str, revision: str, repo_url: str, user: str, inputs: str)
     + revision: tag, branch or commit that must be live
     + repo_url: the repository (asked for the commit the revision names)
     + user: the app user, whose deploy key reads the repository
-    + inputs: sha256 of env file + unit file + release settings as declared
+    + inputs: sha256 of env file + unit files + release settings as declared
+    + deployed: the file the engine records what it made live in (``AppPaths.deployed``)
 
     **Example:**
 
     .. code:: python
 
         release_live(name="Release chip_dashboard", app="chip_dashboard", revision="v2",
-                     repo_url="git@github.com:o/r.git", user="chip_dashboard", inputs=digest)
+                     repo_url="git@github.com:o/r.git", user="chip_dashboard", inputs=digest,
+                     deployed="/srv/releases/chip_dashboard/deployed.json")
     """
-    deployed = host.get_fact(DeployedRelease, app=app)
+    live = host.get_fact(DeployedRelease, path=deployed)
     if COMMIT_RE.match(revision):
         wanted = revision
     else:
         wanted = host.get_fact(GitRemoteCommit, url=repo_url, revision=revision, user=user)
-    if deployed and wanted and deployed.get("commit") == wanted and deployed.get("inputs") == inputs:
+    if live and wanted and live.get("commit") == wanted and live.get("inputs") == inputs:
         return
     yield StringCommand(RELEASE_SCRIPT, app)
 
@@ -259,22 +278,31 @@ def django_app(config: HostConfig, name: str, app: DjangoApp) -> None:
     env_text = render("etc/iac/apps/app.env.j2", **ctx)
     secret_file(name=f"{name}: env file (secrets)", dest=ctx["env_file"], content=env_text,
                 user="root", group=app.user, mode="640")
+    paths = ctx["paths"]
     release_text = json.dumps(release_settings(config, name, app, ctx), indent=2) + "\n"
-    files.directory(name="Directory for release settings", path="/etc/iac/apps", mode="755")
+    files.directory(name="Directory for release settings", path=str(Path(paths.release_settings).parent),
+                    mode="755")
     files.put(name=f"{name}: release settings", src=_string_io(release_text),
-              dest=f"/etc/iac/apps/{name}.release", mode="644")
+              dest=paths.release_settings, mode="644")
 
-    unit_text = render("etc/systemd/system/gunicorn.service.j2", **ctx)
-    unit_path = f"/etc/systemd/system/{app.unit}.service"
-    staged_unit = f"{STAGED}{unit_path}"
     files.directory(name="Staging directory for units", path=f"{STAGED}/etc/systemd/system", mode="755")
-    files.put(name=f"{name}: unit {app.unit} (staged)", src=_string_io(unit_text), dest=staged_unit, mode="644")
-    # daemon-reload only: the release step below restarts the unit (the unit is one of its
-    # inputs), after the new release is built, so a changed unit costs one restart of downtime
-    validated_file(
-        name=f"{name}: unit {app.unit} (verified, live)", staged=staged_unit, dest=unit_path,
-        validate=_verify_unit("{path}", ctx["gunicorn"]), activate="systemctl daemon-reload",
-    )
+    unit_texts = [render("etc/systemd/system/gunicorn.service.j2", **ctx)]
+    units = [(app.unit, paths.unit_file, unit_texts[0])]
+    for proc, unit in paths.process_units.items():
+        text = render("etc/systemd/system/app-process.service.j2", process=proc, process_unit=unit,
+                      command=app.processes[proc].command, **ctx)
+        unit_texts.append(text)
+        units.append((unit, paths.process_unit_files[unit], text))
+    for unit, unit_path, text in units:
+        staged_unit = f"{STAGED}{unit_path}"
+        files.put(name=f"{name}: unit {unit} (staged)", src=_string_io(text), dest=staged_unit, mode="644")
+        # daemon-reload only: the release step below restarts the units (they are among its
+        # inputs), after the new release is built, so a changed unit costs one restart
+        validated_file(
+            name=f"{name}: unit {unit} (verified, live)", staged=staged_unit, dest=unit_path,
+            validate=_verify_unit("{path}", f"{paths.venv_link}/bin/{'gunicorn' if unit == app.unit else 'python'}"),
+            activate="systemctl daemon-reload",
+        )
     for d in ("/srv/apps", "/srv/venvs", "/srv/releases"):
         files.directory(name=f"Directory {d}", path=d, mode="755")
     if app.database.engine == "sqlite":
@@ -294,10 +322,10 @@ def django_app(config: HostConfig, name: str, app: DjangoApp) -> None:
     release_live(
         name=f"{name}: release {app.source.revision} live", app=name, revision=app.source.revision,
         repo_url=app.source.url, user=app.user,
-        inputs=_inputs_hash(env_text, unit_text, release_text),
+        inputs=_inputs_hash(env_text, *unit_texts, release_text), deployed=paths.deployed,
     )
-    systemd.service(name=f"{name}: {app.unit} running and enabled", service=app.unit,
-                    running=True, enabled=True)
+    for unit in (app.unit, *paths.process_units.values()):
+        systemd.service(name=f"{name}: {unit} running and enabled", service=unit, running=True, enabled=True)
 
 
 def _git_host(url: str) -> str:

@@ -13,11 +13,12 @@ COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 
 class DeployedRelease(FactBase):
     """
-    The release an app last made live (``/srv/releases/APP/deployed.json``), or ``None``.
+    The release an app last made live (the engine's record at ``path``, ``AppPaths.deployed``),
+    or ``None``.
     """
 
-    def command(self, app: str) -> str:
-        return f"cat /srv/releases/{shlex.quote(app)}/deployed.json 2>/dev/null || true"
+    def command(self, path: str) -> str:
+        return f"cat {shlex.quote(path)} 2>/dev/null || true"
 
     def process(self, output: list[str]) -> dict | None:
         text = "\n".join(output).strip()

@@ -190,3 +190,122 @@ def test_switch_replaces_both_links_atomically(tmp_path: Path) -> None:
 def test_usage_without_arguments_exits_2(capsys) -> None:
     assert release_engine.main([]) == 2
     assert "release APP" in capsys.readouterr().err
+
+
+# ---- release directories keyed by commit + build settings; the app's extra steps -----------------
+
+
+def test_release_directory_changes_with_every_build_setting_and_only_with_those(tmp_path: Path) -> None:
+    """A settings change that affects the build (static_dir, extra requirements, front end) builds a
+    new directory, so a live one is never rebuilt in place; one that does not (health path,
+    keep_releases) reuses the built directory."""
+    base = release_engine.build_key(settings(tmp_path))
+    for change in ({"static_dir": "static-collected"}, {"extra_requirements": ["gunicorn==23.0.0"]},
+                   {"frontend_inputs": ["frontend"]}, {"manage_dir": "src"}, {"static_root_env": ""}):
+        assert release_engine.build_key(settings(tmp_path, **change)) != base, change
+    for same in ({"health_url": "http://localhost/status"}, {"keep_releases": 5}, {"revision": "main"},
+                 {"release_commands": [["compress"]]}):
+        assert release_engine.build_key(settings(tmp_path, **same)) == base, same
+    name = release_engine.release_dir_name("a" * 40, base)
+    assert release_engine.RELEASE_DIR_RE.match(name) and release_engine.RELEASE_DIR_RE.match("b" * 40)
+    assert not release_engine.RELEASE_DIR_RE.match("repo.git") and not release_engine.RELEASE_DIR_RE.match(
+        ".frontend-0123456789abcdef")
+
+
+def test_virtualenv_key_covers_extra_requirements() -> None:
+    plain = release_engine.venv_key(b"Django==5.2\n", "Python 3.11.2\n")
+    assert release_engine.venv_key(b"Django==5.2\n", "Python 3.11.2\n", []) == plain
+    with_gunicorn = release_engine.venv_key(b"Django==5.2\n", "Python 3.11.2\n", ["gunicorn==23.0.0"])
+    assert with_gunicorn != plain
+    assert release_engine.venv_key(b"Django==5.2\n", "Python 3.11.2\n", ["gunicorn==23.0.1"]) != with_gunicorn
+
+
+def test_inputs_hash_covers_process_units_in_the_converges_order(tmp_path: Path) -> None:
+    import hashlib
+    worker = tmp_path / "demo-worker.service"
+    s = settings(tmp_path, process_units={"demo-worker": str(worker)})
+    Path(s.env_file).write_text('A="1"\n')
+    Path(s.unit_file).write_text("[Service]\n")
+    worker.write_text("[Service]\nExecStart=/x\n")
+    texts = Path(s.env_file).read_text() + Path(s.unit_file).read_text() + worker.read_text() + \
+        s.settings_file.read_text()
+    assert release_engine.inputs_hash(s) == hashlib.sha256(texts.encode()).hexdigest()
+    before = release_engine.inputs_hash(s)
+    worker.write_text("[Service]\nExecStart=/y\n")
+    assert release_engine.inputs_hash(s) != before
+
+
+def test_engine_settings_dir_is_the_models() -> None:
+    from iac.model import RELEASE_SETTINGS_DIR
+    assert str(release_engine.SETTINGS_DIR) == RELEASE_SETTINGS_DIR or "IAC_RELEASE_SETTINGS_DIR" in os.environ
+
+
+def _fake_release(tmp_path: Path, **overrides) -> tuple:
+    """A Release whose commands are recorded instead of run (no host): returns it and the log."""
+    s = settings(tmp_path, **overrides)
+    calls: list[list[str]] = []
+    release = Release(s, log=lambda msg: calls.append(["log", msg]))
+    return release, calls
+
+
+def test_release_commands_run_in_order_and_a_failure_restores_the_database(tmp_path: Path, monkeypatch) -> None:
+    release, calls = _fake_release(tmp_path, release_commands=[["compress", "--force"], ["ensure_triggers"]])
+    ran: list[list[str]] = []
+    restored: list[bool] = []
+    monkeypatch.setattr(release, "manage",
+                        lambda rel, venv, args, *a, **kw: ran.append(args) or args[0] != "ensure_triggers")
+    monkeypatch.setattr(release, "restore_databases", lambda: restored.append(True))
+    with pytest.raises(release_engine.ReleaseFailed) as failed:
+        release.release_commands(tmp_path, tmp_path)
+    assert ran == [["compress", "--force"], ["ensure_triggers"]]
+    assert failed.value.code == release_engine.EXIT_COMMAND and "ensure_triggers" in str(failed.value)
+    assert restored == [True]
+
+
+def test_health_check_wants_the_declared_status(tmp_path: Path, monkeypatch) -> None:
+    release, calls = _fake_release(tmp_path, health_status=302, health_url="http://localhost/api/status/")
+    asked: list[list[str]] = []
+
+    def fake_run(cmd, check=True, **kw):
+        asked.append(cmd)
+        return subprocess.CompletedProcess(cmd, 0, stdout="200", stderr="")
+    monkeypatch.setattr(release_engine, "run", fake_run)
+    monkeypatch.setattr(release_engine.time, "sleep", lambda _: None)
+    assert not release.healthy(attempts=2)  # 200 is not the 302 declared
+    assert asked[-1][-1] == "http://localhost/api/status/" and "--unix-socket" in asked[-1]
+    assert any("answered 200, not 302" in c[1] for c in calls if c[0] == "log")
+    monkeypatch.setattr(release_engine, "run", lambda cmd, check=True, **kw: subprocess.CompletedProcess(
+        cmd, 0, stdout="302", stderr=""))
+    assert release.healthy(attempts=1)
+
+
+def test_process_units_restart_and_stop_with_gunicorns(tmp_path: Path, monkeypatch) -> None:
+    release, _ = _fake_release(tmp_path, process_units={"demo-worker": "/etc/systemd/system/demo-worker.service"})
+    ran: list[list[str]] = []
+    monkeypatch.setattr(release_engine, "run", lambda cmd, check=True, **kw: ran.append(cmd) or
+                        subprocess.CompletedProcess(cmd, 0, stdout="", stderr=""))
+    release.restart()
+    assert ["systemctl", "restart", "gunicorn-demo", "demo-worker"] in ran
+
+
+def test_collectstatic_that_fills_nothing_fails_the_build(tmp_path: Path, monkeypatch) -> None:
+    """An app whose STATIC_ROOT is not static_dir: the release fails before anything goes live
+    (nginx would answer 404 for every static file)."""
+    release, _ = _fake_release(tmp_path, static_dir="static-collected", static_root_env="")
+    rel = tmp_path / "releases" / ("a" * 40)
+    (tmp_path / "venv").mkdir()
+    ran: list[list[str]] = []
+
+    def fake_run(cmd, check=True, **kw):
+        ran.append(cmd)
+        if "mkdir" in cmd:  # the release directory, made as the app user
+            Path(cmd[-1]).mkdir(parents=True)
+        return subprocess.CompletedProcess(cmd, 0, stdout="", stderr="")
+    monkeypatch.setattr(release_engine, "run", fake_run)
+    monkeypatch.setattr(release, "virtualenv", lambda r: tmp_path / "venv")
+    with pytest.raises(release_engine.ReleaseFailed) as failed:
+        release.build("a" * 40, rel)
+    assert failed.value.code == release_engine.EXIT_STATIC and "static-collected" in str(failed.value)
+    collect = next(c for c in ran if "collectstatic" in c)
+    assert not any(part.startswith("STATIC_ROOT=") for part in collect)  # the app reads no such variable
+    assert not (rel / ".iac-built").exists()

@@ -13,20 +13,25 @@ Commands:
 
 Stages of a release, and why in this order:
   1. fetch    the declared revision over SSH with the app's deploy key (host key pinned)
-  2. build    code, virtualenv (shared by releases with the same requirements), front-end build
-              (npm ci when the package files changed, npm run build when its declared inputs
-              changed, else the outputs of the build with the same inputs), collectstatic.
+  2. build    into <releases>/<commit>-<build key> (the build key hashes the settings a build
+              depends on, so a settings change never rebuilds a live directory in place): code,
+              virtualenv (shared by releases with the same requirements and extra
+              requirements), front-end build (npm ci when the package files changed, npm run
+              build when its declared inputs changed, else the outputs of the build with the
+              same inputs), collectstatic (which must fill static_dir).
               Nothing live changes here: a failure leaves the old release serving.
-  3. migrate  back up the database(s) (the backup engine's validated snapshot), then migrate.
-              A failed migration restores the backup and stops: the old release keeps serving
-              the database as it was.
-  4. switch   the stable links (app, venv) to the new release atomically, restart the unit,
-              check the app answers on gunicorn's socket. If not: switch back, restore the
-              database, restart; a first release (nothing to go back to) leaves the unit stopped.
+  3. migrate  back up the database(s) (the backup engine's validated snapshot), migrate, then
+              the declared release commands (manage.py compress, ...). A failure restores the
+              backup and stops: the old release keeps serving the database as it was.
+  4. switch   the stable links (app, venv) to the new release atomically, restart the unit and
+              the app's process units, check the health path answers the declared status on
+              gunicorn's socket. If not: switch back, restore the database, restart; a first
+              release (nothing to go back to) leaves the units stopped and disabled.
   5. record   what is live in <releases>/deployed.json (read by the converge's facts), prune.
 
 Exit codes: 0 live, 3 cannot fetch, 4 unknown revision, 5 migration (or data import) failed,
-6 health check failed, 7 pip failed, 8 front-end build failed, 2 usage.
+6 health check failed, 7 pip failed, 8 front-end build failed, 9 a release command failed,
+10 collectstatic did not fill static_dir, 2 usage.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -48,6 +54,8 @@ SETTINGS_DIR = Path(os.environ.get("IAC_RELEASE_SETTINGS_DIR", "/etc/iac/apps"))
 LOG_FILE = Path(os.environ.get("IAC_RELEASE_LOG", "/var/log/iac/releases.log"))
 BACKUP_ENGINE = Path(__file__).resolve().parent / "iac_backup.py"
 EXIT_FETCH, EXIT_REVISION, EXIT_MIGRATE, EXIT_HEALTH, EXIT_PIP, EXIT_FRONTEND = 3, 4, 5, 6, 7, 8
+EXIT_COMMAND, EXIT_STATIC = 9, 10
+RELEASE_DIR_RE = re.compile(r"^[0-9a-f]{40}(-[0-9a-f]{12})?$")
 
 
 class ReleaseFailed(Exception):
@@ -88,8 +96,15 @@ class Settings:
     frontend_inputs: list[str] | None = None
     frontend_outputs: list[str] = field(default_factory=list)
     health_url: str = "http://localhost/healthz"
+    health_status: int = 200
     health_socket: str = ""
     health_headers: list[str] = field(default_factory=list)
+    extra_requirements: list[str] = field(default_factory=list)
+    static_dir: str = "staticfiles"
+    static_root_env: str = "STATIC_ROOT"
+    sqlite_env: list[str] = field(default_factory=lambda: ["USE_SQLITE", "SQLITE_PATH"])
+    release_commands: list[list[str]] = field(default_factory=list)
+    process_units: dict[str, str] = field(default_factory=dict)  # unit name -> unit file
     settings_file: Path = Path()
 
     @classmethod
@@ -173,13 +188,29 @@ def locked(path: Path):
 
 
 def inputs_hash(s: Settings) -> str:
-    """What, besides the commit, a live release was made with: env file, unit, settings."""
-    return sha256_files([Path(s.env_file), Path(s.unit_file), s.settings_file])
+    """What, besides the commit, a live release was made with: env file, units, settings (the
+    converge hashes the same texts in the same order: operations/django_app.py)."""
+    return sha256_files([Path(s.env_file), Path(s.unit_file), *map(Path, s.process_units.values()),
+                         s.settings_file])
 
 
-def venv_key(requirements: bytes, python_version: str) -> str:
-    """Releases with the same requirements.txt and python share one virtualenv."""
-    return hashlib.sha256(requirements + python_version.encode()).hexdigest()[:16]
+def venv_key(requirements: bytes, python_version: str, extra: list[str] | None = None) -> str:
+    """Releases with the same requirements.txt, extra requirements and python share one virtualenv."""
+    extras = "".join(f"\n+{r}" for r in extra or []).encode()
+    return hashlib.sha256(requirements + python_version.encode() + extras).hexdigest()[:16]
+
+
+def build_key(s: Settings) -> str:
+    """The settings a built release directory depends on, besides its commit: a change of any
+    of them builds a new directory instead of changing one that may be live."""
+    built_from = {"manage_dir": s.manage_dir, "static_dir": s.static_dir, "static_root_env": s.static_root_env,
+                  "extra_requirements": s.extra_requirements, "frontend_inputs": s.frontend_inputs,
+                  "frontend_outputs": s.frontend_outputs}
+    return hashlib.sha256(json.dumps(built_from, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def release_dir_name(commit: str, key: str) -> str:
+    return f"{commit}-{key}"
 
 
 def is_live_and_unchanged(live_target: Path | None, release: Path, deployed: dict | None, inputs: str,
@@ -262,24 +293,30 @@ class Release:
             self.frontend(commit, release)
         self.log("collectstatic")
         code = release / s.manage_dir
+        static_root = code / s.static_dir
         run(with_app_env(s, [f"{venv}/bin/python", "manage.py", "collectstatic", "--noinput", "-v", "0"], code,
-                         {"STATIC_ROOT": f"{code}/staticfiles"}))
+                         {s.static_root_env: str(static_root)} if s.static_root_env else None))
+        if not static_root.is_dir() or not any(static_root.iterdir()):
+            raise ReleaseFailed(EXIT_STATIC, f"collectstatic wrote nothing to {s.static_dir} (static_dir): set it to "
+                                             "the app's STATIC_ROOT; the live release is untouched")
         run(as_user(s.user, ["touch", str(release / ".iac-built")]))
 
     def virtualenv(self, release: Path) -> Path:
         s = self.s
         req = release / "requirements.txt"
         python = run(["python3", "--version"], capture_output=True, text=True).stdout.strip()
-        venv = s.venv_link.parent / f".{s.app}-{venv_key(req.read_bytes() if req.exists() else b'', python + chr(10))}"
+        key = venv_key(req.read_bytes() if req.exists() else b"", python + chr(10), s.extra_requirements)
+        venv = s.venv_link.parent / f".{s.app}-{key}"
         if (venv / ".iac-complete").is_file():
             return venv
         # a virtualenv is not relocatable: it is built at its final path, marked when complete
         self.log(f"creating virtualenv {venv} (requirements changed)")
         shutil.rmtree(venv, ignore_errors=True)
         run(["install", "-d", "-o", s.user, "-g", s.user, "-m", "0755", str(venv)])
-        ok = run(as_user(s.user, ["python3", "-m", "venv", str(venv)]), check=False).returncode == 0 and run(
-            as_user(s.user, [f"{venv}/bin/pip", "install", "--quiet", "--disable-pip-version-check", "-r", str(req)]),
-            check=False).returncode == 0
+        pip = [f"{venv}/bin/pip", "install", "--quiet", "--disable-pip-version-check"]
+        steps = [["python3", "-m", "venv", str(venv)], *([[*pip, "-r", str(req)]] if req.exists() else []),
+                 *([[*pip, *s.extra_requirements]] if s.extra_requirements else [])]
+        ok = all(run(as_user(s.user, step), check=False).returncode == 0 for step in steps)
         if not ok:
             shutil.rmtree(venv, ignore_errors=True)
             raise ReleaseFailed(EXIT_PIP, "pip install failed; the live release is untouched")
@@ -391,7 +428,8 @@ class Release:
                      "(the app stops meanwhile)")
             self.unit("stop")
             shutil.copy2(s.import_sqlite_from, s.backup_dir / f"import.{Path(s.import_sqlite_from).name}.{self.stamp}")
-            sqlite_env = {"USE_SQLITE": "1", "SQLITE_PATH": s.import_sqlite_from}
+            use_sqlite, sqlite_path = s.sqlite_env
+            sqlite_env = {k: v for k, v in ((use_sqlite, "1"), (sqlite_path, s.import_sqlite_from)) if k}
             with export.open("w") as out:
                 ok = self.manage(release, venv, ["migrate", "--noinput"], sqlite_env) and self.manage(
                     release, venv, ["dumpdata", "--natural-foreign", "--natural-primary", "-e", "contenttypes",
@@ -414,6 +452,17 @@ class Release:
                     raise ReleaseFailed(EXIT_MIGRATE, "loading the SQLite data FAILED")
             self.log(f"moved {export.read_text().count(chr(34) + 'model' + chr(34) + ':')} objects from SQLite")
 
+    def release_commands(self, release: Path, venv: Path) -> None:
+        """The app's own release steps (manage.py compress, ...), after migrate: they may need the
+        new schema. One failing restores the database and stops; the old release keeps serving."""
+        for command in self.s.release_commands:
+            self.log(f"release command: manage.py {' '.join(command)}")
+            if not self.manage(release, venv, command):
+                self.log(f"release command manage.py {command[0]} FAILED: restoring the database(s)")
+                self.restore_databases()
+                raise ReleaseFailed(EXIT_COMMAND, f"release command manage.py {' '.join(command)} FAILED; the live "
+                                                  "release is untouched")
+
     # 4. switch + restart + health
     def switch_to(self, release: Path) -> None:
         s = self.s
@@ -423,29 +472,36 @@ class Release:
             tmp.symlink_to(target)
             os.replace(tmp, link)
 
+    @property
+    def units(self) -> list[str]:
+        """gunicorn's unit, then the app's process units (restarted, enabled, stopped together)."""
+        return [self.s.unit, *self.s.process_units]
+
     def restart(self) -> None:
         # a unit that hit its start limit (StartLimitBurst) refuses even a manual start until reset
-        run(["systemctl", "reset-failed", self.s.unit], check=False, stderr=subprocess.DEVNULL)
-        run(["systemctl", "restart", self.s.unit], check=False)
+        run(["systemctl", "reset-failed", *self.units], check=False, stderr=subprocess.DEVNULL)
+        run(["systemctl", "restart", *self.units], check=False)
 
     def healthy(self, attempts: int = 30) -> bool:
         s = self.s
-        cmd = ["curl", "-fsS", "-o", "/dev/null", "--max-time", "5"]
+        cmd = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"]
         if s.health_socket:
             cmd += ["--unix-socket", s.health_socket]
         for header in s.health_headers:
             cmd += ["-H", header]
         for _ in range(attempts):
-            if run([*cmd, s.health_url], check=False, stderr=subprocess.DEVNULL).returncode == 0:
+            got = run([*cmd, s.health_url], check=False, capture_output=True, text=True).stdout.strip()
+            if got == str(s.health_status):
                 return True
             time.sleep(1)
+        self.log(f"{s.health_url} answered {got or 'nothing'}, not {s.health_status}")
         return False
 
     def go_live(self, commit: str, release: Path, previous: Path | None) -> None:
         s = self.s
         self.switch_to(release)
         run(["systemctl", "daemon-reload"])
-        run(["systemctl", "enable", "--quiet", s.unit])
+        run(["systemctl", "enable", "--quiet", *self.units])
         self.restart()
         if self.healthy():
             return
@@ -459,10 +515,10 @@ class Release:
         else:
             # a first release has nothing to go back to: the unit is stopped and disabled (not left
             # restarting every RestartSec), the stable links are removed, the database restored
-            self.log(f"first release failed: {s.unit} stopped and disabled, {s.app_link} removed; fix the "
-                     "revision and run again")
-            run(["systemctl", "disable", "--now", "--quiet", s.unit], check=False)
-            run(["systemctl", "reset-failed", s.unit], check=False, stderr=subprocess.DEVNULL)
+            self.log(f"first release failed: {' '.join(self.units)} stopped and disabled, {s.app_link} removed; "
+                     "fix the revision and run again")
+            run(["systemctl", "disable", "--now", "--quiet", *self.units], check=False)
+            run(["systemctl", "reset-failed", *self.units], check=False, stderr=subprocess.DEVNULL)
             s.app_link.unlink(missing_ok=True)
             s.venv_link.unlink(missing_ok=True)
             self.restore_databases()
@@ -477,8 +533,7 @@ class Release:
 
     def prune(self, release: Path) -> None:
         s = self.s
-        dirs = [p for p in s.releases.iterdir() if p.is_dir() and len(p.name) == 40
-                and all(c in "0123456789abcdef" for c in p.name)]
+        dirs = [p for p in s.releases.iterdir() if p.is_dir() and RELEASE_DIR_RE.match(p.name)]
         for old in releases_to_prune(_mtimes(dirs), s.keep_releases, release):
             shutil.rmtree(old, ignore_errors=True)
         for prefix in (".frontend-", ".node_modules-"):
@@ -497,7 +552,7 @@ class Release:
         shutil.chown(s.releases, s.user, s.user)
         with locked(s.releases / ".lock"):
             commit = self.fetch()
-            release = s.releases / commit
+            release = s.releases / release_dir_name(commit, build_key(s))
             inputs = inputs_hash(s)
             previous = s.app_link.resolve() if s.app_link.is_symlink() else None
             deployed_file = s.releases / "deployed.json"
@@ -513,6 +568,7 @@ class Release:
             self.adopt_sqlite()
             self.back_up()
             self.migrate(release, venv, previous)
+            self.release_commands(release, venv)
             self.go_live(commit, release, previous)
             self.record(commit, inputs)
             self.prune(release)
