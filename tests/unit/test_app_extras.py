@@ -1,0 +1,137 @@
+"""What a Django app nobody here wrote needs, declared through the model alone: pip packages its
+requirements lack, its own health URL and status, release commands, its own static directory
+and settings variable names, and long-running worker processes. Each is typed and refused with
+the option's path and an example; the defaults keep today's apps' files as they were.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from iac.stack import ConfigError, build_host_config
+from operations import django_app
+from tests.unit.test_release_engine import release_engine
+
+# shaped like healthchecks.io: no gunicorn in requirements.txt, /api/v3/status/, compress after
+# collectstatic, static-collected/, SECRET_KEY/DEBUG/ALLOWED_HOSTS, a sendalerts worker
+PINGER: dict[str, Any] = {
+    "user": "pinger", "unit": "gunicorn-pinger", "settings_module": "hc.settings", "wsgi_app": "hc.wsgi:application",
+    "source": {"url": "git@github.com:example/pinger.git", "revision": "v1",
+               "host_key": "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl"},
+    "allowed_hosts": ["pinger.example"],
+    "database": {"engine": "sqlite", "path": "/var/lib/pinger/db.sqlite3"},
+    "nginx": {"name": "pinger", "port": 8080, "server_names": ["pinger.example"]},
+    "extra_requirements": ["gunicorn==23.0.0"],
+    "health": {"path": "/api/v3/status/"},
+    "release_commands": [["compress", "--force"]],
+    "static_dir": "static-collected",
+    "settings_env": {"secret_key": "SECRET_KEY", "debug": "DEBUG", "allowed_hosts": "ALLOWED_HOSTS",
+                     "csrf_trusted_origins": None, "secure_cookies": None, "static_root": None,
+                     "use_sqlite": None, "sqlite_path": "DB_NAME"},
+    "processes": {"sendalerts": {"command": ["sendalerts"]}},
+}
+
+
+def _public(app: dict[str, Any] | None = None, **changes: Any):
+    return build_host_config("public", "srv1178562", overrides={"apps": {"pinger": {**PINGER, **(app or {}),
+                                                                                      **changes}}})
+
+
+def _refused(option: str, **changes: Any) -> str:
+    with pytest.raises(ConfigError) as err:
+        _public(**changes)
+    message = str(err.value)
+    assert f"apps.pinger.{option}" in message, message
+    assert "example" in message or "e.g." in message, message
+    return message
+
+
+def test_a_real_app_shape_is_declared_through_the_model_alone() -> None:
+    config = _public()
+    app, paths = config.apps["pinger"], config.app_paths("pinger")
+    ctx = django_app._context(config, "pinger", app)
+    env = ctx["environment"]
+    # the names the app reads; none of the repo's defaults it would ignore
+    assert env["SECRET_KEY"] and env["DEBUG"] == "0" and env["ALLOWED_HOSTS"] == "pinger.example"
+    assert env["DB_NAME"] == "/var/lib/pinger/db.sqlite3"
+    assert not {"DJANGO_SECRET_KEY", "DJANGO_DEBUG", "USE_SQLITE", "DJANGO_SECURE_COOKIES"} & set(env)
+    # nginx serves the app's own static directory
+    site = django_app.render("etc/nginx/sites-available/app.conf.j2", default_server=True, **ctx)
+    assert "alias /srv/apps/pinger/static-collected/;" in site
+    assert f"server unix:{paths.socket} fail_timeout=0;" in site
+    # the worker: its own unit, same env file, user and release
+    unit = django_app.render("etc/systemd/system/app-process.service.j2", process="sendalerts",
+                             process_unit="pinger-sendalerts", command=["sendalerts"], **ctx)
+    assert "ExecStart=/srv/venvs/pinger/bin/python manage.py sendalerts\n" in unit
+    assert f"EnvironmentFile={paths.env_file}\n" in unit and "User=pinger\n" in unit
+    assert paths.process_units == {"sendalerts": "pinger-sendalerts"}
+    # what the release engine is told
+    settings = django_app.release_settings(config, "pinger", app, ctx)
+    assert settings["extra_requirements"] == ["gunicorn==23.0.0"]
+    assert settings["health_url"] == "http://localhost/api/v3/status/" and settings["health_status"] == 200
+    assert settings["release_commands"] == [["compress", "--force"]] and settings["static_root_env"] == ""
+    assert settings["process_units"] == {"pinger-sendalerts": "/etc/systemd/system/pinger-sendalerts.service"}
+
+
+def test_release_settings_of_the_real_app_shape_load_in_the_engine(tmp_path: Path) -> None:
+    config = _public()
+    ctx = django_app._context(config, "pinger", config.apps["pinger"])
+    (tmp_path / "pinger.release").write_text(json.dumps(
+        django_app.release_settings(config, "pinger", config.apps["pinger"], ctx)))
+    loaded = release_engine.Settings.load("pinger", tmp_path)
+    assert loaded.static_dir == "static-collected" and loaded.sqlite_env == ["", "DB_NAME"]
+
+
+@pytest.mark.parametrize(("option", "changes"), [
+    ("extra_requirements.0", {"extra_requirements": ["gunicorn"]}),  # unpinned
+    ("extra_requirements.0", {"extra_requirements": ["--index-url=https://evil.example/simple"]}),
+    ("extra_requirements.0", {"extra_requirements": ["gunicorn @ https://evil.example/g.whl"]}),
+    ("health.path", {"health": {"path": "healthz"}}),
+    ("health.path", {"health": {"path": "/static/../admin/"}}),
+    ("health.status", {"health": {"status": 500}}),
+    ("release_commands.0", {"release_commands": [["compress; rm -rf /"]]}),
+    ("release_commands.0", {"release_commands": [["compress", "$HOME"]]}),
+    ("release_commands.0", {"release_commands": [[]]}),
+    ("static_dir", {"static_dir": "../etc"}),
+    ("settings_env.debug", {"settings_env": {"secret_key": "DEBUG", "debug": "DEBUG"}}),
+    ("settings_env.secret_key", {"settings_env": {"secret_key": "PATH"}}),
+    ("settings_env.secret_key", {"settings_env": {"secret_key": None}}),
+    ("processes.sendalerts.command", {"processes": {"sendalerts": {"command": ["send alerts"]}}}),
+    ("processes.sendalerts.unit", {"processes": {"sendalerts": {"command": ["sendalerts"], "unit": "nginx"}}}),
+    ("processes.sendalerts.unit", {"processes": {"sendalerts": {"command": ["sendalerts"],
+                                                                  "unit": "gunicorn-pinger"}}}),
+    ("env.SECRET_KEY", {"env": {"SECRET_KEY": "x"}}),  # the name the app reads its secret key from
+])
+def test_bad_app_extras_are_refused_with_the_option_and_an_example(option: str, changes: dict) -> None:
+    _refused(option, **changes)
+
+
+def test_a_process_unit_may_not_take_another_apps_unit() -> None:
+    with pytest.raises(ConfigError, match=r"apps.pinger.processes.sendalerts.unit.*broker_portal"):
+        _public(processes={"sendalerts": {"command": ["sendalerts"], "unit": "broker_portal"}})
+
+
+def test_unknown_app_option_lists_the_known_ones_and_suggests_the_closest() -> None:
+    with pytest.raises(ConfigError) as err:
+        _public(health_path="/x")
+    assert "did you mean 'health'" in str(err.value) or "health" in str(err.value), str(err.value)
+    with pytest.raises(ConfigError, match="extra_requirements"):
+        _public(extra_requirement=["gunicorn==23.0.0"])
+
+
+def test_todays_apps_keep_their_files_byte_for_byte() -> None:
+    """The new options' defaults are today's behaviour: env files, units and sites of the
+    declared apps do not change (a change would restart every app on the next run)."""
+    golden = json.loads((Path(__file__).parent / "golden_app_files.json").read_text())
+    for group, hostname in (("public", "srv1178562"), ("lan", "gts-server")):
+        config = build_host_config(group, hostname)
+        for name, app in config.apps.items():
+            ctx = django_app._context(config, name, app)
+            for template in ("etc/systemd/system/gunicorn.service.j2", "etc/iac/apps/app.env.j2"):
+                assert django_app.render(template, **ctx) == golden[f"{name}:{template}"], (name, template)
+            site = django_app.render("etc/nginx/sites-available/app.conf.j2", default_server=True, **ctx)
+            assert site == golden[f"{name}:site"], name
