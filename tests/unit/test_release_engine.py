@@ -309,3 +309,20 @@ def test_collectstatic_that_fills_nothing_fails_the_build(tmp_path: Path, monkey
     collect = next(c for c in ran if "collectstatic" in c)
     assert not any(part.startswith("STATIC_ROOT=") for part in collect)  # the app reads no such variable
     assert not (rel / ".iac-built").exists()
+
+
+def test_database_is_restored_only_when_migrate_wrote_to_it(tmp_path: Path, monkeypatch) -> None:
+    """A later failure (release command, health check) restores the pre-migrate backup only if
+    migrate applied something: otherwise the restore would only lose rows written since."""
+    assert not release_engine.migrate_wrote(0, "Operations to perform:\n  No migrations to apply.\n")
+    assert release_engine.migrate_wrote(0, "Running migrations:\n  Applying api.0002_check_tags... OK\n")
+    assert release_engine.migrate_wrote(1, "  No migrations to apply.\n")
+    release, calls = _fake_release(tmp_path)
+    release.backups = [("sqlite", str(tmp_path / "db.sqlite3"), tmp_path / "db.backup")]
+    ran: list[list[str]] = []
+    monkeypatch.setattr(release_engine, "run", lambda cmd, check=True, **kw: ran.append(cmd))
+    release.restore_databases()
+    assert ran == [] and any("not restored" in c[1] for c in calls)
+    release.schema_changed = True
+    release.restore_databases()
+    assert ran and ran[0][0] == "install"

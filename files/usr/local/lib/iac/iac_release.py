@@ -209,6 +209,12 @@ def build_key(s: Settings) -> str:
     return hashlib.sha256(json.dumps(built_from, sort_keys=True).encode()).hexdigest()[:12]
 
 
+def migrate_wrote(returncode: int, stdout: str) -> bool:
+    """Whether a `manage.py migrate` run may have changed the database: it failed, or it did
+    not say that it had nothing to apply."""
+    return returncode != 0 or "No migrations to apply." not in stdout
+
+
 def release_dir_name(commit: str, key: str) -> str:
     return f"{commit}-{key}"
 
@@ -248,6 +254,9 @@ class Release:
         self.log = log or Log(s.app)
         self.mirror = s.releases / "repo.git"
         self.backups: list[tuple[str, str, Path]] = []  # (engine, target, file)
+        # whether migrate (or a data import) wrote to the database: only then does a later failure
+        # restore the pre-migrate backup (which would lose rows the live release wrote since)
+        self.schema_changed = False
         self.stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
 
     # 1. fetch
@@ -397,6 +406,11 @@ class Release:
         self.log("database backups: " + (" ".join(f"{e}:{t}:{f}" for e, t, f in self.backups) or "none"))
 
     def restore_databases(self) -> None:
+        if not self.schema_changed:
+            if self.backups:
+                self.log("migrate applied nothing: the database is not restored (rows written since the backup "
+                         "are kept)")
+            return
         for engine, target, dump in self.backups:
             self.log(f"restoring {target} from {dump}")
             if engine == "sqlite":
@@ -438,8 +452,14 @@ class Release:
                 self.unit("start")
                 raise ReleaseFailed(EXIT_MIGRATE, f"reading {s.import_sqlite_from} FAILED; nothing was written to "
                                                   "PostgreSQL")
+        self.schema_changed = importing
         for alias in s.migrate_databases:
-            if not self.manage(release, venv, ["migrate", "--noinput", "--database", alias]):
+            cmd = with_app_env(s, [f"{venv}/bin/python", "manage.py", "migrate", "--noinput", "--database", alias],
+                               release / s.manage_dir)
+            done = run(cmd, check=False, stdout=subprocess.PIPE, text=True)
+            sys.stderr.write(done.stdout)
+            self.schema_changed |= migrate_wrote(done.returncode, done.stdout)
+            if done.returncode != 0:
                 live = f"; the live release stays {short(previous.name)}" if previous else ""
                 self.log(f"migration FAILED: restoring the database(s){live}")
                 self.restore_databases()
