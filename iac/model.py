@@ -1167,6 +1167,8 @@ RESERVED_SITES = frozenset({"default"})
 # Where the release engine's settings live on a host (its own default, files/usr/local/lib/iac/
 # iac_release.py SETTINGS_DIR, is checked equal by tests/unit/test_release_engine.py)
 RELEASE_SETTINGS_DIR = "/etc/iac/apps"
+# shared by every app's gunicorn; shipped by operations/django_app.py release_engine()
+GUNICORN_CONFIG = "/usr/local/lib/iac/gunicorn_conf.py"
 
 
 @dataclass(frozen=True)
@@ -1183,6 +1185,7 @@ class AppPaths:
     code_dir: str          # manage.py's directory in the live release (WorkingDirectory=)
     static_root: str       # collectstatic's target in the live release (nginx's /static/)
     gunicorn: str          # ExecStart's program
+    gunicorn_config: str   # settings some gunicorn versions lack (files/usr/local/lib/iac/gunicorn_conf.py)
     runtime_dir: str       # RuntimeDirectory= name (under /run)
     socket: str            # gunicorn's socket: nginx and the health check connect to it
     unit_file: str
@@ -1241,6 +1244,7 @@ class HostConfig(Strict):
             code_dir=code,
             static_root=posixpath.join(code, app.static_dir),
             gunicorn=f"/srv/venvs/{name}/bin/gunicorn",
+            gunicorn_config=GUNICORN_CONFIG,
             runtime_dir=app.unit,
             socket=f"/run/{app.unit}/gunicorn.sock",
             unit_file=f"/etc/systemd/system/{app.unit}.service",

@@ -28,7 +28,7 @@ from pyinfra.facts.files import File
 from pyinfra.operations import files, server, systemd
 
 from iac.formats import FILTERS
-from iac.model import DjangoApp, HostConfig, PostgresDatabase, SqliteDatabase
+from iac.model import GUNICORN_CONFIG, DjangoApp, HostConfig, PostgresDatabase, SqliteDatabase
 from operations.facts import COMMIT_RE, DeployedRelease, GitRemoteCommit
 from operations.guarded import secret_file, validated_file
 from operations.packages import packages_present
@@ -182,6 +182,8 @@ def release_engine() -> None:
     files.directory(name="Directory /usr/local/lib/iac", path="/usr/local/lib/iac", mode="755")
     files.put(name="Release engine iac_release.py", src=str(FILES / RELEASE_ENGINE.lstrip("/")),
               dest=RELEASE_ENGINE, mode="755")
+    files.put(name="gunicorn settings of every app", src=str(FILES / GUNICORN_CONFIG.lstrip("/")),
+              dest=GUNICORN_CONFIG, mode="644")
     for script in RELEASE_COMMANDS:
         files.put(name=f"Command {script}", src=str(FILES / script.lstrip("/")), dest=script, mode="755")
     files.put(name="Command /usr/local/sbin/iac-alert-test",
