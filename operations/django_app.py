@@ -29,7 +29,7 @@ from pyinfra.operations import files, server, systemd
 
 from iac.formats import FILTERS
 from iac.model import GUNICORN_CONFIG, DjangoApp, HostConfig, PostgresDatabase, SqliteDatabase
-from operations.facts import COMMIT_RE, DeployedRelease, GitRemoteCommit
+from operations.facts import COMMIT_RE, DeployedRelease, GitRemoteCommit, ReleaseDamage
 from operations.guarded import secret_file, validated_file
 from operations.packages import packages_present
 
@@ -197,7 +197,8 @@ def _inputs_hash(*texts: str) -> str:
 @operation()
 def release_live(app: str, revision: str, repo_url: str, user: str, inputs: str, deployed: str):
     """
-    Ensure the app's declared revision is live with the declared inputs (runs iac-app-release).
+    Ensure the app's declared revision is live with the declared inputs, and intact: a live
+    release whose files or virtualenv differ from what went live is rebuilt (runs iac-app-release).
 
     + app: app name (``/etc/iac/apps/APP.release`` holds its settings)
     + revision: tag, branch or commit that must be live
@@ -219,8 +220,12 @@ def release_live(app: str, revision: str, repo_url: str, user: str, inputs: str,
         wanted = revision
     else:
         wanted = host.get_fact(GitRemoteCommit, url=repo_url, revision=revision, user=user)
-    if live and wanted and live.get("commit") == wanted and live.get("inputs") == inputs:
+    damaged = host.get_fact(ReleaseDamage, engine=RELEASE_ENGINE, app=app)
+    if live and wanted and live.get("commit") == wanted and live.get("inputs") == inputs and not damaged:
         return
+    if damaged and live and live.get("commit") == wanted:
+        # drift names the operation; say what differs (paths and package names, never contents)
+        host.noop(f"{app}: live release damaged: {'; '.join(damaged)}")
     yield StringCommand(RELEASE_SCRIPT, app)
 
 

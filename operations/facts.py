@@ -30,6 +30,22 @@ class DeployedRelease(FactBase):
             return None
 
 
+class ReleaseDamage(FactBase):
+    """
+    What differs in an app's live release from what went live, as the release engine's
+    ``verify`` reports it: files against the manifest of hashes recorded then, the virtualenv's
+    distributions against those installed when it was built. ``[]`` when intact, when nothing is
+    live, or when the host's engine predates ``verify``.
+    """
+
+    def command(self, engine: str, app: str) -> str:
+        return f"test -f {shlex.quote(engine)} && python3 {shlex.quote(engine)} verify {shlex.quote(app)} " \
+               "2>/dev/null || true"
+
+    def process(self, output: list[str]) -> list[str]:
+        return [line.strip() for line in output if line.strip()]
+
+
 class GitRemoteCommit(FactBase):
     """
     The commit a revision (tag, branch) names on the app's git remote, asked as the app user

@@ -326,3 +326,72 @@ def test_database_is_restored_only_when_migrate_wrote_to_it(tmp_path: Path, monk
     release.schema_changed = True
     release.restore_databases()
     assert ran and ran[0][0] == "install"
+
+
+# ---- a damaged live release: seen by `verify`, rebuilt beside the damaged one ------------------
+
+
+def _built_release(tmp_path: Path) -> Path:
+    release = tmp_path / "releases" / ("c" * 40)
+    (release / "app/__pycache__").mkdir(parents=True)
+    (release / "app/views.py").write_text("VERSION = 'v2'\n")
+    (release / "app/__pycache__/views.cpython-311.pyc").write_bytes(b"\0")
+    (release / ".iac-built").touch()
+    venv = tmp_path / "venvs/.demo-0123"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin/python").touch()
+    for dist in ("Django-5.2.19", "gunicorn-23.0.0"):
+        (venv / f"lib/python3.11/site-packages/{dist}.dist-info").mkdir(parents=True)
+    (venv / release_engine.PACKAGES).write_text("\n".join(release_engine.venv_packages(venv)) + "\n")
+    (release / ".venv").symlink_to(venv)
+    (release / release_engine.MANIFEST).write_text(json.dumps(release_engine.release_manifest(release)))
+    return release
+
+
+def test_manifest_holds_the_release_files_not_bytecode_or_the_engines_marks(tmp_path: Path) -> None:
+    release = _built_release(tmp_path)
+    manifest = release_engine.release_manifest(release)
+    assert set(manifest) == {"app/views.py", ".venv"}
+    assert manifest[".venv"].startswith("-> ") and len(manifest["app/views.py"]) == 64
+    assert release_engine.damage(release) == []
+
+
+def test_an_edited_added_or_removed_file_is_damage_named_by_path(tmp_path: Path) -> None:
+    release = _built_release(tmp_path)
+    (release / "app/views.py").write_text("VERSION = 'hotfix'\n")
+    (release / "app/extra.py").write_text("")
+    (release / "app/__pycache__/new.cpython-311.pyc").write_bytes(b"\0")  # Python's own: not damage
+    assert release_engine.damage(release) == ["changed: app/views.py", "added: app/extra.py"]
+    (release / "app/views.py").unlink()
+    assert "missing: app/views.py" in release_engine.damage(release)
+
+
+def test_a_package_removed_from_the_virtualenv_is_damage(tmp_path: Path) -> None:
+    release = _built_release(tmp_path)
+    venv = (release / ".venv").resolve()
+    (venv / "lib/python3.11/site-packages/gunicorn-23.0.0.dist-info").rmdir()
+    assert release_engine.damage(release) == ["virtualenv: gunicorn-23.0.0 missing"]
+    import shutil
+    shutil.rmtree(venv)
+    assert release_engine.damage(release)[0].startswith("virtualenv missing")
+
+
+def test_many_differences_are_capped_with_a_count() -> None:
+    lines = release_engine.manifest_differences({f"f{i}": "x" for i in range(15)}, {})
+    assert len(lines) == 11 and lines[-1] == "... and 5 more"
+
+
+def test_damaged_release_is_set_aside_and_put_back_if_the_rebuild_fails(tmp_path: Path, monkeypatch) -> None:
+    release = _built_release(tmp_path)
+    venv = (release / ".venv").resolve()
+    (venv / "lib/python3.11/site-packages/gunicorn-23.0.0.dist-info").rmdir()
+    engine, _ = _fake_release(tmp_path)
+    moved = engine.set_aside(release)
+    assert moved == {release: release.with_name(release.name + ".damaged"),
+                     venv: venv.with_name(venv.name + ".damaged")}
+    assert not release.exists() and not venv.exists()
+    release.mkdir()  # a half-made rebuild
+    monkeypatch.setattr(engine, "restart", lambda: None)
+    engine.put_back(moved)
+    assert (release / "app/views.py").is_file() and (venv / "bin/python").exists()
+    assert not release.with_name(release.name + ".damaged").exists()

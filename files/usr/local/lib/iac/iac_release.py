@@ -10,6 +10,9 @@ gunicorn unit does.
 Commands:
   release APP            make the declared revision live (iac-app-release APP)
   manage APP ARGS...     manage.py ARGS in the live release, as the app, with its env (iac-manage)
+  verify APP             what differs in the live release from what went live: its files against
+                         the manifest of hashes recorded then, its virtualenv's packages against
+                         those installed when it was built; one line each, nothing when intact
 
 Stages of a release, and why in this order:
   1. fetch    the declared revision over SSH with the app's deploy key (host key pinned)
@@ -28,6 +31,10 @@ Stages of a release, and why in this order:
               gunicorn's socket. If not: switch back, restore the database, restart; a first
               release (nothing to go back to) leaves the units stopped and disabled.
   5. record   what is live in <releases>/deployed.json (read by the converge's facts), prune.
+
+A live release that `verify` finds damaged (a file edited, a package removed from its
+virtualenv) is rebuilt beside the damaged one, which is moved aside until the rebuilt one is
+live (and put back if the rebuild fails).
 
 Exit codes: 0 live, 3 cannot fetch, 4 unknown revision, 5 migration (or data import) failed,
 6 health check failed, 7 pip failed, 8 front-end build failed, 9 a release command failed,
@@ -209,6 +216,62 @@ def build_key(s: Settings) -> str:
     return hashlib.sha256(json.dumps(built_from, sort_keys=True).encode()).hexdigest()[:12]
 
 
+MANIFEST, PACKAGES = ".iac-manifest.json", ".iac-packages"
+
+
+def release_manifest(release: Path) -> dict[str, str]:
+    """Every file of a release by relative path: sha256 of a regular file, '-> target' of a
+    symlink (the virtualenv and node_modules links are not followed). The engine's own marks
+    (.iac-*) and bytecode caches (written whenever Python imports) are left out."""
+    found: dict[str, str] = {}
+    for root, dirs, files in os.walk(release):
+        here = Path(root)
+        rel = here.relative_to(release)
+        for d in list(dirs):
+            if (here / d).is_symlink():
+                found[str(rel / d)] = "-> " + os.readlink(here / d)
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__" and not (here / d).is_symlink())
+        for name in files:
+            path, key = here / name, str(rel / name)
+            if (rel == Path(".") and name.startswith(".iac-")) or name.endswith(".pyc"):
+                continue
+            found[key] = "-> " + os.readlink(path) if path.is_symlink() else hashlib.sha256(
+                path.read_bytes()).hexdigest()
+    return found
+
+
+def manifest_differences(recorded: dict[str, str], now: dict[str, str], limit: int = 10) -> list[str]:
+    """What differs, one line each (at most ``limit`` lines, then a count)."""
+    lines = [f"changed: {p}" for p in sorted(recorded) if p in now and now[p] != recorded[p]]
+    lines += [f"missing: {p}" for p in sorted(recorded) if p not in now]
+    lines += [f"added: {p}" for p in sorted(now) if p not in recorded]
+    return lines[:limit] + ([f"... and {len(lines) - limit} more"] if len(lines) > limit else [])
+
+
+def venv_packages(venv: Path) -> list[str]:
+    """The distributions installed in a virtualenv (their .dist-info directories)."""
+    return sorted(p.name.removesuffix(".dist-info") for p in venv.glob("lib/python3*/site-packages/*.dist-info"))
+
+
+def damage(release: Path) -> list[str]:
+    """What differs in a release from what went live: its files (against its manifest) and its
+    virtualenv's distributions (against those installed when it was built)."""
+    problems: list[str] = []
+    manifest = release / MANIFEST
+    if manifest.is_file():
+        problems += manifest_differences(json.loads(manifest.read_text()), release_manifest(release))
+    link = release / ".venv"
+    if link.is_symlink():
+        venv = link.resolve()
+        if not (venv / "bin/python").exists():
+            problems.append(f"virtualenv missing: {venv}")
+        elif (venv / PACKAGES).is_file():
+            want, have = (venv / PACKAGES).read_text().split(), venv_packages(venv)
+            problems += [f"virtualenv: {d} missing" for d in want if d not in have]
+            problems += [f"virtualenv: {d} added" for d in have if d not in want]
+    return problems
+
+
 def migrate_wrote(returncode: int, stdout: str) -> bool:
     """Whether a `manage.py migrate` run may have changed the database: it failed, or it did
     not say that it had nothing to apply."""
@@ -329,6 +392,7 @@ class Release:
         if not ok:
             shutil.rmtree(venv, ignore_errors=True)
             raise ReleaseFailed(EXIT_PIP, "pip install failed; the live release is untouched")
+        (venv / PACKAGES).write_text("\n".join(venv_packages(venv)) + "\n")
         run(as_user(s.user, ["touch", str(venv / ".iac-complete")]))
         return venv
 
@@ -519,6 +583,9 @@ class Release:
 
     def go_live(self, commit: str, release: Path, previous: Path | None) -> None:
         s = self.s
+        # what `verify` compares the live release with (after the release commands, which may
+        # write into it)
+        (release / MANIFEST).write_text(json.dumps(release_manifest(release), sort_keys=True) + "\n")
         self.switch_to(release)
         run(["systemctl", "daemon-reload"])
         run(["systemctl", "enable", "--quiet", *self.units])
@@ -578,22 +645,69 @@ class Release:
             deployed_file = s.releases / "deployed.json"
             deployed = json.loads(deployed_file.read_text()) if deployed_file.is_file() else None
             active = run(["systemctl", "is-active", "--quiet", s.unit], check=False).returncode == 0
-            if is_live_and_unchanged(previous, release, deployed, inputs, active):
+            damaged = damage(release) if previous == release else []
+            if is_live_and_unchanged(previous, release, deployed, inputs, active) and not damaged:
                 self.log(f"release {short(commit)} is live and unchanged")
                 return 0
-            self.build(commit, release)
-            venv = (release / ".venv").resolve()
-            s.backup_dir.mkdir(parents=True, exist_ok=True)
-            os.chmod(s.backup_dir, 0o700)
-            self.adopt_sqlite()
-            self.back_up()
-            self.migrate(release, venv, previous)
-            self.release_commands(release, venv)
-            self.go_live(commit, release, previous)
-            self.record(commit, inputs)
-            self.prune(release)
-            self.log(f"release {short(commit)} ({s.revision}) is live")
+            if not damaged:
+                return self.make_live(commit, release, previous, inputs)
+            self.log(f"the live release {short(commit)} is damaged ({'; '.join(damaged)}): rebuilding it")
+            aside = self.set_aside(release)
+            try:
+                code = self.make_live(commit, release, previous, inputs)
+            except ReleaseFailed:
+                self.put_back(aside)
+                raise
+            for path in aside.values():
+                shutil.rmtree(path, ignore_errors=True)
+            return code
         return 0
+
+    def set_aside(self, release: Path) -> dict[Path, Path]:
+        """Move a damaged live release (and its virtualenv, if that is damaged) aside, so that
+        the rebuild makes new ones at the same paths; the running app keeps what it loaded."""
+        moved = {}
+        venv = (release / ".venv").resolve()
+        targets = [release] + ([venv] if any(line.startswith("virtualenv") for line in damage(release)) else [])
+        for path in targets:
+            aside = path.with_name(f"{path.name}.damaged")
+            shutil.rmtree(aside, ignore_errors=True)
+            os.rename(path, aside)
+            moved[path] = aside
+        return moved
+
+    def put_back(self, moved: dict[Path, Path]) -> None:
+        """The rebuild failed: the damaged release is live again, as it was before this run."""
+        for path, aside in moved.items():
+            shutil.rmtree(path, ignore_errors=True)
+            os.rename(aside, path)
+        self.restart()
+        self.log("the rebuild failed: the damaged release is back in place")
+
+    def make_live(self, commit: str, release: Path, previous: Path | None, inputs: str) -> int:
+        """Stages 2-5 (see the module docstring)."""
+        s = self.s
+        self.build(commit, release)
+        venv = (release / ".venv").resolve()
+        s.backup_dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(s.backup_dir, 0o700)
+        self.adopt_sqlite()
+        self.back_up()
+        self.migrate(release, venv, previous)
+        self.release_commands(release, venv)
+        self.go_live(commit, release, previous)
+        self.record(commit, inputs)
+        self.prune(release)
+        self.log(f"release {short(commit)} ({s.revision}) is live")
+        return 0
+
+
+def verify_command(s: Settings) -> int:
+    """Print what differs in the live release (nothing when it is intact or nothing is live)."""
+    if s.app_link.is_symlink() and s.app_link.resolve().is_dir():
+        for line in damage(s.app_link.resolve()):
+            print(line)
+    return 0
 
 
 def manage_command(s: Settings, args: list[str]) -> int:
@@ -604,12 +718,14 @@ def manage_command(s: Settings, args: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) < 2 or args[0] not in ("release", "manage"):
+    if len(args) < 2 or args[0] not in ("release", "manage", "verify"):
         print(__doc__.split("\n\n")[2], file=sys.stderr)
         return 2
     settings = Settings.load(args[1])
     if args[0] == "manage":
         return manage_command(settings, args[2:])
+    if args[0] == "verify":
+        return verify_command(settings)
     os.umask(0o022)
     release = Release(settings)
     try:
