@@ -2,8 +2,8 @@
 like healthchecks.io) deploys through group_data alone: gunicorn from extra_requirements, its own
 health URL, `manage.py compress` as a release command (without it every page is a 500), its own
 static directory and SECRET_KEY variable (with the wrong name it silently runs on an insecure
-default), and a `sendalerts` worker as its own unit. A failing release command keeps the old
-release serving. Runs on the public host, in a copy of the repository whose group_data declares
+default), and a `sendalerts` worker as its own unit. A damaged live release is drift and is
+rebuilt; a failing release command keeps the old release serving. Runs on the public host, in a copy of the repository whose group_data declares
 the app; the app is taken off the host afterwards (the repo cannot yet remove an app: issue 11).
 """
 
@@ -98,9 +98,34 @@ def test_worker_process_runs_as_its_own_unit_from_the_release(sandbox: Sandbox, 
     assert seen and later and seen.group(1) != "never" and later.group(1) > seen.group(1)
 
 
+def _drift(sandbox: Sandbox, copy: Path, label: str) -> Run:
+    return sandbox.command(label, [str(REPO / ".venv/bin/python"), "-m", "iac.drift", "sandbox/inventory.py",
+                                   "--limit", "public"], cwd=copy)
+
+
+def test_damaged_release_is_drift_and_a_converge_rebuilds_it(sandbox: Sandbox, pinger: Path) -> None:
+    """A package removed from the live virtualenv and a file of the live release edited: the app
+    keeps running from memory and would die at the next restart. The gate says so (exit 2, the
+    app named); a converge rebuilds the release and the virtualenv."""
+    views = "/srv/apps/pinger/hc/api/views.py"
+    sandbox.ssh("public", f"/srv/venvs/pinger/bin/pip uninstall -y -q gunicorn && echo '# hotfix' >> {views}")
+    drift = _drift(sandbox, pinger, "pinger-drift-damaged")
+    assert drift.returncode == 2, drift.output[-3000:]
+    assert "pinger: release v2 live" in drift.stdout
+    run = sandbox.converge("pinger-repair", "--limit", "public", cwd=pinger)
+    assert run.returncode == 0, failure_excerpt(run)
+    assert "is damaged (changed: hc/api/views.py; virtualenv: gunicorn-23.0.0 missing)" in run.output
+    assert "# hotfix" not in sandbox.ssh("public", f"cat {views}").stdout
+    assert sandbox.ssh("public", "/srv/venvs/pinger/bin/pip show gunicorn | grep ^Version").stdout.strip() == \
+        "Version: 23.0.0"
+    assert sandbox.ssh("public", "ls -d /srv/releases/pinger/*.damaged /srv/venvs/.pinger-*.damaged",
+                       check=False).stdout == ""
+    page = _get(sandbox)
+    assert "<h1>pinger v2</h1>" in page.stdout and page.stdout.endswith("\n200")
+
+
 def test_next_run_finds_no_drift(sandbox: Sandbox, pinger: Path) -> None:
-    drift = sandbox.command("pinger-drift", [str(REPO / ".venv/bin/python"), "-m", "iac.drift",
-                                             "sandbox/inventory.py", "--limit", "public"], cwd=pinger)
+    drift = _drift(sandbox, pinger, "pinger-drift")
     assert drift.returncode == 0, drift.output[-3000:]
 
 
