@@ -3,8 +3,9 @@ like healthchecks.io) deploys through group_data alone: gunicorn from extra_requ
 health URL, `manage.py compress` as a release command (without it every page is a 500), its own
 static directory and SECRET_KEY variable (with the wrong name it silently runs on an insecure
 default), and a `sendalerts` worker as its own unit. A damaged live release is drift and is
-rebuilt; a failing release command keeps the old release serving. Runs on the public host, in a copy of the repository whose group_data declares
-the app; the app is taken off the host afterwards (the repo cannot yet remove an app: issue 11).
+rebuilt; a failing release command keeps the old release serving. Runs on the public host, in
+a copy of the repository whose group_data declares the app; the app is taken off the host
+afterwards (the repo cannot yet remove an app: issue 11).
 """
 
 from __future__ import annotations
