@@ -173,6 +173,8 @@ def release_settings(config: HostConfig, name: str, app: DjangoApp, ctx: dict) -
         "sqlite_env": [app.settings_env.use_sqlite or "", app.settings_env.sqlite_path or ""],
         "release_commands": [list(c) for c in app.release_commands],
         "process_units": paths.process_unit_files,
+        # a failed release posts one message to the host's operator webhook (backups.alerts)
+        "alert_env_file": config.backups.alerts.env_file if config.backups and config.backups.alerts else "",
     }
 
 

@@ -10,6 +10,7 @@ afterwards (the repo cannot yet remove an app: issue 11).
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import time
@@ -99,6 +100,13 @@ def test_worker_process_runs_as_its_own_unit_from_the_release(sandbox: Sandbox, 
     assert seen and later and seen.group(1) != "never" and later.group(1) > seen.group(1)
 
 
+def _alerts(sandbox: Sandbox) -> list[str]:
+    """Messages the host's alert webhook (the Discord stand-in, backups.alerts) received so far."""
+    log = sandbox.world.webhook_log
+    entries = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+    return [json.loads(e["body"])["content"] for e in entries if "/api/webhooks/2/" in e["path"]]
+
+
 def _drift(sandbox: Sandbox, copy: Path, label: str) -> Run:
     return sandbox.command(label, [str(REPO / ".venv/bin/python"), "-m", "iac.drift", "sandbox/inventory.py",
                                    "--limit", "public"], cwd=copy)
@@ -134,11 +142,15 @@ def test_failing_release_command_keeps_the_old_release_serving(sandbox: Sandbox,
     """v1 with a release command that fails: built, migrated (a no-op for v1 on the v2 schema),
     then the command fails; the database is restored and v2 keeps serving. The run says which."""
     before = sandbox.ssh("public", "sqlite3 /var/lib/pinger/db.sqlite3 'select count(*) from django_migrations'")
+    alerted = len(_alerts(sandbox))
     _declare(pinger, source={**PINGER["source"], "revision": "v1"}, release_commands=[["compress", "--no-such"]])
     run = sandbox.converge("pinger-bad-release-command", "--limit", "public", cwd=pinger)
     _declare(pinger)
     assert run.returncode != 0
     assert "release command manage.py compress --no-such FAILED" in run.output, failure_excerpt(run)
+    # exactly one alert, to the host's operator webhook, naming the app, revision and step
+    new = _alerts(sandbox)[alerted:]
+    assert len(new) == 1 and "pinger v1 (" in new[0] and "step: release command" in new[0], new
     page = _get(sandbox)
     assert "<h1>pinger v2</h1>" in page.stdout and page.stdout.endswith("\n200")
     assert sandbox.ssh("public", "sqlite3 /var/lib/pinger/db.sqlite3 "

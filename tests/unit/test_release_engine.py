@@ -395,3 +395,78 @@ def test_damaged_release_is_set_aside_and_put_back_if_the_rebuild_fails(tmp_path
     engine.put_back(moved)
     assert (release / "app/views.py").is_file() and (venv / "bin/python").exists()
     assert not release.with_name(release.name + ".damaged").exists()
+
+
+# ---- one alert per failed release -------------------------------------------------------------
+
+
+def test_alert_names_host_app_revision_step_and_what_serves() -> None:
+    text = release_engine.alert_text("srv1", "pinger", "v1", "d" * 40, release_engine.EXIT_COMMAND,
+                                     "release command manage.py compress --no-such FAILED", "e" * 40 + "-0123")
+    assert text.startswith("Release FAILED on srv1: pinger v1 (dddddddddddd), step: release command.")
+    assert "release eeeeeeeeeeee still serves" in text
+    first = release_engine.alert_text("srv1", "pinger", "v1", None, release_engine.EXIT_FETCH, "cannot fetch", None)
+    assert "pinger v1, step: fetch" in first and "nothing serves" in first
+
+
+def test_a_failed_release_sends_exactly_one_alert_through_the_alert_env_file(tmp_path: Path, monkeypatch) -> None:
+    """main(): the failure is logged and posted once; the webhook URL (a secret) reaches only the
+    notifier's environment, through systemd's EnvironmentFile=, never the command line."""
+    settings(tmp_path, alert_env_file="/etc/iac/backup-alert.env")
+    calls: list[tuple[list[str], dict]] = []
+
+    def fake_run(cmd, check=True, **kw):
+        calls.append((cmd, kw))
+        return subprocess.CompletedProcess(cmd, 0, stdout="", stderr="")
+
+    def failing_run(self):
+        self.commit = "f" * 40
+        raise release_engine.ReleaseFailed(release_engine.EXIT_HEALTH, "health check FAILED")
+
+    monkeypatch.setattr(release_engine, "run", fake_run)
+    load = release_engine.Settings.load
+    monkeypatch.setattr(release_engine.Settings, "load", lambda app: load(app, tmp_path))
+    monkeypatch.setattr(release_engine.Release, "run", failing_run)
+    monkeypatch.setattr(release_engine, "LOG_FILE", tmp_path / "releases.log")
+    assert release_engine.main(["release", "demo"]) == release_engine.EXIT_HEALTH
+    sent = [(cmd, kw) for cmd, kw in calls if cmd[0] == "systemd-run"]
+    assert len(sent) == 1
+    cmd, kw = sent[0]
+    assert "EnvironmentFile=/etc/iac/backup-alert.env" in cmd and cmd[-2:] == ["notify", "demo"]
+    assert "demo v2 (ffffffffffff), step: health check" in kw["input"]
+
+
+def test_notify_posts_the_message_to_the_webhook(monkeypatch, capsys) -> None:
+    import http.server
+    import io
+    import threading
+    got: list[bytes] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 (http.server's name)
+            got.append(self.rfile.read(int(self.headers["Content-Length"])))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.handle_request, daemon=True).start()
+    monkeypatch.setenv("IAC_ALERT_WEBHOOK_URL", f"http://127.0.0.1:{server.server_port}/api/webhooks/1/t")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("Release FAILED on h: demo"))
+    assert release_engine.main(["notify", "demo"]) == 0
+    server.server_close()
+    assert json.loads(got[0]) == {"content": "Release FAILED on h: demo"}
+    monkeypatch.setenv("IAC_ALERT_WEBHOOK_URL", "http://127.0.0.1:9/api/webhooks/1/secret-token")
+    monkeypatch.setattr(sys, "stdin", io.StringIO("x"))
+    assert release_engine.main(["notify", "demo"]) == 1
+    assert "secret-token" not in capsys.readouterr().err
+
+
+def test_release_made_before_manifests_is_rebuilt_once(tmp_path: Path) -> None:
+    release = _built_release(tmp_path)
+    (release / release_engine.MANIFEST).unlink()
+    ((release / ".venv").resolve() / release_engine.PACKAGES).unlink()
+    problems = release_engine.damage(release)
+    assert problems[0].startswith("no manifest") and problems[1].startswith("virtualenv: no record")

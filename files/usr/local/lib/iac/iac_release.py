@@ -10,6 +10,8 @@ gunicorn unit does.
 Commands:
   release APP            make the declared revision live (iac-app-release APP)
   manage APP ARGS...     manage.py ARGS in the live release, as the app, with its env (iac-manage)
+  notify APP             post the message on stdin to the host's alert webhook (run by the engine
+                         through systemd-run with the alert env file: the URL is a secret)
   verify APP             what differs in the live release from what went live: its files against
                          the manifest of hashes recorded then, its virtualenv's packages against
                          those installed when it was built; one line each, nothing when intact
@@ -49,9 +51,11 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -62,6 +66,10 @@ LOG_FILE = Path(os.environ.get("IAC_RELEASE_LOG", "/var/log/iac/releases.log"))
 BACKUP_ENGINE = Path(__file__).resolve().parent / "iac_backup.py"
 EXIT_FETCH, EXIT_REVISION, EXIT_MIGRATE, EXIT_HEALTH, EXIT_PIP, EXIT_FRONTEND = 3, 4, 5, 6, 7, 8
 EXIT_COMMAND, EXIT_STATIC = 9, 10
+# the stage each exit code names, in the alert and the log
+STEPS = {EXIT_FETCH: "fetch", EXIT_REVISION: "fetch (unknown revision)", EXIT_MIGRATE: "migrate",
+         EXIT_HEALTH: "health check", EXIT_PIP: "build (pip install)", EXIT_FRONTEND: "build (front end)",
+         EXIT_COMMAND: "release command", EXIT_STATIC: "build (collectstatic)", 1: "a system command"}
 RELEASE_DIR_RE = re.compile(r"^[0-9a-f]{40}(-[0-9a-f]{12})?$")
 
 
@@ -112,6 +120,7 @@ class Settings:
     sqlite_env: list[str] = field(default_factory=lambda: ["USE_SQLITE", "SQLITE_PATH"])
     release_commands: list[list[str]] = field(default_factory=list)
     process_units: dict[str, str] = field(default_factory=dict)  # unit name -> unit file
+    alert_env_file: str = ""  # EnvironmentFile= holding IAC_ALERT_WEBHOOK_URL ('' = no alerts)
     settings_file: Path = Path()
 
     @classmethod
@@ -139,8 +148,8 @@ class Settings:
 
 
 class Log:
-    def __init__(self, app: str, path: Path = LOG_FILE) -> None:
-        self.app, self.path = app, path
+    def __init__(self, app: str, path: Path | None = None) -> None:
+        self.app, self.path = app, path or LOG_FILE
 
     def __call__(self, msg: str) -> None:
         print(f"[iac-app-release {self.app}] {msg}", file=sys.stderr, flush=True)
@@ -258,18 +267,33 @@ def damage(release: Path) -> list[str]:
     virtualenv's distributions (against those installed when it was built)."""
     problems: list[str] = []
     manifest = release / MANIFEST
+    # a release or virtualenv made before the engine recorded manifests cannot be checked: it is
+    # rebuilt once (trusting what is on disk now would take any damage for the truth)
     if manifest.is_file():
         problems += manifest_differences(json.loads(manifest.read_text()), release_manifest(release))
+    else:
+        problems.append(f"no manifest of the release's files ({MANIFEST})")
     link = release / ".venv"
     if link.is_symlink():
         venv = link.resolve()
         if not (venv / "bin/python").exists():
             problems.append(f"virtualenv missing: {venv}")
-        elif (venv / PACKAGES).is_file():
+        elif not (venv / PACKAGES).is_file():
+            problems.append(f"virtualenv: no record of its packages ({PACKAGES})")
+        else:
             want, have = (venv / PACKAGES).read_text().split(), venv_packages(venv)
             problems += [f"virtualenv: {d} missing" for d in want if d not in have]
             problems += [f"virtualenv: {d} added" for d in have if d not in want]
     return problems
+
+
+def alert_text(host: str, app: str, revision: str, commit: str | None, code: int, detail: str,
+               live: str | None) -> str:
+    """The one message a failed release posts: host, app, revision, the failed step, what serves."""
+    what = f"{revision} ({short(commit)})" if commit else revision
+    serving = f"release {short(live)} still serves" if live else "nothing serves (no release was live)"
+    return (f"Release FAILED on {host}: {app} {what}, step: {STEPS.get(code, 'unknown')}. {detail}. {serving}."
+            f"\nSee: /var/log/iac/releases.log")[:1900]
 
 
 def migrate_wrote(returncode: int, stdout: str) -> bool:
@@ -321,6 +345,7 @@ class Release:
         # restore the pre-migrate backup (which would lose rows the live release wrote since)
         self.schema_changed = False
         self.stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
+        self.commit: str | None = None  # once fetched
 
     # 1. fetch
     def git(self, *args: str, check: bool = True, capture: bool = False) -> subprocess.CompletedProcess:
@@ -638,7 +663,7 @@ class Release:
             d.mkdir(parents=True, exist_ok=True)
         shutil.chown(s.releases, s.user, s.user)
         with locked(s.releases / ".lock"):
-            commit = self.fetch()
+            commit = self.commit = self.fetch()
             release = s.releases / release_dir_name(commit, build_key(s))
             inputs = inputs_hash(s)
             previous = s.app_link.resolve() if s.app_link.is_symlink() else None
@@ -702,6 +727,36 @@ class Release:
         return 0
 
 
+def alert(release: Release, code: int, detail: str) -> None:
+    """One message to the host's alert webhook; a failure to send is logged, never raised."""
+    s = release.s
+    live = s.app_link.resolve().name if s.app_link.is_symlink() and s.app_link.resolve().is_dir() else None
+    text = alert_text(socket.gethostname(), s.app, s.revision, release.commit, code, detail, live)
+    if not s.alert_env_file:
+        release.log("no alert webhook configured (backups.alerts): the failure is in this log only")
+        return
+    sent = run(["systemd-run", "--quiet", "--pipe", "--wait", "--collect", "-p", f"EnvironmentFile={s.alert_env_file}",
+                "/usr/bin/python3", str(Path(__file__).resolve()), "notify", s.app], check=False, input=text,
+               text=True, capture_output=True)
+    release.log("alert sent" if sent.returncode == 0 else f"alert NOT sent: {sent.stderr.strip()[-200:]}")
+
+
+def notify_command() -> int:
+    url = os.environ.get("IAC_ALERT_WEBHOOK_URL", "")
+    if not url:
+        print("IAC_ALERT_WEBHOOK_URL is not set", file=sys.stderr)
+        return 1
+    body = json.dumps({"content": sys.stdin.read()}).encode()
+    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json",
+                                                              "User-Agent": "iac-release"})
+    try:
+        with urllib.request.urlopen(request, timeout=15):
+            return 0
+    except OSError as e:  # the URL is a secret: only the kind of failure is shown
+        print(f"webhook failed: {type(e).__name__}", file=sys.stderr)
+        return 1
+
+
 def verify_command(s: Settings) -> int:
     """Print what differs in the live release (nothing when it is intact or nothing is live)."""
     if s.app_link.is_symlink() and s.app_link.resolve().is_dir():
@@ -718,9 +773,11 @@ def manage_command(s: Settings, args: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) < 2 or args[0] not in ("release", "manage", "verify"):
+    if len(args) < 2 or args[0] not in ("release", "manage", "verify", "notify"):
         print(__doc__.split("\n\n")[2], file=sys.stderr)
         return 2
+    if args[0] == "notify":
+        return notify_command()
     settings = Settings.load(args[1])
     if args[0] == "manage":
         return manage_command(settings, args[2:])
@@ -731,11 +788,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return release.run()
     except ReleaseFailed as failed:
-        release.log(str(failed))
+        release.log(f"{failed} (step: {STEPS.get(failed.code)})")
+        alert(release, failed.code, str(failed))
         return failed.code
     except subprocess.CalledProcessError as failed:
         release.log(f"step failed (exit {failed.returncode}): {' '.join(map(str, failed.cmd))[:300]}; "
                     "the live release is untouched unless a message above says otherwise")
+        alert(release, 1, f"{Path(str(failed.cmd[0])).name} exited {failed.returncode}")
         return 1
 
 
