@@ -121,9 +121,11 @@ def test_damaged_release_is_drift_and_a_converge_rebuilds_it(sandbox: Sandbox, p
     drift = _drift(sandbox, pinger, "pinger-drift-damaged")
     assert drift.returncode == 2, drift.output[-3000:]
     assert "pinger: release v2 live" in drift.stdout
+    logged = len(sandbox.ssh("public", "cat /var/log/iac/releases.log").stdout.splitlines())
     run = sandbox.converge("pinger-repair", "--limit", "public", cwd=pinger)
     assert run.returncode == 0, failure_excerpt(run)
-    assert "is damaged (changed: hc/api/views.py; virtualenv: gunicorn-23.0.0 missing)" in run.output
+    steps = "\n".join(sandbox.ssh("public", "cat /var/log/iac/releases.log").stdout.splitlines()[logged:])
+    assert "is damaged (changed: hc/api/views.py; virtualenv: gunicorn-23.0.0 missing)" in steps, steps
     assert "# hotfix" not in sandbox.ssh("public", f"cat {views}").stdout
     assert sandbox.ssh("public", "/srv/venvs/pinger/bin/pip show gunicorn | grep ^Version").stdout.strip() == \
         "Version: 23.0.0"
