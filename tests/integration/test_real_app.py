@@ -21,6 +21,8 @@ import pytest
 from tests.integration.conftest import REPO, TIMINGS, Run, Sandbox, failure_excerpt, repo_copy
 
 PORT = 8080
+# the worker writes every second: wait for its lock rather than fail with "database is locked"
+SQLITE = "sqlite3 -cmd '.timeout 10000' /var/lib/pinger/db.sqlite3"
 PINGER = {
     "user": "pinger", "unit": "gunicorn-pinger",
     "source": {"url": "git@github.com:example/pinger.git", "revision": "v2"},
@@ -143,7 +145,7 @@ def test_next_run_finds_no_drift(sandbox: Sandbox, pinger: Path) -> None:
 def test_failing_release_command_keeps_the_old_release_serving(sandbox: Sandbox, pinger: Path) -> None:
     """v1 with a release command that fails: built, migrated (a no-op for v1 on the v2 schema),
     then the command fails; the database is restored and v2 keeps serving. The run says which."""
-    before = sandbox.ssh("public", "sqlite3 /var/lib/pinger/db.sqlite3 'select count(*) from django_migrations'")
+    before = sandbox.ssh("public", f"{SQLITE} 'select count(*) from django_migrations'")
     alerted = len(_alerts(sandbox))
     _declare(pinger, source={**PINGER["source"], "revision": "v1"}, release_commands=[["compress", "--no-such"]])
     run = sandbox.converge("pinger-bad-release-command", "--limit", "public", cwd=pinger)
@@ -155,6 +157,5 @@ def test_failing_release_command_keeps_the_old_release_serving(sandbox: Sandbox,
     assert len(new) == 1 and "pinger v1 (" in new[0] and "step: release command" in new[0], new
     page = _get(sandbox)
     assert "<h1>pinger v2</h1>" in page.stdout and page.stdout.endswith("\n200")
-    assert sandbox.ssh("public", "sqlite3 /var/lib/pinger/db.sqlite3 "
-                                 "'select count(*) from django_migrations'").stdout == before.stdout
+    assert sandbox.ssh("public", f"{SQLITE} 'select count(*) from django_migrations'").stdout == before.stdout
     assert sandbox.converge("pinger-after-bad-command", "--limit", "public", cwd=pinger).returncode == 0
