@@ -1187,7 +1187,9 @@ class AppPaths:
     gunicorn: str          # ExecStart's program
     gunicorn_config: str   # settings some gunicorn versions lack (files/usr/local/lib/iac/gunicorn_conf.py)
     runtime_dir: str       # RuntimeDirectory= name (under /run)
-    socket: str            # gunicorn's socket: nginx and the health check connect to it
+    socket: str            # gunicorn's socket, held by systemd (socket_unit): nginx and the health check connect
+    socket_unit: str       # <unit>.socket: keeps the socket (and queued connections) across restarts
+    socket_unit_file: str
     unit_file: str
     backup_dir: str        # pre-migrate database snapshots
     process_units: dict[str, str]  # process name -> unit name
@@ -1247,6 +1249,8 @@ class HostConfig(Strict):
             gunicorn_config=GUNICORN_CONFIG,
             runtime_dir=app.unit,
             socket=f"/run/{app.unit}/gunicorn.sock",
+            socket_unit=f"{app.unit}.socket",
+            socket_unit_file=f"/etc/systemd/system/{app.unit}.socket",
             unit_file=f"/etc/systemd/system/{app.unit}.service",
             backup_dir=f"/var/backups/iac/{name}",
             process_units=units,

@@ -81,11 +81,15 @@ def backup_settings(config: HostConfig) -> dict:
             entry |= {"includes_file": f"{ss.lists_dir}/includes.txt", "excludes_file": f"{ss.lists_dir}/excludes.txt",
                       "inventory_dir": ss.inventory_dir, "includes": ss.includes}
         offsite[name] = entry
+    # every unit of an app that can touch its databases, in the order a restore stops them: the
+    # socket first (a connection would start gunicorn again), then gunicorn, then its processes
     app_units: dict[str, list[str]] = {}
     for name, app in config.apps.items():
         used = [db.name if db.engine == "postgresql" else name
                 for db in [app.database, *app.extra_databases.values()]]
-        app_units[app.unit] = used
+        paths = config.app_paths(name)
+        for unit in (paths.socket_unit, app.unit, *paths.process_units.values()):
+            app_units[unit] = used
     return {
         "host": config.host.hostname,
         "local": {"unit": local.unit, "schedule": local.schedule, "mount": local.mount, "root": local.root,

@@ -30,7 +30,7 @@ from pyinfra.operations import files, server, systemd
 from iac.formats import FILTERS
 from iac.model import GUNICORN_CONFIG, DjangoApp, HostConfig, PostgresDatabase, SqliteDatabase
 from operations.facts import COMMIT_RE, DeployedRelease, GitRemoteCommit, ReleaseDamage
-from operations.guarded import secret_file, validated_file
+from operations.guarded import secret_file, validated_file, validated_files
 from operations.packages import packages_present
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -173,6 +173,11 @@ def release_settings(config: HostConfig, name: str, app: DjangoApp, ctx: dict) -
         "sqlite_env": [app.settings_env.use_sqlite or "", app.settings_env.sqlite_path or ""],
         "release_commands": [list(c) for c in app.release_commands],
         "process_units": paths.process_unit_files,
+        "socket_unit": paths.socket_unit,
+        "socket_unit_file": paths.socket_unit_file,
+        "wsgi_app": app.wsgi_app,
+        "gunicorn_config": paths.gunicorn_config,
+        "timeout": app.timeout,
         # a failed release posts one message to the host's operator webhook (backups.alerts)
         "alert_env_file": config.backups.alerts.env_file if config.backups and config.backups.alerts else "",
     }
@@ -231,14 +236,15 @@ def release_live(app: str, revision: str, repo_url: str, user: str, inputs: str,
     yield StringCommand(RELEASE_SCRIPT, app)
 
 
-def _verify_unit(path: str, binary: str) -> str:
+def _verify_units(binaries: list[str]) -> str:
     # `systemd-analyze verify` also says that ExecStart's binary is not executable, which is
-    # true until the first release makes the virtualenv; that line, for that binary only, is
-    # accepted. Every other line (a parse error, a misspelt path) refuses the unit.
-    accepted = f"Command {binary} is not executable: No such file or directory"
-    return (f"out=$(systemd-analyze verify {path} 2>&1); "
-            f"if printf '%s\\n' \"$out\" | grep -vF {shlex.quote(accepted)} | grep -q .; "
-            f"then printf '%s\\n' \"$out\"; exit 1; fi")
+    # true until the first release makes the virtualenv; that line, for these binaries only, is
+    # accepted. Every other line (a parse error, a misspelt path) refuses the units.
+    accepted = " ".join(f"-e {shlex.quote(f'Command {b} is not executable: No such file or directory')}"
+                        for b in binaries)
+    return ("out=$(systemd-analyze verify {paths} 2>&1); "
+            f"if printf '%s\\n' \"$out\" | grep -vF {accepted} | grep -q .; "
+            "then printf '%s\\n' \"$out\"; exit 1; fi")
 
 
 def app_identity(config: HostConfig, app: DjangoApp) -> None:
@@ -295,23 +301,28 @@ def django_app(config: HostConfig, name: str, app: DjangoApp) -> None:
               dest=paths.release_settings, mode="644")
 
     files.directory(name="Staging directory for units", path=f"{STAGED}/etc/systemd/system", mode="755")
-    unit_texts = [render("etc/systemd/system/gunicorn.service.j2", **ctx)]
-    units = [(app.unit, paths.unit_file, unit_texts[0])]
+    # the socket first: the service requires it, and its check by systemd looks the socket up
+    socket_text = render("etc/systemd/system/gunicorn.socket.j2", **ctx)
+    service_text = render("etc/systemd/system/gunicorn.service.j2", **ctx)
+    units = [(paths.socket_unit, paths.socket_unit_file, socket_text), (app.unit, paths.unit_file, service_text)]
+    # the release engine hashes the same texts in the same order (iac_release.py inputs_hash)
+    unit_texts = [service_text, socket_text]
     for proc, unit in paths.process_units.items():
         text = render("etc/systemd/system/app-process.service.j2", process=proc, process_unit=unit,
                       command=app.processes[proc].command, **ctx)
         unit_texts.append(text)
         units.append((unit, paths.process_unit_files[unit], text))
-    for unit, unit_path, text in units:
-        staged_unit = f"{STAGED}{unit_path}"
-        files.put(name=f"{name}: unit {unit} (staged)", src=_string_io(text), dest=staged_unit, mode="644")
-        # daemon-reload only: the release step below restarts the units (they are among its
-        # inputs), after the new release is built, so a changed unit costs one restart
-        validated_file(
-            name=f"{name}: unit {unit} (verified, live)", staged=staged_unit, dest=unit_path,
-            validate=_verify_unit("{path}", f"{paths.venv_link}/bin/{'gunicorn' if unit == app.unit else 'python'}"),
-            activate="systemctl daemon-reload",
-        )
+    # Checked together by systemd (the service requires the socket, the socket activates the
+    # service), so a set that does not load together never goes live. daemon-reload only: the
+    # release step below restarts the units (they are among its inputs) after the new release is
+    # built, so a changed unit costs one restart, which the socket makes invisible to users.
+    others = [u for u, _, _ in units if u != app.unit]
+    validated_files(
+        name=f"{name}: unit {app.unit} (verified, live) with {', '.join(others)}",
+        files={path: text for _, path, text in units},
+        validate=_verify_units([paths.gunicorn, f"{paths.venv_link}/bin/python"]),
+        activate="systemctl daemon-reload", staging=f"{STAGED}/app-units-{name}",
+    )
     for d in ("/srv/apps", "/srv/venvs", "/srv/releases"):
         files.directory(name=f"Directory {d}", path=d, mode="755")
     if app.database.engine == "sqlite":
@@ -333,7 +344,7 @@ def django_app(config: HostConfig, name: str, app: DjangoApp) -> None:
         repo_url=app.source.url, user=app.user,
         inputs=_inputs_hash(env_text, *unit_texts, release_text), deployed=paths.deployed,
     )
-    for unit in (app.unit, *paths.process_units.values()):
+    for unit in (paths.socket_unit, app.unit, *paths.process_units.values()):
         systemd.service(name=f"{name}: {unit} running and enabled", service=unit, running=True, enabled=True)
 
 

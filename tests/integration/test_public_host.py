@@ -22,6 +22,7 @@ from tests.integration.conftest import (
     serial_after_change,
     served_serial,
 )
+from tests.integration.load import Load
 
 APP = "chip_dashboard"
 
@@ -46,6 +47,11 @@ def pebble_root(sandbox: Sandbox, tmp_path_factory) -> Path:
                           f"https://{world.svc_ip}:15000/roots/0"], capture_output=True, text=True, check=True).stdout
     path.write_text(pem)
     return path
+
+
+def _load(sandbox: Sandbox) -> Load:
+    """Two clients asking https://pravoo.in/ through nginx on the sandbox host (only there)."""
+    return Load(sandbox.world.host_ip("public"), 443, "pravoo.in", tls=True)
 
 
 def curl(sandbox: Sandbox, *args: str) -> subprocess.CompletedProcess:
@@ -255,15 +261,20 @@ def _unit_state(sandbox: Sandbox) -> dict[str, str]:
     return dict(line.split("=", 1) for line in out.split())
 
 
-def test_release_that_cannot_boot_is_rolled_back_and_the_old_one_serves(sandbox: Sandbox, bare_public: Run) -> None:
-    """importfail: build and migrate pass, gunicorn cannot import the app; the health check on
-    the socket fails, the previous release is switched back and restarted."""
+def test_release_that_cannot_boot_never_reaches_users_and_the_old_one_serves(
+        sandbox: Sandbox, bare_public: Run) -> None:
+    """importfail: build and migrate pass, gunicorn cannot import the app. The new release is
+    started beside the live one on a socket of its own and fails its health check there: nothing
+    switches, and two clients asking through nginx all along get every answer."""
     rows = _rows(sandbox)
     deployed = json.loads(sandbox.ssh("public", "cat /srv/releases/chip_dashboard/deployed.json").stdout)
     overrides = json.dumps({"public": {"apps": {APP: {"source": {"revision": "importfail"}}}}})
-    run = sandbox.converge("deploy-importfail", "--limit", "public", SANDBOX_OVERRIDES=overrides)
+    with _load(sandbox) as load:
+        run = sandbox.converge("deploy-importfail", "--limit", "public", SANDBOX_OVERRIDES=overrides)
+    TIMINGS["public: failed release under load, longest gap"] = load.result.longest_gap
+    assert load.result.failures == [], load.result.summary()
     assert run.returncode != 0
-    assert "health check FAILED" in run.output and "rolling back" in run.output
+    assert "health check FAILED" in run.output and "before the switch" in run.output, failure_excerpt(run)
     assert "chip_dashboard v2" in curl(sandbox, "-k", "https://pravoo.in/").stdout
     assert _rows(sandbox) == rows
     assert json.loads(sandbox.ssh("public", "cat /srv/releases/chip_dashboard/deployed.json").stdout) == deployed
@@ -291,14 +302,22 @@ def test_failed_first_release_leaves_the_unit_stopped_and_disabled(sandbox: Sand
 
 
 def test_new_revision_deploys_and_an_old_one_rolls_back(sandbox: Sandbox, bare_public: Run) -> None:
+    """Both switches under two clients asking through nginx all along: no request fails (the
+    socket, held by systemd, queues connections while gunicorn restarts)."""
     v1 = json.dumps({"public": {"apps": {APP: {"source": {"revision": "v1"}}}}})
-    run = sandbox.converge("deploy-v1", SANDBOX_OVERRIDES=v1)
+    with _load(sandbox) as load:
+        run = sandbox.converge("deploy-v1", SANDBOX_OVERRIDES=v1)
+    TIMINGS["public: release under load, longest gap"] = load.result.longest_gap
+    assert load.result.failures == [], load.result.summary()
     # v1 has no v2 migration to undo: Django keeps the newer schema, the old code still serves
     assert run.returncode == 0, run.output[-3000:]
     assert "chip_dashboard v1" in curl(sandbox, "-k", "https://pravoo.in/").stdout
     started = time.monotonic()
-    back = sandbox.converge("deploy-v2-again")
+    with _load(sandbox) as load:
+        back = sandbox.converge("deploy-v2-again")
     TIMINGS["public: switch to an already built release"] = time.monotonic() - started
+    TIMINGS["public: switch back under load, longest gap"] = load.result.longest_gap
+    assert load.result.failures == [], load.result.summary()
     assert back.returncode == 0
     assert "chip_dashboard v2" in curl(sandbox, "-k", "https://pravoo.in/").stdout
     assert sandbox.drift("drift-after-redeploy").returncode == 0

@@ -128,7 +128,9 @@ def test_todays_apps_keep_their_files_byte_for_byte() -> None:
     declared apps do not change (a change would restart every app on the next run). The golden
     files were rendered before the options existed; one change since is deliberate: the units
     read gunicorn_conf.py (`--config`) instead of passing `--no-control-socket`, which gunicorn
-    before 25 refuses (found deploying the pinger fixture with gunicorn 23)."""
+    before 25 refuses (found deploying the pinger fixture with gunicorn 23); and the socket belongs
+    to a `<unit>.socket` unit (socket activation: a restart queues connections instead of refusing
+    them), so the service requires it and no longer has a RuntimeDirectory= to delete it."""
     golden = json.loads((Path(__file__).parent / "golden_app_files.json").read_text())
     for group, hostname in (("public", "srv1178562"), ("lan", "gts-server")):
         config = build_host_config(group, hostname)

@@ -470,3 +470,52 @@ def test_release_made_before_manifests_is_rebuilt_once(tmp_path: Path) -> None:
     ((release / ".venv").resolve() / release_engine.PACKAGES).unlink()
     problems = release_engine.damage(release)
     assert problems[0].startswith("no manifest") and problems[1].startswith("virtualenv: no record")
+
+
+# ---- zero downtime: the new release is checked before users reach it -----------------------------
+
+
+def test_candidate_runs_the_new_release_as_the_app_on_a_socket_of_its_own(tmp_path: Path) -> None:
+    s = settings(tmp_path, wsgi_app="hc.wsgi:application", gunicorn_config="/usr/local/lib/iac/gunicorn_conf.py",
+                 manage_dir="src", timeout=90)
+    cmd = release_engine.candidate_command(s, "iac-candidate-demo", "/run/iac-candidate-demo/gunicorn.sock",
+                                           tmp_path / "rel", tmp_path / "venv")
+    assert cmd[:2] == ["systemd-run", "--quiet"] and f"--uid={s.user}" in cmd
+    assert f"EnvironmentFile={s.env_file}" in cmd and f"WorkingDirectory={tmp_path / 'rel/src'}" in cmd
+    tail = cmd[cmd.index("--") + 1:]
+    assert tail[:2] == [f"{tmp_path}/venv/bin/gunicorn", "hc.wsgi:application"]
+    assert "unix:/run/iac-candidate-demo/gunicorn.sock" in tail and tail[tail.index("--timeout") + 1] == "90"
+    assert tail[tail.index("--config") + 1] == "/usr/local/lib/iac/gunicorn_conf.py"
+
+
+def test_release_that_fails_as_a_candidate_is_never_switched_to(tmp_path: Path, monkeypatch) -> None:
+    """importfail's case: the links, the units and what serves stay as they were; a first release
+    leaves every unit (the socket too) stopped and disabled."""
+    release, calls = _fake_release(tmp_path, wsgi_app="demo.wsgi:application", socket_unit="gunicorn-demo.socket")
+    rel = tmp_path / "releases" / ("a" * 40)
+    rel.mkdir(parents=True)
+    ran: list[list[str]] = []
+    monkeypatch.setattr(release_engine, "run", lambda cmd, check=True, **kw: ran.append(cmd) or
+                        subprocess.CompletedProcess(cmd, 0, stdout="", stderr=""))
+    monkeypatch.setattr(release, "candidate_healthy", lambda r, v: False)
+    switched: list[Path] = []
+    monkeypatch.setattr(release, "switch_to", switched.append)
+    with pytest.raises(release_engine.ReleaseFailed) as failed:
+        release.go_live("a" * 40, rel, previous=tmp_path / "releases/old")
+    assert failed.value.code == release_engine.EXIT_HEALTH and "before the switch" in str(failed.value)
+    assert switched == [] and not any("restart" in c for c in ran)
+    with pytest.raises(release_engine.ReleaseFailed):
+        release.go_live("a" * 40, rel, previous=None)
+    assert ["systemctl", "disable", "--now", "--quiet", "gunicorn-demo.socket", "gunicorn-demo"] in ran
+    assert any("first release failed" in c[1] for c in calls if c[0] == "log")
+
+
+def test_restart_keeps_the_socket_and_restarts_the_services(tmp_path: Path, monkeypatch) -> None:
+    release, _ = _fake_release(tmp_path, socket_unit="gunicorn-demo.socket")
+    ran: list[list[str]] = []
+    monkeypatch.setattr(release_engine, "run", lambda cmd, check=True, **kw: ran.append(cmd) or
+                        subprocess.CompletedProcess(cmd, 0, stdout="", stderr=""))
+    release.restart()
+    assert ["systemctl", "start", "gunicorn-demo.socket"] in ran
+    assert ["systemctl", "restart", "gunicorn-demo"] in ran and not any(
+        c[:2] == ["systemctl", "restart"] and "gunicorn-demo.socket" in c for c in ran)

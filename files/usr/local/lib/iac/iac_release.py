@@ -121,6 +121,11 @@ class Settings:
     release_commands: list[list[str]] = field(default_factory=list)
     process_units: dict[str, str] = field(default_factory=dict)  # unit name -> unit file
     alert_env_file: str = ""  # EnvironmentFile= holding IAC_ALERT_WEBHOOK_URL ('' = no alerts)
+    socket_unit: str = ""  # <unit>.socket, holding gunicorn's socket across restarts
+    socket_unit_file: str = ""
+    wsgi_app: str = ""
+    gunicorn_config: str = ""
+    timeout: int = 60
     settings_file: Path = Path()
 
     @classmethod
@@ -206,8 +211,8 @@ def locked(path: Path):
 def inputs_hash(s: Settings) -> str:
     """What, besides the commit, a live release was made with: env file, units, settings (the
     converge hashes the same texts in the same order: operations/django_app.py)."""
-    return sha256_files([Path(s.env_file), Path(s.unit_file), *map(Path, s.process_units.values()),
-                         s.settings_file])
+    units = [s.unit_file, *([s.socket_unit_file] if s.socket_unit_file else []), *s.process_units.values()]
+    return sha256_files([Path(s.env_file), *map(Path, units), s.settings_file])
 
 
 def venv_key(requirements: bytes, python_version: str, extra: list[str] | None = None) -> str:
@@ -285,6 +290,18 @@ def damage(release: Path) -> list[str]:
             problems += [f"virtualenv: {d} missing" for d in want if d not in have]
             problems += [f"virtualenv: {d} added" for d in have if d not in want]
     return problems
+
+
+def candidate_command(s: Settings, unit: str, sock: str, release: Path, venv: Path) -> list[str]:
+    """A transient unit running the new release's gunicorn as the app, with its environment file,
+    on a socket of its own (one worker: it only has to answer the health check)."""
+    return ["systemd-run", "--quiet", "--collect", f"--unit={unit}", "--service-type=exec", f"--uid={s.user}",
+            f"--gid={s.user}", "-p", f"EnvironmentFile={s.env_file}",
+            "-p", f"WorkingDirectory={release / s.manage_dir}", "-p", f"RuntimeDirectory={unit}",
+            "-p", "RuntimeDirectoryMode=0755", f"--setenv=HOME=/home/{s.user}", "--",
+            f"{venv}/bin/gunicorn", s.wsgi_app, *(["--config", s.gunicorn_config] if s.gunicorn_config else []),
+            "--bind", f"unix:{sock}", "--workers", "1", "--timeout", str(s.timeout),
+            "--access-logfile", "-", "--error-logfile", "-"]
 
 
 def alert_text(host: str, app: str, revision: str, commit: str | None, code: int, detail: str,
@@ -586,16 +603,41 @@ class Release:
         """gunicorn's unit, then the app's process units (restarted, enabled, stopped together)."""
         return [self.s.unit, *self.s.process_units]
 
+    @property
+    def all_units(self) -> list[str]:
+        """The units enabled with the app (and disabled with a failed first release): the socket too."""
+        return [*([self.s.socket_unit] if self.s.socket_unit else []), *self.units]
+
     def restart(self) -> None:
         # a unit that hit its start limit (StartLimitBurst) refuses even a manual start until reset
         run(["systemctl", "reset-failed", *self.units], check=False, stderr=subprocess.DEVNULL)
+        # the socket is not restarted: it keeps the connections that arrive meanwhile
+        if self.s.socket_unit:
+            run(["systemctl", "start", self.s.socket_unit], check=False)
         run(["systemctl", "restart", *self.units], check=False)
 
-    def healthy(self, attempts: int = 30) -> bool:
+    def candidate_healthy(self, release: Path, venv: Path) -> bool:
+        """The new release under gunicorn on a socket of its own, before anything switches:
+        users are never sent to a release that cannot answer its health check."""
+        s = self.s
+        unit = f"iac-candidate-{s.app}"
+        sock = f"/run/{unit}/gunicorn.sock"
+        run(["systemctl", "stop", unit], check=False, stderr=subprocess.DEVNULL)  # a leftover
+        run(["systemctl", "reset-failed", unit], check=False, stderr=subprocess.DEVNULL)
+        started = run(candidate_command(s, unit, sock, release, venv), check=False)
+        try:
+            ok = started.returncode == 0 and self.healthy(socket=sock, attempts=20)
+            if not ok:
+                run(["journalctl", "-u", unit, "-n", "30", "--no-pager", "-o", "cat"], check=False, stdout=sys.stderr)
+        finally:
+            run(["systemctl", "stop", unit], check=False, stderr=subprocess.DEVNULL)
+        return ok
+
+    def healthy(self, attempts: int = 30, socket: str | None = None) -> bool:
         s = self.s
         cmd = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"]
-        if s.health_socket:
-            cmd += ["--unix-socket", s.health_socket]
+        if socket or s.health_socket:
+            cmd += ["--unix-socket", socket or s.health_socket]
         for header in s.health_headers:
             cmd += ["-H", header]
         for _ in range(attempts):
@@ -611,9 +653,19 @@ class Release:
         # what `verify` compares the live release with (after the release commands, which may
         # write into it)
         (release / MANIFEST).write_text(json.dumps(release_manifest(release), sort_keys=True) + "\n")
+        if s.wsgi_app and not self.candidate_healthy(release, (release / ".venv").resolve()):
+            self.log(f"health check FAILED for {short(commit)} at {s.health_url}, before the switch: users "
+                     "never reached it")
+            self.restore_databases()
+            if previous is None:
+                self.log(f"first release failed: nothing is live; {' '.join(self.all_units)} stay stopped and "
+                         "disabled; fix the revision and run again")
+                run(["systemctl", "disable", "--now", "--quiet", *self.all_units], check=False)
+                run(["systemctl", "reset-failed", *self.units], check=False, stderr=subprocess.DEVNULL)
+            raise ReleaseFailed(EXIT_HEALTH, "health check FAILED before the switch; the live release is untouched")
         self.switch_to(release)
         run(["systemctl", "daemon-reload"])
-        run(["systemctl", "enable", "--quiet", *self.units])
+        run(["systemctl", "enable", "--quiet", *self.all_units])
         self.restart()
         if self.healthy():
             return
@@ -627,9 +679,9 @@ class Release:
         else:
             # a first release has nothing to go back to: the unit is stopped and disabled (not left
             # restarting every RestartSec), the stable links are removed, the database restored
-            self.log(f"first release failed: {' '.join(self.units)} stopped and disabled, {s.app_link} removed; "
+            self.log(f"first release failed: {' '.join(self.all_units)} stopped and disabled, {s.app_link} removed; "
                      "fix the revision and run again")
-            run(["systemctl", "disable", "--now", "--quiet", *self.units], check=False)
+            run(["systemctl", "disable", "--now", "--quiet", *self.all_units], check=False)
             run(["systemctl", "reset-failed", *self.units], check=False, stderr=subprocess.DEVNULL)
             s.app_link.unlink(missing_ok=True)
             s.venv_link.unlink(missing_ok=True)
