@@ -2,7 +2,8 @@
 or the packet filter that would lock the operator out are reverted.
 
 The port scan runs from this machine against each sandbox host's address (bounded: ports
-1-10000 and the declared ones, in parallel, short timeouts); a listener started on the host on
+1-1024, the usual service ranges, every 97th port above and the declared ones, in parallel,
+short timeouts); a listener started on the host on
 an undeclared port proves the scan would see one that the filter let through.
 """
 
@@ -47,7 +48,12 @@ def test_only_the_declared_ports_answer_from_outside(sandbox: Sandbox, converged
     try:
         assert sandbox.ssh(role, "for i in $(seq 50); do curl -s -o /dev/null localhost:8765 && exit 0; "
                                  "sleep 0.1; done; exit 1", check=False).returncode == 0
-        ports = sorted(set(range(1, 10001)) | DECLARED[role])
+        # every privileged port, the usual service ranges, the listener and the declared ones, and
+        # a fixed sample of the rest (a full 1-65535 scan costs ~2 min per host at the filter's
+        # silent drop; the filter's rule is one default, not a list of ports)
+        sample = set(range(1, 1025)) | set(range(3000, 3010)) | set(range(5000, 5010)) | set(range(5432, 5440)) | \
+            set(range(8000, 8100)) | set(range(8765, 8766)) | set(range(9000, 9010)) | set(range(1025, 65536, 97))
+        ports = sorted(sample | DECLARED[role])
         found = asyncio.run(_open_ports(sandbox.world.host_ip(role), ports))
     finally:
         sandbox.ssh(role, "systemctl stop iac-test-listener", check=False)

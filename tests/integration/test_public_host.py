@@ -154,19 +154,25 @@ def test_second_run_changes_nothing_and_drift_is_zero(sandbox: Sandbox, bare_pub
     assert sandbox.drift("public-drift").returncode == 0
 
 
-@pytest.mark.parametrize(("path", "op"), [
-    ("/etc/nginx/sites-available/django", "nginx site django (checked with nginx -t, live)"),
-    ("/etc/systemd/system/broker_portal.service", "chip_dashboard: unit broker_portal (verified, live)"),
-])
-def test_edited_site_or_unit_is_drift_and_a_run_restores_it(sandbox: Sandbox, bare_public: Run,
-                                                            path: str, op: str) -> None:
-    sandbox.ssh("public", f"echo '# edited by hand' >> {path}")
-    run = sandbox.drift(f"drift-edited-{Path(path).name}")
+EDITED = {
+    "/etc/nginx/sites-available/django": "nginx site django (checked with nginx -t, live)",
+    "/etc/systemd/system/broker_portal.service": "chip_dashboard: unit broker_portal (verified, live)",
+    "/etc/systemd/system/broker_portal.socket": "chip_dashboard: unit broker_portal (verified, live)",
+}
+
+
+def test_edited_site_or_unit_is_drift_and_a_run_restores_it(sandbox: Sandbox, bare_public: Run) -> None:
+    """Hand edits of the site and of both units: one check names each, one run restores all."""
+    for path in EDITED:
+        sandbox.ssh("public", f"echo '# edited by hand' >> {path}")
+    run = sandbox.drift("drift-edited-site-and-units")
     assert run.returncode == 2, run.output
-    assert f"srv1178562: {op}" in run.stdout
-    assert sandbox.converge(f"restore-{Path(path).name}").returncode == 0
-    assert "# edited by hand" not in sandbox.ssh("public", f"cat {path}").stdout
-    assert sandbox.drift(f"drift-restored-{Path(path).name}").returncode == 0
+    for op in EDITED.values():
+        assert f"srv1178562: {op}" in run.stdout, (op, run.stdout)
+    assert sandbox.converge("restore-site-and-units", "--limit", "public").returncode == 0
+    for path in EDITED:
+        assert "# edited by hand" not in sandbox.ssh("public", f"cat {path}").stdout
+    assert sandbox.drift("drift-restored-site-and-units").returncode == 0
 
 
 def test_broken_nginx_template_fails_before_reload_and_site_keeps_serving(
