@@ -216,7 +216,7 @@ def test_site_nginx_accepts_but_that_cannot_reach_the_app_fails_the_run(
     """`nginx -t` cannot know that the upstream socket is wrong; the check through nginx can."""
     copy = repo_copy(tmp_path)
     tpl = copy / "templates/etc/nginx/sites-available/app.conf.j2"
-    upstream = "server unix:/run/{{ app.unit | nginx }}/gunicorn.sock"
+    upstream = "server unix:{{ paths.socket | nginx }}"
     assert upstream in tpl.read_text()
     tpl.write_text(tpl.read_text().replace(upstream, "server unix:/run/no-such-app/gunicorn.sock"))
     run = sandbox.converge("unreachable-upstream", "--limit", "public", cwd=copy)
