@@ -198,7 +198,8 @@ def test_broken_unit_template_is_refused_and_the_app_keeps_serving(
     copy = repo_copy(tmp_path)
     tpl = copy / "templates/etc/systemd/system/gunicorn.service.j2"
     tpl.write_text(tpl.read_text().replace("Restart=on-failure", "Restart=sometimes")
-                   .replace("ExecStart=/srv/venvs/", "ExecStart=/srv/vnevs/"))
+                   .replace("ExecStart={{ paths.gunicorn | unit }}", "ExecStart=/srv/vnevs/{{ name }}/bin/gunicorn"))
+    assert "/srv/vnevs/" in tpl.read_text()
     unit = "/etc/systemd/system/broker_portal.service"
     live_before = sandbox.ssh("public", f"sha256sum {unit}").stdout
     run = sandbox.converge("broken-unit-template", "--limit", "public", cwd=copy)
