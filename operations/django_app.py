@@ -23,7 +23,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pyinfra import host
-from pyinfra.api import StringCommand, operation
+from pyinfra.api import OperationError, StringCommand, operation
 from pyinfra.facts.files import File
 from pyinfra.operations import files, server, systemd
 
@@ -226,7 +226,13 @@ def release_live(app: str, revision: str, repo_url: str, user: str, inputs: str,
     if COMMIT_RE.match(revision):
         wanted = revision
     else:
-        wanted = host.get_fact(GitRemoteCommit, url=repo_url, revision=revision, user=user)
+        remote = host.get_fact(GitRemoteCommit, url=repo_url, revision=revision, user=user)
+        if remote["error"]:
+            # an error, not a change: the drift gate must say "cannot tell" (exit 1), not "drift"
+            raise OperationError(f"{app}: cannot ask {repo_url} which commit {revision!r} is: {remote['error']}")
+        if remote["asked"] and remote["commit"] is None:
+            raise OperationError(f"{app}: {repo_url} has no tag or branch {revision!r} (source.revision)")
+        wanted = remote["commit"]
     damaged = host.get_fact(ReleaseDamage, engine=RELEASE_ENGINE, app=app)
     if live and wanted and live.get("commit") == wanted and live.get("inputs") == inputs and not damaged:
         return

@@ -49,8 +49,13 @@ class ReleaseDamage(FactBase):
 class GitRemoteCommit(FactBase):
     """
     The commit a revision (tag, branch) names on the app's git remote, asked as the app user
-    with its deploy key and pinned known_hosts; ``None`` when it cannot be asked (the user or
-    key does not exist yet, the key is not registered, the server is unreachable).
+    with its deploy key and pinned known_hosts: ``{"asked": bool, "commit": id or None, "error":
+    text or None}``.
+
+    ``asked`` is False when it cannot be asked yet (the user or its key does not exist: a first
+    run makes them); ``error`` says why the remote did not answer (unreachable, key not
+    registered, unknown host key), so that a drift check reports an error, not drift; ``commit``
+    is None when the remote has no such tag or branch.
     """
 
     def command(self, url: str, revision: str, user: str) -> str:
@@ -59,11 +64,22 @@ class GitRemoteCommit(FactBase):
                f"-o UserKnownHostsFile=/home/{user}/.ssh/known_hosts")
         refs = " ".join(shlex.quote(r) for r in (
             f"refs/tags/{revision}", f"refs/tags/{revision}^{{}}", f"refs/heads/{revision}"))
-        return (f"id -u {shlex.quote(user)} >/dev/null 2>&1 && "
-                f"runuser -u {shlex.quote(user)} -- env HOME=/home/{user} GIT_SSH_COMMAND={shlex.quote(ssh)} "
-                f"git ls-remote {shlex.quote(url)} {refs} 2>/dev/null || true")
+        return (f"if ! id -u {shlex.quote(user)} >/dev/null 2>&1 || ! test -f /home/{user}/.ssh/id_ed25519; "
+                "then echo IAC-NO-KEY; exit 0; fi; "
+                f"out=$(runuser -u {shlex.quote(user)} -- env HOME=/home/{user} GIT_SSH_COMMAND={shlex.quote(ssh)} "
+                f"git ls-remote {shlex.quote(url)} {refs} 2>&1) && printf '%s\\n' \"$out\" || "
+                "{ echo IAC-UNREACHABLE; printf '%s\\n' \"$out\" | head -n 20; }")
 
-    def process(self, output: list[str]) -> str | None:
+    def process(self, output: list[str]) -> dict:
+        if "IAC-NO-KEY" in output:
+            return {"asked": False, "commit": None, "error": None}
+        if "IAC-UNREACHABLE" in output:
+            lines = [line.strip() for line in output[output.index("IAC-UNREACHABLE") + 1:] if line.strip()]
+            # ssh's and git's own reasons first ("No route to host", "Permission denied (publickey)")
+            key = [line for line in lines if line.startswith(("ssh:", "fatal:", "ERROR", "Host key", "git@"))
+                   or "denied" in line]
+            why = " ".join((key or lines)[:3])
+            return {"asked": True, "commit": None, "error": why or "git ls-remote failed"}
         found: dict[str, str] = {}
         for line in output:
             parts = line.split()
@@ -71,10 +87,10 @@ class GitRemoteCommit(FactBase):
                 found[parts[1]] = parts[0]
         for ref, commit in found.items():
             if ref.endswith("^{}"):
-                return commit  # an annotated tag, peeled to its commit
+                return {"asked": True, "commit": commit, "error": None}  # an annotated tag, peeled to its commit
         tags = [c for r, c in found.items() if r.startswith("refs/tags/")]
         heads = [c for r, c in found.items() if r.startswith("refs/heads/")]
-        return (tags or heads or [None])[0]
+        return {"asked": True, "commit": (tags or heads or [None])[0], "error": None}
 
 
 class TlsCertificate(FactBase):
