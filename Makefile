@@ -15,7 +15,7 @@ PYINFRA := $(VENV)/bin/pyinfra
 export SANDBOX_NAME SANDBOX_SUBNET
 
 .PHONY: help deps venv sandbox sandbox-up sandbox-status sandbox-down plan apply drift deploy-keys \
-        audit-mismatches alert-test backup-status backup-now restore restore-drill dr dr-drill \
+        rollback audit-mismatches alert-test backup-status backup-now restore restore-drill dr dr-drill \
         validate test test-unit test-integration lint
 
 help: ## List the targets and what they do
@@ -67,6 +67,11 @@ deploy-keys: venv ## Make each app's deploy key on its host (once) and print the
 
 APP ?= rental_scheduler
 REPORT ?= /tmp/mismatch_report.csv
+rollback: venv ## Switch APP to the release live before (or TO=<commit>) without rebuilding; migrations reversed, or refused naming them (BACKUP=1: restore the pre-migrate backup)
+	@test -n "$(APP)" || { echo "make rollback: give APP=<app>, e.g. APP=chip_dashboard" >&2; exit 1; }
+	@$(PY) -m iac.rollback $(INVENTORY) $(APP) $(if $(TO),--to $(TO)) $(if $(BACKUP),--from-backup) \
+	  $(if $(filter yes,$(CONFIRM)),--yes)
+
 audit-mismatches: venv ## rental_scheduler's invoice audit on the LAN host (START=YYYY-MM-DD END=... REPORT=path)
 	@$(PYINFRA) $(INVENTORY) --limit lan -y exec -- /usr/local/sbin/iac-manage rental_scheduler \
 	  audit_contract_invoice_mismatches $(if $(START),--start-date $(START)) $(if $(END),--end-date $(END)) \

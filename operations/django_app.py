@@ -239,6 +239,9 @@ def release_live(app: str, revision: str, repo_url: str, user: str, inputs: str,
     if damaged and live and live.get("commit") == wanted:
         # drift names the operation; say what differs (paths and package names, never contents)
         host.noop(f"{app}: live release damaged: {'; '.join(damaged)}")
+    elif live and live.get("rolled_back_from") and live.get("commit") != wanted:
+        host.noop(f"{app}: live release {live['commit'][:12]} differs from the declared {revision!r} ({wanted}): "
+                  "rolled back by hand (make rollback); set source.revision to keep it")
     yield StringCommand(RELEASE_SCRIPT, app)
 
 

@@ -109,8 +109,16 @@ def test_virtualenv_key_follows_requirements_and_python() -> None:
 
 def test_record_is_what_the_converge_reads(tmp_path: Path) -> None:
     now = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
-    assert release_engine.deployed_record("c" * 40, "v2", "h", now) == {
-        "commit": "c" * 40, "revision": "v2", "inputs": "h", "deployed_at": "2026-11-23T12:00:00+00:00"}
+    first = release_engine.deployed_record("c" * 40, "v2", "h", now, release="c" * 40 + "-k")
+    assert first == {"commit": "c" * 40, "revision": "v2", "inputs": "h", "deployed_at": "2026-11-23T12:00:00+00:00",
+                     "release": "c" * 40 + "-k", "pre_migrate_backups": [], "history": []}
+    second = release_engine.deployed_record("d" * 40, "v3", "h2", now, release="d" * 40 + "-k", previous=first,
+                                            backups=[["sqlite", "/var/lib/x/db.sqlite3", "/var/backups/iac/x/db.1"]])
+    assert second["history"] == [{"commit": "c" * 40, "release": "c" * 40 + "-k",
+                                  "deployed_at": "2026-11-23T12:00:00+00:00"}]
+    assert second["pre_migrate_backups"][0][0] == "sqlite"
+    third = release_engine.deployed_record("e" * 40, "v4", "h", now, previous=second, rolled_back_from="d" * 40)
+    assert [h["commit"] for h in third["history"]] == ["c" * 40, "d" * 40] and third["rolled_back_from"] == "d" * 40
 
 
 def test_manage_steps_run_through_systemd_with_the_env_file(tmp_path: Path) -> None:
@@ -519,3 +527,48 @@ def test_restart_keeps_the_socket_and_restarts_the_services(tmp_path: Path, monk
     assert ["systemctl", "start", "gunicorn-demo.socket"] in ran
     assert ["systemctl", "restart", "gunicorn-demo"] in ran and not any(
         c[:2] == ["systemctl", "restart"] and "gunicorn-demo.socket" in c for c in ran)
+
+
+# ---- rollback decisions ------------------------------------------------------------------------
+
+SHOWMIGRATIONS = """[X]  contenttypes.0001_initial
+[X]  core.0001_initial
+[X]  core.0002_v2_change
+[ ]  core.0003_later
+"""
+
+
+def test_showmigrations_plan_is_read_in_order_with_what_is_applied() -> None:
+    assert release_engine.showmigrations_plan(SHOWMIGRATIONS) == [
+        ("contenttypes.0001_initial", True), ("core.0001_initial", True), ("core.0002_v2_change", True),
+        ("core.0003_later", False)]
+
+
+def test_reversal_goes_back_to_the_last_migration_the_older_code_knows() -> None:
+    applied = ["contenttypes.0001_initial", "core.0001_initial", "core.0002_v2_change", "extra.0001_initial"]
+    known = ["contenttypes.0001_initial", "core.0001_initial"]
+    assert release_engine.reversal_targets(applied, known) == {"core": "0001_initial", "extra": "zero"}
+    assert release_engine.reversal_targets(known, known) == {}
+
+
+def test_irreversible_migrations_are_named_from_djangos_plan() -> None:
+    plan = """Planned operations:
+core.0004_data
+    Raw Python operation -> IRREVERSIBLE
+core.0003_field
+    Undo Add field tags to check
+"""
+    assert release_engine.irreversible_migrations(plan) == ["core.0004_data"]
+    assert release_engine.irreversible_migrations("Planned operations:\n  No planned migration operations.\n") == []
+
+
+def test_rollback_target_is_the_release_live_before_or_the_one_asked_for() -> None:
+    a, b, c = ("a" * 40 + "-k", "b" * 40 + "-k", "c" * 40 + "-k")
+    history = [{"release": a}, {"release": b}]
+    assert release_engine.rollback_target(history, [a, b, c], c, None) == b
+    assert release_engine.rollback_target(history, [a, c], c, None) == a  # b was pruned
+    assert release_engine.rollback_target(history, [a, b, c], c, "aaaa") == a
+    with pytest.raises(release_engine.ReleaseFailed, match="no kept release matches 'ffff'"):
+        release_engine.rollback_target(history, [a, b, c], c, "ffff")
+    with pytest.raises(release_engine.ReleaseFailed, match="no release that was live before"):
+        release_engine.rollback_target([], [c], c, None)

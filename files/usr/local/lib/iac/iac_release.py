@@ -10,6 +10,13 @@ gunicorn unit does.
 Commands:
   release APP            make the declared revision live (iac-app-release APP)
   manage APP ARGS...     manage.py ARGS in the live release, as the app, with its env (iac-manage)
+  rollback APP [--to COMMIT] [--from-backup]
+                         switch to a kept release without rebuilding (the newest one live before
+                         the current one, or the one whose commit starts with COMMIT): migrations
+                         the older code does not know are reversed first, or the rollback is
+                         refused naming the irreversible ones; --from-backup restores instead
+                         the database backup taken before the current release migrated (rows
+                         written since are lost; a safety backup is taken first)
   notify APP             post the message on stdin to the host's alert webhook (run by the engine
                          through systemd-run with the alert env file: the URL is a secret)
   verify APP             what differs in the live release from what went live: its files against
@@ -65,11 +72,13 @@ SETTINGS_DIR = Path(os.environ.get("IAC_RELEASE_SETTINGS_DIR", "/etc/iac/apps"))
 LOG_FILE = Path(os.environ.get("IAC_RELEASE_LOG", "/var/log/iac/releases.log"))
 BACKUP_ENGINE = Path(__file__).resolve().parent / "iac_backup.py"
 EXIT_FETCH, EXIT_REVISION, EXIT_MIGRATE, EXIT_HEALTH, EXIT_PIP, EXIT_FRONTEND = 3, 4, 5, 6, 7, 8
-EXIT_COMMAND, EXIT_STATIC = 9, 10
+EXIT_COMMAND, EXIT_STATIC, EXIT_ROLLBACK = 9, 10, 11
 # the stage each exit code names, in the alert and the log
 STEPS = {EXIT_FETCH: "fetch", EXIT_REVISION: "fetch (unknown revision)", EXIT_MIGRATE: "migrate",
          EXIT_HEALTH: "health check", EXIT_PIP: "build (pip install)", EXIT_FRONTEND: "build (front end)",
-         EXIT_COMMAND: "release command", EXIT_STATIC: "build (collectstatic)", 1: "a system command"}
+         EXIT_COMMAND: "release command", EXIT_STATIC: "build (collectstatic)", EXIT_ROLLBACK: "rollback",
+         1: "a system command"}
+HISTORY_KEPT = 20
 RELEASE_DIR_RE = re.compile(r"^[0-9a-f]{40}(-[0-9a-f]{12})?$")
 
 
@@ -340,9 +349,72 @@ def caches_to_prune(cache_dirs: list[tuple[Path, float]], keep: int) -> list[Pat
     return newest_first[keep:]
 
 
-def deployed_record(commit: str, revision: str, inputs: str, now: datetime) -> dict:
-    return {"commit": commit, "revision": revision, "inputs": inputs,
-            "deployed_at": now.isoformat(timespec="seconds")}
+def deployed_record(commit: str, revision: str, inputs: str, now: datetime, release: str = "",
+                    previous: dict | None = None, backups: list | None = None,
+                    rolled_back_from: str | None = None) -> dict:
+    """What is live (read by the converge's DeployedRelease fact: commit and inputs), the
+    pre-migrate backups a rollback --from-backup restores, and the releases live before it
+    (newest last), which rollback picks from."""
+    history = [] if previous is None else [*previous.get("history", []), {
+        k: previous[k] for k in ("commit", "release", "deployed_at") if k in previous}]
+    record = {"commit": commit, "revision": revision, "inputs": inputs,
+              "deployed_at": now.isoformat(timespec="seconds"), "release": release,
+              "pre_migrate_backups": backups or [], "history": history[-HISTORY_KEPT:]}
+    if rolled_back_from:
+        record["rolled_back_from"] = rolled_back_from
+    return record
+
+
+# ---- rollback decisions (pure, unit-tested) ---------------------------------------------------
+
+
+def rollback_target(history: list[dict], kept: list[str], live: str, to: str | None) -> str:
+    """The release directory to go back to: the one whose commit starts with ``to``, else the
+    newest one that was live before ``live``; only among directories still on disk."""
+    if to:
+        found = [name for name in kept if name.startswith(to) and name != live]
+        if len(found) != 1:
+            raise ReleaseFailed(EXIT_ROLLBACK, f"{'no' if not found else 'more than one'} kept release matches {to!r}; "
+                                               f"kept: {', '.join(short(n) for n in kept if n != live) or 'none'}")
+        return found[0]
+    for entry in reversed(history):
+        name = entry.get("release", "")
+        if name and name != live and name in kept:
+            return name
+    raise ReleaseFailed(EXIT_ROLLBACK, "no release that was live before this one is kept on disk (keep_releases); "
+                                       "deploy the wanted revision instead")
+
+
+def showmigrations_plan(output: str) -> list[tuple[str, bool]]:
+    """`manage.py showmigrations --plan` -> [("label.name", applied)] in plan order."""
+    found = []
+    for line in output.splitlines():
+        m = re.match(r"^\[([ X])\]\s+(\w+)\.(\w+)\s*$", line.strip())
+        if m:
+            found.append((f"{m.group(2)}.{m.group(3)}", m.group(1) == "X"))
+    return found
+
+
+def reversal_targets(applied: list[str], known_by_target: list[str]) -> dict[str, str]:
+    """For each app whose applied migrations include some the target release's code does not
+    know: the migration to go back to (the last the target knows of that app, or 'zero')."""
+    known = set(known_by_target)
+    last_known: dict[str, str] = {}
+    for migration in known_by_target:
+        label, name = migration.split(".", 1)
+        last_known[label] = name
+    return {m.split(".", 1)[0]: last_known.get(m.split(".", 1)[0], "zero") for m in applied if m not in known}
+
+
+def irreversible_migrations(plan_output: str) -> list[str]:
+    """The migrations `migrate APP TARGET --plan` shows with an operation it cannot undo."""
+    found, current = [], None
+    for line in plan_output.splitlines():
+        if re.match(r"^\w+\.\w+\s*$", line):
+            current = line.strip()
+        elif current and line.startswith(" ") and "IRREVERSIBLE" in line and current not in found:
+            found.append(current)
+    return found
 
 
 def _mtimes(paths: list[Path]) -> list[tuple[Path, float]]:
@@ -689,11 +761,15 @@ class Release:
         raise ReleaseFailed(EXIT_HEALTH, "health check FAILED")
 
     # 5. record + prune
-    def record(self, commit: str, inputs: str) -> None:
+    def record(self, commit: str, inputs: str, release: Path, rolled_back_from: str | None = None) -> None:
         s = self.s
+        path = s.releases / "deployed.json"
+        previous = json.loads(path.read_text()) if path.is_file() else None
+        backups = [[e, t, str(f)] for e, t, f in self.backups] if self.schema_changed else []
         tmp = s.releases / "deployed.json.new"
-        tmp.write_text(json.dumps(deployed_record(commit, s.revision, inputs, datetime.now(UTC))) + "\n")
-        os.replace(tmp, s.releases / "deployed.json")
+        tmp.write_text(json.dumps(deployed_record(commit, s.revision, inputs, datetime.now(UTC), release.name,
+                                                  previous, backups, rolled_back_from)) + "\n")
+        os.replace(tmp, path)
 
     def prune(self, release: Path) -> None:
         s = self.s
@@ -761,6 +837,86 @@ class Release:
         self.restart()
         self.log("the rebuild failed: the damaged release is back in place")
 
+    # rollback: a kept release, its migrations reversed (or the pre-migrate backup), no rebuild
+    def migrations(self, release: Path, alias: str) -> list[tuple[str, bool]]:
+        """`showmigrations --plan` of ``release``'s own code against the database."""
+        venv = (release / ".venv").resolve()
+        cmd = with_app_env(self.s, [f"{venv}/bin/python", "manage.py", "showmigrations", "--plan", "--database",
+                                    alias], release / self.s.manage_dir)
+        done = run(cmd, check=False, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise ReleaseFailed(EXIT_ROLLBACK, f"showmigrations failed in {short(release.name)}: "
+                                               f"{done.stderr.strip()[-300:]}")
+        return showmigrations_plan(done.stdout)
+
+    def manage_live(self, live: Path, args: list[str]) -> subprocess.CompletedProcess:
+        venv = (live / ".venv").resolve()
+        cmd = with_app_env(self.s, [f"{venv}/bin/python", "manage.py", *args], live / self.s.manage_dir)
+        return run(cmd, check=False, capture_output=True, text=True)
+
+    def rollback(self, to: str | None, from_backup: bool) -> int:
+        s = self.s
+        started = time.monotonic()
+        with locked(s.releases / ".lock"):
+            if not s.app_link.is_symlink():
+                raise ReleaseFailed(EXIT_ROLLBACK, "nothing is live: there is nothing to roll back")
+            live = s.app_link.resolve()
+            record_file = s.releases / "deployed.json"
+            record = json.loads(record_file.read_text()) if record_file.is_file() else {}
+            kept = [p.name for p in s.releases.iterdir() if p.is_dir() and RELEASE_DIR_RE.match(p.name)
+                    and (p / ".iac-built").is_file() and ((p / ".venv").resolve() / ".iac-complete").is_file()]
+            target = s.releases / rollback_target(record.get("history", []), kept, live.name, to)
+            self.commit = target.name[:40]
+            self.log(f"rolling back from {short(live.name)} to {short(target.name)}")
+            # what the older code does not know, per database and app, and whether it can be undone
+            steps: list[tuple[str, str, str]] = []
+            for alias in s.migrate_databases:
+                applied = [m for m, done in self.migrations(live, alias) if done]
+                known = [m for m, _ in self.migrations(target, alias)]
+                for label, name in reversal_targets(applied, known).items():
+                    steps.append((alias, label, name))
+            if steps and not from_backup:
+                blocked = []
+                for alias, label, name in steps:
+                    plan = self.manage_live(live, ["migrate", label, name, "--plan", "--database", alias])
+                    blocked += irreversible_migrations(plan.stdout)
+                if blocked:
+                    when = record.get("deployed_at", "?")
+                    raise ReleaseFailed(EXIT_ROLLBACK, (
+                        f"refused: {', '.join(blocked)} cannot be reversed. The database backup taken before "
+                        f"{short(live.name)} migrated ({when}) can bring back the schema and data as they were then: "
+                        "rollback --from-backup (make rollback ... BACKUP=1). WARNING: every row written since "
+                        "then is lost (a safety backup of the current database is taken first)."))
+            s.backup_dir.mkdir(parents=True, exist_ok=True)
+            self.back_up()  # safety: the database as it is now
+            self.schema_changed = True
+            if from_backup:
+                saved = record.get("pre_migrate_backups", [])
+                if not saved:
+                    raise ReleaseFailed(EXIT_ROLLBACK, f"{short(live.name)} left no pre-migrate backup (its migrate "
+                                                       "applied nothing): roll back without --from-backup")
+                self.log("restoring the pre-migrate backup of the current release: rows written since are lost")
+                current, self.backups = self.backups, [(e, tg, Path(f)) for e, tg, f in saved]
+                self.restore_databases()
+                self.backups = current
+            else:
+                for alias, label, name in steps:
+                    self.log(f"reversing {label} to {name} ({alias})")
+                    done = self.manage_live(live, ["migrate", label, name, "--noinput", "--database", alias])
+                    if done.returncode != 0:
+                        sys.stderr.write(done.stdout + done.stderr)
+                        self.restore_databases()
+                        raise ReleaseFailed(EXIT_ROLLBACK, f"reversing {label} to {name} FAILED; the database is "
+                                                           f"restored and {short(live.name)} stays live")
+            self.go_live(self.commit, target, live)
+            self.record(self.commit, inputs_hash(s), target, rolled_back_from=live.name[:40])
+            self.log(f"rolled back to {short(target.name)} in {time.monotonic() - started:.1f} s; the declared "
+                     f"revision is still {s.revision!r}: set source.revision = {self.commit!r} to keep it")
+        print(json.dumps({"app": s.app, "commit": self.commit, "from": live.name[:40], "reversed": [
+            f"{label} -> {name}" for _, label, name in steps], "from_backup": from_backup,
+            "seconds": round(time.monotonic() - started, 1)}))
+        return 0
+
     def make_live(self, commit: str, release: Path, previous: Path | None, inputs: str) -> int:
         """Stages 2-5 (see the module docstring)."""
         s = self.s
@@ -773,7 +929,7 @@ class Release:
         self.migrate(release, venv, previous)
         self.release_commands(release, venv)
         self.go_live(commit, release, previous)
-        self.record(commit, inputs)
+        self.record(commit, inputs, release)
         self.prune(release)
         self.log(f"release {short(commit)} ({s.revision}) is live")
         return 0
@@ -825,7 +981,7 @@ def manage_command(s: Settings, args: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) < 2 or args[0] not in ("release", "manage", "verify", "notify"):
+    if len(args) < 2 or args[0] not in ("release", "manage", "verify", "notify", "rollback"):
         print(__doc__.split("\n\n")[2], file=sys.stderr)
         return 2
     if args[0] == "notify":
@@ -838,6 +994,10 @@ def main(argv: list[str] | None = None) -> int:
     os.umask(0o022)
     release = Release(settings)
     try:
+        if args[0] == "rollback":
+            extra = args[2:]
+            to = extra[extra.index("--to") + 1] if "--to" in extra and extra.index("--to") + 1 < len(extra) else None
+            return release.rollback(to, "--from-backup" in extra)
         return release.run()
     except ReleaseFailed as failed:
         release.log(f"{failed} (step: {STEPS.get(failed.code)})")
