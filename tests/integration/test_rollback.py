@@ -72,6 +72,10 @@ def test_rollback_reverses_a_reversible_migration_and_keeps_every_row(sandbox: S
 
 def test_irreversible_migration_refuses_the_rollback_and_the_backup_brings_the_old_state_back(
         sandbox: Sandbox, converged: Run) -> None:
+    # the declared release (main = v2) again, then the irreversible one on top of it
+    run = sandbox.converge("declared-release", "--limit", "public")
+    assert run.returncode == 0, failure_excerpt(run)
+    assert "chip_dashboard v2" in _page(sandbox)
     run = sandbox.converge("irreversible-release", "--limit", "public", SANDBOX_OVERRIDES=_at("irreversible"))
     assert run.returncode == 0, failure_excerpt(run)
     assert "0003_irreversible" in _sql(sandbox, "select name from django_migrations where app='core'")
