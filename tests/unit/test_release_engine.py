@@ -572,3 +572,9 @@ def test_rollback_target_is_the_release_live_before_or_the_one_asked_for() -> No
         release_engine.rollback_target(history, [a, b, c], c, "ffff")
     with pytest.raises(release_engine.ReleaseFailed, match="no release that was live before"):
         release_engine.rollback_target([], [c], c, None)
+
+
+def test_virtualenvs_go_with_the_last_release_that_uses_them(tmp_path: Path) -> None:
+    a, b, c = (tmp_path / ".demo-aaaa", tmp_path / ".demo-bbbb", tmp_path / ".demo-cccc")
+    damaged = tmp_path / ".demo-dddd.damaged"
+    assert release_engine.venvs_to_prune([a, b, c, damaged], [a, a, c]) == [b]

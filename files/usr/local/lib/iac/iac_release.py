@@ -344,6 +344,11 @@ def releases_to_prune(release_dirs: list[tuple[Path, float]], keep: int, live: P
     return [p for p in newest_first[keep:] if p.resolve() != live.resolve()]
 
 
+def venvs_to_prune(venvs: list[Path], used: list[Path]) -> list[Path]:
+    """The app's virtualenvs no kept release links to (one set aside as damaged stays to its owner)."""
+    return sorted(v for v in venvs if v not in used and not v.name.endswith(".damaged"))
+
+
 def caches_to_prune(cache_dirs: list[tuple[Path, float]], keep: int) -> list[Path]:
     newest_first = [p for p, _ in sorted(cache_dirs, key=lambda item: item[1], reverse=True)]
     return newest_first[keep:]
@@ -736,6 +741,7 @@ class Release:
                 run(["systemctl", "reset-failed", *self.units], check=False, stderr=subprocess.DEVNULL)
             raise ReleaseFailed(EXIT_HEALTH, "health check FAILED before the switch; the live release is untouched")
         self.switch_to(release)
+        os.utime(release)  # releases are pruned oldest-live first
         run(["systemctl", "daemon-reload"])
         run(["systemctl", "enable", "--quiet", *self.all_units])
         self.restart()
@@ -780,6 +786,12 @@ class Release:
             caches = [p for p in s.releases.iterdir() if p.is_dir() and p.name.startswith(prefix)]
             for old in caches_to_prune(_mtimes(caches), s.keep_releases):
                 shutil.rmtree(old, ignore_errors=True)
+        # a virtualenv goes with the last kept release that uses it
+        kept = [p for p in s.releases.iterdir() if p.is_dir() and RELEASE_DIR_RE.match(p.name)]
+        venvs = [p for p in s.venv_link.parent.glob(f".{s.app}-*") if p.is_dir() and not p.is_symlink()]
+        for old in venvs_to_prune(venvs, [(p / ".venv").resolve() for p in kept if (p / ".venv").is_symlink()]):
+            self.log(f"removing virtualenv {old} (no kept release uses it)")
+            shutil.rmtree(old, ignore_errors=True)
         cutoff = time.time() - 30 * 86400
         for f in s.backup_dir.iterdir():
             if f.is_file() and f.stat().st_mtime < cutoff:
