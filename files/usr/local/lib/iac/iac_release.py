@@ -924,8 +924,8 @@ class Release:
             self.record(self.commit, inputs_hash(s), target, rolled_back_from=live.name[:40])
             self.log(f"rolled back to {short(target.name)} in {time.monotonic() - started:.1f} s; the declared "
                      f"revision is still {s.revision!r}: set source.revision = {self.commit!r} to keep it")
-        print(json.dumps({"app": s.app, "commit": self.commit, "from": live.name[:40], "reversed": [
-            f"{label} -> {name}" for _, label, name in steps], "from_backup": from_backup,
+        print(json.dumps({"app": s.app, "commit": self.commit, "from": live.name[:40], "reversed": [] if from_backup
+                          else [f"{label} -> {name}" for _, label, name in steps], "from_backup": from_backup,
             "seconds": round(time.monotonic() - started, 1)}))
         return 0
 
@@ -1013,12 +1013,14 @@ def main(argv: list[str] | None = None) -> int:
         return release.run()
     except ReleaseFailed as failed:
         release.log(f"{failed} (step: {STEPS.get(failed.code)})")
-        alert(release, failed.code, str(failed))
+        if args[0] == "release":  # a rollback is run by an operator, who sees its answer
+            alert(release, failed.code, str(failed))
         return failed.code
     except subprocess.CalledProcessError as failed:
         release.log(f"step failed (exit {failed.returncode}): {' '.join(map(str, failed.cmd))[:300]}; "
                     "the live release is untouched unless a message above says otherwise")
-        alert(release, 1, f"{Path(str(failed.cmd[0])).name} exited {failed.returncode}")
+        if args[0] == "release":
+            alert(release, 1, f"{Path(str(failed.cmd[0])).name} exited {failed.returncode}")
         return 1
 
 
