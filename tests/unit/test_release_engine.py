@@ -420,7 +420,10 @@ def test_alert_names_host_app_revision_step_and_what_serves() -> None:
 def test_a_failed_release_sends_exactly_one_alert_through_the_alert_env_file(tmp_path: Path, monkeypatch) -> None:
     """main(): the failure is logged and posted once; the webhook URL (a secret) reaches only the
     notifier's environment, through systemd's EnvironmentFile=, never the command line."""
-    settings(tmp_path, alert_env_file="/etc/iac/backup-alert.env")
+    s = settings(tmp_path, alert_env_file="/etc/iac/backup-alert.env")
+    Path(s.env_file).write_text('A="1"\n')
+    Path(s.unit_file).write_text("[Service]\n")
+    s.releases.mkdir()
     calls: list[tuple[list[str], dict]] = []
 
     def fake_run(cmd, check=True, **kw):
@@ -442,6 +445,21 @@ def test_a_failed_release_sends_exactly_one_alert_through_the_alert_env_file(tmp
     cmd, kw = sent[0]
     assert "EnvironmentFile=/etc/iac/backup-alert.env" in cmd and cmd[-2:] == ["notify", "demo"]
     assert "demo v2 (ffffffffffff), step: health check" in kw["input"]
+    # the same release failing again (the next run retries it): logged with the count, not re-alerted
+    assert release_engine.main(["release", "demo"]) == release_engine.EXIT_HEALTH
+    assert len([c for c, _ in calls if c[0] == "systemd-run"]) == 1
+    failed = json.loads((s.releases / "failed.json").read_text())
+    assert failed["attempts"] == 2 and failed["step"] == "health check" and failed["commit"] == "f" * 40
+
+
+def test_failure_record_counts_attempts_of_the_same_release_only() -> None:
+    now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
+    first = release_engine.failure_after(None, "a" * 40, "h", "migrate", now)
+    assert first["attempts"] == 1 and first["first_at"] == "2026-11-29T12:00:00+00:00"
+    again = release_engine.failure_after(first, "a" * 40, "h", "migrate", now.replace(hour=13))
+    assert again["attempts"] == 2 and again["first_at"] == first["first_at"]
+    assert release_engine.failure_after(again, "b" * 40, "h", "migrate", now)["attempts"] == 1
+    assert release_engine.failure_after(again, "a" * 40, "other", "migrate", now)["attempts"] == 1
 
 
 def test_notify_posts_the_message_to_the_webhook(monkeypatch, capsys) -> None:

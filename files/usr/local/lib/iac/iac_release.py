@@ -390,6 +390,16 @@ def rollback_target(history: list[dict], kept: list[str], live: str, to: str | N
                                        "deploy the wanted revision instead")
 
 
+def failure_after(previous: dict | None, commit: str, inputs: str, step: str, now: datetime) -> dict:
+    """The record of a failed release (``<releases>/failed.json``): the same commit and inputs
+    failing again counts attempts; anything else starts at one."""
+    same = previous is not None and previous.get("commit") == commit and previous.get("inputs") == inputs
+    return {"commit": commit, "inputs": inputs, "step": step, "at": now.isoformat(timespec="seconds"),
+            "attempts": previous["attempts"] + 1 if same and previous else 1,
+            "first_at": previous.get("first_at", previous.get("at")) if same and previous else
+            now.isoformat(timespec="seconds")}
+
+
 def showmigrations_plan(output: str) -> list[tuple[str, bool]]:
     """`manage.py showmigrations --plan` -> [("label.name", applied)] in plan order."""
     found = []
@@ -814,6 +824,12 @@ class Release:
             if is_live_and_unchanged(previous, release, deployed, inputs, active) and not damaged:
                 self.log(f"release {short(commit)} is live and unchanged")
                 return 0
+            failed = self.failed_before(commit, inputs)
+            if failed:
+                # retried, never silently: each run says so (the alert went out the first time)
+                self.log(f"retrying {s.revision} ({short(commit)}): the same release failed at step "
+                         f"{failed['step']} {failed['attempts']} time(s) since {failed['first_at']}; fix the "
+                         "revision or its settings if it fails again")
             if not damaged:
                 return self.make_live(commit, release, previous, inputs)
             self.log(f"the live release {short(commit)} is damaged ({'; '.join(damaged)}): rebuilding it")
@@ -827,6 +843,31 @@ class Release:
                 shutil.rmtree(path, ignore_errors=True)
             return code
         return 0
+
+    @property
+    def failed_file(self) -> Path:
+        return self.s.releases / "failed.json"
+
+    def failed_before(self, commit: str, inputs: str) -> dict | None:
+        """The record of an earlier failure of this very release (same commit and inputs)."""
+        if not self.failed_file.is_file():
+            return None
+        record = json.loads(self.failed_file.read_text())
+        return record if record.get("commit") == commit and record.get("inputs") == inputs else None
+
+    def note_failure(self, code: int) -> int:
+        """Record a failed release; return the attempt count (1: the first failure, alerted)."""
+        if not self.commit:
+            return 1
+        try:
+            previous = json.loads(self.failed_file.read_text()) if self.failed_file.is_file() else None
+            record = failure_after(previous, self.commit, inputs_hash(self.s), STEPS.get(code, "unknown"),
+                                   datetime.now(UTC))
+            self.failed_file.write_text(json.dumps(record) + "\n")
+        except (OSError, ValueError) as e:  # the record is a courtesy: never hide the failure itself
+            self.log(f"could not record the failure: {e}")
+            return 1
+        return record["attempts"]
 
     def set_aside(self, release: Path) -> dict[Path, Path]:
         """Move a damaged live release (and its virtualenv, if that is damaged) aside, so that
@@ -942,6 +983,7 @@ class Release:
         self.release_commands(release, venv)
         self.go_live(commit, release, previous)
         self.record(commit, inputs, release)
+        self.failed_file.unlink(missing_ok=True)
         self.prune(release)
         self.log(f"release {short(commit)} ({s.revision}) is live")
         return 0
@@ -1013,13 +1055,15 @@ def main(argv: list[str] | None = None) -> int:
         return release.run()
     except ReleaseFailed as failed:
         release.log(f"{failed} (step: {STEPS.get(failed.code)})")
-        if args[0] == "release":  # a rollback is run by an operator, who sees its answer
+        # a rollback is run by an operator, who sees its answer; a release that failed before is
+        # alerted once, its retries are logged with the attempt count
+        if args[0] == "release" and release.note_failure(failed.code) == 1:
             alert(release, failed.code, str(failed))
         return failed.code
     except subprocess.CalledProcessError as failed:
         release.log(f"step failed (exit {failed.returncode}): {' '.join(map(str, failed.cmd))[:300]}; "
                     "the live release is untouched unless a message above says otherwise")
-        if args[0] == "release":
+        if args[0] == "release" and release.note_failure(1) == 1:
             alert(release, 1, f"{Path(str(failed.cmd[0])).name} exited {failed.returncode}")
         return 1
 
