@@ -159,3 +159,24 @@ def test_failing_release_command_keeps_the_old_release_serving(sandbox: Sandbox,
     assert "<h1>pinger v2</h1>" in page.stdout and page.stdout.endswith("\n200")
     assert sandbox.ssh("public", f"{SQLITE} 'select count(*) from django_migrations'").stdout == before.stdout
     assert sandbox.converge("pinger-after-bad-command", "--limit", "public", cwd=pinger).returncode == 0
+
+
+@pytest.mark.parametrize(("case", "changes", "step", "says"), [
+    ("pip", {"extra_requirements": ["gunicorn==0.0.1"]}, "build (pip install)", "pip install failed"),
+    # v1's build without `compress`: the app is up but its health path answers 500
+    ("health-500", {"health": {"path": "/"}, "release_commands": []}, "health check", "answered 500"),
+])
+def test_failed_release_keeps_the_old_release_serving_with_one_alert_naming_the_step(
+        sandbox: Sandbox, pinger: Path, case: str, changes: dict, step: str, says: str) -> None:
+    before = sandbox.ssh("public", f"{SQLITE} 'select count(*) from django_migrations'").stdout
+    alerted = len(_alerts(sandbox))
+    _declare(pinger, source={**PINGER["source"], "revision": "v1"}, **changes)
+    run = sandbox.converge(f"pinger-fails-{case}", "--limit", "public", cwd=pinger)
+    _declare(pinger)
+    assert run.returncode != 0
+    assert says in run.output and f"(step: {step})" in run.output, failure_excerpt(run)
+    page = _get(sandbox)
+    assert "<h1>pinger v2</h1>" in page.stdout and page.stdout.endswith("\n200")
+    assert sandbox.ssh("public", f"{SQLITE} 'select count(*) from django_migrations'").stdout == before
+    new = _alerts(sandbox)[alerted:]
+    assert len(new) == 1 and f"step: {step}" in new[0] and "pinger v1 (" in new[0], new

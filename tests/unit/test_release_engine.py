@@ -596,3 +596,10 @@ def test_virtualenvs_go_with_the_last_release_that_uses_them(tmp_path: Path) -> 
     a, b, c = (tmp_path / ".demo-aaaa", tmp_path / ".demo-bbbb", tmp_path / ".demo-cccc")
     damaged = tmp_path / ".demo-dddd.damaged"
     assert release_engine.venvs_to_prune([a, b, c, damaged], [a, a, c]) == [b]
+
+
+def test_health_check_stops_waiting_once_the_app_keeps_saying_no() -> None:
+    assert release_engine.health_verdict(["000"] * 10) is None  # still starting
+    assert release_engine.health_verdict(["000", "500", "500", "500", "500"]) is None
+    assert release_engine.health_verdict(["000", "500", "500", "500", "500", "500"]) is False
+    assert release_engine.health_verdict(["500", "404", "500", "500", "500"]) is None

@@ -390,6 +390,14 @@ def rollback_target(history: list[dict], kept: list[str], live: str, to: str | N
                                        "deploy the wanted revision instead")
 
 
+def health_verdict(answers: list[str], settled: int = 5) -> bool | None:
+    """False once the app has answered the same wrong status ``settled`` times in a row (it is
+    up and says no: waiting longer changes nothing); None while it may still be starting (no
+    answer yet: '000')."""
+    tail = answers[-settled:]
+    return False if len(tail) == settled and tail[0] != "000" and len(set(tail)) == 1 else None
+
+
 def failure_after(previous: dict | None, commit: str, inputs: str, step: str, now: datetime) -> dict:
     """The record of a failed release (``<releases>/failed.json``): the same commit and inputs
     failing again counts attempts; anything else starts at one."""
@@ -727,12 +735,17 @@ class Release:
             cmd += ["--unix-socket", socket or s.health_socket]
         for header in s.health_headers:
             cmd += ["-H", header]
+        answers: list[str] = []
         for _ in range(attempts):
             got = run([*cmd, s.health_url], check=False, capture_output=True, text=True).stdout.strip()
             if got == str(s.health_status):
                 return True
+            answers.append(got)
+            if health_verdict(answers) is False:
+                break
             time.sleep(1)
-        self.log(f"{s.health_url} answered {got or 'nothing'}, not {s.health_status}")
+        self.log(f"{s.health_url} answered {answers[-1] if answers and answers[-1] != '000' else 'nothing'}, "
+                 f"not {s.health_status}")
         return False
 
     def go_live(self, commit: str, release: Path, previous: Path | None) -> None:
