@@ -19,26 +19,14 @@ from pathlib import Path
 import pytest
 
 from tests.integration.conftest import REPO, TIMINGS, Run, Sandbox, failure_excerpt, repo_copy
+from tests.unit.test_app_extras import PINGER as APP_SHAPE
 
-PORT = 8080
+# the shape the model's tests validate (tests/unit/test_app_extras.py), at the fixture's v2; the
+# sandbox puts its forge's URL and host key in place of the source's
+PINGER = {**APP_SHAPE, "source": {"url": APP_SHAPE["source"]["url"], "revision": "v2"}}
+PORT = PINGER["nginx"]["port"]
 # the worker writes every second: wait for its lock rather than fail with "database is locked"
 SQLITE = "sqlite3 -cmd '.timeout 10000' /var/lib/pinger/db.sqlite3"
-PINGER = {
-    "user": "pinger", "unit": "gunicorn-pinger",
-    "source": {"url": "git@github.com:example/pinger.git", "revision": "v2"},
-    "settings_module": "hc.settings", "wsgi_app": "hc.wsgi:application",
-    "allowed_hosts": ["pinger.example"],
-    "database": {"engine": "sqlite", "path": "/var/lib/pinger/db.sqlite3"},
-    "nginx": {"name": "pinger", "port": PORT, "server_names": ["pinger.example"]},
-    "extra_requirements": ["gunicorn==23.0.0"],
-    "health": {"path": "/api/v3/status/"},
-    "release_commands": [["compress", "--force"]],
-    "static_dir": "static-collected",
-    "settings_env": {"secret_key": "SECRET_KEY", "debug": "DEBUG", "allowed_hosts": "ALLOWED_HOSTS",
-                     "csrf_trusted_origins": None, "secure_cookies": None, "static_root": None,
-                     "use_sqlite": None, "sqlite_path": "DB_NAME"},
-    "processes": {"sendalerts": {"command": ["sendalerts"]}},
-}
 
 
 def _declare(copy: Path, **changes: object) -> None:

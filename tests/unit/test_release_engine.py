@@ -394,7 +394,7 @@ def test_damaged_release_is_set_aside_and_put_back_if_the_rebuild_fails(tmp_path
     venv = (release / ".venv").resolve()
     (venv / "lib/python3.11/site-packages/gunicorn-23.0.0.dist-info").rmdir()
     engine, _ = _fake_release(tmp_path)
-    moved = engine.set_aside(release)
+    moved = engine.set_aside(release, release_engine.damage(release))
     assert moved == {release: release.with_name(release.name + ".damaged"),
                      venv: venv.with_name(venv.name + ".damaged")}
     assert not release.exists() and not venv.exists()

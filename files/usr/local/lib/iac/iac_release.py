@@ -620,10 +620,15 @@ class Release:
                 run(["runuser", "-u", "postgres", "--", "pg_restore", "--clean", "--if-exists", "--single-transaction",
                      "-d", target, str(dump)])
 
+    def manage_run(self, release: Path, venv: Path, args: list[str], extra_env: dict[str, str] | None = None,
+                   **kw) -> subprocess.CompletedProcess:
+        """manage.py ARGS of ``release`` with ``venv``, as the app with its environment."""
+        cmd = with_app_env(self.s, [f"{venv}/bin/python", "manage.py", *args], release / self.s.manage_dir, extra_env)
+        return run(cmd, check=False, **kw)
+
     def manage(self, release: Path, venv: Path, args: list[str], extra_env: dict[str, str] | None = None,
                **kw) -> bool:
-        cmd = with_app_env(self.s, [f"{venv}/bin/python", "manage.py", *args], release / self.s.manage_dir, extra_env)
-        return run(cmd, check=False, **kw).returncode == 0
+        return self.manage_run(release, venv, args, extra_env, **kw).returncode == 0
 
     def needs_sqlite_import(self) -> bool:
         s = self.s
@@ -655,9 +660,8 @@ class Release:
                                                   "PostgreSQL")
         self.schema_changed = importing
         for alias in s.migrate_databases:
-            cmd = with_app_env(s, [f"{venv}/bin/python", "manage.py", "migrate", "--noinput", "--database", alias],
-                               release / s.manage_dir)
-            done = run(cmd, check=False, stdout=subprocess.PIPE, text=True)
+            done = self.manage_run(release, venv, ["migrate", "--noinput", "--database", alias],
+                                   stdout=subprocess.PIPE, text=True)
             sys.stderr.write(done.stdout)
             self.schema_changed |= migrate_wrote(done.returncode, done.stdout)
             if done.returncode != 0:
@@ -792,10 +796,10 @@ class Release:
     # 5. record + prune
     def record(self, commit: str, inputs: str, release: Path, rolled_back_from: str | None = None) -> None:
         s = self.s
-        path = s.releases / "deployed.json"
+        path = self.deployed_file
         previous = json.loads(path.read_text()) if path.is_file() else None
         backups = [[e, t, str(f)] for e, t, f in self.backups] if self.schema_changed else []
-        tmp = s.releases / "deployed.json.new"
+        tmp = path.with_name(f"{path.name}.new")
         tmp.write_text(json.dumps(deployed_record(commit, s.revision, inputs, datetime.now(UTC), release.name,
                                                   previous, backups, rolled_back_from)) + "\n")
         os.replace(tmp, path)
@@ -830,8 +834,7 @@ class Release:
             release = s.releases / release_dir_name(commit, build_key(s))
             inputs = inputs_hash(s)
             previous = s.app_link.resolve() if s.app_link.is_symlink() else None
-            deployed_file = s.releases / "deployed.json"
-            deployed = json.loads(deployed_file.read_text()) if deployed_file.is_file() else None
+            deployed = json.loads(self.deployed_file.read_text()) if self.deployed_file.is_file() else None
             active = run(["systemctl", "is-active", "--quiet", s.unit], check=False).returncode == 0
             damaged = damage(release) if previous == release else []
             if is_live_and_unchanged(previous, release, deployed, inputs, active) and not damaged:
@@ -846,7 +849,7 @@ class Release:
             if not damaged:
                 return self.make_live(commit, release, previous, inputs)
             self.log(f"the live release {short(commit)} is damaged ({'; '.join(damaged)}): rebuilding it")
-            aside = self.set_aside(release)
+            aside = self.set_aside(release, damaged)
             try:
                 code = self.make_live(commit, release, previous, inputs)
             except ReleaseFailed:
@@ -860,6 +863,11 @@ class Release:
     @property
     def failed_file(self) -> Path:
         return self.s.releases / "failed.json"
+
+    @property
+    def deployed_file(self) -> Path:
+        """What is live (the converge reads it: AppPaths.deployed is the same path)."""
+        return self.s.releases / "deployed.json"
 
     def failed_before(self, commit: str, inputs: str) -> dict | None:
         """The record of an earlier failure of this very release (same commit and inputs)."""
@@ -882,12 +890,12 @@ class Release:
             return 1
         return record["attempts"]
 
-    def set_aside(self, release: Path) -> dict[Path, Path]:
-        """Move a damaged live release (and its virtualenv, if that is damaged) aside, so that
-        the rebuild makes new ones at the same paths; the running app keeps what it loaded."""
+    def set_aside(self, release: Path, damaged: list[str]) -> dict[Path, Path]:
+        """Move a damaged live release (and its virtualenv, if ``damaged`` names it) aside, so
+        that the rebuild makes new ones at the same paths; the running app keeps what it loaded."""
         moved = {}
         venv = (release / ".venv").resolve()
-        targets = [release] + ([venv] if any(line.startswith("virtualenv") for line in damage(release)) else [])
+        targets = [release] + ([venv] if any(line.startswith("virtualenv") for line in damaged) else [])
         for path in targets:
             aside = path.with_name(f"{path.name}.damaged")
             shutil.rmtree(aside, ignore_errors=True)
@@ -906,19 +914,12 @@ class Release:
     # rollback: a kept release, its migrations reversed (or the pre-migrate backup), no rebuild
     def migrations(self, release: Path, alias: str) -> list[tuple[str, bool]]:
         """`showmigrations --plan` of ``release``'s own code against the database."""
-        venv = (release / ".venv").resolve()
-        cmd = with_app_env(self.s, [f"{venv}/bin/python", "manage.py", "showmigrations", "--plan", "--database",
-                                    alias], release / self.s.manage_dir)
-        done = run(cmd, check=False, capture_output=True, text=True)
+        done = self.manage_run(release, (release / ".venv").resolve(),
+                               ["showmigrations", "--plan", "--database", alias], capture_output=True, text=True)
         if done.returncode != 0:
             raise ReleaseFailed(EXIT_ROLLBACK, f"showmigrations failed in {short(release.name)}: "
                                                f"{done.stderr.strip()[-300:]}")
         return showmigrations_plan(done.stdout)
-
-    def manage_live(self, live: Path, args: list[str]) -> subprocess.CompletedProcess:
-        venv = (live / ".venv").resolve()
-        cmd = with_app_env(self.s, [f"{venv}/bin/python", "manage.py", *args], live / self.s.manage_dir)
-        return run(cmd, check=False, capture_output=True, text=True)
 
     def rollback(self, to: str | None, from_backup: bool) -> int:
         s = self.s
@@ -927,8 +928,8 @@ class Release:
             if not s.app_link.is_symlink():
                 raise ReleaseFailed(EXIT_ROLLBACK, "nothing is live: there is nothing to roll back")
             live = s.app_link.resolve()
-            record_file = s.releases / "deployed.json"
-            record = json.loads(record_file.read_text()) if record_file.is_file() else {}
+            live_venv = (live / ".venv").resolve()
+            record = json.loads(self.deployed_file.read_text()) if self.deployed_file.is_file() else {}
             kept = [p.name for p in s.releases.iterdir() if p.is_dir() and RELEASE_DIR_RE.match(p.name)
                     and (p / ".iac-built").is_file() and ((p / ".venv").resolve() / ".iac-complete").is_file()]
             target = s.releases / rollback_target(record.get("history", []), kept, live.name, to)
@@ -944,7 +945,8 @@ class Release:
             if steps and not from_backup:
                 blocked = []
                 for alias, label, name in steps:
-                    plan = self.manage_live(live, ["migrate", label, name, "--plan", "--database", alias])
+                    plan = self.manage_run(live, live_venv, ["migrate", label, name, "--plan", "--database", alias],
+                                           capture_output=True, text=True)
                     blocked += irreversible_migrations(plan.stdout)
                 if blocked:
                     when = record.get("deployed_at", "?")
@@ -968,7 +970,8 @@ class Release:
             else:
                 for alias, label, name in steps:
                     self.log(f"reversing {label} to {name} ({alias})")
-                    done = self.manage_live(live, ["migrate", label, name, "--noinput", "--database", alias])
+                    done = self.manage_run(live, live_venv, ["migrate", label, name, "--noinput", "--database",
+                                                             alias], capture_output=True, text=True)
                     if done.returncode != 0:
                         sys.stderr.write(done.stdout + done.stderr)
                         self.restore_databases()
