@@ -15,7 +15,7 @@ PYINFRA := $(VENV)/bin/pyinfra
 export SANDBOX_NAME SANDBOX_SUBNET
 
 .PHONY: help deps venv sandbox sandbox-up sandbox-status sandbox-down plan apply drift deploy-keys \
-        rollback audit-mismatches alert-test backup-status backup-now restore restore-drill dr dr-drill \
+        release rollback audit-mismatches alert-test backup-status backup-now restore restore-drill dr dr-drill \
         validate test test-unit test-integration lint
 
 help: ## List the targets and what they do
@@ -67,8 +67,12 @@ deploy-keys: venv ## Make each app's deploy key on its host (once) and print the
 
 APP ?= rental_scheduler
 REPORT ?= /tmp/mismatch_report.csv
+release: venv ## Release APP [REV=tag|branch|commit]: pin the commit in the stack's config, preview, apply that app only
+	@test "$(origin APP)" != file || { echo "make release: give APP=<app>, e.g. APP=chip_dashboard" >&2; exit 1; }
+	@$(PY) -m iac.release $(INVENTORY) $(APP) $(if $(REV),--rev $(REV)) $(if $(filter yes,$(CONFIRM)),--yes)
+
 rollback: venv ## Switch APP to the release live before (or TO=<commit>) without rebuilding; migrations reversed, or refused naming them (BACKUP=1: restore the pre-migrate backup)
-	@test -n "$(APP)" || { echo "make rollback: give APP=<app>, e.g. APP=chip_dashboard" >&2; exit 1; }
+	@test "$(origin APP)" != file || { echo "make rollback: give APP=<app>, e.g. APP=chip_dashboard" >&2; exit 1; }
 	@$(PY) -m iac.rollback $(INVENTORY) $(APP) $(if $(TO),--to $(TO)) $(if $(BACKUP),--from-backup) \
 	  $(if $(filter yes,$(CONFIRM)),--yes)
 

@@ -6,7 +6,8 @@ Each step reads the host's validated configuration (iac/model.py).
 
 from pyinfra import host
 
-from iac.stack import host_config
+from iac.model import HostConfig
+from iac.stack import host_config, release_only
 from operations.admin import admin_account
 from operations.backups import backup_engine, backups
 from operations.base import base_system
@@ -19,33 +20,49 @@ from operations.postgres import postgresql
 from operations.tailscale import tailscale
 from operations.tls import certificate_links, certificates
 
+
+def whole_host(config: HostConfig) -> None:
+    """Everything the host is, in the order it must happen."""
+    base_system(config)
+    # early: sshd keys-only and the packet filter before services listen; each change is proven by a
+    # new SSH connection before it stays (a change that would lock the operator out is reverted)
+    exposure(config)
+    static_network(config)
+    tailscale(config)
+    postgresql(config)
+    # after the services: the admin joins groups they create (postgres, for the dump disk)
+    admin_account(config)
+    nodejs(config)
+
+    # nginx reads certificates through links that exist before the first certificate does
+    certificate_links(config)
+    # one dump implementation: the scheduled backups and each release's pre-migrate backup use it
+    backup_engine()
+    # the release engine every app's release runs (it takes its pre-migrate backups with the above)
+    release_engine()
+    # apps before their sites: a new release is checked on its own socket, and on an adopted host
+    # the old site keeps proxying to the old process until the new one is up
+    for name, app in config.apps.items():
+        django_app(config, name, app)
+    nginx_sites(config)
+    # certbot answers its HTTP-01 challenge through the nginx site above
+    certificates(config)
+    # after the apps and their databases: dumps of every declared database, offsite copies, alerts
+    backups(config)
+    # last: each app answers through nginx with the Host header its users send (pravoo.in)
+    sites_answer(config)
+
+
+def one_app(config: HostConfig, app: str) -> None:
+    """`make release APP=x` (iac/release.py): that app's own steps and its check through nginx;
+    everything else of the host waits for a whole run (`make apply`)."""
+    release_engine()
+    django_app(config, app, config.apps[app])
+    sites_answer(config, only=app)
+
+
 config = host_config(host)
-
-base_system(config)
-# early: sshd keys-only and the packet filter before services listen; each change is proven by a
-# new SSH connection before it stays (a change that would lock the operator out is reverted)
-exposure(config)
-static_network(config)
-tailscale(config)
-postgresql(config)
-# after the services: the admin joins groups they create (postgres, for the dump disk)
-admin_account(config)
-nodejs(config)
-
-# nginx reads certificates through links that exist before the first certificate does
-certificate_links(config)
-# one dump implementation: the scheduled backups and each release's pre-migrate backup use it
-backup_engine()
-# the release engine every app's release runs (it takes its pre-migrate backups with the above)
-release_engine()
-# apps before their sites: a new release is checked on its own socket, and on an adopted host
-# the old site keeps proxying to the old process until the new one is up
-for name, app in config.apps.items():
-    django_app(config, name, app)
-nginx_sites(config)
-# certbot answers its HTTP-01 challenge through the nginx site above
-certificates(config)
-# after the apps and their databases: dumps of every declared database, offsite copies, alerts
-backups(config)
-# last: each app answers through nginx with the Host header its users send (pravoo.in)
-sites_answer(config)
+if app := release_only(config):
+    one_app(config, app)
+else:
+    whole_host(config)

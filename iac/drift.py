@@ -59,16 +59,19 @@ def check(inventory: str, secret_values: list[str] | None = None,
     if code != 0 or data is None or "plan" not in data:
         tail = "\n".join(stderr.strip().splitlines()[-25:])
         return ERROR, f"drift: ERROR: pyinfra exited {code} before a complete plan\n{tail}"
-    drifted, conditional = [], []
+    drifted, conditional, n_drifted = [], [], 0
     for op in data["plan"]:
         own = op.get("host_names", {})
+        details = op.get("host_details", {})
         for host in op["hosts_with_change"]:
+            n_drifted += 1
             drifted.append(f"  {host}: {own.get(host, op['name'])}")
+            drifted.extend(f"      {redact(d, secret_values or [])}" for d in details.get(host, []))
         for host in op["hosts_with_conditional_change"]:
             conditional.append(f"  {host}: {own.get(host, op['name'])}")
     n_ops = len(data["plan"])
     if drifted:
-        lines = [f"drift: DRIFT in {len(drifted)} operation(s) of {n_ops}:", *drifted]
+        lines = [f"drift: DRIFT in {n_drifted} operation(s) of {n_ops}:", *drifted]
         if conditional:
             lines += ["then, depending on those:", *conditional]
         return DRIFT, "\n".join(lines)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import fnmatch
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from iac.model import HostConfig
-from iac.stack import STACK_HOSTS, ConfigError, build_host_config
+from iac.stack import STACK_HOSTS, ConfigError, build_host_config, deep_merge, read_stack_values
 
 __all__ = ["STACK_HOSTS", "host_entry"]
 
@@ -99,15 +100,26 @@ def host_entry(
     connection: Mapping[str, Any],
     overrides: Mapping[str, Any] | None = None,
     secrets: Any = None,
+    stack_values: Path | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """One pyinfra inventory entry ``(name, data)`` with the validated config attached."""
+    """One pyinfra inventory entry ``(name, data)`` with the validated config attached.
+
+    ``stack_values``: a non-production stack's own values file (what `make release` pins there,
+    ``iac.stack.pin_stack_revision``), applied under ``overrides`` and held to the same
+    ALLOWED_OVERRIDES. Production keeps every value in group_data/."""
     unknown = set(connection) - CONNECTION_KEYS
     if unknown:
         raise ConfigError(f"stack {stack}, group {group}: unknown connection keys {sorted(unknown)}")
+    extra: dict[str, Any] = {}
+    if stack_values is not None:
+        if stack == "production":
+            raise ConfigError("the production stack takes its values from group_data/ only")
+        extra = {"stack_values": str(stack_values)}
+        overrides = deep_merge(read_stack_values(stack_values).get(group, {}), overrides or {})
     if overrides and stack != "production":
         check_overrides(stack, overrides)
     elif overrides:
         raise ConfigError("the production stack takes its values from group_data/ only")
     name = STACK_HOSTS[group]
     config: HostConfig = build_host_config(group, name, overrides, secrets)
-    return name, {**connection, "config": config, "stack": stack}
+    return name, {**connection, "config": config, "stack": stack, **extra}

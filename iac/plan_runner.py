@@ -5,6 +5,11 @@ hosts (the same line declares "Host name srv1178562" on one host and "Host name 
 the other) and names the entry after one of them. The drift gate must say what drifted on which
 host, so each entry gets ``host_names``: host -> that host's own name for the operation.
 
+An operation can say *why* it would change (``host.noop(...)`` while it decides, e.g. "live
+release damaged: changed hc/api/views.py" or "release pending: main moved upstream"): those
+sentences are kept per host as ``host_details`` so that the drift report shows what differs,
+not only which operation.
+
 Usage: python -m iac.plan_runner INVENTORY deploy.py --dry --json   (any pyinfra arguments)
 """
 
@@ -13,9 +18,19 @@ from __future__ import annotations
 import sys
 
 import pyinfra_cli.prints as prints
+from pyinfra.api.host import Host
 from pyinfra_cli.main import main
 
 _build_plan_json = prints.build_plan_json
+_noop = Host.noop
+# (host name, operation hash) -> what the operation said while deciding
+DETAILS: dict[tuple[str, str], list[str]] = {}
+
+
+def noop(self: Host, description: str) -> None:
+    if self.current_op_hash:
+        DETAILS.setdefault((self.name, self.current_op_hash), []).append(description)
+    _noop(self, description)
 
 
 def build_plan_json(state) -> list[dict]:  # noqa: ANN001 (pyinfra's State)
@@ -29,10 +44,12 @@ def build_plan_json(state) -> list[dict]:  # noqa: ANN001 (pyinfra's State)
             own = state.get_op_data_for_host(host, entry["op_hash"]).global_arguments.get("name")
             names[host.name] = next((n for n in sorted(meta.names) if own and n.endswith(own)), entry["name"])
         entry["host_names"] = names
+        entry["host_details"] = {h: d for h in names if (d := DETAILS.get((h, entry["op_hash"])))}
     return plan
 
 
 prints.build_plan_json = build_plan_json
+Host.noop = noop
 
 if __name__ == "__main__":
     sys.argv = ["pyinfra", *sys.argv[1:]]

@@ -7,7 +7,10 @@ and the fix.
 
 from __future__ import annotations
 
+import ast
 import difflib
+import json
+import os
 import runpy
 import types
 from collections.abc import Mapping
@@ -337,3 +340,98 @@ def host_config(host: Any) -> HostConfig:
             "sandbox/inventory.py, which build it from group_data/"
         )
     return config
+
+
+# ---- the declared revision, written by `make release` (iac/release.py)
+
+def read_stack_values(path: Path) -> dict[str, Any]:
+    """A non-production stack's own values (``{group: {option: ...}}``), kept beside the stack
+    (the sandbox: ``.sandbox/<name>/stack.json``), never in group_data: a sandbox release must
+    not change what production declares."""
+    if not path.exists():
+        return {}
+    try:
+        values = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON ({exc}); fix or remove it (it holds `make release` pins)") from exc
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected an object {{group: values}}; fix or remove it")
+    return values
+
+
+def pin_stack_revision(path: Path, group: str, app: str, commit: str) -> str | None:
+    """Set ``apps.<app>.source.revision`` of ``group`` in a stack values file; return the
+    revision it held before (None: the stack took group_data's)."""
+    values = read_stack_values(path)
+    source = values.setdefault(group, {}).setdefault("apps", {}).setdefault(app, {}).setdefault("source", {})
+    before = source.get("revision")
+    source["revision"] = commit
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
+    tmp.replace(path)
+    return before
+
+
+def unpin_stack_revision(path: Path, group: str, app: str, before: str | None) -> None:
+    """Put back what ``pin_stack_revision`` replaced."""
+    values = read_stack_values(path)
+    source = values.get(group, {}).get("apps", {}).get(app, {}).get("source", {})
+    if before is None:
+        source.pop("revision", None)
+    else:
+        source["revision"] = before
+    path.write_text(json.dumps(values, indent=2, sort_keys=True) + "\n")
+
+
+def _revision_node(tree: ast.Module, app: str) -> ast.Constant | None:
+    def key(d: ast.Dict, name: str) -> ast.expr | None:
+        return next((v for k, v in zip(d.keys, d.values, strict=True)
+                     if isinstance(k, ast.Constant) and k.value == name), None)
+
+    for stmt in tree.body:
+        if (isinstance(stmt, ast.Assign) and any(isinstance(t, ast.Name) and t.id == "apps" for t in stmt.targets)
+                and isinstance(stmt.value, ast.Dict)):
+            node = key(stmt.value, app)
+            node = key(node, "source") if isinstance(node, ast.Dict) else None
+            node = key(node, "revision") if isinstance(node, ast.Dict) else None
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.lineno == node.end_lineno:
+                return node
+    return None
+
+
+def pin_group_file_revision(path: Path, app: str, commit: str, note: str) -> tuple[str, str]:
+    """Set ``apps[app]['source']['revision']`` in a group_data file to ``commit``, keeping the
+    file's layout; the line's comment becomes ``note``. Return (line before, line after).
+
+    The file is Python: the value is found with ``ast`` (a string literal inside the ``apps``
+    dict literal), not with a pattern, so another app's revision or a comment is never touched."""
+    text = path.read_text()
+    node = _revision_node(ast.parse(text), app)
+    if node is None:
+        raise ConfigError(f"group_data/{path.name}: apps[{app!r}]['source']['revision'] is not a string literal in "
+                          f"the `apps = {{...}}` dict; set it by hand to {commit!r}")
+    lines = text.splitlines(keepends=True)
+    old = lines[node.lineno - 1]
+    body = old[:node.col_offset] + repr(commit) + old[node.end_col_offset:].split("#")[0].rstrip()
+    new = f"{body}  # {note}\n"
+    lines[node.lineno - 1] = new
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(lines))
+    ast.parse(tmp.read_text())
+    tmp.replace(path)
+    return old.rstrip("\n"), new.rstrip("\n")
+
+
+# `make release APP=x` applies that app's steps only (deploy.py); the plan it previews is the same
+RELEASE_ONLY_ENV = "IAC_RELEASE_ONLY"
+
+
+def release_only(config: HostConfig) -> str | None:
+    """The app ``make release`` applies alone on this host, or None for a full converge."""
+    app = os.environ.get(RELEASE_ONLY_ENV)
+    if not app:
+        return None
+    if app not in config.apps:
+        raise ConfigError(f"{RELEASE_ONLY_ENV}={app!r}: {config.host.hostname} has no such app "
+                          f"(its apps: {', '.join(config.apps) or 'none'}); run with --limit on the app's host")
+    return app

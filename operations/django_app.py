@@ -236,13 +236,36 @@ def release_live(app: str, revision: str, repo_url: str, user: str, inputs: str,
     damaged = host.get_fact(ReleaseDamage, engine=RELEASE_ENGINE, app=app)
     if live and wanted and live.get("commit") == wanted and live.get("inputs") == inputs and not damaged:
         return
-    if damaged and live and live.get("commit") == wanted:
-        # drift names the operation; say what differs (paths and package names, never contents)
-        host.noop(f"{app}: live release damaged: {'; '.join(damaged)}")
-    elif live and live.get("rolled_back_from") and live.get("commit") != wanted:
-        host.noop(f"{app}: live release {live['commit'][:12]} differs from the declared {revision!r} ({wanted}): "
-                  "rolled back by hand (make rollback); set source.revision to keep it")
+    host.noop(release_difference(app, revision, wanted, live, inputs, damaged))
     yield StringCommand(RELEASE_SCRIPT, app)
+
+
+def release_difference(app: str, revision: str, wanted: str | None, live: dict | None, inputs: str,
+                       damaged: list[str]) -> str:
+    """What differs between the live release and the declared one, in the drift report's words.
+
+    Tells apart a change upstream ("release pending": the declared branch moved, nothing on the
+    host changed) from a change made on the host (a rollback, a damaged release) and from a
+    change of the stack (another revision or other settings declared)."""
+    if not live:
+        return f"{app}: nothing live yet: first release of {revision!r}"
+    commit = live.get("commit") or ""
+    if commit == wanted:
+        if damaged:
+            # paths and package names, never contents
+            return f"{app}: live release damaged (changed on the host): {'; '.join(damaged)}"
+        if live.get("inputs") != inputs:
+            return f"{app}: settings changed in the stack (env file, units or release settings): released again"
+        return f"{app}: release {commit[:12]} to be checked again"
+    if live.get("rolled_back_from"):
+        return (f"{app}: changed on the host: live release {commit[:12]} was rolled back from "
+                f"{live['rolled_back_from'][:12]} (make rollback); the stack declares {revision!r} "
+                f"({(wanted or '')[:12]}): set source.revision to keep it, or converge to release the declared one")
+    if live.get("revision") == revision and not COMMIT_RE.match(revision):
+        return (f"{app}: release pending: {revision!r} moved upstream from {commit[:12]} (live) to "
+                f"{(wanted or '')[:12]}; nothing changed on the host. `make release APP={app}` pins and releases it")
+    declared = repr(revision) if COMMIT_RE.match(revision) else f"{revision!r} ({(wanted or '')[:12]})"
+    return f"{app}: the stack declares {declared}; live is {live.get('revision')!r} ({commit[:12]})"
 
 
 def _verify_units(binaries: list[str]) -> str:

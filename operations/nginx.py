@@ -107,9 +107,11 @@ def site_answers(url: str, host_header: str, port: int, tls: bool):
     )
 
 
-def sites_answer(config: HostConfig) -> None:
-    """Last: every app answers through nginx with the Host header its users send."""
+def sites_answer(config: HostConfig, only: str | None = None) -> None:
+    """Last: every app (or ``only`` that one) answers through nginx with the Host header its users send."""
     for name, app in config.apps.items():
+        if only and name != only:
+            continue
         host_header = _context(config, name, app)["host_header"]
         port = 443 if app.nginx.tls else app.nginx.port
         site_answers(name=f"{name}: {host_header} answers through nginx", url="/",

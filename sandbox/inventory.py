@@ -82,5 +82,7 @@ def _overrides(group: str) -> dict:
     return deep_merge(values, extra)
 
 
-public = [host_entry("sandbox", "public", _connection("public"), _overrides("public"), _secrets)]
-lan = [host_entry("sandbox", "lan", _connection("lan"), _overrides("lan"), _secrets)]
+# this stack's own values: revisions pinned by `make release` on the sandbox (never group_data)
+_stack_values = _world.dir / "stack.json"
+public = [host_entry("sandbox", "public", _connection("public"), _overrides("public"), _secrets, _stack_values)]
+lan = [host_entry("sandbox", "lan", _connection("lan"), _overrides("lan"), _secrets, _stack_values)]
