@@ -1167,6 +1167,8 @@ RESERVED_SITES = frozenset({"default"})
 # Where the release engine's settings live on a host (its own default, files/usr/local/lib/iac/
 # iac_release.py SETTINGS_DIR, is checked equal by tests/unit/test_release_engine.py)
 RELEASE_SETTINGS_DIR = "/etc/iac/apps"
+NGINX_SITES_AVAILABLE = "/etc/nginx/sites-available"
+NGINX_SITES_ENABLED = "/etc/nginx/sites-enabled"
 # shared by every app's gunicorn; shipped by operations/django_app.py release_engine()
 GUNICORN_CONFIG = "/usr/local/lib/iac/gunicorn_conf.py"
 
@@ -1192,6 +1194,7 @@ class AppPaths:
     socket_unit_file: str
     unit_file: str
     backup_dir: str        # pre-migrate database snapshots
+    site_enabled: str      # the app's nginx site as enabled (the release checks through it once it exists)
     process_units: dict[str, str]  # process name -> unit name
     process_unit_files: dict[str, str]  # unit name -> unit file
 
@@ -1253,6 +1256,7 @@ class HostConfig(Strict):
             socket_unit_file=f"/etc/systemd/system/{app.unit}.socket",
             unit_file=f"/etc/systemd/system/{app.unit}.service",
             backup_dir=f"/var/backups/iac/{name}",
+            site_enabled=f"{NGINX_SITES_ENABLED}/{app.nginx.name}",
             process_units=units,
             process_unit_files={u: f"/etc/systemd/system/{u}.service" for u in units.values()},
         )

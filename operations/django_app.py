@@ -87,6 +87,10 @@ def _context(config: HostConfig, name: str, app: DjangoApp) -> dict:
         "health_url": f"http://localhost{app.health.path}",
         "health_socket": paths.socket,
         "health_headers": [f"Host:{host_header}", *(["X-Forwarded-Proto:https"] if app.nginx.tls else [])],
+        # after the switch, through nginx as users reach it (once the site exists)
+        "nginx_health_url": (f"https://{host_header}{app.health.path}" if app.nginx.tls
+                             else f"http://{host_header}:{app.nginx.port}{app.health.path}"),
+        "nginx_resolve": f"{host_header}:{443 if app.nginx.tls else app.nginx.port}:127.0.0.1",
         "sqlite_state_dir": (app.database.path.removeprefix("/var/lib/").rsplit("/", 1)[0]
                              if app.database.engine == "sqlite" else ""),
         "logs_directory": (app.log_dir or "").removeprefix("/var/log/"),
@@ -167,6 +171,9 @@ def release_settings(config: HostConfig, name: str, app: DjangoApp, ctx: dict) -
         "health_status": app.health.status,
         "health_socket": ctx["health_socket"],
         "health_headers": ctx["health_headers"],
+        "nginx_site": paths.site_enabled,
+        "nginx_health_url": ctx["nginx_health_url"],
+        "nginx_resolve": ctx["nginx_resolve"],
         "extra_requirements": list(app.extra_requirements),
         "static_dir": app.static_dir,
         "static_root_env": app.settings_env.static_root or "",

@@ -13,13 +13,12 @@ from pyinfra.api import StringCommand, operation
 from pyinfra.facts.files import Link, Sha256File
 from pyinfra.operations import files, systemd
 
-from iac.model import HostConfig
+from iac.model import NGINX_SITES_AVAILABLE, NGINX_SITES_ENABLED, HostConfig
 from operations.django_app import STAGED, _context, _string_io, render
 from operations.facts import HttpStatus, http_check_command
 from operations.packages import packages_present
 
-AVAILABLE = "/etc/nginx/sites-available"
-ENABLED = "/etc/nginx/sites-enabled"
+AVAILABLE, ENABLED = NGINX_SITES_AVAILABLE, NGINX_SITES_ENABLED
 
 
 @operation()

@@ -603,3 +603,19 @@ def test_health_check_stops_waiting_once_the_app_keeps_saying_no() -> None:
     assert release_engine.health_verdict(["000", "500", "500", "500", "500"]) is None
     assert release_engine.health_verdict(["000", "500", "500", "500", "500", "500"]) is False
     assert release_engine.health_verdict(["500", "404", "500", "500", "500"]) is None
+
+
+def test_after_the_switch_health_is_checked_through_nginx_with_the_users_host(tmp_path: Path) -> None:
+    s = settings(tmp_path, health_url="http://localhost/health/", health_socket="/run/demo/gunicorn.sock",
+                 health_headers=["Host:pravoo.in", "X-Forwarded-Proto:https"],
+                 nginx_health_url="https://pravoo.in/health/", nginx_resolve="pravoo.in:443:127.0.0.1")
+    through_nginx = release_engine.health_command(s, via_nginx=True)
+    # nginx answers for the users' name on its own port; no socket, no forged proxy headers
+    assert through_nginx[-3:] == ["--resolve", "pravoo.in:443:127.0.0.1", "https://pravoo.in/health/"]
+    assert "--unix-socket" not in through_nginx and "-H" not in through_nginx
+    on_socket = release_engine.health_command(s)
+    assert on_socket[-1] == "http://localhost/health/"
+    assert on_socket[on_socket.index("--unix-socket"):][:2] == ["--unix-socket", "/run/demo/gunicorn.sock"]
+    assert "Host:pravoo.in" in on_socket and "X-Forwarded-Proto:https" in on_socket
+    candidate = release_engine.health_command(s, socket="/run/iac-candidate-demo/gunicorn.sock")
+    assert "/run/iac-candidate-demo/gunicorn.sock" in candidate

@@ -36,8 +36,9 @@ Stages of a release, and why in this order:
               the declared release commands (manage.py compress, ...). A failure restores the
               backup and stops: the old release keeps serving the database as it was.
   4. switch   the stable links (app, venv) to the new release atomically, restart the unit and
-              the app's process units, check the health path answers the declared status on
-              gunicorn's socket. If not: switch back, restore the database, restart; a first
+              the app's process units, check the health path answers the declared status through
+              nginx with the users' Host (on gunicorn's socket while the site does not exist yet).
+              If not: switch back, restore the database, restart; a first
               release (nothing to go back to) leaves the units stopped and disabled.
   5. record   what is live in <releases>/deployed.json (read by the converge's facts), prune.
 
@@ -123,6 +124,9 @@ class Settings:
     health_status: int = 200
     health_socket: str = ""
     health_headers: list[str] = field(default_factory=list)
+    nginx_site: str = ""  # the app's enabled nginx site: once it exists, the switch is checked through it
+    nginx_health_url: str = ""  # the health path as users reach it (their Host, nginx's port)
+    nginx_resolve: str = ""  # curl --resolve HOST:PORT:127.0.0.1, so the Host is the users' and nginx answers
     extra_requirements: list[str] = field(default_factory=list)
     static_dir: str = "staticfiles"
     static_root_env: str = "STATIC_ROOT"
@@ -311,6 +315,20 @@ def candidate_command(s: Settings, unit: str, sock: str, release: Path, venv: Pa
             f"{venv}/bin/gunicorn", s.wsgi_app, *(["--config", s.gunicorn_config] if s.gunicorn_config else []),
             "--bind", f"unix:{sock}", "--workers", "1", "--timeout", str(s.timeout),
             "--access-logfile", "-", "--error-logfile", "-"]
+
+
+def health_command(s: Settings, socket: str | None = None, via_nginx: bool = False) -> list[str]:
+    """curl printing the status the health path answers: on gunicorn's socket (``socket``, or the
+    app's) with the users' Host header, or through nginx as users reach it."""
+    cmd = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"]
+    if via_nginx:
+        # the certificate is certbot's business (and not yet valid on a new host): not checked here
+        return [*cmd, "--insecure", "--resolve", s.nginx_resolve, s.nginx_health_url]
+    if socket or s.health_socket:
+        cmd += ["--unix-socket", socket or s.health_socket]
+    for header in s.health_headers:
+        cmd += ["-H", header]
+    return [*cmd, s.health_url]
 
 
 def alert_text(host: str, app: str, revision: str, commit: str | None, code: int, detail: str,
@@ -732,24 +750,20 @@ class Release:
             run(["systemctl", "stop", unit], check=False, stderr=subprocess.DEVNULL)
         return ok
 
-    def healthy(self, attempts: int = 30, socket: str | None = None) -> bool:
+    def healthy(self, attempts: int = 30, socket: str | None = None, via_nginx: bool = False) -> bool:
         s = self.s
-        cmd = ["curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5"]
-        if socket or s.health_socket:
-            cmd += ["--unix-socket", socket or s.health_socket]
-        for header in s.health_headers:
-            cmd += ["-H", header]
+        cmd = health_command(s, socket, via_nginx)
         answers: list[str] = []
         for _ in range(attempts):
-            got = run([*cmd, s.health_url], check=False, capture_output=True, text=True).stdout.strip()
+            got = run(cmd, check=False, capture_output=True, text=True).stdout.strip()
             if got == str(s.health_status):
                 return True
             answers.append(got)
             if health_verdict(answers) is False:
                 break
             time.sleep(1)
-        self.log(f"{s.health_url} answered {answers[-1] if answers and answers[-1] != '000' else 'nothing'}, "
-                 f"not {s.health_status}")
+        self.log(f"{cmd[-1]}{' through nginx' if via_nginx else ''} answered "
+                 f"{answers[-1] if answers and answers[-1] != '000' else 'nothing'}, not {s.health_status}")
         return False
 
     def go_live(self, commit: str, release: Path, previous: Path | None) -> None:
@@ -772,9 +786,15 @@ class Release:
         run(["systemctl", "daemon-reload"])
         run(["systemctl", "enable", "--quiet", *self.all_units])
         self.restart()
-        if self.healthy():
+        # through nginx with the users' Host once the site exists (a first release on a new host
+        # comes before its site: then on gunicorn's socket, as the candidate was)
+        via_nginx = bool(s.nginx_site and s.nginx_health_url) and Path(s.nginx_site).exists()
+        if self.healthy(via_nginx=via_nginx):
+            self.log(f"{s.nginx_health_url + ' through nginx' if via_nginx else s.health_url} answers "
+                     f"{s.health_status}")
             return
-        self.log(f"health check FAILED for {short(commit)} at {s.health_url}")
+        self.log(f"health check FAILED for {short(commit)} at "
+                 f"{s.nginx_health_url + ' through nginx' if via_nginx else s.health_url}")
         run(["journalctl", "-u", s.unit, "-n", "30", "--no-pager"], check=False, stdout=sys.stderr)
         if previous is not None and previous.is_dir():
             self.log(f"rolling back to {short(previous.name)}")
