@@ -11,6 +11,7 @@ afterwards (the repo cannot yet remove an app: issue 11).
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import time
@@ -168,3 +169,40 @@ def test_failed_release_keeps_the_old_release_serving_with_one_alert_naming_the_
     assert sandbox.ssh("public", f"{SQLITE} 'select count(*) from django_migrations'").stdout == before
     new = _alerts(sandbox)[alerted:]
     assert len(new) == 1 and f"step: {step}" in new[0] and "pinger v1 (" in new[0], new
+
+
+def test_a_connection_cut_mid_release_does_not_stop_it_and_the_rerun_finds_it_live(
+        sandbox: Sandbox, pinger: Path) -> None:
+    """The operator's connection dies (here: pyinfra is killed) while a release command runs,
+    after migrate and before the switch. The release runs on the host as a unit of its own, so it
+    finishes rather than stopping half-way; the rerun waits for it if needed and finds it live."""
+    alerted = len(_alerts(sandbox))
+    logged = len(sandbox.ssh("public", "cat /var/log/iac/releases.log").stdout.splitlines())
+    _declare(pinger, source={**PINGER["source"], "revision": "v1"},
+             release_commands=[["compress"], ["warm_cache", "--seconds=8"]])
+    proc = subprocess.Popen([str(REPO / ".venv/bin/pyinfra"), "sandbox/inventory.py", "deploy.py", "--limit",
+                             "public", "-y"], cwd=pinger, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            stdin=subprocess.DEVNULL, env={**os.environ, "PYINFRA_PROGRESS": "off"})
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None:
+            log = sandbox.ssh("public", "cat /var/log/iac/releases.log").stdout.splitlines()[logged:]
+            if any("release command: manage.py warm_cache" in line for line in log):
+                break
+            time.sleep(0.5)
+        assert proc.poll() is None, "the run ended before its release command started"
+    finally:
+        proc.kill()  # the connection is cut: pyinfra's SSH sessions die with it
+        proc.wait()
+    # the release goes on without anyone connected
+    assert sandbox.ssh("public", "systemctl is-active iac-release-pinger", check=False).stdout.strip() == "active"
+    run = sandbox.converge("pinger-rerun-after-cut", "--limit", "public", cwd=pinger)
+    assert run.returncode == 0, failure_excerpt(run)
+    steps = sandbox.ssh("public", "cat /var/log/iac/releases.log").stdout.splitlines()[logged:]
+    # its steps ran once, by the run that was cut, and it went live once; the rerun found it live
+    # (or waited for it) instead of releasing again
+    assert sum("release command: manage.py warm_cache" in line for line in steps) == 1, steps
+    assert sum(line.endswith("is live") for line in steps) == 1, steps
+    page = _get(sandbox)
+    assert "<h1>pinger v1</h1>" in page.stdout and page.stdout.endswith("\n200")
+    assert len(_alerts(sandbox)) == alerted  # nothing failed: nobody is alerted
