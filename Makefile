@@ -118,4 +118,4 @@ test-integration: deps venv ## Integration tests on the sandbox (brought up if n
 	$(VENV)/bin/pytest -q tests/integration
 
 test: deps venv lint ## What CI runs: lint, unit tests, then integration tests on the sandbox
-	$(VENV)/bin/pytest -q tests/unit tests/integration
+	$(VENV)/bin/pytest -q --durations=30 tests/unit tests/integration
