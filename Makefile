@@ -57,8 +57,8 @@ plan: venv ## Preview what a run would change on INVENTORY (nothing is applied)
 apply: venv ## Converge INVENTORY: shows the plan, then applies it (production asks to confirm)
 	$(PYINFRA) $(INVENTORY) deploy.py $(if $(filter sandbox/inventory.py,$(INVENTORY)),-y,)
 
-drift: venv ## Drift gate on INVENTORY: exit 0 in sync, 2 drift (names it), 1 error
-	@$(PY) -m iac.drift $(INVENTORY)
+drift: venv ## Drift gate on INVENTORY: 0 in sync, 2 drift (what differs), 1 error (FORMAT=json|markdown, JSON_OUT=file)
+	@$(PY) -m iac.drift $(INVENTORY) --format $(FORMAT) $(if $(JSON_OUT),--json-out $(JSON_OUT))
 
 deploy-keys: venv ## Make each app's deploy key on its host (once) and print the public keys to register
 	@out=$$($(PYINFRA) $(INVENTORY) deploy_keys.py -y 2>&1) || { printf '%s\n' "$$out" >&2; exit 1; }; \

@@ -1,7 +1,10 @@
 """Drift gate: does any host differ from what deploy.py declares?
 
-Exit codes: 0 in sync, 2 drift (each drifted operation and host is named), 1 error (invalid
-configuration, unreachable host, pyinfra failure).
+Exit codes: 0 in sync, 2 drift (each drifted operation and host is named, with what differs when
+the operation can tell), 1 error (invalid configuration, unreachable host or git remote, pyinfra
+failure; the reason is always on stderr). ``--format json`` prints a DriftReport (schema
+``iac-drift/1``, ``docs/drift-report.schema.json``), ``--format markdown`` the same facts for a CI
+job summary; ``--json-out FILE`` writes the JSON beside either.
 
 It runs ``pyinfra INVENTORY deploy.py --dry --json`` and reads the plan. It never passes ``-y``
 and removes PYINFRA_YES from the environment: with ``--dry`` plus ``-y`` pyinfra skips change
@@ -19,7 +22,11 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from iac.stack import ConfigError, config_secret_values
 from iac.validate import load_inventory
@@ -51,49 +58,139 @@ def plan(inventory: str, deploy: str = "deploy.py", extra_args: list[str] | None
     return proc.returncode, data, proc.stderr
 
 
-def check(inventory: str, secret_values: list[str] | None = None,
-          extra_args: list[str] | None = None) -> tuple[int, str]:
-    """Return (exit code, report text)."""
-    code, data, stderr = plan(inventory, extra_args=extra_args)
-    stderr = redact(stderr, secret_values or [])
+class DriftItem(BaseModel):
+    """One operation that would change one host."""
+
+    model_config = ConfigDict(extra="forbid")
+    host: str = Field(description="inventory name of the host, e.g. srv1178562")
+    operation: str = Field(description="the operation as the host declared it, e.g. "
+                                       "'chip_dashboard: release main live'")
+    details: list[str] = Field(default=[], description="what differs, when the operation can tell "
+                                                       "(secrets redacted as **********)")
+    conditional: bool = Field(default=False, description="runs only because an operation above changes "
+                                                         "(a reload after a changed file)")
+
+
+class DriftReport(BaseModel):
+    """``make drift FORMAT=json``: the drift gate's result (schema ``iac-drift/1``, README "Drift")."""
+
+    model_config = ConfigDict(extra="forbid")
+    schema_: Literal["iac-drift/1"] = Field(default="iac-drift/1", alias="schema")
+    inventory: str = Field(description="the inventory checked, e.g. inventory.py")
+    status: Literal["in_sync", "drift", "error"]
+    exit_code: Literal[0, 1, 2] = Field(description="0 in sync, 2 drift, 1 error (the exit code of the command)")
+    checked_at: str = Field(description="UTC time of the check, ISO 8601")
+    operations_checked: int = Field(ge=0, description="operations in the plan, all hosts")
+    drift: list[DriftItem] = Field(default=[], description="every drifted operation per host, in plan order")
+    error: str | None = Field(default=None, description="why the check could not tell (exit 1), redacted")
+
+    @property
+    def hosts(self) -> list[str]:
+        return sorted({item.host for item in self.drift if not item.conditional})
+
+    def text(self) -> str:
+        if self.status == "error":
+            return f"drift: ERROR: {self.error}"
+        changed = [i for i in self.drift if not i.conditional]
+        if not changed:
+            return f"drift: in sync ({self.operations_checked} operations checked, no change pending)"
+        lines = [f"drift: DRIFT in {len(changed)} operation(s) of {self.operations_checked}:"]
+        for item in changed:
+            lines.append(f"  {item.host}: {item.operation}")
+            lines.extend(f"      {d}" for d in item.details)
+        conditional = [i for i in self.drift if i.conditional]
+        if conditional:
+            lines += ["then, depending on those:", *(f"  {i.host}: {i.operation}" for i in conditional)]
+        return "\n".join(lines)
+
+    def markdown(self) -> str:
+        """For a CI job summary: a heading with the verdict, then one table row per drifted operation."""
+        def cell(text: str) -> str:
+            return (text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("`", "'")
+                    .replace("<", "&lt;"))
+
+        verdict = {"in_sync": "in sync", "drift": "DRIFT", "error": "ERROR"}[self.status]
+        lines = [f"## Drift check: {verdict}", "",
+                 f"`{self.inventory}`, {self.checked_at}, {self.operations_checked} operations checked, "
+                 f"exit {self.exit_code}", ""]
+        if self.status == "error":
+            error = (self.error or "").replace("```", "'''")
+            return "\n".join([*lines, "The check could not tell:", "", "```", error, "```", ""])
+        if not self.drift:
+            return "\n".join([*lines, "Every host is as declared.", ""])
+        lines += ["| host | operation | what differs |", "|---|---|---|"]
+        for item in self.drift:
+            what = "; ".join(item.details) or ("runs after a change above" if item.conditional else "")
+            lines.append(f"| {cell(item.host)} | {cell(item.operation)} | {cell(what)} |")
+        return "\n".join([*lines, ""])
+
+
+def report(inventory: str, code: int, data: dict | None, stderr: str,
+           secret_values: list[str] | None = None) -> DriftReport:
+    """The drift report of one pyinfra plan run (``plan()``'s result)."""
+    secrets = secret_values or []
+    now = datetime.now(UTC).isoformat(timespec="seconds")
     if code != 0 or data is None or "plan" not in data:
-        tail = "\n".join(stderr.strip().splitlines()[-25:])
-        return ERROR, f"drift: ERROR: pyinfra exited {code} before a complete plan\n{tail}"
-    drifted, conditional, n_drifted = [], [], 0
+        tail = "\n".join(redact(stderr, secrets).strip().splitlines()[-25:])
+        return DriftReport(inventory=inventory, status="error", exit_code=ERROR, checked_at=now,
+                           operations_checked=0, error=f"pyinfra exited {code} before a complete plan\n{tail}")
+    items = []
     for op in data["plan"]:
         own = op.get("host_names", {})
         details = op.get("host_details", {})
         for host in op["hosts_with_change"]:
-            n_drifted += 1
-            drifted.append(f"  {host}: {own.get(host, op['name'])}")
-            drifted.extend(f"      {redact(d, secret_values or [])}" for d in details.get(host, []))
+            items.append(DriftItem(host=host, operation=redact(own.get(host, op["name"]), secrets),
+                                   details=[redact(d, secrets) for d in details.get(host, [])]))
+    for op in data["plan"]:
+        own = op.get("host_names", {})
         for host in op["hosts_with_conditional_change"]:
-            conditional.append(f"  {host}: {own.get(host, op['name'])}")
-    n_ops = len(data["plan"])
-    if drifted:
-        lines = [f"drift: DRIFT in {n_drifted} operation(s) of {n_ops}:", *drifted]
-        if conditional:
-            lines += ["then, depending on those:", *conditional]
-        return DRIFT, "\n".join(lines)
-    return IN_SYNC, f"drift: in sync ({n_ops} operations checked, no change pending)"
+            items.append(DriftItem(host=host, operation=redact(own.get(host, op["name"]), secrets),
+                                   conditional=True))
+    drifted = any(not i.conditional for i in items)
+    # conditional operations alone are not drift (module docstring)
+    return DriftReport(inventory=inventory, status="drift" if drifted else "in_sync",
+                       exit_code=DRIFT if drifted else IN_SYNC, checked_at=now,
+                       operations_checked=len(data["plan"]), drift=items if drifted else [])
+
+
+def check(inventory: str, secret_values: list[str] | None = None,
+          extra_args: list[str] | None = None) -> tuple[int, str]:
+    """Return (exit code, report text)."""
+    code, data, stderr = plan(inventory, extra_args=extra_args)
+    result = report(inventory, code, data, stderr, secret_values)
+    return result.exit_code, result.text()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("inventory", help="inventory file, e.g. sandbox/inventory.py")
     parser.add_argument("--limit", help="only these hosts or groups (pyinfra --limit)")
+    parser.add_argument("--format", choices=["text", "json", "markdown"], default="text",
+                        help="text (default), json (schema iac-drift/1, README) or markdown (a CI job summary)")
+    parser.add_argument("--json-out", type=Path, help="also write the JSON report to this file")
     args = parser.parse_args(argv)
     # the values to redact come from the stack itself, whichever it is (iac/ never imports sandbox/)
     try:
         secret_values = [v for _group, hosts in load_inventory(Path(args.inventory)).items()
                          for _name, data in hosts for v in config_secret_values(data["config"])]
     except ConfigError as exc:
-        print(f"drift: ERROR: {exc}", file=sys.stderr)
-        return ERROR
-    extra = ["--limit", args.limit] if args.limit else None
-    code, report = check(args.inventory, secret_values, extra)
-    print(report, file=sys.stdout if code != ERROR else sys.stderr)
-    return code
+        result = DriftReport(inventory=args.inventory, status="error", exit_code=ERROR,
+                             checked_at=datetime.now(UTC).isoformat(timespec="seconds"), operations_checked=0,
+                             error=f"invalid configuration: {exc}")
+    else:
+        code, data, stderr = plan(args.inventory, extra_args=["--limit", args.limit] if args.limit else None)
+        result = report(args.inventory, code, data, stderr, secret_values)
+    if args.json_out:
+        args.json_out.write_text(result.model_dump_json(by_alias=True, indent=2) + "\n")
+    if result.status == "error":
+        print(result.text(), file=sys.stderr)  # the reason, always on stderr
+    if args.format == "json":
+        print(result.model_dump_json(by_alias=True, indent=2))
+    elif args.format == "markdown":
+        print(result.markdown())
+    elif result.status != "error":
+        print(result.text())
+    return result.exit_code
 
 
 if __name__ == "__main__":

@@ -1,0 +1,99 @@
+"""The drift report without a host: from a pyinfra plan (as iac.plan_runner prints it) to text,
+JSON (checked against the committed schema docs/drift-report.schema.json with a JSON Schema
+validator) and Markdown (the same facts, for a CI job summary); secrets never printed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import jsonschema
+import pytest
+
+from iac.drift import DRIFT, ERROR, IN_SYNC, DriftReport, main, report
+
+REPO = Path(__file__).resolve().parents[2]
+SCHEMA = json.loads((REPO / "docs/drift-report.schema.json").read_text())
+SECRET = "CANARY-secret_key-abc123 $(touch /tmp/x)`id`|<b>"
+
+
+def _op(name: str, changed: list[str], conditional: list[str] | None = None, details: dict | None = None,
+        names: dict | None = None) -> dict:
+    return {"name": name, "op_hash": name, "hosts_with_change": changed,
+            "hosts_with_conditional_change": conditional or [], "host_names": names or {},
+            "host_details": details or {}}
+
+
+PLAN = {"plan": [
+    _op("nginx site django (staged)", ["srv1178562"]),
+    _op("env file", ["gts-server"], names={"gts-server": "shop_scheduler: env file (secrets)"},
+        details={"gts-server": [f"SECRET_KEY differs: was {SECRET}"]}),
+    _op("reload nginx", [], conditional=["srv1178562"]),
+    _op("Host name", [], names={"srv1178562": "Host name srv1178562"}),
+]}
+
+
+def test_the_schema_file_is_the_models_schema() -> None:
+    """docs/drift-report.schema.json is what consumers read: it must be the model's own."""
+    assert DriftReport.model_json_schema(by_alias=True) == SCHEMA, \
+        "regenerate docs/drift-report.schema.json from iac.drift.DriftReport"
+
+
+def test_a_drifted_plan_names_host_operation_and_difference_and_redacts_secrets() -> None:
+    result = report("sandbox/inventory.py", 0, PLAN, "", [SECRET])
+    assert (result.status, result.exit_code, result.operations_checked) == ("drift", DRIFT, 4)
+    assert result.hosts == ["gts-server", "srv1178562"]
+    text = result.text()
+    assert "drift: DRIFT in 2 operation(s) of 4:" in text
+    assert "  gts-server: shop_scheduler: env file (secrets)\n      SECRET_KEY differs: was **********" in text
+    assert "then, depending on those:\n  srv1178562: reload nginx" in text
+    as_json = result.model_dump_json(by_alias=True)
+    jsonschema.validate(json.loads(as_json), SCHEMA)
+    markdown = result.markdown()
+    for out in (text, as_json, markdown):
+        assert "CANARY" not in out and "touch /tmp/x" not in out
+    # Markdown: the same facts, one row each, nothing that breaks the table
+    assert "## Drift check: DRIFT" in markdown
+    assert "| gts-server | shop_scheduler: env file (secrets) | SECRET_KEY differs: was ********** |" in markdown
+    assert "| srv1178562 | nginx site django (staged) |  |" in markdown
+    assert "| srv1178562 | reload nginx | runs after a change above |" in markdown
+
+
+def test_markdown_cells_cannot_break_the_table_or_inject_html() -> None:
+    plan = {"plan": [_op("x", ["h"], details={"h": ["a | b <script>`c`\nd"]})]}
+    row = report("i", 0, plan, "").markdown().splitlines()[-1]
+    assert row == "| h | x | a \\| b &lt;script>'c' d |"
+
+
+def test_only_conditional_operations_are_in_sync() -> None:
+    result = report("i", 0, {"plan": [_op("reload nginx", [], conditional=["h"])]}, "")
+    assert (result.status, result.exit_code, result.drift) == ("in_sync", IN_SYNC, [])
+    assert result.text() == "drift: in sync (1 operations checked, no change pending)"
+    assert "Every host is as declared." in result.markdown()
+    jsonschema.validate(json.loads(result.model_dump_json(by_alias=True)), SCHEMA)
+
+
+def test_a_failed_plan_is_an_error_with_the_reason_redacted() -> None:
+    stderr = f"--> Connecting to hosts...\n[gts-server] Could not connect ({SECRET})\n"
+    result = report("inventory.py", 1, None, stderr, [SECRET])
+    assert (result.status, result.exit_code) == ("error", ERROR)
+    assert "Could not connect" in result.error and "CANARY" not in result.error
+    assert result.text().startswith("drift: ERROR: pyinfra exited 1")
+    assert "## Drift check: ERROR" in result.markdown() and "Could not connect" in result.markdown()
+    jsonschema.validate(json.loads(result.model_dump_json(by_alias=True)), SCHEMA)
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "markdown"])
+def test_invalid_configuration_exits_1_with_the_reason_on_stderr_in_every_format(
+        tmp_path: Path, fmt: str, capsys: pytest.CaptureFixture) -> None:
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text("from iac.stack import ConfigError\nraise ConfigError('apps.x.workers: must be >= 1')\n")
+    out = tmp_path / "drift.json"
+    assert main([str(inventory), "--format", fmt, "--json-out", str(out)]) == ERROR
+    captured = capsys.readouterr()
+    assert "invalid configuration: apps.x.workers: must be >= 1" in captured.err
+    saved = json.loads(out.read_text())
+    jsonschema.validate(saved, SCHEMA)
+    assert saved["status"] == "error" and saved["exit_code"] == 1
+    if fmt == "json":
+        assert json.loads(captured.out) == saved
