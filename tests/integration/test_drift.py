@@ -1,8 +1,45 @@
-"""The drift gate: 0 in sync, 2 when a host differs (naming what), 1 on error."""
+"""The drift gate: 0 in sync, 2 when a host differs (naming what), 1 on error.
+
+The drift scenarios run the CI workflow's own "Drift check" step (.github/workflows/drift.yml:
+its `run:` and `env:` as written, with the sandbox's inventory and webhook in place of
+production's), so the job summary, the JSON report and the Discord message are checked too.
+"""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import jsonschema
+import yaml
+
 from tests.integration.conftest import REPO, SANDBOX_INVENTORY, TIMINGS, Run, Sandbox
+
+WORKFLOW = REPO / ".github/workflows/drift.yml"
+SCHEMA = json.loads((REPO / "docs/drift-report.schema.json").read_text())
+CI_WEBHOOK_PATH = "/api/webhooks/3/"
+
+
+def _ci_messages(sandbox: Sandbox) -> list[str]:
+    log = sandbox.world.webhook_log
+    entries = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+    return [json.loads(e["body"])["content"] for e in entries if CI_WEBHOOK_PATH in e["path"]]
+
+
+def workflow_drift_step(sandbox: Sandbox, label: str, tmp_path: Path) -> tuple[Run, str, dict]:
+    """Run the workflow's drift step against the sandbox; return the run, the job summary and the
+    JSON report it kept."""
+    steps = yaml.safe_load(WORKFLOW.read_text())["jobs"]["drift"]["steps"]
+    step = next(s for s in steps if s.get("name") == "Drift check")
+    summary, report = tmp_path / "summary.md", tmp_path / "drift.json"
+    env = {k: str(v) for k, v in step["env"].items()}
+    assert env["INVENTORY"] == "inventory.py"  # production's, in the workflow: replaced here
+    env.update(INVENTORY=SANDBOX_INVENTORY, GITHUB_STEP_SUMMARY=str(summary), DRIFT_JSON=str(report),
+               DRIFT_WEBHOOK_URL=f"{sandbox.world.webhook_base}{CI_WEBHOOK_PATH}ci-drift-token")
+    run = sandbox.command(label, ["bash", "-c", step["run"]], **env)
+    data = json.loads(report.read_text())
+    jsonschema.validate(data, SCHEMA)
+    return run, summary.read_text(), data
 
 
 def test_converged_hosts_are_in_sync(sandbox: Sandbox, converged: Run) -> None:
@@ -14,16 +51,26 @@ def test_converged_hosts_are_in_sync(sandbox: Sandbox, converged: Run) -> None:
 
 
 def test_changed_file_and_removed_package_are_drift_and_a_run_restores_them(
-        sandbox: Sandbox, converged: Run) -> None:
+        sandbox: Sandbox, converged: Run, tmp_path: Path) -> None:
     """One scenario, one check: each change is named; the check repairs nothing; one run does."""
     sandbox.ssh("lan", "echo Europe/Paris > /etc/timezone")
     sandbox.ssh("public", "sed -i 's/^127.0.1.1.*/127.0.1.1 somethingelse/' /etc/hosts")
     sandbox.ssh("public", "DEBIAN_FRONTEND=noninteractive apt-get -qq remove -y rsync >/dev/null")
-    run = sandbox.drift("drift-after-edit")
+    posted = len(_ci_messages(sandbox))
+    run, summary, report = workflow_drift_step(sandbox, "drift-after-edit", tmp_path)
     assert run.returncode == 2, run.output
-    assert "gts-server: Base system | Time zone name in /etc/timezone" in run.stdout
-    assert "srv1178562: Base system | Local names in /etc/hosts" in run.stdout
-    assert "srv1178562: Base system | Packages for the base system" in run.stdout
+    drifted = {(i["host"], i["operation"]) for i in report["drift"]}
+    assert {("gts-server", "Base system | Time zone name in /etc/timezone"),
+            ("srv1178562", "Base system | Local names in /etc/hosts"),
+            ("srv1178562", "Base system | Packages for the base system")} <= drifted, report
+    # the job summary says the same in Markdown
+    assert summary.startswith("## Drift check: DRIFT")
+    assert "| gts-server | Base system \\| Time zone name in /etc/timezone |" in summary, summary
+    assert "| srv1178562 | Base system \\| Local names in /etc/hosts |" in summary
+    # and exactly one message reached the webhook, naming the hosts and what drifted
+    new = _ci_messages(sandbox)[posted:]
+    assert len(new) == 1, new
+    assert "gts-server, srv1178562" in new[0] and "Time zone name in /etc/timezone" in new[0]
     # the drift check itself must not have repaired anything
     assert sandbox.ssh("lan", "cat /etc/timezone").stdout == "Europe/Paris\n"
 
@@ -47,13 +94,17 @@ def test_unreachable_git_remote_is_an_error_not_drift(sandbox: Sandbox, converge
     assert "chip_dashboard: cannot ask" in run.stderr and "ssh: connect to host" in run.stderr, run.stderr
 
 
-def test_unreachable_host_is_an_error_not_in_sync(sandbox: Sandbox, converged: Run) -> None:
+def test_unreachable_host_is_an_error_not_in_sync(sandbox: Sandbox, converged: Run, tmp_path: Path) -> None:
     world = sandbox.world
     world.stop_host("public")
+    posted = len(_ci_messages(sandbox))
     try:
-        run = sandbox.drift("drift-host-down")
+        run, summary, report = workflow_drift_step(sandbox, "drift-host-down", tmp_path)
         assert run.returncode == 1, run.output
         assert "srv1178562" in run.stderr and "Could not connect" in run.stderr
+        assert report["status"] == "error" and "Could not connect" in report["error"]
+        assert summary.startswith("## Drift check: ERROR")
+        assert len(_ci_messages(sandbox)) == posted  # an error fails the job; it is not drift
     finally:
         world.boot("public")
         world.wait_booted("public")

@@ -97,3 +97,18 @@ def test_invalid_configuration_exits_1_with_the_reason_on_stderr_in_every_format
     assert saved["status"] == "error" and saved["exit_code"] == 1
     if fmt == "json":
         assert json.loads(captured.out) == saved
+
+
+def test_the_drift_message_names_hosts_and_operations_and_fits_discord() -> None:
+    from iac.drift_notify import LIMIT, message, run_url
+
+    result = report("inventory.py", 0, PLAN, "", [SECRET])
+    url = run_url({"GITHUB_SERVER_URL": "https://github.com", "GITHUB_REPOSITORY": "o/r", "GITHUB_RUN_ID": "7"})
+    text = message(result, url)
+    assert text.startswith("**Drift** in `inventory.py`") and "2 operation(s) on gts-server, srv1178562" in text
+    assert "- gts-server: shop_scheduler: env file (secrets): SECRET_KEY differs: was **********" in text
+    assert "reload nginx" not in text  # follows from a change above: not news
+    assert text.endswith("Details: https://github.com/o/r/actions/runs/7") and "CANARY" not in text
+    many = {"plan": [_op(f"operation {i} " + "x" * 80, ["h"]) for i in range(60)]}
+    long = message(report("inventory.py", 0, many, ""), url)
+    assert len(long) <= LIMIT and "more" in long and long.endswith("/runs/7")
