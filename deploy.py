@@ -16,6 +16,7 @@ from operations.exposure import exposure
 from operations.network import static_network
 from operations.nginx import nginx_sites, sites_answer
 from operations.node import nodejs
+from operations.orphans import managed_manifest, orphans
 from operations.postgres import postgresql
 from operations.tailscale import tailscale
 from operations.tls import certificate_links, certificates
@@ -44,13 +45,18 @@ def whole_host(config: HostConfig) -> None:
     # the old site keeps proxying to the old process until the new one is up
     for name, app in config.apps.items():
         django_app(config, name, app)
+    # what an earlier run managed and the configuration no longer declares: units, files, users
+    # removed, data reported as retained
+    orphans(config)
     nginx_sites(config)
     # certbot answers its HTTP-01 challenge through the nginx site above
     certificates(config)
     # after the apps and their databases: dumps of every declared database, offsite copies, alerts
     backups(config)
-    # last: each app answers through nginx with the Host header its users send (pravoo.in)
+    # each app answers through nginx with the Host header its users send (pravoo.in)
     sites_answer(config)
+    # last: only a run that got this far records what it manages (the next run's orphans)
+    managed_manifest(config)
 
 
 def one_app(config: HostConfig, app: str) -> None:

@@ -14,6 +14,7 @@ import functools
 import ipaddress
 import posixpath
 import re
+import shlex
 import shutil
 import subprocess
 import urllib.parse
@@ -1169,6 +1170,8 @@ RESERVED_SITES = frozenset({"default"})
 RELEASE_SETTINGS_DIR = "/etc/iac/apps"
 NGINX_SITES_AVAILABLE = "/etc/nginx/sites-available"
 NGINX_SITES_ENABLED = "/etc/nginx/sites-enabled"
+# what the repository manages on a host (HostConfig.managed), written there by every whole run
+MANAGED_MANIFEST = "/etc/iac/managed.json"
 # shared by every app's gunicorn; shipped by operations/django_app.py release_engine()
 GUNICORN_CONFIG = "/usr/local/lib/iac/gunicorn_conf.py"
 
@@ -1195,6 +1198,9 @@ class AppPaths:
     unit_file: str
     backup_dir: str        # pre-migrate database snapshots
     site_enabled: str      # the app's nginx site as enabled (the release checks through it once it exists)
+    site_available: str    # the app's nginx site
+    logrotate: str | None  # /etc/logrotate.d/<log dir's parent>-<app>, when the app has a log_dir
+    venvs: str             # its virtualenvs, one per requirements (the release engine names them)
     process_units: dict[str, str]  # process name -> unit name
     process_unit_files: dict[str, str]  # unit name -> unit file
 
@@ -1257,9 +1263,49 @@ class HostConfig(Strict):
             unit_file=f"/etc/systemd/system/{app.unit}.service",
             backup_dir=f"/var/backups/iac/{name}",
             site_enabled=f"{NGINX_SITES_ENABLED}/{app.nginx.name}",
+            site_available=f"{NGINX_SITES_AVAILABLE}/{app.nginx.name}",
+            logrotate=(f"/etc/logrotate.d/{posixpath.basename(posixpath.dirname(app.log_dir))}-{name}"
+                       if app.log_dir else None),
+            venvs=f"/srv/venvs/.{name}-*",
             process_units=units,
             process_unit_files={u: f"/etc/systemd/system/{u}.service" for u in units.values()},
         )
+
+    def managed(self) -> list[dict[str, str | bool]]:
+        """What the repository manages on this host, as recorded there (MANAGED_MANIFEST) by each
+        whole run: an entry a later configuration no longer declares is an orphan. Units, files
+        and users (``keep`` False) are removed by the next run; data (``keep`` True: databases,
+        roles, release, virtualenv, backup, log and home directories) is never deleted by a run,
+        only reported as retained with ``remove``, the command an operator may run by hand.
+
+        Example entry: ``{"kind": "unit", "name": "gunicorn-shop_scheduler.service",
+        "app": "shop_scheduler", "keep": False, "remove": ""}``."""
+        out: list[dict[str, str | bool]] = []
+
+        def add(kind: str, name: str, app: str = "", remove: str = "") -> None:
+            out.append({"kind": kind, "name": name, "app": app, "keep": bool(remove), "remove": remove})
+
+        for name, app in self.apps.items():
+            p = self.app_paths(name)
+            for unit in (p.socket_unit, f"{app.unit}.service", *(f"{u}.service" for u in p.process_units.values())):
+                add("unit", unit, name)
+            for path in (p.socket_unit_file, p.unit_file, *p.process_unit_files.values(), p.env_file,
+                         p.release_settings, p.site_available, p.site_enabled, p.app_link, p.venv_link,
+                         *([p.logrotate] if p.logrotate else [])):
+                add("file", path, name)
+            add("user", app.user, name)
+            data = [p.releases, p.venvs, p.backup_dir, f"/home/{app.user}", *([app.log_dir] if app.log_dir else [])]
+            if isinstance(app.database, SqliteDatabase):
+                data.append(app.database.path)
+            for path in data:
+                # a glob stays unquoted for the shell to expand; every other path is one word
+                add("directory", path, name, f"rm -rf {path if path.endswith('*') else shlex.quote(path)}")
+        if self.postgres is not None:
+            for db in self.postgres.databases:
+                add("database", db, "", f"runuser -u postgres -- dropdb {shlex.quote(db)}")
+            for role in self.postgres.roles:
+                add("role", role, "", f"runuser -u postgres -- dropuser {shlex.quote(role)}")
+        return sorted(out, key=lambda e: (str(e["kind"]), str(e["name"])))
 
     def open_tcp_ports(self) -> list[int]:
         """The TCP ports reachable from outside the host: sshd, each app's site (and 443 for TLS

@@ -370,7 +370,7 @@ def django_app(config: HostConfig, name: str, app: DjangoApp) -> None:
     if app.log_dir:
         files.directory(name=f"{name}: log directory", path=app.log_dir, user=app.user,
                         group=app.user, mode="750")
-        rotate = f"/etc/logrotate.d/{Path(app.log_dir).parent.name}-{name}"
+        rotate = paths.logrotate
         files.directory(name="Staging directory for logrotate", path=f"{STAGED}/etc/logrotate.d", mode="755")
         files.put(name=f"{name}: log rotation (staged)", src=_string_io(render("etc/logrotate.d/gts-app.j2", **ctx)),
                   dest=f"{STAGED}{rotate}", mode="644")

@@ -5,10 +5,28 @@ from __future__ import annotations
 import json
 import re
 import shlex
+from typing import Any
 
 from pyinfra.api import FactBase
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
+
+
+class JsonFile(FactBase):
+    """The JSON document in the file at ``path`` (a record a converge or the release engine wrote),
+    or ``None`` when the file is missing or not JSON."""
+
+    def command(self, path: str) -> str:
+        return f"cat {shlex.quote(path)} 2>/dev/null || true"
+
+    def process(self, output: list[str]) -> Any:
+        text = "\n".join(output).strip()
+        if not text:
+            return None
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError:
+            return None
 
 
 class DeployedRelease(FactBase):
