@@ -14,7 +14,7 @@ PY := $(VENV)/bin/python
 PYINFRA := $(VENV)/bin/pyinfra
 export SANDBOX_NAME SANDBOX_SUBNET
 
-.PHONY: help deps venv sandbox sandbox-up sandbox-status sandbox-down plan apply drift deploy-keys \
+.PHONY: help deps venv sandbox sandbox-up sandbox-status sandbox-down plan apply drift bench deploy-keys \
         release rollback audit-mismatches alert-test backup-status backup-now restore restore-drill dr dr-drill \
         validate test test-unit test-integration lint
 
@@ -59,6 +59,10 @@ apply: venv ## Converge INVENTORY: shows the plan, then applies it (production a
 
 drift: venv ## Drift gate on INVENTORY: 0 in sync, 2 drift (what differs), 1 error (FORMAT=json|markdown, JSON_OUT=file)
 	@$(PY) -m iac.drift $(INVENTORY) --format $(FORMAT) $(if $(JSON_OUT),--json-out $(JSON_OUT))
+
+RUNS ?= 5
+bench: venv ## Drift check vs pyinfra's floor on the same hosts: times, ratio, remote commands per host (RUNS=5)
+	@$(PY) -m iac.bench $(INVENTORY) --runs $(RUNS)
 
 deploy-keys: venv ## Make each app's deploy key on its host (once) and print the public keys to register
 	@out=$$($(PYINFRA) $(INVENTORY) deploy_keys.py -y 2>&1) || { printf '%s\n' "$$out" >&2; exit 1; }; \

@@ -1275,7 +1275,8 @@ class HostConfig(Strict):
         """What the repository manages on this host, as recorded there (MANAGED_MANIFEST) by each
         whole run: an entry a later configuration no longer declares is an orphan. Units, files
         and users (``keep`` False) are removed by the next run; data (``keep`` True: databases,
-        roles, release, virtualenv, backup, log and home directories) is never deleted by a run,
+        roles, release, virtualenv, backup, log and home directories, the links to the live
+        release) is never deleted by a run,
         only reported as retained with ``remove``, the command an operator may run by hand.
 
         Example entry: ``{"kind": "unit", "name": "gunicorn-shop_scheduler.service",
@@ -1290,10 +1291,12 @@ class HostConfig(Strict):
             for unit in (p.socket_unit, f"{app.unit}.service", *(f"{u}.service" for u in p.process_units.values())):
                 add("unit", unit, name)
             for path in (p.socket_unit_file, p.unit_file, *p.process_unit_files.values(), p.env_file,
-                         p.release_settings, p.site_available, p.site_enabled, p.app_link, p.venv_link,
-                         *([p.logrotate] if p.logrotate else [])):
+                         p.release_settings, p.site_available, p.site_enabled, *([p.logrotate] if p.logrotate else [])):
                 add("file", path, name)
             add("user", app.user, name)
+            # kept with the releases they point at: the app declared again comes back as it was
+            for link in (p.app_link, p.venv_link):
+                add("link", link, name, f"rm -f {shlex.quote(link)}")
             data = [p.releases, p.venvs, p.backup_dir, f"/home/{app.user}", *([app.log_dir] if app.log_dir else [])]
             if isinstance(app.database, SqliteDatabase):
                 data.append(app.database.path)

@@ -3,10 +3,11 @@
 Every whole run ends by recording what it manages (``HostConfig.managed()``) in
 ``MANAGED_MANIFEST`` on the host. The next run compares: an entry no longer declared (an app
 removed from group_data, a renamed site) is an orphan. Units are stopped and disabled, files
-(unit files, env files, release settings, nginx sites, logrotate files, the app's links) and
-users removed; data (databases, roles, release, virtualenv, backup, log and home directories) is
-never deleted, only reported as retained with the command that would remove it. Preview and drift
-show each as ``- delete ...`` or ``retained ...`` under the operation.
+(unit files, env files, release settings, nginx sites, logrotate files) and users removed; data
+(databases, roles, release, virtualenv, backup, log and home directories, the links to the live
+release, so that the app declared again comes back as it was) is never deleted, only reported
+as retained with the command that would remove it. Preview and drift show each as
+``- delete ...`` or ``retained ...`` under the operation.
 
 The manifest on the host is input like any other: an entry is acted on only if it has the shape
 this repository writes (a unit name, a path under the directories apps use, an app's system
@@ -53,7 +54,7 @@ def refused(entry: object, file_dirs: tuple[str, ...]) -> str | None:
     if kind == "file":
         ok = PATH_RE.match(name) and ".." not in name.split("/") and name.startswith(file_dirs)
         return None if ok and name.rstrip("/") not in {d.rstrip("/") for d in file_dirs} else "not an app's file"
-    if kind in ("directory", "database", "role"):
+    if kind in ("directory", "link", "database", "role"):
         return None  # data: only ever reported
     return f"unknown kind {kind!r}"
 

@@ -112,3 +112,13 @@ def test_the_drift_message_names_hosts_and_operations_and_fits_discord() -> None
     many = {"plan": [_op(f"operation {i} " + "x" * 80, ["h"]) for i in range(60)]}
     long = message(report("inventory.py", 0, many, ""), url)
     assert len(long) <= LIMIT and "more" in long and long.endswith("/runs/7")
+
+
+def test_bench_counts_remote_commands_per_host_from_pyinfras_debug_log() -> None:
+    from iac.bench import remote_commands
+
+    log = ("[pyinfra.connectors.ssh] Running command on srv1178562: (pty=None) sh -c 'uname -s'\n"
+           "[pyinfra.connectors.ssh] Running command on gts-server: (pty=None) sh -c 'cat /etc/group'\n"
+           "[pyinfra.connectors.ssh] Running command on srv1178562: (pty=None) sh -c 'dpkg -l'\n"
+           "[pyinfra.api.facts] Getting fact: server.Os (ensure_hosts: None)\n")
+    assert remote_commands(log) == {"srv1178562": 2, "gts-server": 1}
