@@ -33,6 +33,7 @@ from iac.validate import load_inventory
 
 REPO = Path(__file__).resolve().parent.parent
 IN_SYNC, ERROR, DRIFT = 0, 1, 2
+MAX_DETAILS = 40  # lines of what differs per operation and host (a new file's diff is all of it)
 
 
 def redact(text: str, secret_values: list[str]) -> str:
@@ -47,7 +48,7 @@ def plan(inventory: str, deploy: str = "deploy.py", extra_args: list[str] | None
     """Run pyinfra's change detection; return (exit code, parsed JSON or None, stderr)."""
     env = {k: v for k, v in os.environ.items() if k != "PYINFRA_YES"}
     env["PYINFRA_PROGRESS"] = "off"
-    cmd = [str(REPO / ".venv/bin/python"), "-m", "iac.plan_runner", inventory, deploy, "--dry", "--json",
+    cmd = [str(REPO / ".venv/bin/python"), "-m", "iac.plan_runner", inventory, deploy, "--dry", "--diff", "--json",
            *(extra_args or [])]
     proc = subprocess.run(cmd, check=False, cwd=REPO, env=env, capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
@@ -139,8 +140,10 @@ def report(inventory: str, code: int, data: dict | None, stderr: str,
         own = op.get("host_names", {})
         details = op.get("host_details", {})
         for host in op["hosts_with_change"]:
-            items.append(DriftItem(host=host, operation=redact(own.get(host, op["name"]), secrets),
-                                   details=[redact(d, secrets) for d in details.get(host, [])]))
+            said = [redact(d, secrets) for d in details.get(host, [])]
+            if len(said) > MAX_DETAILS:
+                said = [*said[:MAX_DETAILS], f"... {len(said) - MAX_DETAILS} more line(s)"]
+            items.append(DriftItem(host=host, operation=redact(own.get(host, op["name"]), secrets), details=said))
     for op in data["plan"]:
         own = op.get("host_names", {})
         for host in op["hosts_with_conditional_change"]:

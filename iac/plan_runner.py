@@ -6,19 +6,24 @@ the other) and names the entry after one of them. The drift gate must say what d
 host, so each entry gets ``host_names``: host -> that host's own name for the operation.
 
 An operation can say *why* it would change (``host.noop(...)`` while it decides, e.g. "live
-release damaged: changed hc/api/views.py" or "release pending: main moved upstream"): those
-sentences are kept per host as ``host_details`` so that the drift report shows what differs,
-not only which operation.
+release damaged: changed hc/api/views.py" or "release pending: main moved upstream"); with
+``--diff``, pyinfra's file operations log "Will modify /etc/hosts" and the unified diff. Both are
+kept per host and operation as ``host_details``, so that the drift report shows what differs, not
+only which operation. (No secret is written through an operation that diffs: secret files go
+through ``secret_file``, which compares hashes; tests search every output for canary values.)
 
 Usage: python -m iac.plan_runner INVENTORY deploy.py --dry --json   (any pyinfra arguments)
 """
 
 from __future__ import annotations
 
+import logging
+import re
 import sys
 
 import pyinfra_cli.prints as prints
 from pyinfra.api.host import Host
+from pyinfra.context import ctx_host
 from pyinfra_cli.main import main
 
 _build_plan_json = prints.build_plan_json
@@ -31,6 +36,28 @@ def noop(self: Host, description: str) -> None:
     if self.current_op_hash:
         DETAILS.setdefault((self.name, self.current_op_hash), []).append(description)
     _noop(self, description)
+
+
+ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
+
+
+class DiffCapture(logging.Handler):
+    """pyinfra's --diff lines, logged while an operation decides, kept as that operation's details."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        current = ctx_host.get()
+        op_hash = getattr(current, "current_op_hash", None) if current else None
+        if not op_hash:
+            return
+        text = ANSI_RE.sub("", record.getMessage()).rstrip()
+        own = text.removeprefix(f"[{current.name}] ").strip()
+        if own.startswith(("Will create ", "Will modify ", "Will remove ", "Will delete ")):
+            line = own  # the file, then its diff lines (logged as "  " + line)
+        elif text.startswith("  ") and text.strip():
+            line = text[2:]
+        else:
+            return
+        DETAILS.setdefault((current.name, op_hash), []).append(line)
 
 
 def build_plan_json(state) -> list[dict]:  # noqa: ANN001 (pyinfra's State)
@@ -50,6 +77,7 @@ def build_plan_json(state) -> list[dict]:  # noqa: ANN001 (pyinfra's State)
 
 prints.build_plan_json = build_plan_json
 Host.noop = noop
+logging.getLogger("pyinfra").addHandler(DiffCapture())
 
 if __name__ == "__main__":
     sys.argv = ["pyinfra", *sys.argv[1:]]

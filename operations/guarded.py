@@ -44,6 +44,9 @@ def secret_file(dest: str, content: str, user: str = "root", group: str = "root"
     info = host.get_fact(File, path=dest)
     q = shlex.quote(dest)
     if current != want:
+        # what differs is said without the content: it holds secrets
+        host.noop(f"~ update {dest}: content differs from the declared one (not shown: it holds secrets)"
+                  if current else f"+ create {dest} (content not shown: it holds secrets)")
         # upload to a 0600 temporary file first: the secret is never readable by others
         tmp = f"{dest}.iac-new"
         yield StringCommand(f"install -m 600 /dev/null {shlex.quote(tmp)}")
@@ -52,8 +55,10 @@ def secret_file(dest: str, content: str, user: str = "root", group: str = "root"
                             f"&& mv -f {shlex.quote(tmp)} {q}")
         return
     if info and (info.get("user") != user or info.get("group") != group):
+        host.noop(f"~ update {dest}: owner {info.get('user')}:{info.get('group')}, declared {user}:{group}")
         yield StringCommand(f"chown {user}:{group} {q}")
     if info and f"{info.get('mode')}" != mode.lstrip("0"):
+        host.noop(f"~ update {dest}: mode {info.get('mode')}, declared {mode}")
         yield StringCommand(f"chmod {mode} {q}")
 
 

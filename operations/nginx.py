@@ -46,6 +46,12 @@ def site_live(site: str, remove_default: bool = True):
     default_on = remove_default and bool(host.get_fact(Link, path=f"{ENABLED}/default"))
     if same and linked and not default_on:
         return
+    if not same:
+        host.noop(f"~ update {live}: differs from the declared site")
+    if not linked:
+        host.noop(f"+ create {link} -> {live} (the site is not enabled)")
+    if default_on:
+        host.noop(f"- delete {ENABLED}/default (Debian's default site is enabled again)")
     q = shlex.quote
     backup = "/etc/iac/staged/nginx-backup.tar"
     yield StringCommand(

@@ -12,6 +12,7 @@ import json
 import subprocess
 
 from tests.integration.conftest import REPO, SANDBOX_INVENTORY, TIMINGS, Run, Sandbox, failure_excerpt
+from tests.integration.load import Load
 
 APP = "chip_dashboard"
 DB = "sqlite3 -cmd '.timeout 10000' /var/lib/chip_dashboard/db.sqlite3"
@@ -54,9 +55,13 @@ def test_rollback_reverses_a_reversible_migration_and_keeps_every_row(sandbox: S
         sandbox.ssh("public", f"/usr/local/sbin/iac-manage {APP} migrate core 0002")
     rows = _sql(sandbox, "select count(*) from core_chip")
     v2 = _deployed(sandbox)["commit"]
-    run = _rollback(sandbox, "make-rollback")
+    # two clients ask through nginx while it rolls back: none may be refused or see an error
+    with Load(sandbox.world.host_ip("public"), 443, "pravoo.in", tls=True) as load:
+        run = _rollback(sandbox, "make-rollback")
     assert run.returncode == 0, run.output[-3000:]
     TIMINGS["public: make rollback (one migration reversed)"] = run.seconds
+    TIMINGS["public: make rollback under load, longest gap"] = load.result.longest_gap
+    assert load.result.failures == [], load.result.summary()
     assert "migrations reversed: core -> 0001_initial" in run.stdout, run.stdout
     assert "chip_dashboard v1" in _page(sandbox)
     assert "note" not in _sql(sandbox, "select name from pragma_table_info('core_chip')")
