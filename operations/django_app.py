@@ -331,7 +331,7 @@ def django_app(config: HostConfig, name: str, app: DjangoApp) -> None:
                     group="root", mode="755")
     env_text = render("etc/iac/apps/app.env.j2", **ctx)
     secret_file(name=f"{name}: env file (secrets)", dest=ctx["env_file"], content=env_text,
-                user="root", group=app.user, mode="640")
+                user="root", group=app.user, mode="640", env=True)
     paths = ctx["paths"]
     release_text = json.dumps(release_settings(config, name, app, ctx), indent=2) + "\n"
     files.directory(name="Directory for release settings", path=str(Path(paths.release_settings).parent),

@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import hashlib
+import secrets
 import shlex
 from io import BytesIO
 
@@ -21,8 +22,44 @@ from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
 from pyinfra.facts.files import File, Sha256File
 
 
+def env_digests(text: str, salt: str) -> dict[str, str]:
+    """``NAME=value`` lines of an env file -> salted sha256 of each value (comments skipped): what
+    differs can be named by variable without showing any value. Same rule as EnvFileDigests."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#") or "=" not in line:
+            continue
+        name, _, value = line.partition("=")
+        out[name] = hashlib.sha256(f"{salt}{value}".encode()).hexdigest()
+    return out
+
+
+def env_differences(current: dict[str, str], wanted: dict[str, str]) -> list[str]:
+    """Variable names that changed, appeared or went away (never their values)."""
+    changed = sorted(n for n in wanted if n in current and current[n] != wanted[n])
+    added = sorted(n for n in wanted if n not in current)
+    removed = sorted(n for n in current if n not in wanted)
+    return ([f"{n} changed" for n in changed] + [f"{n} to add" for n in added]
+            + [f"{n} to remove" for n in removed])
+
+
+class EnvFileDigests(FactBase):
+    """Salted sha256 per variable of an env file (``NAME=value`` lines), never the values."""
+
+    def command(self, path: str, salt: str) -> str:
+        return (f"test -f {shlex.quote(path)} || exit 0; "
+                f"while IFS= read -r line || [ -n \"$line\" ]; do case \"$line\" in ''|'#'*) continue;; *=*) ;; "
+                "*) continue;; esac; "
+                f"printf '%s %s\\n' \"${{line%%=*}}\" \"$(printf '%s%s' {shlex.quote(salt)} \"${{line#*=}}\" "
+                f"| sha256sum | cut -d' ' -f1)\"; done < {shlex.quote(path)}")
+
+    def process(self, output: list[str]) -> dict[str, str]:
+        return dict(line.split(" ", 1) for line in output if " " in line)
+
+
 @operation()
-def secret_file(dest: str, content: str, user: str = "root", group: str = "root", mode: str = "600"):
+def secret_file(dest: str, content: str, user: str = "root", group: str = "root", mode: str = "600",
+                env: bool = False):
     """
     Ensure a file holding secrets has this content, owner and mode, without printing it.
 
@@ -31,6 +68,7 @@ def secret_file(dest: str, content: str, user: str = "root", group: str = "root"
     + user: owner
     + group: group
     + mode: octal mode, e.g. ``"640"``
+    + env: the file is ``NAME=value`` lines: a difference names the variables (never values)
 
     **Example:**
 
@@ -45,8 +83,13 @@ def secret_file(dest: str, content: str, user: str = "root", group: str = "root"
     q = shlex.quote(dest)
     if current != want:
         # what differs is said without the content: it holds secrets
-        host.noop(f"~ update {dest}: content differs from the declared one (not shown: it holds secrets)"
-                  if current else f"+ create {dest} (content not shown: it holds secrets)")
+        if current and env:
+            salt = secrets.token_hex(8)
+            named = env_differences(host.get_fact(EnvFileDigests, path=dest, salt=salt), env_digests(content, salt))
+            host.noop(f"~ update {dest}: {', '.join(named) or 'layout changed'} (values not shown)")
+        else:
+            host.noop(f"~ update {dest}: content differs from the declared one (not shown: it holds secrets)"
+                      if current else f"+ create {dest} (content not shown: it holds secrets)")
         # upload to a 0600 temporary file first: the secret is never readable by others
         tmp = f"{dest}.iac-new"
         yield StringCommand(f"install -m 600 /dev/null {shlex.quote(tmp)}")

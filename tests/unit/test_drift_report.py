@@ -122,3 +122,25 @@ def test_bench_counts_remote_commands_per_host_from_pyinfras_debug_log() -> None
            "[pyinfra.connectors.ssh] Running command on srv1178562: (pty=None) sh -c 'dpkg -l'\n"
            "[pyinfra.api.facts] Getting fact: server.Os (ensure_hosts: None)\n")
     assert remote_commands(log) == {"srv1178562": 2, "gts-server": 1}
+
+
+def test_a_changed_env_file_names_its_variables_never_their_values(tmp_path: Path) -> None:
+    """The host side (EnvFileDigests, run here with sh as pyinfra runs it) and the declared side
+    (env_digests) hash each value the same way, whatever it holds; only names come out."""
+    import subprocess
+
+    from operations.guarded import EnvFileDigests, env_differences, env_digests
+
+    hostile = "CANARY-x $(touch /tmp/pwned)`id`&;#'\\\" %n\\\\x{}"
+    on_host = f'# managed\nDEBUG="false"\nSECRET_KEY="{hostile}"\nOLD="1"\n'
+    declared = f'# managed\nDEBUG="true"\nSECRET_KEY="{hostile}"\nNEW="2"\n'
+    path = tmp_path / "app.env"
+    path.write_text(on_host)
+    fact = EnvFileDigests()
+    out = subprocess.run(["sh", "-c", fact.command(path=str(path), salt="5a1t")], capture_output=True,
+                         text=True, check=True).stdout
+    assert "CANARY" not in out and not (tmp_path / "pwned").exists()
+    current = fact.process(out.splitlines())
+    assert current == env_digests(on_host, "5a1t")  # the two sides agree on every value
+    assert env_differences(current, env_digests(declared, "5a1t")) == ["DEBUG changed", "NEW to add",
+                                                                        "OLD to remove"]
