@@ -619,3 +619,14 @@ def test_after_the_switch_health_is_checked_through_nginx_with_the_users_host(tm
     assert "Host:pravoo.in" in on_socket and "X-Forwarded-Proto:https" in on_socket
     candidate = release_engine.health_command(s, socket="/run/iac-candidate-demo/gunicorn.sock")
     assert "/run/iac-candidate-demo/gunicorn.sock" in candidate
+
+
+def test_the_switch_is_checked_through_nginx_only_once_the_site_is_this_repos(tmp_path: Path) -> None:
+    """A new host's first release comes before its site; an adopted host's old site (same name)
+    proxies to the old process until the sites step replaces it: both are checked on the socket."""
+    site = tmp_path / "django"
+    assert not release_engine.site_proxies_to(str(site), "/run/broker_portal/gunicorn.sock")  # no site yet
+    site.write_text("server { location / { proxy_pass http://127.0.0.1:8001; } }\n")  # the runbook's
+    assert not release_engine.site_proxies_to(str(site), "/run/broker_portal/gunicorn.sock")
+    site.write_text("upstream app {\n    server unix:/run/broker_portal/gunicorn.sock fail_timeout=0;\n}\n")
+    assert release_engine.site_proxies_to(str(site), "/run/broker_portal/gunicorn.sock")

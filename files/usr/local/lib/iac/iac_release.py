@@ -317,6 +317,15 @@ def candidate_command(s: Settings, unit: str, sock: str, release: Path, venv: Pa
             "--access-logfile", "-", "--error-logfile", "-"]
 
 
+def site_proxies_to(site: str, socket_path: str) -> bool:
+    """Whether the enabled nginx site at ``site`` is the one this repo wrote for the app: it
+    proxies to the app's gunicorn socket."""
+    try:
+        return bool(site and socket_path) and f"unix:{socket_path}" in Path(site).read_text()
+    except OSError:
+        return False
+
+
 def health_command(s: Settings, socket: str | None = None, via_nginx: bool = False) -> list[str]:
     """curl printing the status the health path answers: on gunicorn's socket (``socket``, or the
     app's) with the users' Host header, or through nginx as users reach it."""
@@ -786,9 +795,10 @@ class Release:
         run(["systemctl", "daemon-reload"])
         run(["systemctl", "enable", "--quiet", *self.all_units])
         self.restart()
-        # through nginx with the users' Host once the site exists (a first release on a new host
-        # comes before its site: then on gunicorn's socket, as the candidate was)
-        via_nginx = bool(s.nginx_site and s.nginx_health_url) and Path(s.nginx_site).exists()
+        # through nginx with the users' Host once the site is ours (a first release on a new host
+        # comes before its site, and on an adopted host the old site still proxies to the old
+        # process until the sites step replaces it: then on gunicorn's socket, as the candidate was)
+        via_nginx = site_proxies_to(s.nginx_site, s.health_socket) and bool(s.nginx_health_url)
         if self.healthy(via_nginx=via_nginx):
             self.log(f"{s.nginx_health_url + ' through nginx' if via_nginx else s.health_url} answers "
                      f"{s.health_status}")
@@ -1033,10 +1043,16 @@ def alert(release: Release, code: int, detail: str) -> None:
     if not s.alert_env_file:
         release.log("no alert webhook configured (backups.alerts): the failure is in this log only")
         return
+    if not Path(s.alert_env_file).is_file():
+        # a host's first run releases its apps before it writes the alert settings (backups)
+        release.log(f"alert NOT sent: {s.alert_env_file} is not written yet (a first run writes it after the "
+                    "apps): the failure is in this log only")
+        return
     sent = run(["systemd-run", "--quiet", "--pipe", "--wait", "--collect", "-p", f"EnvironmentFile={s.alert_env_file}",
                 "/usr/bin/python3", str(Path(__file__).resolve()), "notify", s.app], check=False, input=text,
                text=True, capture_output=True)
-    release.log("alert sent" if sent.returncode == 0 else f"alert NOT sent: {sent.stderr.strip()[-200:]}")
+    release.log("alert sent" if sent.returncode == 0 else
+                f"alert NOT sent (exit {sent.returncode}): {sent.stderr.strip()[-200:] or 'no reason given'}")
 
 
 def notify_command() -> int:
