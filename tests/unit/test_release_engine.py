@@ -420,7 +420,9 @@ def test_alert_names_host_app_revision_step_and_what_serves() -> None:
 def test_a_failed_release_sends_exactly_one_alert_through_the_alert_env_file(tmp_path: Path, monkeypatch) -> None:
     """main(): the failure is logged and posted once; the webhook URL (a secret) reaches only the
     notifier's environment, through systemd's EnvironmentFile=, never the command line."""
-    s = settings(tmp_path, alert_env_file="/etc/iac/backup-alert.env")
+    alert_env = tmp_path / "backup-alert.env"
+    alert_env.write_text('IAC_ALERT_WEBHOOK_URL="https://discord.invalid/api/webhooks/1/t"\n')
+    s = settings(tmp_path, alert_env_file=str(alert_env))
     Path(s.env_file).write_text('A="1"\n')
     Path(s.unit_file).write_text("[Service]\n")
     s.releases.mkdir()
@@ -443,7 +445,7 @@ def test_a_failed_release_sends_exactly_one_alert_through_the_alert_env_file(tmp
     sent = [(cmd, kw) for cmd, kw in calls if cmd[0] == "systemd-run"]
     assert len(sent) == 1
     cmd, kw = sent[0]
-    assert "EnvironmentFile=/etc/iac/backup-alert.env" in cmd and cmd[-2:] == ["notify", "demo"]
+    assert f"EnvironmentFile={alert_env}" in cmd and cmd[-2:] == ["notify", "demo"]
     assert "demo v2 (ffffffffffff), step: health check" in kw["input"]
     # the same release failing again (the next run retries it): logged with the count, not re-alerted
     assert release_engine.main(["release", "demo"]) == release_engine.EXIT_HEALTH
@@ -630,3 +632,14 @@ def test_the_switch_is_checked_through_nginx_only_once_the_site_is_this_repos(tm
     assert not release_engine.site_proxies_to(str(site), "/run/broker_portal/gunicorn.sock")
     site.write_text("upstream app {\n    server unix:/run/broker_portal/gunicorn.sock fail_timeout=0;\n}\n")
     assert release_engine.site_proxies_to(str(site), "/run/broker_portal/gunicorn.sock")
+
+
+def test_an_alert_before_the_alert_settings_exist_says_so_instead_of_failing_silently(tmp_path: Path,
+                                                                                      monkeypatch) -> None:
+    """A host's first run releases its apps before it writes backups.alerts' env file."""
+    release, calls = _fake_release(tmp_path, alert_env_file=str(tmp_path / "not-yet.env"))
+    ran: list[list[str]] = []
+    monkeypatch.setattr(release_engine, "run", lambda cmd, **kw: ran.append(cmd))
+    release_engine.alert(release, release_engine.EXIT_HEALTH, "health check FAILED")
+    assert ran == []
+    assert any("not written yet" in c[1] for c in calls if c[0] == "log"), calls
