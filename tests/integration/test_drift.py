@@ -56,13 +56,38 @@ def test_changed_file_and_removed_package_are_drift_and_a_run_restores_them(
     sandbox.ssh("lan", "echo Europe/Paris > /etc/timezone")
     sandbox.ssh("public", "sed -i 's/^127.0.1.1.*/127.0.1.1 somethingelse/' /etc/hosts")
     sandbox.ssh("public", "DEBIAN_FRONTEND=noninteractive apt-get -qq remove -y rsync >/dev/null")
+    # a site edited, Debian's default site enabled again, an env file's mode changed
+    sandbox.ssh("public", "echo '# edited by hand' >> /etc/nginx/sites-available/django; "
+                          "ln -sf /etc/nginx/sites-available/default /etc/nginx/sites-enabled/default; "
+                          "chmod 644 /etc/iac/apps/chip_dashboard.env")
+    # an env value changed (one plain, one secret), a unit stopped
+    sandbox.ssh("lan", "sed -i 's/^DJANGO_DEBUG=.*/DJANGO_DEBUG=\"true\"/; "
+                       "s/^DJANGO_SECRET_KEY=\"/DJANGO_SECRET_KEY=\"x/' /etc/gts/apps/shop_scheduler.env; "
+                       "systemctl stop gunicorn-shop_scheduler.socket gunicorn-shop_scheduler.service")
     posted = len(_ci_messages(sandbox))
     run, summary, report = workflow_drift_step(sandbox, "drift-after-edit", tmp_path)
     assert run.returncode == 2, run.output
     drifted = {(i["host"], i["operation"]) for i in report["drift"]}
     assert {("gts-server", "Base system | Time zone name in /etc/timezone"),
             ("srv1178562", "Base system | Local names in /etc/hosts"),
-            ("srv1178562", "Base system | Packages for the base system")} <= drifted, report
+            ("srv1178562", "Base system | Packages for the base system"),
+            ("gts-server", "shop_scheduler: gunicorn-shop_scheduler running and enabled")} <= drifted, report
+    # under each, what differs: host, path, the difference; never a secret's value
+    said = {(i["host"], i["operation"]): i["details"] for i in report["drift"]}
+    assert said[("srv1178562", "Base system | Local names in /etc/hosts")][1:] == [
+        "- 127.0.1.1 somethingelse", "+ 127.0.1.1\tsrv1178562"]
+    assert said[("srv1178562", "nginx site django (checked with nginx -t, live)")] == [
+        "~ update /etc/nginx/sites-available/django: differs from the declared site",
+        "- delete /etc/nginx/sites-enabled/default (Debian's default site is enabled again)"]
+    assert said[("srv1178562", "chip_dashboard: env file (secrets)")] == [
+        "~ update /etc/iac/apps/chip_dashboard.env: mode 644, declared 640"]
+    assert said[("gts-server", "shop_scheduler: env file (secrets)")] == [
+        "~ update /etc/gts/apps/shop_scheduler.env: DJANGO_DEBUG changed, DJANGO_SECRET_KEY changed "
+        "(values not shown)"]
+    assert ("| gts-server | shop_scheduler: env file (secrets) | ~ update /etc/gts/apps/shop_scheduler.env: "
+            "DJANGO_DEBUG changed, DJANGO_SECRET_KEY changed (values not shown) |") in summary
+    for out in (summary, json.dumps(report), run.output):
+        assert "CANARY" not in out
     # the job summary says the same in Markdown
     assert summary.startswith("## Drift check: DRIFT")
     assert "| gts-server | Base system \\| Time zone name in /etc/timezone |" in summary, summary

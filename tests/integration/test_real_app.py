@@ -4,8 +4,8 @@ health URL, `manage.py compress` as a release command (without it every page is 
 static directory and SECRET_KEY variable (with the wrong name it silently runs on an insecure
 default), and a `sendalerts` worker as its own unit. A damaged live release is drift and is
 rebuilt; a failing release command keeps the old release serving. Runs on the public host, in
-a copy of the repository whose group_data declares the app; the app is taken off the host
-afterwards (the repo cannot yet remove an app: issue 11).
+a copy of the repository whose group_data declares the app; afterwards a run of the repository
+itself removes the app as an orphan.
 """
 
 from __future__ import annotations
@@ -53,12 +53,13 @@ def pinger(sandbox: Sandbox, converged: Run, tmp_path_factory) -> Path:
     assert run.returncode == 0, failure_excerpt(run)
     TIMINGS["public: a real-shaped app from group_data, first release"] = run.seconds
     yield copy
-    # taken off the host by hand (orphan removal is issue 11), then the host as the repo declares it
-    sandbox.ssh("public", "systemctl disable --now --quiet gunicorn-pinger pinger-sendalerts; "
-                          "rm -f /etc/nginx/sites-enabled/pinger /etc/nginx/sites-available/pinger "
-                          "/etc/systemd/system/gunicorn-pinger.service /etc/systemd/system/pinger-sendalerts.service; "
-                          "systemctl daemon-reload; systemctl reload nginx", check=False)
-    assert sandbox.converge("pinger-removed", "--limit", "public").returncode == 0
+    # the repository without the app: the run removes it as an orphan (units, site, files, user)
+    # and keeps its data
+    removed = sandbox.converge("pinger-removed", "--limit", "public")
+    assert removed.returncode == 0, failure_excerpt(removed)
+    left = sandbox.ssh("public", "systemctl is-active gunicorn-pinger pinger-sendalerts; ls /etc/nginx/sites-enabled "
+                                 "/etc/iac/apps; id pinger", check=False).stdout
+    assert "pinger" not in left.replace("inactive", ""), left
 
 
 def test_real_shaped_app_serves_with_its_own_settings_names_static_dir_and_release_command(
