@@ -84,9 +84,10 @@ class Sandbox:
         assert run.returncode == 0, run.output[-3000:]
         return run, json.loads(run.stdout)
 
-    def drift(self, label: str = "drift") -> Run:
+    def drift(self, label: str = "drift", *extra: str) -> Run:
+        """`python -m iac.drift sandbox/inventory.py` (``extra``: e.g. "--limit", "public")."""
         return self.command(label, [str(REPO / ".venv/bin/python"), "-m", "iac.drift",
-                                    SANDBOX_INVENTORY])
+                                    SANDBOX_INVENTORY, *extra])
 
     def host(self, role: str):
         return testinfra.get_host(f"ssh://{self.world.name}-{role}",

@@ -178,8 +178,8 @@ def test_an_address_change_that_would_cut_ssh_is_refused(sandbox: Sandbox, conve
     assert run.returncode != 0
     assert "refusing to move eno1" in run.output
     assert f"inet {sandbox.world.host_ip('lan')}/24" in sandbox.ssh("lan", "ip -o -4 addr show dev eno1").stdout
-    assert sandbox.converge("lan-after-readdress").returncode == 0  # files back as declared
-    assert sandbox.drift("drift-after-readdress").returncode == 0
+    assert sandbox.converge("lan-after-readdress", "--limit", "lan").returncode == 0  # files back as declared
+    assert sandbox.drift("drift-after-readdress", "--limit", "lan").returncode == 0
 
 
 def test_forced_rotation_keeps_gunicorn_logging_to_the_new_file(sandbox: Sandbox, converged: Run) -> None:
@@ -223,7 +223,7 @@ def test_audit_mismatches_writes_its_csv_report(sandbox: Sandbox, converged: Run
 def test_lan_is_converged_and_declared_files_are_watched(sandbox: Sandbox, converged: Run) -> None:
     run, results = sandbox.converge_json("lan-second-run")
     assert changed_operations(results) == []
-    assert sandbox.drift("lan-drift").returncode == 0
+    assert sandbox.drift("lan-drift", "--limit", "lan").returncode == 0
     edits: list[str] = []
     for path, op in [("/etc/logrotate.d/gts-shop_scheduler", "shop_scheduler: log rotation"),
                      ("/etc/nginx/sites-available/shop_scheduler", "nginx site shop_scheduler"),
@@ -238,14 +238,14 @@ def test_lan_is_converged_and_declared_files_are_watched(sandbox: Sandbox, conve
         edits.append(op)
     # one check finds every edit, each named by its operation (one drift run per scenario: each
     # costs ~15 s)
-    drift = sandbox.drift("lan-drift-edited")
+    drift = sandbox.drift("lan-drift-edited", "--limit", "lan")
     assert drift.returncode == 2, drift.output
     for op in edits:
         assert f"gts-server: {op}" in drift.stdout, (op, drift.output)
     # one run puts every file back
-    restore = sandbox.converge("lan-restore")
+    restore = sandbox.converge("lan-restore", "--limit", "lan")
     assert restore.returncode == 0, restore.output[-3000:]
-    assert sandbox.drift("lan-drift-restored").returncode == 0
+    assert sandbox.drift("lan-drift-restored", "--limit", "lan").returncode == 0
 
 
 def test_front_end_is_rebuilt_only_when_its_inputs_change(sandbox: Sandbox, converged: Run) -> None:
@@ -260,7 +260,7 @@ def test_front_end_is_rebuilt_only_when_its_inputs_change(sandbox: Sandbox, conv
     assert "shop_scheduler: npm run build" in steps
     assert "npm ci" not in steps  # same package.json and lock file: node_modules reused
     assert "<h1>shop_scheduler v1</h1>" in http(sandbox, 8002).stdout
-    assert sandbox.converge("shop-back-to-main").returncode == 0
+    assert sandbox.converge("shop-back-to-main", "--limit", "lan").returncode == 0
     assert "<h1>shop_scheduler v2</h1>" in http(sandbox, 8002).stdout
 
 
@@ -309,8 +309,8 @@ def test_release_with_unchanged_front_end_reuses_its_build_and_a_failed_migratio
     assert "<h1>shop_scheduler v2</h1>" in page and "shop_scheduler-static-marker" in \
         http(sandbox, 8002, "/static/shop/dist/app.css").stdout
     assert sandbox.ssh("lan", f"runuser -u postgres -- {tables}").stdout == migrations
-    assert sandbox.converge("shop-after-broken").returncode == 0
-    assert sandbox.drift("shop-drift-after-broken").returncode == 0
+    assert sandbox.converge("shop-after-broken", "--limit", "lan").returncode == 0
+    assert sandbox.drift("shop-drift-after-broken", "--limit", "lan").returncode == 0
 
 
 def test_lan_host_brings_its_own_network_up_after_a_reboot(sandbox: Sandbox, converged: Run) -> None:
@@ -324,4 +324,4 @@ def test_lan_host_brings_its_own_network_up_after_a_reboot(sandbox: Sandbox, con
     assert sandbox.ssh("lan", "ip -4 route show default").stdout.startswith(f"default via {world.gateway_ip('lan')}")
     assert sandbox.ssh("lan", "systemctl is-active networking").stdout.strip() == "active"
     assert sandbox.ssh("lan", "systemctl is-system-running", check=False).stdout.strip() == "running"
-    assert sandbox.drift("drift-after-lan-reboot").returncode == 0
+    assert sandbox.drift("drift-after-lan-reboot", "--limit", "lan").returncode == 0

@@ -26,7 +26,7 @@ def _pg_counts(sandbox: Sandbox) -> dict[str, int]:
 
 
 def test_switch_to_postgresql_moves_every_row(sandbox: Sandbox, converged: Run, tmp_path) -> None:
-    sandbox.converge("before-postgres-switch")
+    sandbox.converge("before-postgres-switch", "--limit", "public")
     # some data worth moving: rows and a user
     sandbox.ssh("public", "/usr/local/sbin/iac-manage chip_dashboard shell -c "
                           "\"from core.models import Chip, CustomUser; [Chip.objects.create(name=f'pg-{i}') "
@@ -59,4 +59,4 @@ def test_switch_to_postgresql_moves_every_row(sandbox: Sandbox, converged: Run, 
     assert drift.returncode == 0, drift.output
 
     # back to the repository's declaration (SQLite) for the tests that follow
-    assert sandbox.converge("back-to-sqlite").returncode == 0
+    assert sandbox.converge("back-to-sqlite", "--limit", "public").returncode == 0
