@@ -89,6 +89,13 @@ class Sandbox:
         return self.command(label, [str(REPO / ".venv/bin/python"), "-m", "iac.drift",
                                     SANDBOX_INVENTORY, *extra])
 
+    def webhook_messages(self, path: str = "/api/webhooks/2/") -> list[str]:
+        """Messages the Discord stand-in received on ``path`` so far (webhooks/2/: the hosts'
+        operator alerts, backups.alerts; webhooks/3/: the CI drift job's)."""
+        log = self.world.webhook_log
+        entries = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+        return [json.loads(e["body"])["content"] for e in entries if path in e["path"]]
+
     def host(self, role: str):
         return testinfra.get_host(f"ssh://{self.world.name}-{role}",
                                   ssh_config=str(self.world.ssh_config))

@@ -20,11 +20,6 @@ SCHEMA = json.loads((REPO / "docs/drift-report.schema.json").read_text())
 CI_WEBHOOK_PATH = "/api/webhooks/3/"
 
 
-def _ci_messages(sandbox: Sandbox) -> list[str]:
-    log = sandbox.world.webhook_log
-    entries = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
-    return [json.loads(e["body"])["content"] for e in entries if CI_WEBHOOK_PATH in e["path"]]
-
 
 def workflow_drift_step(sandbox: Sandbox, label: str, tmp_path: Path) -> tuple[Run, str, dict]:
     """Run the workflow's drift step against the sandbox; return the run, the job summary and the
@@ -64,7 +59,7 @@ def test_changed_file_and_removed_package_are_drift_and_a_run_restores_them(
     sandbox.ssh("lan", "sed -i 's/^DJANGO_DEBUG=.*/DJANGO_DEBUG=\"true\"/; "
                        "s/^DJANGO_SECRET_KEY=\"/DJANGO_SECRET_KEY=\"x/' /etc/gts/apps/shop_scheduler.env; "
                        "systemctl stop gunicorn-shop_scheduler.socket gunicorn-shop_scheduler.service")
-    posted = len(_ci_messages(sandbox))
+    posted = len(sandbox.webhook_messages(CI_WEBHOOK_PATH))
     run, summary, report = workflow_drift_step(sandbox, "drift-after-edit", tmp_path)
     assert run.returncode == 2, run.output
     drifted = {(i["host"], i["operation"]) for i in report["drift"]}
@@ -93,7 +88,7 @@ def test_changed_file_and_removed_package_are_drift_and_a_run_restores_them(
     assert "| gts-server | Base system \\| Time zone name in /etc/timezone |" in summary, summary
     assert "| srv1178562 | Base system \\| Local names in /etc/hosts |" in summary
     # and exactly one message reached the webhook, naming the hosts and what drifted
-    new = _ci_messages(sandbox)[posted:]
+    new = sandbox.webhook_messages(CI_WEBHOOK_PATH)[posted:]
     assert len(new) == 1, new
     assert "gts-server, srv1178562" in new[0] and "Time zone name in /etc/timezone" in new[0]
     # the drift check itself must not have repaired anything
@@ -122,14 +117,14 @@ def test_unreachable_git_remote_is_an_error_not_drift(sandbox: Sandbox, converge
 def test_unreachable_host_is_an_error_not_in_sync(sandbox: Sandbox, converged: Run, tmp_path: Path) -> None:
     world = sandbox.world
     world.stop_host("public")
-    posted = len(_ci_messages(sandbox))
+    posted = len(sandbox.webhook_messages(CI_WEBHOOK_PATH))
     try:
         run, summary, report = workflow_drift_step(sandbox, "drift-host-down", tmp_path)
         assert run.returncode == 1, run.output
         assert "srv1178562" in run.stderr and "Could not connect" in run.stderr
         assert report["status"] == "error" and "Could not connect" in report["error"]
         assert summary.startswith("## Drift check: ERROR")
-        assert len(_ci_messages(sandbox)) == posted  # an error fails the job; it is not drift
+        assert len(sandbox.webhook_messages(CI_WEBHOOK_PATH)) == posted  # an error fails the job; it is not drift
     finally:
         world.boot("public")
         world.wait_booted("public")

@@ -264,12 +264,6 @@ def test_front_end_is_rebuilt_only_when_its_inputs_change(sandbox: Sandbox, conv
     assert "<h1>shop_scheduler v2</h1>" in http(sandbox, 8002).stdout
 
 
-def _alerts(sandbox: Sandbox) -> list[str]:
-    """Messages the hosts' operator webhook (the Discord stand-in, backups.alerts) received so far."""
-    log = sandbox.world.webhook_log
-    entries = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
-    return [json.loads(e["body"])["content"] for e in entries if "/api/webhooks/2/" in e["path"]]
-
 
 def test_a_failing_front_end_build_keeps_v2_serving_with_one_alert(sandbox: Sandbox, converged: Run) -> None:
     """`buildfail` is v2 whose `npm run build` exits 1: nothing live changes (the build comes
@@ -277,7 +271,7 @@ def test_a_failing_front_end_build_keeps_v2_serving_with_one_alert(sandbox: Sand
     The next test's converge puts the declared release's settings back."""
     tables = "psql -Atc \"select count(*) from django_migrations\" gts_shop_scheduler"
     migrations = sandbox.ssh("lan", f"runuser -u postgres -- {tables}").stdout
-    alerted = len(_alerts(sandbox))
+    alerted = len(sandbox.webhook_messages())
     buildfail = json.dumps({"lan": {"apps": {"shop_scheduler": {"source": {"revision": "buildfail"}}}}})
     run = sandbox.converge("shop-buildfail", "--limit", "lan", SANDBOX_OVERRIDES=buildfail)
     assert run.returncode != 0
@@ -287,7 +281,7 @@ def test_a_failing_front_end_build_keeps_v2_serving_with_one_alert(sandbox: Sand
     assert "<h1>shop_scheduler v2</h1>" in page and "shop_scheduler-static-marker" in \
         http(sandbox, 8002, "/static/shop/dist/app.css").stdout
     assert sandbox.ssh("lan", f"runuser -u postgres -- {tables}").stdout == migrations
-    new = _alerts(sandbox)[alerted:]
+    new = sandbox.webhook_messages()[alerted:]
     assert len(new) == 1 and "shop_scheduler buildfail (" in new[0] and "step: build (front end)" in new[0], new
 
 

@@ -247,10 +247,13 @@ def test_broken_release_keeps_the_old_one_serving_and_the_database_as_it_was(
     migrations = sandbox.ssh("public", "sqlite3 /var/lib/chip_dashboard/db.sqlite3 "
                                        "'select count(*) from django_migrations'").stdout
     deployed = json.loads(sandbox.ssh("public", "cat /srv/releases/chip_dashboard/deployed.json").stdout)
+    alerted = len(sandbox.webhook_messages())
     overrides = json.dumps({"public": {"apps": {APP: {"source": {"revision": "broken"}}}}})
     run = sandbox.converge("deploy-broken-release", "--limit", "public", SANDBOX_OVERRIDES=overrides)
     assert run.returncode != 0
-    assert "migration FAILED" in run.output
+    assert "migration FAILED" in run.output and "(step: migrate)" in run.output
+    new = sandbox.webhook_messages()[alerted:]  # exactly one alert, naming app, revision and step
+    assert len(new) == 1 and "chip_dashboard broken (" in new[0] and "step: migrate" in new[0], new
     assert "chip_dashboard v2" in curl(sandbox, "-k", "https://pravoo.in/").stdout
     assert _rows(sandbox) == rows
     assert sandbox.ssh("public", "sqlite3 /var/lib/chip_dashboard/db.sqlite3 "
@@ -275,6 +278,7 @@ def test_release_that_cannot_boot_never_reaches_users_and_the_old_one_serves(
     switches, and two clients asking through nginx all along get every answer."""
     rows = _rows(sandbox)
     deployed = json.loads(sandbox.ssh("public", "cat /srv/releases/chip_dashboard/deployed.json").stdout)
+    alerted = len(sandbox.webhook_messages())
     overrides = json.dumps({"public": {"apps": {APP: {"source": {"revision": "importfail"}}}}})
     with _load(sandbox) as load:
         run = sandbox.converge("deploy-importfail", "--limit", "public", SANDBOX_OVERRIDES=overrides)
@@ -282,6 +286,8 @@ def test_release_that_cannot_boot_never_reaches_users_and_the_old_one_serves(
     assert load.result.failures == [], load.result.summary()
     assert run.returncode != 0
     assert "health check FAILED" in run.output and "before the switch" in run.output, failure_excerpt(run)
+    new = sandbox.webhook_messages()[alerted:]
+    assert len(new) == 1 and "chip_dashboard importfail (" in new[0] and "step: health check" in new[0], new
     assert "chip_dashboard v2" in curl(sandbox, "-k", "https://pravoo.in/").stdout
     assert _rows(sandbox) == rows
     assert json.loads(sandbox.ssh("public", "cat /srv/releases/chip_dashboard/deployed.json").stdout) == deployed

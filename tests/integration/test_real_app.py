@@ -10,7 +10,6 @@ itself removes the app as an orphan.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import subprocess
@@ -92,12 +91,6 @@ def test_worker_process_runs_as_its_own_unit_from_the_release(sandbox: Sandbox, 
     assert seen and later and seen.group(1) != "never" and later.group(1) > seen.group(1)
 
 
-def _alerts(sandbox: Sandbox) -> list[str]:
-    """Messages the host's alert webhook (the Discord stand-in, backups.alerts) received so far."""
-    log = sandbox.world.webhook_log
-    entries = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
-    return [json.loads(e["body"])["content"] for e in entries if "/api/webhooks/2/" in e["path"]]
-
 
 def _drift(sandbox: Sandbox, copy: Path, label: str) -> Run:
     return sandbox.command(label, [str(REPO / ".venv/bin/python"), "-m", "iac.drift", "sandbox/inventory.py",
@@ -136,14 +129,14 @@ def test_failing_release_command_keeps_the_old_release_serving(sandbox: Sandbox,
     """v1 with a release command that fails: built, migrated (a no-op for v1 on the v2 schema),
     then the command fails; the database is restored and v2 keeps serving. The run says which."""
     before = sandbox.ssh("public", f"{SQLITE} 'select count(*) from django_migrations'")
-    alerted = len(_alerts(sandbox))
+    alerted = len(sandbox.webhook_messages())
     _declare(pinger, source={**PINGER["source"], "revision": "v1"}, release_commands=[["compress", "--no-such"]])
     run = sandbox.converge("pinger-bad-release-command", "--limit", "public", cwd=pinger)
     _declare(pinger)
     assert run.returncode != 0
     assert "release command manage.py compress --no-such FAILED" in run.output, failure_excerpt(run)
     # exactly one alert, to the host's operator webhook, naming the app, revision and step
-    new = _alerts(sandbox)[alerted:]
+    new = sandbox.webhook_messages()[alerted:]
     assert len(new) == 1 and "pinger v1 (" in new[0] and "step: release command" in new[0], new
     page = _get(sandbox)
     assert "<h1>pinger v2</h1>" in page.stdout and page.stdout.endswith("\n200")
@@ -159,7 +152,7 @@ def test_failing_release_command_keeps_the_old_release_serving(sandbox: Sandbox,
 def test_failed_release_keeps_the_old_release_serving_with_one_alert_naming_the_step(
         sandbox: Sandbox, pinger: Path, case: str, changes: dict, step: str, says: str) -> None:
     before = sandbox.ssh("public", f"{SQLITE} 'select count(*) from django_migrations'").stdout
-    alerted = len(_alerts(sandbox))
+    alerted = len(sandbox.webhook_messages())
     _declare(pinger, source={**PINGER["source"], "revision": "v1"}, **changes)
     run = sandbox.converge(f"pinger-fails-{case}", "--limit", "public", cwd=pinger)
     _declare(pinger)
@@ -168,7 +161,7 @@ def test_failed_release_keeps_the_old_release_serving_with_one_alert_naming_the_
     page = _get(sandbox)
     assert "<h1>pinger v2</h1>" in page.stdout and page.stdout.endswith("\n200")
     assert sandbox.ssh("public", f"{SQLITE} 'select count(*) from django_migrations'").stdout == before
-    new = _alerts(sandbox)[alerted:]
+    new = sandbox.webhook_messages()[alerted:]
     assert len(new) == 1 and f"step: {step}" in new[0] and "pinger v1 (" in new[0], new
 
 
@@ -177,7 +170,7 @@ def test_a_connection_cut_mid_release_does_not_stop_it_and_the_rerun_finds_it_li
     """The operator's connection dies (here: pyinfra is killed) while a release command runs,
     after migrate and before the switch. The release runs on the host as a unit of its own, so it
     finishes rather than stopping half-way; the rerun waits for it if needed and finds it live."""
-    alerted = len(_alerts(sandbox))
+    alerted = len(sandbox.webhook_messages())
     logged = len(sandbox.ssh("public", "cat /var/log/iac/releases.log").stdout.splitlines())
     _declare(pinger, source={**PINGER["source"], "revision": "v1"},
              release_commands=[["compress"], ["warm_cache", "--seconds=8"]])
@@ -206,4 +199,4 @@ def test_a_connection_cut_mid_release_does_not_stop_it_and_the_rerun_finds_it_li
     assert sum(line.endswith("is live") for line in steps) == 1, steps
     page = _get(sandbox)
     assert "<h1>pinger v1</h1>" in page.stdout and page.stdout.endswith("\n200")
-    assert len(_alerts(sandbox)) == alerted  # nothing failed: nobody is alerted
+    assert len(sandbox.webhook_messages()) == alerted  # nothing failed: nobody is alerted
