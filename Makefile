@@ -54,8 +54,8 @@ validate: venv ## Validate both inventories' configuration offline (no host is c
 plan: venv ## Preview what a run would change on INVENTORY (nothing is applied)
 	@$(PY) -m iac.drift $(INVENTORY) || test $$? -eq 2
 
-apply: venv ## Converge INVENTORY: shows the plan, then applies it (production asks to confirm)
-	$(PYINFRA) $(INVENTORY) deploy.py $(if $(filter sandbox/inventory.py,$(INVENTORY)),-y,)
+apply: venv ## Converge INVENTORY: the preview (+ ~ -, Plan: line), then the apply (production asks; CONFIRM=yes)
+	@$(PY) -m iac.apply $(INVENTORY) $(if $(LIMIT),--limit $(LIMIT)) $(if $(filter yes,$(CONFIRM)),--yes)
 
 drift: venv ## Drift gate on INVENTORY: 0 in sync, 2 drift (what differs), 1 error (FORMAT=json|markdown, JSON_OUT=file)
 	@$(PY) -m iac.drift $(INVENTORY) --format $(FORMAT) $(if $(JSON_OUT),--json-out $(JSON_OUT))

@@ -71,6 +71,31 @@ class DriftItem(BaseModel):
     conditional: bool = Field(default=False, description="runs only because an operation above changes "
                                                          "(a reload after a changed file)")
 
+    @property
+    def action(self) -> Literal["create", "update", "delete"]:
+        """Pulumi's + / ~ / -: what the operation would do, as far as its details tell."""
+        if any(d.startswith("- delete") for d in self.details):
+            return "delete"
+        if any(d.startswith(("+ create", "Will create", "nothing live yet")) for d in self.details):
+            return "create"
+        return "update"
+
+    @property
+    def symbol(self) -> str:
+        return {"create": "+", "update": "~", "delete": "-"}[self.action]
+
+
+class PlanSummary(BaseModel):
+    """``Plan: 2 to add, 1 to change, 1 to delete`` (orphans count one each)."""
+
+    model_config = ConfigDict(extra="forbid")
+    add: int = Field(ge=0)
+    change: int = Field(ge=0)
+    delete: int = Field(ge=0)
+
+    def line(self) -> str:
+        return f"Plan: {self.add} to add, {self.change} to change, {self.delete} to delete"
+
 
 class DriftReport(BaseModel):
     """``make drift FORMAT=json``: the drift gate's result (schema ``iac-drift/1``, README "Drift")."""
@@ -84,6 +109,8 @@ class DriftReport(BaseModel):
     operations_checked: int = Field(ge=0, description="operations in the plan, all hosts")
     drift: list[DriftItem] = Field(default=[], description="every drifted operation per host, in plan order")
     error: str | None = Field(default=None, description="why the check could not tell (exit 1), redacted")
+    summary: PlanSummary = Field(default=PlanSummary(add=0, change=0, delete=0),
+                                 description="resources to add, change and delete (conditional operations not counted)")
 
     @property
     def hosts(self) -> list[str]:
@@ -96,13 +123,14 @@ class DriftReport(BaseModel):
         if not changed:
             return f"drift: in sync ({self.operations_checked} operations checked, no change pending)"
         lines = [f"drift: DRIFT in {len(changed)} operation(s) of {self.operations_checked}:"]
-        for item in changed:
-            lines.append(f"  {item.host}: {item.operation}")
+        # grouped by host, in plan order within each
+        for item in sorted(changed, key=lambda i: self.hosts.index(i.host)):
+            lines.append(f"  {item.symbol} {item.host}: {item.operation}")
             lines.extend(f"      {d}" for d in item.details)
         conditional = [i for i in self.drift if i.conditional]
         if conditional:
             lines += ["then, depending on those:", *(f"  {i.host}: {i.operation}" for i in conditional)]
-        return "\n".join(lines)
+        return "\n".join([*lines, self.summary.line()])
 
     def markdown(self) -> str:
         """For a CI job summary: a heading with the verdict, then one table row per drifted operation."""
@@ -119,10 +147,11 @@ class DriftReport(BaseModel):
             return "\n".join([*lines, "The check could not tell:", "", "```", error, "```", ""])
         if not self.drift:
             return "\n".join([*lines, "Every host is as declared.", ""])
-        lines += ["| host | operation | what differs |", "|---|---|---|"]
+        lines += [f"**{self.summary.line()}**", "", "| | host | operation | what differs |", "|---|---|---|---|"]
         for item in self.drift:
             what = "; ".join(item.details) or ("runs after a change above" if item.conditional else "")
-            lines.append(f"| {cell(item.host)} | {cell(item.operation)} | {cell(what)} |")
+            sign = "" if item.conditional else item.symbol
+            lines.append(f"| {sign} | {cell(item.host)} | {cell(item.operation)} | {cell(what)} |")
         return "\n".join([*lines, ""])
 
 
@@ -150,10 +179,15 @@ def report(inventory: str, code: int, data: dict | None, stderr: str,
             items.append(DriftItem(host=host, operation=redact(own.get(host, op["name"]), secrets),
                                    conditional=True))
     drifted = any(not i.conditional for i in items)
+    real = [i for i in items if not i.conditional]
+    summary = PlanSummary(add=sum(i.action == "create" for i in real),
+                          change=sum(i.action == "update" for i in real),
+                          delete=sum(sum(d.startswith("- delete") for d in i.details) for i in real))
     # conditional operations alone are not drift (module docstring)
     return DriftReport(inventory=inventory, status="drift" if drifted else "in_sync",
                        exit_code=DRIFT if drifted else IN_SYNC, checked_at=now,
-                       operations_checked=len(data["plan"]), drift=items if drifted else [])
+                       operations_checked=len(data["plan"]), drift=items if drifted else [],
+                       summary=summary if drifted else PlanSummary(add=0, change=0, delete=0))
 
 
 def check(inventory: str, secret_values: list[str] | None = None,

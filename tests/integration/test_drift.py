@@ -79,14 +79,14 @@ def test_changed_file_and_removed_package_are_drift_and_a_run_restores_them(
     assert said[("gts-server", "shop_scheduler: env file (secrets)")] == [
         "~ update /etc/gts/apps/shop_scheduler.env: DJANGO_DEBUG changed, DJANGO_SECRET_KEY changed "
         "(values not shown)"]
-    assert ("| gts-server | shop_scheduler: env file (secrets) | ~ update /etc/gts/apps/shop_scheduler.env: "
+    assert ("| ~ | gts-server | shop_scheduler: env file (secrets) | ~ update /etc/gts/apps/shop_scheduler.env: "
             "DJANGO_DEBUG changed, DJANGO_SECRET_KEY changed (values not shown) |") in summary
     for out in (summary, json.dumps(report), run.output):
         assert "CANARY" not in out
     # the job summary says the same in Markdown
     assert summary.startswith("## Drift check: DRIFT")
-    assert "| gts-server | Base system \\| Time zone name in /etc/timezone |" in summary, summary
-    assert "| srv1178562 | Base system \\| Local names in /etc/hosts |" in summary
+    assert "| ~ | gts-server | Base system \\| Time zone name in /etc/timezone |" in summary, summary
+    assert "| ~ | srv1178562 | Base system \\| Local names in /etc/hosts |" in summary
     # and exactly one message reached the webhook, naming the hosts and what drifted
     new = sandbox.webhook_messages(CI_WEBHOOK_PATH)[posted:]
     assert len(new) == 1, new

@@ -45,7 +45,10 @@ def test_a_drifted_plan_names_host_operation_and_difference_and_redacts_secrets(
     assert result.hosts == ["gts-server", "srv1178562"]
     text = result.text()
     assert "drift: DRIFT in 2 operation(s) of 4:" in text
-    assert "  gts-server: shop_scheduler: env file (secrets)\n      SECRET_KEY differs: was **********" in text
+    assert "  ~ gts-server: shop_scheduler: env file (secrets)\n      SECRET_KEY differs: was **********" in text
+    # grouped by host (gts-server first), then Pulumi's summary line
+    assert text.index("gts-server: shop") < text.index("srv1178562: nginx site")
+    assert text.endswith("Plan: 0 to add, 2 to change, 0 to delete")
     assert "then, depending on those:\n  srv1178562: reload nginx" in text
     as_json = result.model_dump_json(by_alias=True)
     jsonschema.validate(json.loads(as_json), SCHEMA)
@@ -54,15 +57,16 @@ def test_a_drifted_plan_names_host_operation_and_difference_and_redacts_secrets(
         assert "CANARY" not in out and "touch /tmp/x" not in out
     # Markdown: the same facts, one row each, nothing that breaks the table
     assert "## Drift check: DRIFT" in markdown
-    assert "| gts-server | shop_scheduler: env file (secrets) | SECRET_KEY differs: was ********** |" in markdown
-    assert "| srv1178562 | nginx site django (staged) |  |" in markdown
-    assert "| srv1178562 | reload nginx | runs after a change above |" in markdown
+    assert "**Plan: 0 to add, 2 to change, 0 to delete**" in markdown
+    assert "| ~ | gts-server | shop_scheduler: env file (secrets) | SECRET_KEY differs: was ********** |" in markdown
+    assert "| ~ | srv1178562 | nginx site django (staged) |  |" in markdown
+    assert "|  | srv1178562 | reload nginx | runs after a change above |" in markdown
 
 
 def test_markdown_cells_cannot_break_the_table_or_inject_html() -> None:
     plan = {"plan": [_op("x", ["h"], details={"h": ["a | b <script>`c`\nd"]})]}
     row = report("i", 0, plan, "").markdown().splitlines()[-1]
-    assert row == "| h | x | a \\| b &lt;script>'c' d |"
+    assert row == "| ~ | h | x | a \\| b &lt;script>'c' d |"
 
 
 def test_only_conditional_operations_are_in_sync() -> None:
@@ -144,3 +148,31 @@ def test_a_changed_env_file_names_its_variables_never_their_values(tmp_path: Pat
     assert current == env_digests(on_host, "5a1t")  # the two sides agree on every value
     assert env_differences(current, env_digests(declared, "5a1t")) == ["DEBUG changed", "NEW to add",
                                                                         "OLD to remove"]
+
+
+def test_each_resource_is_created_updated_or_deleted_and_the_plan_line_counts_them() -> None:
+    plan = {"plan": [
+        _op("Manifest", ["h"], details={"h": ["Will create /etc/iac/managed.json", "+ {"]}),
+        _op("env", ["h"], details={"h": ["+ create /etc/x.env (content not shown: it holds secrets)"]}),
+        _op("Orphans removed", ["h"], details={"h": ["- delete unit a.service (app a)", "- delete user a (app a)",
+                                                     "retained directory /srv/releases/a (app a): ..."]}),
+        _op("Local names in /etc/hosts", ["h"], details={"h": ["@@ -1 +1 @@", "- 127.0.1.1 x", "+ 127.0.1.1 h"]}),
+    ]}
+    result = report("i", 0, plan, "")
+    assert [i.symbol for i in result.drift] == ["+", "+", "-", "~"]
+    assert result.summary.line() == "Plan: 2 to add, 1 to change, 2 to delete"
+    assert result.text().splitlines()[1:4] == ["  + h: Manifest", "      Will create /etc/iac/managed.json",
+                                               "      + {"]
+
+
+def test_apply_asks_only_on_production_and_only_a_person_at_a_terminal_can_say_yes() -> None:
+    from iac.apply import confirmed
+
+    def never(prompt: str) -> str:
+        raise AssertionError("asked outside production or with --yes")
+
+    assert confirmed(False, False, ask=never, interactive=False)
+    assert confirmed(True, True, ask=never, interactive=False)
+    assert not confirmed(True, False, ask=never, interactive=False)  # CI without CONFIRM=yes: refused
+    assert confirmed(True, False, ask=lambda prompt: "apply\n", interactive=True)
+    assert not confirmed(True, False, ask=lambda prompt: "y", interactive=True)
