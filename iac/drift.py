@@ -28,9 +28,6 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from iac.stack import ConfigError, config_secret_values
-from iac.validate import load_inventory
-
 REPO = Path(__file__).resolve().parent.parent
 IN_SYNC, ERROR, DRIFT = 0, 1, 2
 MAX_DETAILS = 40  # lines of what differs per operation and host (a new file's diff is all of it)
@@ -43,20 +40,35 @@ def redact(text: str, secret_values: list[str]) -> str:
     return text
 
 
-def plan(inventory: str, deploy: str = "deploy.py", extra_args: list[str] | None = None,
-         timeout: int = 900) -> tuple[int, dict | None, str]:
-    """Run pyinfra's change detection; return (exit code, parsed JSON or None, stderr)."""
+def start_plan(inventory: str, deploy: str = "deploy.py", extra_args: list[str] | None = None) -> subprocess.Popen:
+    """Start pyinfra's change detection (``finish_plan`` reads it): the caller works meanwhile."""
     env = {k: v for k, v in os.environ.items() if k != "PYINFRA_YES"}
     env["PYINFRA_PROGRESS"] = "off"
     cmd = [str(REPO / ".venv/bin/python"), "-m", "iac.plan_runner", inventory, deploy, "--dry", "--diff", "--json",
            *(extra_args or [])]
-    proc = subprocess.run(cmd, check=False, cwd=REPO, env=env, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+
+
+def finish_plan(proc: subprocess.Popen, timeout: int = 900) -> tuple[int, dict | None, str]:
+    """(exit code, parsed JSON or None, stderr) of a ``start_plan`` run."""
     try:
-        data = json.loads(proc.stdout) if proc.stdout.strip() else None
+        stdout, stderr = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        stdout, stderr = proc.communicate()
+        stderr += f"\nthe plan did not finish within {timeout} s"
+    try:
+        data = json.loads(stdout) if stdout.strip() else None
     except json.JSONDecodeError:
         data = None
-    return proc.returncode, data, proc.stderr
+    return proc.returncode, data, stderr
+
+
+def plan(inventory: str, deploy: str = "deploy.py", extra_args: list[str] | None = None,
+         timeout: int = 900) -> tuple[int, dict | None, str]:
+    """Run pyinfra's change detection; return (exit code, parsed JSON or None, stderr)."""
+    return finish_plan(start_plan(inventory, deploy, extra_args), timeout)
 
 
 class DriftItem(BaseModel):
@@ -206,16 +218,23 @@ def main(argv: list[str] | None = None) -> int:
                         help="text (default), json (schema iac-drift/1, README) or markdown (a CI job summary)")
     parser.add_argument("--json-out", type=Path, help="also write the JSON report to this file")
     args = parser.parse_args(argv)
-    # the values to redact come from the stack itself, whichever it is (iac/ never imports sandbox/)
+    # the plan runs while this process reads the stack (2 cores: both at once); the values to
+    # redact come from the stack itself, whichever it is (iac/ never imports sandbox/)
+    running = start_plan(args.inventory, extra_args=["--limit", args.limit] if args.limit else None)
+    from iac.stack import ConfigError, config_secret_values  # noqa: PLC0415 (imported while the plan runs)
+    from iac.validate import load_inventory  # noqa: PLC0415
+
     try:
         secret_values = [v for _group, hosts in load_inventory(Path(args.inventory)).items()
                          for _name, data in hosts for v in config_secret_values(data["config"])]
     except ConfigError as exc:
+        running.kill()
+        running.communicate()
         result = DriftReport(inventory=args.inventory, status="error", exit_code=ERROR,
                              checked_at=datetime.now(UTC).isoformat(timespec="seconds"), operations_checked=0,
                              error=f"invalid configuration: {exc}")
     else:
-        code, data, stderr = plan(args.inventory, extra_args=["--limit", args.limit] if args.limit else None)
+        code, data, stderr = finish_plan(running)
         result = report(args.inventory, code, data, stderr, secret_values)
     if args.json_out:
         args.json_out.write_text(result.model_dump_json(by_alias=True, indent=2) + "\n")

@@ -10,6 +10,7 @@ import json
 import re
 import subprocess
 
+from iac import fact_batch
 from iac.secrets import all_secret_values
 from tests.integration.conftest import REPO, Sandbox
 
@@ -27,6 +28,10 @@ def test_canary_secrets_never_appear_in_outputs_or_repository(sandbox: Sandbox, 
     assert len(outputs) >= 5, "expected the outputs of this session's runs"
     leaks = [(f.name, s[:20]) for f in outputs for s in secrets if s in f.read_text(errors="replace")]
     assert leaks == []
+    # the fact records (iac/fact_batch.py) hold fact arguments, never a secret
+    records = sorted(fact_batch.RECORD_DIR.glob("*.json"))
+    assert records, "the fact records of this session's runs"
+    assert [(f.name, s[:20]) for f in records for s in secrets if s in f.read_text(errors="replace")] == []
 
     tracked = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout
     for path in filter(None, tracked.split(b"\0")):

@@ -1,0 +1,322 @@
+"""Facts in a few remote commands per host, not one command per fact.
+
+pyinfra 3 runs one remote command for every fact an operation asks for, and keeps no cache: a
+converged drift check of both hosts ran 402 commands (``dpkg -l`` 30 times, 108 directory
+stats). Each costs an SSH round trip. This module, installed by deploy.py, changes two things
+while pyinfra *prepares* (decides what to change; nothing has been changed on a host yet, so a
+fact cannot go stale during this stage):
+
+1. **Cache**: a fact asked for twice with the same arguments (and the same sudo/user settings) is
+   fetched once.
+2. **Batch**: every fact a host asked for during its last run is recorded on the controller
+   (``.cache/facts/<host>@<address>.<deploy file>.json``: fact names and arguments such as paths,
+   never results, never secrets). The next run gathers all of them in one command per sudo/user
+   setting, for every host in parallel, as soon as the first fact is asked for. Each fact runs
+   its own ``command()`` and its own ``process()``, so a value is exactly what pyinfra would
+   have read. A fact the record does not hold, or whose batched command failed, is fetched on
+   its own, the normal way (and recorded for next time).
+
+While pyinfra *executes* (``_if=`` callables, nested operations), facts are always fetched fresh.
+
+``IAC_FACT_BATCH=off`` turns both off (pyinfra's own behaviour); ``IAC_FACT_RECORDS`` moves the
+record directory.
+"""
+
+from __future__ import annotations
+
+import atexit
+import base64
+import copy
+import importlib
+import json
+import os
+import pickle
+import secrets
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gevent
+from pyinfra import logger
+from pyinfra.api import facts as pyinfra_facts
+from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
+from pyinfra.api.command import MaskString, StringCommand
+from pyinfra.api.facts import FactBase
+from pyinfra.api.state import StateStage
+
+REPO = Path(__file__).resolve().parent.parent
+RECORD_DIR = Path(os.environ.get("IAC_FACT_RECORDS") or REPO / ".cache" / "facts")
+# arguments that may carry a secret: such a fact is cached in memory but never recorded or batched
+SECRET_ARGUMENTS = ("password", "secret", "token", "salt", "key_data")
+STALE_AFTER = 3  # runs: a recorded fact nobody asked for in that many runs is no longer gathered
+_get_fact_one = pyinfra_facts._get_fact
+
+
+def fact_path(cls: type[FactBase]) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def fact_class(path: str) -> type[FactBase]:
+    module, _, name = path.partition(":")
+    cls: Any = importlib.import_module(module)
+    for part in name.split("."):
+        cls = getattr(cls, part)
+    if not (isinstance(cls, type) and issubclass(cls, FactBase)):
+        raise TypeError(f"{path} is not a fact")
+    return cls
+
+
+def _plain(value: Any) -> bool:
+    """JSON-able without loss of meaning, and no masked (secret) string anywhere inside."""
+    if isinstance(value, MaskString):
+        return False
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False
+
+
+@dataclass(frozen=True)
+class FactCall:
+    """One fact as a host asks for it: class, arguments, and how its command is run."""
+
+    fact: str
+    kwargs: dict
+    executor: dict
+
+    @property
+    def key(self) -> str:
+        return json.dumps([self.fact, self.kwargs, self.executor], sort_keys=True)
+
+    @property
+    def recordable(self) -> bool:
+        return not any(word in name.lower() for name, value in self.kwargs.items() if value not in (None, "")
+                       for word in SECRET_ARGUMENTS)
+
+    def as_json(self) -> dict:
+        return {"fact": self.fact, "kwargs": self.kwargs, "executor": self.executor}
+
+    @classmethod
+    def describe(cls, fact: type[FactBase], fact_kwargs: dict, global_kwargs: dict) -> FactCall | None:
+        """The call, or None when it cannot be keyed safely (then pyinfra fetches it as always)."""
+        kwargs = {k: v for k, v in fact_kwargs.items() if k != "self"}
+        executor = {k: global_kwargs[k] for k in CONNECTOR_ARGUMENT_KEYS
+                    if global_kwargs.get(k) not in (None, {}, False)}
+        if fact.shell_executable:
+            executor["_shell_executable"] = fact.shell_executable
+        if any(k in executor for k in ("_sudo_password", "_su_password", "_stdin", "_retry_until", "_env")):
+            return None
+        if not (_plain(kwargs) and _plain(executor)):
+            return None
+        # tuples and lists key alike, as they would after a JSON round trip
+        return cls(fact_path(fact), json.loads(json.dumps(kwargs)), json.loads(json.dumps(executor)))
+
+
+# -- the batched command, and reading its output back into each fact's lines ----------------------
+
+
+def batch_script(commands: list[StringCommand | str], nonce: str) -> StringCommand:
+    """One shell command running the fact commands side by side; each one's stdout comes back whole.
+
+    Facts wait on different things (the network for ``git ls-remote``, S3 for restic, the CPU for
+    hashing), so they run as background jobs and the slowest, not the sum, sets the time. Each job
+    writes one frame to its own file in a private temporary directory: ``@@<nonce> <index>
+    <base64>``, where the base64 holds the fact's stdout, a newline and its exit status. Output
+    without a final newline, empty output and the status survive intact, and nothing a fact prints
+    can be mistaken for a frame.
+    """
+    parts: list[Any] = ["d=$(mktemp", "-d)", "||", "exit", "1;", "trap", "'rm -rf \"$d\"'", "EXIT;"]
+    for index, command in enumerate(commands):
+        parts += ["{", "o=$(", "{", "(", command, ")", "</dev/null", "2>/dev/null;", "printf", "'\\n%s'", '"$?";',
+                  "}", "|", "base64", "-w0);", "printf", "'%s %s %s\\n'", f"'@@{nonce}'", str(index), '"$o"',
+                  f'>"$d/{index}";', "}", "&"]
+    parts += ["wait;", "cat", '"$d"/*']
+    return StringCommand(*parts)
+
+
+def split_lines(data: bytes) -> list[str]:
+    """Lines as pyinfra reads a command's stdout: split on newline, a final partial line kept."""
+    if not data:
+        return []
+    pieces = data.split(b"\n")
+    if pieces[-1] == b"":
+        pieces.pop()
+    return [p.decode("utf-8", errors="replace") for p in pieces]
+
+
+def parse_batch(lines: list[str], nonce: str, count: int) -> dict[int, tuple[int, list[str]]]:
+    """index -> (exit status, stdout lines) for each fact whose frame came back whole."""
+    results: dict[int, tuple[int, list[str]]] = {}
+    for line in lines:
+        tag, _, rest = line.partition(" ")
+        if tag != f"@@{nonce}":
+            continue
+        index_text, _, encoded = rest.partition(" ")
+        try:
+            index, raw = int(index_text), base64.b64decode(encoded, validate=True)
+        except ValueError:
+            continue
+        body, sep, status = raw.rpartition(b"\n")
+        if not sep or not status.isdigit() or not 0 <= index < count:
+            continue
+        results[index] = (int(status), split_lines(body))
+    return results
+
+
+# -- the cache, per pyinfra state ------------------------------------------------------------------
+
+
+@dataclass
+class HostFacts:
+    values: dict[str, Any] = field(default_factory=dict)
+    asked: dict[str, FactCall] = field(default_factory=dict)
+    deploy: str = "deploy"
+    recorded: dict[str, tuple[FactCall, int]] = field(default_factory=dict)
+    prefetch: Any = None  # the greenlet gathering the recorded facts
+
+
+def record_file(host: Any, deploy: str) -> Path:
+    """Where a host's fact record for one deploy file lives (a host, an address, a deploy file)."""
+    address = host.data.get("ssh_hostname") or host.name
+    port = host.data.get("ssh_port")
+    return RECORD_DIR / f"{host.name}@{address}{f':{port}' if port else ''}.{Path(deploy).stem}.json"
+
+
+def read_record(host: Any, deploy: str) -> dict[str, tuple[FactCall, int]]:
+    """key -> (call, runs since it was last asked for); empty when missing or damaged."""
+    try:
+        entries = json.loads(record_file(host, deploy).read_text())
+        calls = [(FactCall(e["fact"], e["kwargs"], e["executor"]), int(e.get("unused", 0))) for e in entries]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return {}
+    return {call.key: (call, unused) for call, unused in calls}
+
+
+def write_record(host: Any, deploy: str, asked: list[FactCall], before: dict[str, tuple[FactCall, int]]) -> None:
+    """What this run asked for, plus what earlier runs asked for within the last STALE_AFTER runs.
+
+    Keeping recent entries lets a run that asks for less (``--limit``, a release of one app) not
+    slow the next full run down; dropping old ones keeps removed resources from being gathered
+    forever.
+    """
+    keys = {c.key for c in asked}
+    entries = [{**c.as_json(), "unused": 0} for c in asked if c.recordable]
+    entries += [{**c.as_json(), "unused": n + 1} for key, (c, n) in before.items()
+                if key not in keys and n + 1 < STALE_AFTER and c.recordable]
+    path = record_file(host, deploy)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(entries, indent=1, sort_keys=True))
+        tmp.replace(path)
+    except OSError as e:  # the record only saves time: never fail a run over it
+        logger.debug("fact record not written for %s: %s", host.name, e)
+
+
+def gather(state: Any, host: Any, calls: list[FactCall]) -> dict[str, Any]:
+    """Run the recorded facts in one command per executor setting; key -> processed value."""
+    values: dict[str, Any] = {}
+    by_executor: dict[str, list[tuple[FactCall, FactBase, StringCommand | str]]] = {}
+    for call in calls:
+        try:
+            fact = fact_class(call.fact)()
+            if fact.check_preconditions(state, host):
+                continue
+            command = pyinfra_facts._make_command(fact.command, dict(call.kwargs))
+            requires = pyinfra_facts._make_command(fact.requires_command, dict(call.kwargs))
+        except Exception as e:  # noqa: BLE001 (a stale record entry: fetched the normal way if asked)
+            logger.debug("fact record entry %s skipped: %s", call.fact, e)
+            continue
+        if requires:
+            command = StringCommand("if", "command", "-v", requires, ">/dev/null", "2>&1;", "then", "(", command,
+                                    ");", "else", "echo", f"'{pyinfra_facts._MISSING_COMMAND_MARKER}';", "fi")
+        by_executor.setdefault(json.dumps(call.executor, sort_keys=True), []).append((call, fact, command))
+    for executor_json, group in by_executor.items():
+        executor = json.loads(executor_json)
+        nonce = secrets.token_hex(8)
+        started = time.monotonic()
+        try:
+            ok, output = host.run_shell_command(batch_script([c for _, _, c in group], nonce),
+                                                print_output=False, print_input=False, **executor)
+        except Exception as e:  # noqa: BLE001 (then each fact is fetched on its own and reports its error)
+            logger.debug("batched facts failed on %s: %s", host.name, e)
+            continue
+        logger.debug("batched %d facts on %s in %.2f s", len(group), host.name, time.monotonic() - started)
+        success = set(executor.get("_success_exit_codes") or [0])
+        for index, (status, lines) in parse_batch(output.stdout_lines, nonce, len(group)).items():
+            call, fact, _ = group[index]
+            if status not in success or lines == [pyinfra_facts._MISSING_COMMAND_MARKER]:
+                continue  # the normal path reports the error or the missing command
+            try:
+                values[call.key] = fact.process(lines) if lines else fact.default()
+            except Exception:  # noqa: BLE001, S112 (the normal path reports it)
+                continue
+    return values
+
+
+def _host_facts(state: Any, host: Any) -> HostFacts:
+    table = state.__dict__.setdefault("_iac_fact_batch", {})
+    if not table:
+        # first fact of the run: gather every host's recorded facts at once, in parallel
+        deploy = state.current_deploy_filename or "deploy"
+        for other in state.inventory.get_active_hosts():
+            entry = table.setdefault(other.name, HostFacts(deploy=deploy))
+            entry.recorded = read_record(other, deploy)
+            if other.connected and entry.recorded:
+                entry.prefetch = gevent.spawn(gather, state, other, [c for c, _ in entry.recorded.values()])
+        atexit.register(_write_records, state)
+    return table.setdefault(host.name, HostFacts(deploy=state.current_deploy_filename or "deploy"))
+
+
+def _write_records(state: Any) -> None:
+    for host in state.inventory:
+        entry = state.__dict__.get("_iac_fact_batch", {}).get(host.name)
+        if entry and entry.asked:
+            write_record(host, entry.deploy, list(entry.asked.values()), entry.recorded)
+
+
+def _get_fact(state, host, cls, args=None, kwargs=None, ensure_hosts=None, apply_failed_hosts=True):  # noqa: ANN001, ANN202
+    """pyinfra's ``_get_fact``, served from the batch or cache while preparing."""
+    if state.current_stage != StateStage.Prepare or os.environ.get("IAC_FACT_BATCH") == "off":
+        return _get_fact_one(state, host, cls, args, kwargs, ensure_hosts, apply_failed_hosts)
+    fact_kwargs, global_kwargs = pyinfra_facts._handle_fact_kwargs(state, host, cls, args, kwargs)
+    call = FactCall.describe(cls, fact_kwargs, global_kwargs)
+    if call is None:
+        return _get_fact_one(state, host, cls, args, kwargs, ensure_hosts, apply_failed_hosts)
+    entry = _host_facts(state, host)
+    entry.asked[call.key] = call
+    if entry.prefetch is not None:
+        entry.values.update(entry.prefetch.get())
+        entry.prefetch = None
+    if call.key not in entry.values:
+        failed_before = host in state.failed_hosts
+        value = _get_fact_one(state, host, cls, args, kwargs, ensure_hosts, apply_failed_hosts)
+        if host in state.failed_hosts and not failed_before:
+            return value
+        entry.values[call.key] = value
+    return fresh_copy(entry.values, call.key)
+
+
+def fresh_copy(values: dict[str, Any], key: str) -> Any:
+    """A copy of a cached value (operations may change what a fact returned), kept pickled: a
+    pickle round trip is several times cheaper than ``deepcopy`` for the large facts (``dpkg -l``)."""
+    value = values[key]
+    if not isinstance(value, Pickled):
+        try:
+            value = values[key] = Pickled(pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL))
+        except Exception:  # noqa: BLE001 (not picklable: copied the slow way)
+            return copy.deepcopy(value)
+    return pickle.loads(value)  # noqa: S301 (bytes this process pickled itself)
+
+
+class Pickled(bytes):
+    """A cached fact value, pickled."""
+
+
+def install() -> None:
+    """Serve facts from the batch and cache (idempotent; deploy.py calls it)."""
+    pyinfra_facts._get_fact = _get_fact

@@ -1,0 +1,151 @@
+"""Batched facts (iac/fact_batch.py) and the cheap pyinfra helpers (iac/fast_prepare.py), without a host.
+
+The batch's framing is checked by running it in a real ``sh`` here: every fact command must come
+back with exactly the lines and exit status it gives when run on its own, whatever it prints.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import types
+from pathlib import Path
+
+import pytest
+from pyinfra.api import arguments
+from pyinfra.api import util as pyinfra_util
+from pyinfra.api.command import MaskString, StringCommand
+from pyinfra.facts.files import File
+from pyinfra.facts.server import Hostname
+
+from iac import fact_batch, fast_prepare
+from iac.fact_batch import FactCall, batch_script, parse_batch, split_lines
+
+HOSTILE_COMMANDS = [
+    "printf 'a\\nb\\n'",                      # ordinary lines
+    "printf 'no final newline'",               # a last line without newline
+    "true",                                    # no output at all
+    "printf '\\n\\nx\\n\\n'",                  # blank lines around
+    "echo partial; exit 3",                    # a failing fact keeps its status
+    "echo '@@0000 0 QUJD'; echo '@@ 1 x'",     # output that looks like a frame
+    "printf 'caf\\303\\251 \\342\\234\\223\\n'",  # UTF-8
+    "echo to-stderr >&2; echo out",            # stderr is not output
+    "exit 0; echo never",                      # exit inside the fact's own subshell
+    "cat",                                     # reads stdin: gets nothing, does not hang
+    "seq 1 20000",                             # a large output (like dpkg -l)
+]
+
+
+def alone(command: str) -> tuple[int, list[str]]:
+    """A command run on its own, its stdout split into lines the way pyinfra reads them."""
+    proc = subprocess.run(["sh", "-c", command], capture_output=True, stdin=subprocess.DEVNULL, check=False)
+    return proc.returncode, split_lines(proc.stdout)
+
+
+def test_each_fact_comes_back_from_the_batch_exactly_as_when_run_alone() -> None:
+    nonce = "0123456789abcdef"
+    script = batch_script(HOSTILE_COMMANDS, nonce).get_raw_value()
+    proc = subprocess.run(["sh", "-c", script], capture_output=True, stdin=subprocess.DEVNULL, check=True)
+    results = parse_batch(split_lines(proc.stdout), nonce, len(HOSTILE_COMMANDS))
+    assert sorted(results) == list(range(len(HOSTILE_COMMANDS)))
+    for index, command in enumerate(HOSTILE_COMMANDS):
+        assert results[index] == alone(command), command
+
+
+def test_the_batch_cleans_up_its_temporary_directory(tmp_path) -> None:
+    script = batch_script(["echo $d > " + str(tmp_path / "where")], "n").get_raw_value()
+    subprocess.run(["sh", "-c", script], capture_output=True, check=True)
+    used = (tmp_path / "where").read_text().strip()
+    assert used.startswith("/tmp/") and not Path(used).exists()
+
+
+def test_frames_of_another_run_or_damaged_frames_are_ignored() -> None:
+    lines = ["@@other 0 YQoww", "@@mine 0 not-base64!", "@@mine 7 YQow", "@@mine 1 YQow", "noise"]
+    assert parse_batch(lines, "mine", 2) == {1: (0, ["a"])}  # base64 "a\n0": line "a", status 0
+
+
+def test_a_call_is_keyed_by_fact_arguments_and_how_it_runs() -> None:
+    plain = FactCall.describe(File, {"self": object(), "path": "/etc/hosts"}, {"_sudo": True})
+    assert plain is not None and plain.fact == "pyinfra.facts.files:File"
+    assert plain.kwargs == {"path": "/etc/hosts"} and plain.executor == {"_sudo": True}
+    assert plain.key != FactCall.describe(File, {"path": "/etc/hosts"}, {}).key  # sudo or not differ
+    # a tuple and a list key alike (a record is JSON)
+    assert (FactCall.describe(File, {"path": ("a", "b")}, {}).key
+            == FactCall.describe(File, {"path": ["a", "b"]}, {}).key)
+    assert fact_batch.fact_class(plain.fact) is File
+
+
+@pytest.mark.parametrize(("kwargs", "executor"), [
+    ({"path": MaskString("hidden")}, {}),          # a masked (secret) argument
+    ({"path": "/x"}, {"_sudo_password": "pw"}),     # a sudo password
+    ({"path": "/x"}, {"_env": {"TOKEN": "t"}}),     # an environment
+    ({"path": object()}, {}),                       # not JSON
+])
+def test_calls_that_could_carry_a_secret_or_cannot_be_keyed_are_fetched_as_pyinfra_does(kwargs, executor) -> None:
+    assert FactCall.describe(File, kwargs, executor) is None
+
+
+def test_secret_named_arguments_are_never_recorded() -> None:
+    assert not FactCall("m:F", {"path": "/x", "salt": "s3cr3t"}, {}).recordable
+    assert not FactCall("m:F", {"psql_password": "pw"}, {}).recordable
+    assert FactCall("m:F", {"psql_password": None, "psql_user": None}, {}).recordable
+
+
+def test_records_round_trip_age_out_and_a_damaged_record_is_empty(tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(fact_batch, "RECORD_DIR", tmp_path)
+    host = types.SimpleNamespace(name="web1", data={"ssh_hostname": "10.0.0.5", "ssh_port": 2222})
+    hosts_file = FactCall("pyinfra.facts.files:File", {"path": "/etc/hosts"}, {})
+    secret = FactCall("m:F", {"salt": "never-stored"}, {})
+    fact_batch.write_record(host, "deploy.py", [hosts_file, secret], {})
+    assert fact_batch.record_file(host, "deploy.py").name == "web1@10.0.0.5:2222.deploy.json"
+    assert fact_batch.read_record(host, "deploy.py") == {hosts_file.key: (hosts_file, 0)}
+    assert "never-stored" not in fact_batch.record_file(host, "deploy.py").read_text()
+    # another deploy file has its own record
+    assert fact_batch.read_record(host, "deploy_keys.py") == {}
+    # a run that asks for less keeps the rest for STALE_AFTER runs, then drops it
+    other = FactCall("pyinfra.facts.files:File", {"path": "/etc/motd"}, {})
+    for run in range(1, fact_batch.STALE_AFTER + 1):
+        fact_batch.write_record(host, "deploy.py", [other], fact_batch.read_record(host, "deploy.py"))
+        kept = fact_batch.read_record(host, "deploy.py")
+        assert (hosts_file.key in kept) == (run < fact_batch.STALE_AFTER), run
+        assert kept[other.key] == (other, 0)
+    fact_batch.record_file(host, "deploy.py").write_text("{not json")
+    assert fact_batch.read_record(host, "deploy.py") == {}
+
+
+def test_a_cached_value_is_a_fresh_copy_each_time() -> None:
+    values = {"k": {"nginx": ["1.22"]}}
+    first = fact_batch.fresh_copy(values, "k")
+    first["nginx"].append("changed by an operation")
+    assert fact_batch.fresh_copy(values, "k") == {"nginx": ["1.22"]}
+
+
+def test_gather_skips_a_record_entry_whose_fact_no_longer_exists() -> None:
+    class Host:
+        name = "h"
+
+        def run_shell_command(self, command: StringCommand, **_: object):
+            proc = subprocess.run(["sh", "-c", command.get_raw_value()], capture_output=True, check=False)
+            return True, types.SimpleNamespace(stdout_lines=split_lines(proc.stdout))
+
+    calls = [FactCall("iac.gone:Fact", {}, {}), FactCall("pyinfra.facts.server:Hostname", {}, {})]
+    values = fact_batch.gather(None, Host(), calls)
+    hostname = subprocess.run(["uname", "-n"], capture_output=True, text=True, check=True).stdout.strip()
+    assert values == {calls[1].key: Hostname().process([hostname])}
+
+
+def test_operation_order_is_the_same_as_pyinfra_computes() -> None:
+    state = types.SimpleNamespace(current_deploy_filename=__file__, current_op_file_number=3)
+    original = pyinfra_util.get_operation_order_from_stack
+
+    def nested(depth: int) -> tuple[list[int], list[int]]:
+        if depth:
+            return nested(depth - 1)
+        return fast_prepare.operation_order_from_stack(state), original(state)
+
+    fast, slow = nested(3)
+    assert fast == slow and len(fast) >= 4
+
+
+def test_global_arguments_are_the_same_as_pyinfra_computes() -> None:
+    assert fast_prepare.all_global_arguments() == fast_prepare._all_global_arguments()
+    assert fast_prepare.all_global_arguments() == list(arguments.get_type_hints(arguments.AllArguments).items())
