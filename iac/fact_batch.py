@@ -32,6 +32,7 @@ import json
 import os
 import pickle
 import secrets
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -119,22 +120,39 @@ class FactCall:
 # -- the batched command, and reading its output back into each fact's lines ----------------------
 
 
+# Reads the batch's output files and prints one frame per fact: one process for all of them.
+ENCODE_PY = """import base64, sys
+d, n, nonce = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+for i in range(n):
+    try:
+        out, status = open(f"{d}/{i}", "rb").read(), open(f"{d}/{i}.s", "rb").read().strip()
+    except OSError:
+        continue
+    print(f"@@{nonce} {i} " + base64.b64encode(out + b"\\n" + status).decode())
+"""
+
+
 def batch_script(commands: list[StringCommand | str], nonce: str) -> StringCommand:
     """One shell command running the fact commands side by side; each one's stdout comes back whole.
 
     Facts wait on different things (the network for ``git ls-remote``, S3 for restic, the CPU for
-    hashing), so they run as background jobs and the slowest, not the sum, sets the time. Each job
-    writes one frame to its own file in a private temporary directory: ``@@<nonce> <index>
-    <base64>``, where the base64 holds the fact's stdout, a newline and its exit status. Output
+    hashing), so they run as background jobs and the slowest, not the sum, sets the time. Each
+    writes its stdout and exit status to files in a private temporary directory; then one
+    ``python3`` (a shell loop where there is none, on a bare host) prints a frame per fact:
+    ``@@<nonce> <index> <base64>``, the base64 holding stdout, a newline and the status. Output
     without a final newline, empty output and the status survive intact, and nothing a fact prints
-    can be mistaken for a frame.
+    can be mistaken for a frame. (Framing costs about 1 ms of host CPU per fact.)
     """
+    n = len(commands)
     parts: list[Any] = ["d=$(mktemp", "-d)", "||", "exit", "1;", "trap", "'rm -rf \"$d\"'", "EXIT;"]
     for index, command in enumerate(commands):
-        parts += ["{", "o=$(", "{", "(", command, ")", "</dev/null", "2>/dev/null;", "printf", "'\\n%s'", '"$?";',
-                  "}", "|", "base64", "-w0);", "printf", "'%s %s %s\\n'", f"'@@{nonce}'", str(index), '"$o"',
-                  f'>"$d/{index}";', "}", "&"]
-    parts += ["wait;", "cat", '"$d"/*']
+        parts += ["{", "(", command, ")", f'>"$d/{index}"', "2>/dev/null", "</dev/null;", "echo", '"$?"',
+                  f'>"$d/{index}.s";', "}", "&"]
+    parts += ["wait;", "if", "command", "-v", "python3", ">/dev/null;", "then", "python3", "-c", shlex.quote(ENCODE_PY),
+              '"$d"', str(n), f"'{nonce}';", "else", "i=0;", "while", "[", '"$i"', "-lt", str(n), "];", "do",
+              "printf", "'%s %s %s\\n'", f"'@@{nonce}'", '"$i"',
+              '"$({', "cat", '"$d/$i";', "printf", "'\\n%s'", '"$(cat', '"$d/$i.s")";', "}", "|", "base64", '-w0)";',
+              "i=$((i+1));", "done;", "fi"]
     return StringCommand(*parts)
 
 

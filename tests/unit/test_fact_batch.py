@@ -41,9 +41,12 @@ def alone(command: str) -> tuple[int, list[str]]:
     return proc.returncode, split_lines(proc.stdout)
 
 
-def test_each_fact_comes_back_from_the_batch_exactly_as_when_run_alone() -> None:
+@pytest.mark.parametrize("encoder", ["python3", "shell loop (a bare host)"])
+def test_each_fact_comes_back_from_the_batch_exactly_as_when_run_alone(encoder: str) -> None:
     nonce = "0123456789abcdef"
     script = batch_script(HOSTILE_COMMANDS, nonce).get_raw_value()
+    if encoder != "python3":
+        script = script.replace("command -v python3", "command -v no-such-python3-here")
     proc = subprocess.run(["sh", "-c", script], capture_output=True, stdin=subprocess.DEVNULL, check=True)
     results = parse_batch(split_lines(proc.stdout), nonce, len(HOSTILE_COMMANDS))
     assert sorted(results) == list(range(len(HOSTILE_COMMANDS)))
