@@ -3,8 +3,7 @@
 pyinfra 3 runs one remote command for every fact an operation asks for, and keeps no cache: a
 converged drift check of both hosts ran 402 commands (``dpkg -l`` 30 times, 108 directory
 stats). Each costs an SSH round trip. This module, installed by deploy.py, changes two things
-while pyinfra *prepares* (decides what to change; nothing has been changed on a host yet, so a
-fact cannot go stale during this stage):
+(a fact cannot go stale while nothing changes the host; see below for what does):
 
 1. **Cache**: a fact asked for twice with the same arguments (and the same sudo/user settings) is
    fetched once.
@@ -16,7 +15,11 @@ fact cannot go stale during this stage):
    have read. A fact the record does not hold, or whose batched command failed, is fetched on
    its own, the normal way (and recorded for next time).
 
-While pyinfra *executes* (``_if=`` callables, nested operations), facts are always fetched fresh.
+With ``-y`` pyinfra decides each operation while it executes, after the operations above it ran.
+There the cache holds until something changes the host: a command that is not a fact's, or an
+upload, forgets every cached fact of that host (``_changes_host``). A converged host changes
+nothing, so its whole apply is served from the batch; a host being changed reads fresh facts after
+each change, as pyinfra alone would.
 
 ``IAC_FACT_BATCH=off`` turns both off (pyinfra's own behaviour); ``IAC_FACT_RECORDS`` moves the
 record directory.
@@ -27,6 +30,7 @@ from __future__ import annotations
 import atexit
 import base64
 import copy
+import functools
 import importlib
 import json
 import os
@@ -44,6 +48,7 @@ from pyinfra.api import facts as pyinfra_facts
 from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
 from pyinfra.api.command import MaskString, StringCommand
 from pyinfra.api.facts import FactBase
+from pyinfra.api.host import Host
 from pyinfra.api.state import StateStage
 
 REPO = Path(__file__).resolve().parent.parent
@@ -195,6 +200,7 @@ class HostFacts:
     deploy: str = "deploy"
     recorded: dict[str, tuple[FactCall, int]] = field(default_factory=dict)
     prefetch: Any = None  # the greenlet gathering the recorded facts
+    reading: int = 0  # > 0 while a fact's own command runs (not a change)
 
 
 def record_file(host: Any, deploy: str) -> Path:
@@ -235,8 +241,18 @@ def write_record(host: Any, deploy: str, asked: list[FactCall], before: dict[str
         logger.debug("fact record not written for %s: %s", host.name, e)
 
 
-def gather(state: Any, host: Any, calls: list[FactCall]) -> dict[str, Any]:
+def gather(state: Any, host: Any, calls: list[FactCall], entry: HostFacts | None = None) -> dict[str, Any]:
     """Run the recorded facts in one command per executor setting; key -> processed value."""
+    if entry is not None:
+        entry.reading += 1  # the batch reads, it changes nothing
+    try:
+        return _gather(state, host, calls)
+    finally:
+        if entry is not None:
+            entry.reading -= 1
+
+
+def _gather(state: Any, host: Any, calls: list[FactCall]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     by_executor: dict[str, list[tuple[FactCall, FactBase, StringCommand | str]]] = {}
     for call in calls:
@@ -285,7 +301,7 @@ def _host_facts(state: Any, host: Any) -> HostFacts:
             entry = table.setdefault(other.name, HostFacts(deploy=deploy))
             entry.recorded = read_record(other, deploy)
             if other.connected and entry.recorded:
-                entry.prefetch = gevent.spawn(gather, state, other, [c for c, _ in entry.recorded.values()])
+                entry.prefetch = gevent.spawn(gather, state, other, [c for c, _ in entry.recorded.values()], entry)
         atexit.register(_write_records, state)
     return table.setdefault(host.name, HostFacts(deploy=state.current_deploy_filename or "deploy"))
 
@@ -298,8 +314,8 @@ def _write_records(state: Any) -> None:
 
 
 def _get_fact(state, host, cls, args=None, kwargs=None, ensure_hosts=None, apply_failed_hosts=True):  # noqa: ANN001, ANN202
-    """pyinfra's ``_get_fact``, served from the batch or cache while preparing."""
-    if state.current_stage != StateStage.Prepare or os.environ.get("IAC_FACT_BATCH") == "off":
+    """pyinfra's ``_get_fact``, served from the batch or the cache when it can be."""
+    if state.current_stage not in (StateStage.Prepare, StateStage.Execute) or not enabled():
         return _get_fact_one(state, host, cls, args, kwargs, ensure_hosts, apply_failed_hosts)
     fact_kwargs, global_kwargs = pyinfra_facts._handle_fact_kwargs(state, host, cls, args, kwargs)
     call = FactCall.describe(cls, fact_kwargs, global_kwargs)
@@ -312,11 +328,42 @@ def _get_fact(state, host, cls, args=None, kwargs=None, ensure_hosts=None, apply
         entry.prefetch = None
     if call.key not in entry.values:
         failed_before = host in state.failed_hosts
-        value = _get_fact_one(state, host, cls, args, kwargs, ensure_hosts, apply_failed_hosts)
+        entry.reading += 1
+        try:
+            value = _get_fact_one(state, host, cls, args, kwargs, ensure_hosts, apply_failed_hosts)
+        finally:
+            entry.reading -= 1
         if host in state.failed_hosts and not failed_before:
             return value
         entry.values[call.key] = value
     return fresh_copy(entry.values, call.key)
+
+
+def enabled() -> bool:
+    return os.environ.get("IAC_FACT_BATCH") != "off"
+
+
+def _changes_host(method: Any) -> Any:
+    """Wrap a Host method that may change the host: every cached fact of that host is forgotten.
+
+    pyinfra's ``-y`` runs decide each operation just before executing it, after the operations
+    above have run. Until a command (other than a fact's) or an upload reaches a host, nothing has
+    changed there, so its cached facts still hold; after one, they are fetched again. A converged
+    host never runs one: its whole apply is served from the batch.
+    """
+
+    @functools.wraps(method)
+    def wrapper(host: Any, *args: Any, **kwargs: Any) -> Any:
+        entry = host.state.__dict__.get("_iac_fact_batch", {}).get(host.name)
+        if entry is not None and not entry.reading:
+            if entry.prefetch is not None:
+                entry.prefetch.join()  # gathered before this change: discarded with the rest
+                entry.prefetch = None
+            entry.values.clear()
+        return method(host, *args, **kwargs)
+
+    wrapper._iac_changes_host = True  # type: ignore[attr-defined]
+    return wrapper
 
 
 def fresh_copy(values: dict[str, Any], key: str) -> Any:
@@ -338,3 +385,6 @@ class Pickled(bytes):
 def install() -> None:
     """Serve facts from the batch and cache (idempotent; deploy.py calls it)."""
     pyinfra_facts._get_fact = _get_fact
+    for name in ("run_shell_command", "put_file"):
+        if not getattr(getattr(Host, name), "_iac_changes_host", False):
+            setattr(Host, name, _changes_host(getattr(Host, name)))

@@ -152,3 +152,31 @@ def test_operation_order_is_the_same_as_pyinfra_computes() -> None:
 def test_global_arguments_are_the_same_as_pyinfra_computes() -> None:
     assert fast_prepare.all_global_arguments() == fast_prepare._all_global_arguments()
     assert fast_prepare.all_global_arguments() == list(arguments.get_type_hints(arguments.AllArguments).items())
+
+
+def test_a_command_or_upload_forgets_the_hosts_cached_facts_but_a_fact_read_does_not() -> None:
+    ran = []
+
+    def run_shell_command(host, command):  # noqa: ANN001, ANN202
+        ran.append(command)
+        return True
+
+    entry = fact_batch.HostFacts(values={"k": 1})
+    state = types.SimpleNamespace(_iac_fact_batch={"web1": entry})
+    host = types.SimpleNamespace(name="web1", state=state)
+    wrapped = fact_batch._changes_host(run_shell_command)
+
+    entry.reading = 1  # a fact's own command: the cache stays
+    assert wrapped(host, "stat /etc/hosts") and entry.values == {"k": 1}
+    entry.reading = 0  # an operation's command: the host may have changed
+    assert wrapped(host, "systemctl restart nginx") and entry.values == {}
+    assert ran == ["stat /etc/hosts", "systemctl restart nginx"]
+
+
+def test_install_wraps_host_methods_once() -> None:
+    from pyinfra.api.host import Host
+
+    fact_batch.install()
+    first = Host.run_shell_command
+    fact_batch.install()
+    assert Host.run_shell_command is first and first._iac_changes_host
