@@ -77,3 +77,4 @@ if app := release_only(config):
     one_app(config, app)
 else:
     whole_host(config)
+fact_batch.deploy_loaded(host)

@@ -201,6 +201,7 @@ class HostFacts:
     recorded: dict[str, tuple[FactCall, int]] = field(default_factory=dict)
     prefetch: Any = None  # the greenlet gathering the recorded facts
     reading: int = 0  # > 0 while a fact's own command runs (not a change)
+    loaded: bool = False  # the deploy file ran to its end for this host
 
 
 def record_file(host: Any, deploy: str) -> Path:
@@ -220,7 +221,8 @@ def read_record(host: Any, deploy: str) -> dict[str, tuple[FactCall, int]]:
     return {call.key: (call, unused) for call, unused in calls}
 
 
-def write_record(host: Any, deploy: str, asked: list[FactCall], before: dict[str, tuple[FactCall, int]]) -> None:
+def write_record(host: Any, deploy: str, asked: list[FactCall], before: dict[str, tuple[FactCall, int]],
+                 age: bool = True) -> None:
     """What this run asked for, plus what earlier runs asked for within the last STALE_AFTER runs.
 
     Keeping recent entries lets a run that asks for less (``--limit``, a release of one app) not
@@ -229,8 +231,9 @@ def write_record(host: Any, deploy: str, asked: list[FactCall], before: dict[str
     """
     keys = {c.key for c in asked}
     entries = [{**c.as_json(), "unused": 0} for c in asked if c.recordable]
-    entries += [{**c.as_json(), "unused": n + 1} for key, (c, n) in before.items()
-                if key not in keys and n + 1 < STALE_AFTER and c.recordable]
+    step = 1 if age else 0
+    entries += [{**c.as_json(), "unused": n + step} for key, (c, n) in before.items()
+                if key not in keys and n + step < STALE_AFTER and c.recordable]
     path = record_file(host, deploy)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -247,6 +250,9 @@ def gather(state: Any, host: Any, calls: list[FactCall], entry: HostFacts | None
         entry.reading += 1  # the batch reads, it changes nothing
     try:
         return _gather(state, host, calls)
+    except Exception as e:  # noqa: BLE001 (the batch only saves time: each fact is then fetched on its own)
+        logger.debug("batched facts failed on %s: %r", getattr(host, "name", host), e)
+        return {}
     finally:
         if entry is not None:
             entry.reading -= 1
@@ -310,7 +316,17 @@ def _write_records(state: Any) -> None:
     for host in state.inventory:
         entry = state.__dict__.get("_iac_fact_batch", {}).get(host.name)
         if entry and entry.asked:
-            write_record(host, entry.deploy, list(entry.asked.values()), entry.recorded)
+            # only a whole run shows what is no longer asked for: after a failed or cut-short one,
+            # entries it did not reach keep their age
+            whole = entry.loaded and host not in state.failed_hosts
+            write_record(host, entry.deploy, list(entry.asked.values()), entry.recorded, age=whole)
+
+
+def deploy_loaded(host: Any) -> None:
+    """Say that the deploy file ran to its end for this host (deploy.py's last line)."""
+    entry = host.state.__dict__.get("_iac_fact_batch", {}).get(host.name)
+    if entry is not None:
+        entry.loaded = True
 
 
 def _get_fact(state, host, cls, args=None, kwargs=None, ensure_hosts=None, apply_failed_hosts=True):  # noqa: ANN001, ANN202
@@ -324,8 +340,7 @@ def _get_fact(state, host, cls, args=None, kwargs=None, ensure_hosts=None, apply
     entry = _host_facts(state, host)
     entry.asked[call.key] = call
     if entry.prefetch is not None:
-        entry.values.update(entry.prefetch.get())
-        entry.prefetch = None
+        entry.values.update(prefetched(entry))
     if call.key not in entry.values:
         failed_before = host in state.failed_hosts
         entry.reading += 1
@@ -337,6 +352,16 @@ def _get_fact(state, host, cls, args=None, kwargs=None, ensure_hosts=None, apply
             return value
         entry.values[call.key] = value
     return fresh_copy(entry.values, call.key)
+
+
+def prefetched(entry: HostFacts) -> dict[str, Any]:
+    """The batch's values once it is done; none if it failed (each fact is then fetched on its own)."""
+    greenlet, entry.prefetch = entry.prefetch, None
+    try:
+        return greenlet.get()
+    except Exception as e:  # noqa: BLE001 (the batch only saves time)
+        logger.debug("batched facts failed: %r", e)
+        return {}
 
 
 def enabled() -> bool:

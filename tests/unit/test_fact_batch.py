@@ -111,6 +111,9 @@ def test_records_round_trip_age_out_and_a_damaged_record_is_empty(tmp_path, monk
         kept = fact_batch.read_record(host, "deploy.py")
         assert (hosts_file.key in kept) == (run < fact_batch.STALE_AFTER), run
         assert kept[other.key] == (other, 0)
+    # a failed or cut-short run (age=False) ages nothing: what it did not reach is kept as it was
+    fact_batch.write_record(host, "deploy.py", [hosts_file], {other.key: (other, 1)}, age=False)
+    assert fact_batch.read_record(host, "deploy.py")[other.key] == (other, 1)
     fact_batch.record_file(host, "deploy.py").write_text("{not json")
     assert fact_batch.read_record(host, "deploy.py") == {}
 
@@ -180,3 +183,13 @@ def test_install_wraps_host_methods_once() -> None:
     first = Host.run_shell_command
     fact_batch.install()
     assert Host.run_shell_command is first and first._iac_changes_host
+
+
+def test_a_batch_that_fails_only_costs_time() -> None:
+    import gevent
+
+    def broken() -> dict:
+        raise RuntimeError("connection lost")
+
+    entry = fact_batch.HostFacts(prefetch=gevent.spawn(broken))
+    assert fact_batch.prefetched(entry) == {} and entry.prefetch is None
