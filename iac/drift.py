@@ -210,6 +210,28 @@ def check(inventory: str, secret_values: list[str] | None = None,
     return result.exit_code, result.text()
 
 
+def in_sync(code: int, data: dict | None) -> bool:
+    """A complete plan in which no operation would change any host."""
+    return code == 0 and data is not None and "plan" in data and not any(
+        op["hosts_with_change"] or op["hosts_with_conditional_change"] for op in data["plan"])
+
+
+def redacted_report(inventory: str, code: int, data: dict | None, stderr: str) -> DriftReport:
+    """The report with every secret value of the stack redacted; or the configuration's error."""
+    # the values to redact come from the stack itself, whichever it is (iac/ never imports sandbox/)
+    from iac.stack import ConfigError, config_secret_values  # noqa: PLC0415 (only a drift or an error needs it)
+    from iac.validate import load_inventory  # noqa: PLC0415
+
+    try:
+        secret_values = [v for _group, hosts in load_inventory(Path(inventory)).items()
+                         for _name, host_data in hosts for v in config_secret_values(host_data["config"])]
+    except ConfigError as exc:
+        return DriftReport(inventory=inventory, status="error", exit_code=ERROR,
+                           checked_at=datetime.now(UTC).isoformat(timespec="seconds"), operations_checked=0,
+                           error=f"invalid configuration: {exc}")
+    return report(inventory, code, data, stderr, secret_values)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("inventory", help="inventory file, e.g. sandbox/inventory.py")
@@ -218,24 +240,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="text (default), json (schema iac-drift/1, README) or markdown (a CI job summary)")
     parser.add_argument("--json-out", type=Path, help="also write the JSON report to this file")
     args = parser.parse_args(argv)
-    # the plan runs while this process reads the stack (2 cores: both at once); the values to
-    # redact come from the stack itself, whichever it is (iac/ never imports sandbox/)
-    running = start_plan(args.inventory, extra_args=["--limit", args.limit] if args.limit else None)
-    from iac.stack import ConfigError, config_secret_values  # noqa: PLC0415 (imported while the plan runs)
-    from iac.validate import load_inventory  # noqa: PLC0415
-
-    try:
-        secret_values = [v for _group, hosts in load_inventory(Path(args.inventory)).items()
-                         for _name, data in hosts for v in config_secret_values(data["config"])]
-    except ConfigError as exc:
-        running.kill()
-        running.communicate()
-        result = DriftReport(inventory=args.inventory, status="error", exit_code=ERROR,
-                             checked_at=datetime.now(UTC).isoformat(timespec="seconds"), operations_checked=0,
-                             error=f"invalid configuration: {exc}")
+    code, data, stderr = finish_plan(start_plan(args.inventory,
+                                                extra_args=["--limit", args.limit] if args.limit else None))
+    if in_sync(code, data):
+        # nothing to show, so nothing to redact: the stack is not read a second time
+        result = report(args.inventory, code, data, stderr, [])
     else:
-        code, data, stderr = finish_plan(running)
-        result = report(args.inventory, code, data, stderr, secret_values)
+        result = redacted_report(args.inventory, code, data, stderr)
     if args.json_out:
         args.json_out.write_text(result.model_dump_json(by_alias=True, indent=2) + "\n")
     if result.status == "error":

@@ -17,12 +17,17 @@ compares them), so operation order and hashes do not change.
 from __future__ import annotations
 
 import functools
+import importlib
 import sys
 from typing import Any
 
 import pyinfra
-from pyinfra.api import arguments, operation
 from pyinfra.api import util as pyinfra_util
+
+# the modules themselves: ``pyinfra.api.operation`` is also the name of the decorator function that
+# ``pyinfra.api`` exports, so ``from pyinfra.api import operation`` would give the function
+arguments = importlib.import_module("pyinfra.api.arguments")
+operation = importlib.import_module("pyinfra.api.operation")
 
 _all_global_arguments = arguments.all_global_arguments
 

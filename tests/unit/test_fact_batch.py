@@ -193,3 +193,12 @@ def test_a_batch_that_fails_only_costs_time() -> None:
 
     entry = fact_batch.HostFacts(prefetch=gevent.spawn(broken))
     assert fact_batch.prefetched(entry) == {} and entry.prefetch is None
+
+
+def test_install_replaces_the_helpers_pyinfra_calls() -> None:
+    import importlib
+
+    fast_prepare.install()
+    assert importlib.import_module("pyinfra.api.operation").get_operation_order_from_stack \
+        is fast_prepare.operation_order_from_stack
+    assert importlib.import_module("pyinfra.api.arguments").all_global_arguments is fast_prepare.all_global_arguments
