@@ -6,23 +6,25 @@ connects to these hosts (see README, "Safety"). Use: pyinfra inventory.py deploy
 
 from pyinfra.context import ctx_state
 
-from iac.inventory import host_entry
+from iac.inventory import group_entries
 from iac.secrets import production_secrets
 
 # Secrets are required only when pyinfra itself loads this file to run against the hosts.
 _secrets = production_secrets(required=ctx_state.isset())
 
-public = [
-    host_entry("production", "public", {
-        "ssh_hostname": "72.61.148.117",  # srv1178562, pravoo.in
+# How each host group_data declares (``hosts`` in group_data/<group>.py) is reached; a host
+# declared there without an entry here (or the reverse) stops the run before any connection.
+public = group_entries("production", "public", {
+    "srv1178562": {  # pravoo.in
+        "ssh_hostname": "72.61.148.117",
         "ssh_user": "root",
-    }, secrets=_secrets),
-]
+    },
+}, secrets=_secrets)
 
-lan = [
-    host_entry("production", "lan", {
-        "ssh_hostname": "gts-server",  # reached over Tailscale: "tailscale ssh gts@gts-server"
+lan = group_entries("production", "lan", {
+    "gts-server": {  # reached over Tailscale: "tailscale ssh gts@gts-server"
+        "ssh_hostname": "gts-server",
         "ssh_user": "gts",
         "_sudo": True,
-    }, secrets=_secrets),
-]
+    },
+}, secrets=_secrets)

@@ -1,8 +1,13 @@
 # Managed by this repo. The LAN server gts-server, runbook:
 # shared/runbooks/lan-host-gts-server.txt. Types and defaults: iac/model.py.
 
+# The hosts of this group: inventory name (= /etc/hostname) -> the values that differ on that host,
+# merged over this file's (one host today, so its values are the group's).
+hosts = {
+    "gts-server": {},
+}
+
 host = {
-    "hostname": "gts-server",
     "aliases": ["gts-server.lan"],
 }
 

@@ -1,8 +1,13 @@
 # Managed by this repo. The public VPS srv1178562 (pravoo.in), runbook:
 # shared/runbooks/public-host-chip_dashboard.txt. Types and defaults: iac/model.py.
 
-host = {
-    "hostname": "srv1178562",
+# The hosts of this group: inventory name (= /etc/hostname) -> the values that differ on that host,
+# merged over this file's. A second VPS of this stack is one more entry, e.g.
+#   "srv2": {"apps": {"chip_dashboard": {"allowed_hosts": ["b.pravoo.in"],
+#                                        "nginx": {"server_names": ["b.pravoo.in"]}}}},
+# and its address in inventory.py.
+hosts = {
+    "srv1178562": {},
 }
 
 admin = {

@@ -13,7 +13,12 @@ both alike):
   cache), its time and commands per host: the "before" of iac/fact_batch.py, in the same run;
 * ms per checked operation (drift time / operations in the plan, all hosts).
 
-Usage: python -m iac.bench INVENTORY [--runs N]
+With ``--scale GROUP`` it measures how the check grows with hosts instead: floor and drift on the
+group's first host alone (``--limit``) and on every host of the group, paired, and the ratio
+(hosts are checked in parallel: the goal is at most 2x for 8 hosts). ``make bench HOSTS=N``
+makes the sandbox's group of N public hosts first (sandbox/scale.py).
+
+Usage: python -m iac.bench INVENTORY [--runs N] [--scale GROUP]
 """
 
 from __future__ import annotations
@@ -48,12 +53,47 @@ def remote_commands(debug_stderr: str) -> Counter:
     return Counter(m.group(1) for m in COMMAND_RE.finditer(debug_stderr))
 
 
+def scale(inventory: str, group: str, names: list[str], runs: int) -> int:
+    """Drift on one host of ``group`` against drift on all of them, paired; prints the ratio."""
+    py, pyinfra = str(REPO / ".venv/bin/python"), str(REPO / ".venv/bin/pyinfra")
+    one, many = names[0], group
+    times: dict[str, list[float]] = {"floor 1": [], "floor N": [], "drift 1": [], "drift N": []}
+    for _ in range(runs):
+        for key, argv in (("floor 1", [pyinfra, inventory, "--limit", one, "fact", "server.Hostname"]),
+                          ("floor N", [pyinfra, inventory, "--limit", many, "fact", "server.Hostname"]),
+                          ("drift 1", [py, "-m", "iac.drift", inventory, "--limit", one]),
+                          ("drift N", [py, "-m", "iac.drift", inventory, "--limit", many])):
+            seconds, code = timed(argv)
+            if code != 0:
+                print(f"bench: {key.replace('N', str(len(names)))} hosts did not succeed (exit {code}); "
+                      "converge the group first", file=sys.stderr)
+                return 1
+            times[key].append(seconds)
+    m = {k: statistics.median(v) for k, v in times.items()}
+    n = len(names)
+    print(f"bench: group {group}, {n} hosts against 1 ({one}), {inventory}, medians of {runs} paired runs")
+    print(f"  floor, 1 host                          {m['floor 1']:6.2f} s")
+    print(f"  floor, {n} hosts                        {m['floor N']:6.2f} s   {m['floor N'] / m['floor 1']:4.1f}x")
+    print(f"  drift, 1 host                          {m['drift 1']:6.2f} s")
+    print(f"  drift, {n} hosts                        {m['drift N']:6.2f} s   {m['drift N'] / m['drift 1']:4.1f}x "
+          f"the 1-host check (goal: at most 2x)")
+    print(f"  cores on this machine: {os.cpu_count()} (the sandbox's hosts share them; production hosts "
+          "each run their own part)")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m iac.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("inventory")
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--scale", metavar="GROUP", help="time the check on 1 host of GROUP against all of it")
     args = parser.parse_args(argv)
     groups = load_inventory(Path(args.inventory))
+    if args.scale:
+        if args.scale not in groups:
+            print(f"bench: --scale {args.scale}: no such group (groups: {', '.join(groups)})", file=sys.stderr)
+            return 1
+        return scale(args.inventory, args.scale, [name for name, _ in groups[args.scale]], args.runs)
     hosts = [name for entries in groups.values() for name, _ in entries]
     production = any(data.get("stack") == "production" for entries in groups.values() for _, data in entries)
     py, pyinfra = str(REPO / ".venv/bin/python"), str(REPO / ".venv/bin/pyinfra")

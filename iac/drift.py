@@ -235,14 +235,21 @@ def redacted_report(inventory: str, code: int, data: dict | None, stderr: str) -
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("inventory", help="inventory file, e.g. sandbox/inventory.py")
-    parser.add_argument("--limit", help="only these hosts or groups (pyinfra --limit)")
+    parser.add_argument("--limit", help="only these hosts or groups, comma-separated (pyinfra --limit)")
     parser.add_argument("--format", choices=["text", "json", "markdown"], default="text",
                         help="text (default), json (schema iac-drift/1, README) or markdown (a CI job summary)")
     parser.add_argument("--json-out", type=Path, help="also write the JSON report to this file")
     args = parser.parse_args(argv)
+    limits = [part for part in (args.limit or "").split(",") if part]
     code, data, stderr = finish_plan(start_plan(args.inventory,
-                                                extra_args=["--limit", args.limit] if args.limit else None))
-    if in_sync(code, data):
+                                                extra_args=[a for part in limits for a in ("--limit", part)]))
+    if limits and code == 0 and data is not None and not data.get("plan"):
+        # pyinfra runs nothing and exits 0 when --limit matches no host: that is not "in sync"
+        result = DriftReport(inventory=args.inventory, status="error", exit_code=ERROR,
+                             checked_at=datetime.now(UTC).isoformat(timespec="seconds"), operations_checked=0,
+                             error=f"--limit {args.limit} matches no host or group of {args.inventory}: "
+                                   "give host names or group names, comma-separated")
+    elif in_sync(code, data):
         # nothing to show, so nothing to redact: the stack is not read a second time
         result = report(args.inventory, code, data, stderr, [])
     else:

@@ -1,22 +1,33 @@
 """Building pyinfra inventory entries from validated configuration.
 
-Both inventories (``inventory.py`` for production, ``sandbox/inventory.py``) declare the same
-groups and host names through ``STACK_HOSTS``; they differ only in connection details and in
-the option paths listed in ``ALLOWED_OVERRIDES``. Anything else a sandbox overrides is refused
-when the inventory loads, and a test compares the two validated models field by field.
+Both inventories (``inventory.py`` for production, ``sandbox/inventory.py``) build each group
+from the hosts group_data declares (``hosts`` in ``group_data/<group>.py``, read by
+``iac.stack.declared_hosts``); they differ only in connection details and in the option paths
+listed in ``ALLOWED_OVERRIDES``. Anything else a sandbox overrides is refused when the inventory
+loads, and a test compares the two validated models field by field. A sandbox may add replicas
+of a group's hosts (``hosts`` in its overrides: ``make bench HOSTS=N``); production cannot.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from iac.model import HostConfig
-from iac.stack import STACK_HOSTS, ConfigError, build_host_config, deep_merge, read_stack_values
+from iac.stack import (
+    GROUP_DATA,
+    GROUPS,
+    HOSTS_KEY,
+    ConfigError,
+    build_host_config,
+    declared_hosts,
+    deep_merge,
+    read_stack_values,
+)
 
-__all__ = ["STACK_HOSTS", "host_entry"]
+__all__ = ["GROUPS", "group_entries", "host_entry"]
 
 
 # Option paths (fnmatch patterns on the dotted path) a non-production stack may set differently,
@@ -82,9 +93,17 @@ def unexplained_differences(sandbox: Mapping[str, Any], production: Mapping[str,
     }
 
 
-def check_overrides(stack: str, overrides: Mapping[str, Any]) -> None:
+def check_overrides(stack: str, overrides: Mapping[str, Any], declared: Mapping[str, Any] | None = None) -> None:
+    """Refuse overrides outside ALLOWED_OVERRIDES. Under ``hosts``, a host the group declares is
+    held to the same list; a host it does not declare is a replica only this stack runs (its
+    values are its own: it has no production counterpart to differ from)."""
+    flat = {k: v for k, v in overrides.items() if k != HOSTS_KEY}
+    paths = _leaf_paths(flat)
+    for name, values in (overrides.get(HOSTS_KEY) or {}).items():
+        if declared is None or name in declared:
+            paths += [f"{HOSTS_KEY}.{name}.{p}" if declared is None else p for p in _leaf_paths(values or {})]
     bad = [
-        p for p in _leaf_paths(overrides)
+        p for p in paths
         if not any(fnmatch.fnmatchcase(p, pat) or p.startswith(pat + ".") for pat in ALLOWED_OVERRIDES)
     ]
     if bad:
@@ -97,16 +116,25 @@ def check_overrides(stack: str, overrides: Mapping[str, Any]) -> None:
 def host_entry(
     stack: str,
     group: str,
+    name: str,
     connection: Mapping[str, Any],
     overrides: Mapping[str, Any] | None = None,
     secrets: Any = None,
     stack_values: Path | None = None,
+    group_data: Path = GROUP_DATA,
 ) -> tuple[str, dict[str, Any]]:
     """One pyinfra inventory entry ``(name, data)`` with the validated config attached.
 
-    ``stack_values``: a non-production stack's own values file (what `make release` pins there,
-    ``iac.stack.pin_stack_revision``), applied under ``overrides`` and held to the same
-    ALLOWED_OVERRIDES. Production keeps every value in group_data/."""
+    + name: the host's inventory name, a key of ``hosts`` in group_data/<group>.py (or, in a
+      non-production stack, of ``hosts`` in its overrides: a replica)
+    + connection: pyinfra connection keys (``ssh_hostname``, ``ssh_user``, ...)
+    + overrides: a non-production stack's differences from production (ALLOWED_OVERRIDES)
+    + secrets: where secrets come from (iac.secrets.SecretsFile); None: offline placeholders
+    + stack_values: a non-production stack's own values file (what `make release` pins there,
+      ``iac.stack.pin_stack_revision``), applied under ``overrides`` and held to the same
+      ALLOWED_OVERRIDES. Production keeps every value in group_data/.
+
+    Example: ``host_entry("production", "public", "srv1178562", {"ssh_hostname": "72.61.148.117"})``"""
     unknown = set(connection) - CONNECTION_KEYS
     if unknown:
         raise ConfigError(f"stack {stack}, group {group}: unknown connection keys {sorted(unknown)}")
@@ -117,9 +145,51 @@ def host_entry(
         extra = {"stack_values": str(stack_values)}
         overrides = deep_merge(read_stack_values(stack_values).get(group, {}), overrides or {})
     if overrides and stack != "production":
-        check_overrides(stack, overrides)
+        check_overrides(stack, overrides, declared_hosts(group, group_data))
     elif overrides:
         raise ConfigError("the production stack takes its values from group_data/ only")
-    name = STACK_HOSTS[group]
-    config: HostConfig = build_host_config(group, name, overrides, secrets)
+    config: HostConfig = build_host_config(group, name, overrides, secrets, group_data)
     return name, {**connection, "config": config, "stack": stack, **extra}
+
+
+def group_entries(
+    stack: str,
+    group: str,
+    connections: Mapping[str, Mapping[str, Any]] | Callable[[str], Mapping[str, Any]],
+    overrides: Mapping[str, Any] | None = None,
+    secrets: Any = None,
+    stack_values: Path | None = None,
+    group_data: Path = GROUP_DATA,
+) -> list[tuple[str, dict[str, Any]]]:
+    """Every host of a group, in the order group_data declares them (then a non-production
+    stack's replicas), each with its connection.
+
+    + connections: inventory name -> connection keys; or a function of the name (the sandbox
+      derives addresses). A declared host without a connection, or a connection for a host the
+      group does not declare, is an error naming both files.
+
+    Example: ``public = group_entries("production", "public", {"srv1178562": {"ssh_hostname": "72.61.148.117"}})``"""
+    if group not in GROUPS:
+        raise ConfigError(f"unknown group {group!r} (groups: {', '.join(GROUPS)})")
+    names = list(declared_hosts(group, group_data))
+    own = read_stack_values(stack_values).get(group, {}) if stack_values is not None else {}
+    for values in (own, overrides or {}):
+        names += [n for n in (values.get(HOSTS_KEY) or {}) if n not in names]
+    if isinstance(connections, Mapping):
+        missing = [n for n in names if n not in connections]
+        unknown = [n for n in connections if n not in names]
+        if missing or unknown:
+            raise ConfigError(
+                f"stack {stack}, group {group}: "
+                + "; ".join(filter(None, [
+                    missing and f"no connection for {', '.join(missing)} (declared under '{HOSTS_KEY}' in "
+                                f"group_data/{group}.py): add its address to the inventory",
+                    unknown and f"connection for {', '.join(unknown)}, which group_data/{group}.py does not "
+                                f"declare (its hosts: {', '.join(names)}): add it under '{HOSTS_KEY}' there, "
+                                "or fix the name",
+                ])))
+        connection_of = connections.__getitem__
+    else:
+        connection_of = connections
+    return [host_entry(stack, group, n, connection_of(n), overrides, secrets, stack_values, group_data)
+            for n in names]

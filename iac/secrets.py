@@ -26,7 +26,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from iac.stack import STACK_HOSTS, ConfigError, option_extra, placeholder
+from iac.stack import GROUPS, ConfigError, option_extra, placeholder
 
 CANARY_PREFIX = "CANARY-"
 
@@ -74,9 +74,9 @@ class SecretsFile:
         if not isinstance(data, dict):
             raise ConfigError(f"secrets file {self.path}: the top level must be an object keyed by group")
         for group in data:
-            if group not in STACK_HOSTS:
-                close = difflib.get_close_matches(group, list(STACK_HOSTS), n=1)
-                hint = f"did you mean '{close[0]}'?" if close else f"groups: {', '.join(STACK_HOSTS)}"
+            if group not in GROUPS:
+                close = difflib.get_close_matches(group, list(GROUPS), n=1)
+                hint = f"did you mean '{close[0]}'?" if close else f"groups: {', '.join(GROUPS)}"
                 raise ConfigError(f"secrets file {self.path}: unknown group '{group}'; {hint} (rename or remove it)")
         return data
 

@@ -21,17 +21,18 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel, SecretStr, ValidationError
 from pyinfra.api.exceptions import PyinfraError
 
-from iac.model import OFFLINE_PLACEHOLDER, HostConfig
+from iac.model import HOSTNAME_RE, OFFLINE_PLACEHOLDER, HostConfig
 
 REPO = Path(__file__).resolve().parent.parent
 GROUP_DATA = REPO / "group_data"
 
-# group -> host name; identical in every stack (group_data/<group>.py holds its values, all.py
-# values shared by every group; no other file is read)
-STACK_HOSTS: dict[str, str] = {
-    "public": "srv1178562",
-    "lan": "gts-server",
-}
+# The groups of every stack: group_data/<group>.py holds a group's values and, under ``hosts``, its
+# hosts (inventory name -> the values that differ per host); all.py holds values shared by every
+# group. No other file is read.
+GROUPS: tuple[str, ...] = ("public", "lan")
+
+# the name in a group_data file that declares the group's hosts (not an option of the model)
+HOSTS_KEY = "hosts"
 
 
 class ConfigError(PyinfraError):
@@ -71,7 +72,7 @@ def read_group_file(path: Path) -> dict[str, Any]:
 def check_group_files(group_data: Path = GROUP_DATA) -> None:
     """Only all.py and one file per group are read; any other file is a typo (publc.py) that
     pyinfra would silently turn into an empty group."""
-    known = ["all", *STACK_HOSTS]
+    known = ["all", *GROUPS]
     for path in sorted(group_data.glob("*")):
         if path.name.startswith(".") or path.name == "__pycache__":
             continue
@@ -260,16 +261,70 @@ def _option_path(loc: tuple) -> tuple[tuple, bool]:
     return out, is_key
 
 
+def declared_hosts(group: str, group_data: Path = GROUP_DATA) -> dict[str, dict[str, Any]]:
+    """The hosts a group declares in ``group_data/<group>.py`` (``hosts = {name: values}``), in
+    order: each name is the host's inventory name and its ``/etc/hostname``; its values are merged
+    over the group's. A second VPS of the same stack is one more entry (and its address in
+    inventory.py), not a code change."""
+    check_group_files(group_data)
+    path = group_data / f"{group}.py"
+    values = read_group_file(path).get(HOSTS_KEY) if path.exists() else None
+    example = f"example: {HOSTS_KEY} = {{'srv1178562': {{}}}}"
+    if not isinstance(values, Mapping) or not values:
+        raise ConfigError(f"group_data/{group}.py: '{HOSTS_KEY}' must name the group's hosts, each with the values "
+                          f"that differ on it ({example})")
+    for name, entry in values.items():
+        if not isinstance(name, str) or not HOSTNAME_RE.fullmatch(name):
+            raise ConfigError(f"group_data/{group}.py: {HOSTS_KEY}[{name!r}]: a host's name is one DNS label "
+                              f"(letters, digits, '-'), its /etc/hostname ({example})")
+        if not isinstance(entry, Mapping):
+            raise ConfigError(f"group_data/{group}.py: {HOSTS_KEY}[{name!r}] must be a dict of the options that "
+                              f"differ on this host, or {{}} ({example})")
+        if HOSTS_KEY in entry:
+            raise ConfigError(f"group_data/{group}.py: {HOSTS_KEY}[{name!r}] holds '{HOSTS_KEY}' itself; "
+                              "remove it (hosts are declared once, at the top level of the group file)")
+    return {name: dict(entry) for name, entry in values.items()}
+
+
 def load_layers(group: str, overrides: Mapping[str, Any] | None,
-                group_data: Path = GROUP_DATA) -> list[Layer]:
+                group_data: Path = GROUP_DATA, hostname: str | None = None) -> list[Layer]:
+    """The layers of one host's values, lowest first: all.py, the group's file, the host's name,
+    the host's entry under ``hosts``, then a non-production stack's overrides (group-wide, then
+    under their own ``hosts`` for this host)."""
     check_group_files(group_data)
     layers = []
+    host_values: dict[str, Any] = {}
     for name in ("all", group):
         path = group_data / f"{name}.py"
         if path.exists():
-            layers.append(Layer(f"group_data/{name}.py", read_group_file(path)))
+            values = read_group_file(path)
+            hosts = values.pop(HOSTS_KEY, None)
+            if hosts is not None and name == "all":
+                raise ConfigError(f"group_data/all.py: '{HOSTS_KEY}' belongs in a group's file "
+                                  f"(group_data/{', group_data/'.join(f'{g}.py' for g in GROUPS)})")
+            if "hostname" in (values.get("host") or {}):
+                raise ConfigError(f"group_data/{name}.py: 'host.hostname' is the host's key under '{HOSTS_KEY}' "
+                                  f"(each host of a group has its own name); remove it here, or set it in the "
+                                  f"host's entry if it differs from the inventory name (example: "
+                                  f"{HOSTS_KEY} = {{'srv1178562': {{}}}})")
+            layers.append(Layer(f"group_data/{name}.py", values))
+    if hostname is not None:
+        declared = declared_hosts(group, group_data)
+        extra = dict(((overrides or {}).get(HOSTS_KEY) or {}).get(hostname) or {})
+        if hostname not in declared and not extra:
+            raise ConfigError(f"host {hostname}: group_data/{group}.py declares no such host (its hosts: "
+                              f"{', '.join(declared)}); add it under '{HOSTS_KEY}' or use one of those names")
+        layers.append(Layer(f"group_data/{group}.py {HOSTS_KEY}[{hostname!r}]", {"host": {"hostname": hostname}}))
+        host_values = declared.get(hostname, {})
+        if host_values:
+            layers.append(Layer(f"group_data/{group}.py {HOSTS_KEY}[{hostname!r}]", host_values))
     if overrides:
-        layers.append(Layer("inventory overrides", dict(overrides)))
+        rest = {k: v for k, v in overrides.items() if k != HOSTS_KEY}
+        if rest:
+            layers.append(Layer("inventory overrides", rest))
+        own = (overrides.get(HOSTS_KEY) or {}).get(hostname) if hostname is not None else None
+        if own:
+            layers.append(Layer(f"inventory overrides {HOSTS_KEY}[{hostname!r}]", dict(own)))
     return layers
 
 
@@ -285,7 +340,7 @@ def build_host_config(
     ``secrets`` is a source with ``provide(group, paths, required) -> nested dict`` (see
     iac.secrets); without one, required secrets get a placeholder (offline validation).
     """
-    layers = load_layers(group, overrides, group_data)
+    layers = load_layers(group, overrides, group_data, hostname)
     merged: dict[str, Any] = {}
     for layer in layers:
         merged = deep_merge(merged, layer.values)

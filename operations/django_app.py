@@ -230,6 +230,12 @@ def release_live(app: str, revision: str, repo_url: str, user: str, inputs: str,
                      deployed="/srv/releases/chip_dashboard/deployed.json")
     """
     live = host.get_fact(DeployedRelease, path=deployed)
+    if not live:
+        # a first release is a change whatever commit the revision names; a bare host cannot ask
+        # the remote yet (no git, no deploy key), so a fresh server's preview does not try
+        host.noop(release_difference(app, revision, None, live, inputs, []))
+        yield StringCommand(RELEASE_SCRIPT, app)
+        return
     if COMMIT_RE.match(revision):
         wanted = revision
     else:

@@ -8,9 +8,9 @@ sandbox (see sandbox/world/). Use: pyinfra sandbox/inventory.py deploy.py
 import json
 import os
 
-from iac.inventory import host_entry
+from iac.inventory import group_entries
 from iac.secrets import SecretsFile
-from iac.stack import GROUP_DATA, ConfigError, deep_merge, read_group_file
+from iac.stack import GROUP_DATA, ConfigError, declared_hosts, deep_merge, read_group_file
 from sandbox.world import World
 
 _world = World()
@@ -38,6 +38,30 @@ _secrets = SecretsFile(
 def _s3(path: str) -> str:
     """A restic repository on the sandbox's S3 stand-in, shaped like production's URL."""
     return f"s3:{_world.s3_endpoint}/iac-{_world.name}/backups/{path}"
+
+
+# `make bench HOSTS=N`: the public group holds N hosts here, the declared one and N-1 replicas
+# (made by `python -m sandbox.world public-hosts N`); they share the group's values and secrets.
+_PUBLIC_HOSTS = int(os.environ.get("SANDBOX_PUBLIC_HOSTS") or 1)
+if _PUBLIC_HOSTS > 1 and f"public{_PUBLIC_HOSTS}" not in _world.replica_roles():
+    raise ConfigError(f"SANDBOX_PUBLIC_HOSTS={_PUBLIC_HOSTS}: the sandbox has not made these replicas; run "
+                      f"`python -m sandbox.world public-hosts {_PUBLIC_HOSTS}` (make bench HOSTS=N does)")
+
+
+def _role(group: str, name: str) -> str:
+    """The sandbox host that stands in for a host of a group: the group's first declared host is
+    the host named like the group; a replica public-rN is publicN."""
+    if name == next(iter(declared_hosts(group))):
+        return group
+    for n in range(2, _PUBLIC_HOSTS + 1):
+        if group == "public" and name == _world.replica_name(n):
+            return f"public{n}"
+    raise ConfigError(f"group_data/{group}.py declares host {name}, which this sandbox has no machine for "
+                      "(it stands in for the first host of each group, and for replicas of the public one)")
+
+
+def _connection_of(group: str):
+    return lambda name: _connection(_role(group, name))
 
 
 def _connection(role: str) -> dict:
@@ -77,12 +101,24 @@ def _overrides(group: str) -> dict:
             "offsite": {"postgres": {"repository": _s3("gts-server/postgres")},
                         "system_state": {"repository": _s3("gts-server/system-state")}},
         }
+    if group == "public" and _PUBLIC_HOSTS > 1:
+        values["hosts"] = {_world.replica_name(n): _replica(n) for n in range(2, _PUBLIC_HOSTS + 1)}
     # tests pick other revisions: SANDBOX_OVERRIDES='{"public": {"apps": {...}}}'
     extra = json.loads(os.environ.get("SANDBOX_OVERRIDES") or "{}").get(group, {})
     return deep_merge(values, extra)
 
 
+def _replica(n: int) -> dict:
+    """What differs on replica n of the public host, as it would for a second VPS in
+    group_data/public.py: its domain, and its own offsite repository."""
+    domain = _world.replica_domain(n)
+    return {
+        "apps": {"chip_dashboard": {"allowed_hosts": [domain], "nginx": {"server_names": [domain]}}},
+        "backups": {"offsite": {"postgres": {"repository": _s3(f"{_world.replica_name(n)}/chip_dashboard")}}},
+    }
+
+
 # this stack's own values: revisions pinned by `make release` on the sandbox (never group_data)
 _stack_values = _world.dir / "stack.json"
-public = [host_entry("sandbox", "public", _connection("public"), _overrides("public"), _secrets, _stack_values)]
-lan = [host_entry("sandbox", "lan", _connection("lan"), _overrides("lan"), _secrets, _stack_values)]
+public = group_entries("sandbox", "public", _connection_of("public"), _overrides("public"), _secrets, _stack_values)
+lan = group_entries("sandbox", "lan", _connection_of("lan"), _overrides("lan"), _secrets, _stack_values)

@@ -12,6 +12,8 @@ Layout for SANDBOX_SUBNET=10.213.0.0/16 (the default) and SANDBOX_NAME=sbx:
     10.213.1.2        host "public" (netns sbx-public, veth sbx-pub  <-> eth0)
     10.213.2.2        host "lan"    (netns sbx-lan,    veth sbx-lan  <-> eno1)
     10.213.3.2        host "forge"  (netns sbx-forge,  veth sbx-git  <-> eth0): git over SSH
+    10.213.(10+N).2   host "publicN", N = 2..39 (netns sbx-publicN, veth sbx-pN): replicas of
+                      "public" for `make bench HOSTS=N`, made only by ``public-hosts N``
 
 A sandbox keeps the subnet it was created with (state.json records it): ``up`` with another
 SANDBOX_SUBNET is refused before anything changes.
@@ -35,7 +37,7 @@ The package holds one module per concern; ``World`` (world.py) composes their mi
     lifecycle.py  up, down, leftovers, status
     cli.py        the command line (__main__.py runs it)
 
-Usage: python -m sandbox.world up|down|status [--json]|ssh-config|register-key APP PUBKEY
+Usage: python -m sandbox.world up|down|status [--json]|ssh-config|register-key APP PUBKEY|public-hosts N
                                |boot-host ROLE [--foreground]
 """
 

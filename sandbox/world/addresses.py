@@ -3,6 +3,7 @@ endpoints and the sandbox's files. Nothing here changes the machine."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,6 +25,16 @@ HOSTS = (
     HostSpec("lan", 2, "eno1", "lan"),
     HostSpec("forge", 3, "eth0", "git"),
 )
+
+# Replicas of the public host (``make bench HOSTS=N``): role publicN (N = 2..MAX_PUBLIC_HOSTS),
+# subnet index 10+N, veth <name>-pN. The LAN host has a dump disk of its own and is not replicated.
+REPLICA_RE = re.compile(r"^public([2-9]|[1-3][0-9])$")
+MAX_PUBLIC_HOSTS = 39
+
+
+def replica_spec(role: str) -> HostSpec | None:
+    m = REPLICA_RE.fullmatch(role)
+    return HostSpec(role, 10 + int(m.group(1)), "eth0", f"p{m.group(1)}") if m else None
 
 
 class Addresses:
@@ -61,7 +72,27 @@ class Addresses:
         for h in HOSTS:
             if h.role == role:
                 return h
+        if (replica := replica_spec(role)) is not None:
+            return replica
         raise WorldError(f"unknown sandbox host {role!r}")
+
+    def replica_roles(self) -> list[str]:
+        """The public host's replicas this sandbox has made (recorded in its ledger)."""
+        return [f"public{n}" for n in range(2, int(self.load().get("public_hosts", 1)) + 1)]
+
+    def host_roles(self) -> list[str]:
+        """Every host of this sandbox: the three of ``HOSTS``, then the replicas it has made."""
+        return [h.role for h in HOSTS] + self.replica_roles()
+
+    @staticmethod
+    def replica_name(n: int) -> str:
+        """The inventory name (and /etc/hostname) of the public host's replica ``n`` (2, 3, ...)."""
+        return f"public-r{n}"
+
+    @staticmethod
+    def replica_domain(n: int) -> str:
+        """Replica ``n``'s domain: resolved only by the sandbox's ACME DNS (challtestsrv)."""
+        return f"r{n}.public.sandbox.test"
 
     def netns(self, role: str) -> str:
         return f"{self.name}-{role}"

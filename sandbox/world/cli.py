@@ -27,11 +27,15 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("ssh-config")
     bh = sub.add_parser("boot-host", help="boot one host (supervised: it comes back after a reboot) "
                                           "and wait until it is up")
-    bh.add_argument("role", choices=[h.role for h in HOSTS])
+    bh.add_argument("role", help=f"{', '.join(h.role for h in HOSTS)}, or a replica of the public host "
+                                 "(public2, public3, ...)")
     bh.add_argument("--foreground", action="store_true",
                     help="be the host's supervisor: run its container from this process (what `up` starts)")
     bh.add_argument("--machine", help="with --foreground: the container's name, checked against "
                                       "SANDBOX_NAME (it names the process in ps)")
+    ph = sub.add_parser("public-hosts", help="make the public host's replicas (N hosts in all), boot them, "
+                                             "and print their roles")
+    ph.add_argument("total", type=int)
     rk = sub.add_parser("register-key")
     rk.add_argument("app")
     rk.add_argument("pubkey")
@@ -62,10 +66,14 @@ def main(argv: list[str] | None = None) -> int:
                 print(json.dumps(st, indent=2))
             else:
                 print_status(st)
-            return 0 if all(h["up"] for h in st["hosts"].values()) else 3
+            # replicas (make bench HOSTS=N) run only while a bench needs them
+            return 0 if all(st["hosts"][h.role]["up"] for h in HOSTS) else 3
         elif args.cmd == "ssh-config":
             print(world.ssh_config)
+        elif args.cmd == "public-hosts":
+            print(" ".join(world.ensure_public_hosts(args.total)))
         elif args.cmd == "boot-host":
+            world.spec(args.role)
             if args.machine not in (None, world.machine(args.role)):
                 raise WorldError(f"boot-host: --machine={args.machine} is not {world.machine(args.role)} "
                                  f"(SANDBOX_NAME={world.name})")

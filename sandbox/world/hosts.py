@@ -13,7 +13,6 @@ import sys
 import time
 from pathlib import Path
 
-from .addresses import HOSTS
 from .common import _LIBC, REPO, WorldError, log, port_open, run
 
 
@@ -49,11 +48,11 @@ class Hosts:
 
     def write_ssh_files(self) -> None:
         lines, cfg = [], []
-        for h in HOSTS:
-            pub = (self.rootfs(h.role) / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()
-            lines.append(f"{self.host_ip(h.role)} {pub[0]} {pub[1]}")
+        for role in self.host_roles():
+            pub = (self.rootfs(role) / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()
+            lines.append(f"{self.host_ip(role)} {pub[0]} {pub[1]}")
             cfg.append(
-                f"Host {self.name}-{h.role}\n  HostName {self.host_ip(h.role)}\n  User root\n"
+                f"Host {self.name}-{role}\n  HostName {self.host_ip(role)}\n  User root\n"
                 f"  IdentityFile {self.ssh_key}\n  UserKnownHostsFile {self.known_hosts}\n"
                 "  StrictHostKeyChecking yes\n  IdentitiesOnly yes\n"
                 f"  ControlMaster auto\n  ControlPath {self.dir}/ssh/cm-%r@%h:%p\n"

@@ -3,15 +3,17 @@ its status."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 
-from .addresses import HOSTS
-from .common import log, port_open, run
+from .addresses import HOSTS, MAX_PUBLIC_HOSTS
+from .common import WorldError, log, port_open, run
 
 
 class Lifecycle:
@@ -36,12 +38,50 @@ class Lifecycle:
         for h in HOSTS:
             self.boot(h.role)
         self.ensure_pebble()
+        self.ensure_replica_dns()
         self.ensure_s3()
         self.ensure_webhook()
         for h in HOSTS:
             self.wait_booted(h.role)
         self.ensure_forge()
         log(f"sandbox {self.name} up in {time.monotonic() - started:.0f}s")
+
+    def ensure_public_hosts(self, total: int) -> list[str]:
+        """The public host and ``total - 1`` replicas of it (``make bench HOSTS=N``): bare Debian
+        12 hosts like the others, each with its own address and a DNS name the ACME server
+        resolves to it. Replicas beyond ``total`` are stopped (their disks stay until ``down``).
+        Returns the replicas' roles, booted."""
+        if not 1 <= total <= MAX_PUBLIC_HOSTS:
+            raise WorldError(f"HOSTS={total}: give 1 to {MAX_PUBLIC_HOSTS} public hosts")
+        if not (self.rootfs("public") / "etc/ssh/ssh_host_ed25519_key").exists():
+            raise WorldError(f"sandbox {self.name} is not up: run `make sandbox` first")
+        state = self.load()
+        before = int(state.get("public_hosts", 1))
+        state["public_hosts"] = max(total, before)  # every replica ever made stays known to `down`
+        self.save(state)
+        image = self.ensure_image()
+        roles = [f"public{n}" for n in range(2, total + 1)]
+        for role in roles:
+            self.ensure_rootfs(role, image)
+            self.ensure_network(role)
+        self.write_ssh_files()
+        for role in roles:
+            self.boot(role)
+        for n in range(total + 1, before + 1):
+            self.stop_host(f"public{n}")
+        for role in roles:
+            self.wait_booted(role)
+        self.ensure_replica_dns()
+        return roles
+
+    def ensure_replica_dns(self) -> None:
+        """challtestsrv answers each running replica's domain with its address (pebble validates
+        HTTP-01 there); its records live in memory, so this runs after every start of it."""
+        for role in self.replica_roles():
+            n = int(role.removeprefix("public"))
+            body = json.dumps({"host": self.replica_domain(n) + ".", "addresses": [self.host_ip(role)]}).encode()
+            urllib.request.urlopen(urllib.request.Request(
+                f"http://{self.svc_ip}:8055/add-a", data=body, method="POST"), timeout=5).read()
 
     def down(self) -> list[str]:
         """Remove everything recorded, newest first. Returns what it removed."""
@@ -50,10 +90,10 @@ class Lifecycle:
         state = self.load()
         # ssh's connection masters (ControlPersist) were started by this sandbox's ssh calls
         if self.ssh_config.exists():
-            for h in HOSTS:
-                if subprocess.run(["ssh", "-F", str(self.ssh_config), "-O", "exit", f"{self.name}-{h.role}"],
+            for role in self.host_roles():
+                if subprocess.run(["ssh", "-F", str(self.ssh_config), "-O", "exit", f"{self.name}-{role}"],
                                   capture_output=True, check=False).returncode == 0:
-                    removed.append(f"ssh connection master for {h.role}")
+                    removed.append(f"ssh connection master for {role}")
         # stop processes first (containers before their namespaces go away)
         for r in reversed(list(state["resources"])):
             if r["kind"] == "process":
@@ -103,13 +143,15 @@ class Lifecycle:
         netns = run(["ip", "netns", "list"]).stdout
         links = run(["ip", "-o", "link", "show"]).stdout
         nat = run(["iptables", "-t", "nat", "-S"]).stdout
-        for h in HOSTS:
-            if re.search(rf"^{re.escape(self.netns(h.role))}\b", netns, re.M):
-                found.append(f"netns {self.netns(h.role)}")
-            if re.search(rf": {re.escape(self.veth(h.role))}[@:]", links):
-                found.append(f"link {self.veth(h.role)}")
-            if f"-s {self.host_net(h.role)} " in nat:
-                found.append(f"nat rule for {self.host_net(h.role)}")
+        # every role this sandbox could have made (its ledger is gone after `down`)
+        roles = [h.role for h in HOSTS] + [f"public{n}" for n in range(2, MAX_PUBLIC_HOSTS + 1)]
+        for role in roles:
+            if re.search(rf"^{re.escape(self.netns(role))}\b", netns, re.M):
+                found.append(f"netns {self.netns(role)}")
+            if re.search(rf": {re.escape(self.veth(role))}[@:]", links):
+                found.append(f"link {self.veth(role)}")
+            if f"-s {self.host_net(role)} " in nat:
+                found.append(f"nat rule for {self.host_net(role)}")
         for ip in (self.svc_ip, self.s3_ip):
             if f" {ip}/32 " in run(["ip", "-o", "addr", "show", "dev", "lo"]).stdout:
                 found.append(f"address {ip} on lo")
@@ -144,12 +186,14 @@ class Lifecycle:
             return label in procs and self.process_alive(procs[label])
 
         hosts = {}
-        for h in HOSTS:
-            ip = self.host_ip(h.role)
-            hosts[h.role] = {
-                "address": ip, "interface": h.ifname,
-                "up": proc_up(f"nspawn-{h.role}") and port_open(ip, 22),
-                "ssh": f"ssh -F {self.ssh_config} {self.name}-{h.role}",
+        base = [h.role for h in HOSTS]
+        # a replica (make bench HOSTS=N) is listed while it runs
+        for role in base + [r for r in self.replica_roles() if proc_up(f"nspawn-{r}")]:
+            ip = self.host_ip(role)
+            hosts[role] = {
+                "address": ip, "interface": self.spec(role).ifname,
+                "up": proc_up(f"nspawn-{role}") and port_open(ip, 22),
+                "ssh": f"ssh -F {self.ssh_config} {self.name}-{role}",
             }
         standins = {
             "acme (pebble)": {"address": self.acme_directory, "up": proc_up("pebble")

@@ -84,10 +84,10 @@ class Sandbox:
         assert run.returncode == 0, run.output[-3000:]
         return run, json.loads(run.stdout)
 
-    def drift(self, label: str = "drift", *extra: str) -> Run:
+    def drift(self, label: str = "drift", *extra: str, **env: str) -> Run:
         """`python -m iac.drift sandbox/inventory.py` (``extra``: e.g. "--limit", "public")."""
         return self.command(label, [str(REPO / ".venv/bin/python"), "-m", "iac.drift",
-                                    SANDBOX_INVENTORY, *extra])
+                                    SANDBOX_INVENTORY, *extra], **env)
 
     def webhook_messages(self, path: str = "/api/webhooks/2/") -> list[str]:
         """Messages the Discord stand-in received on ``path`` so far (webhooks/2/: the hosts'
@@ -164,6 +164,17 @@ def sandbox() -> Sandbox:
         world.down()
         left = world.leftovers()
         assert not left, f"sandbox teardown left behind: {left}"
+
+
+@pytest.fixture(scope="module")
+def pebble_root(sandbox: Sandbox, tmp_path_factory) -> Path:
+    """pebble's current root CA (regenerated each time pebble starts)."""
+    path = tmp_path_factory.mktemp("pebble") / "root.pem"
+    world = sandbox.world
+    pem = subprocess.run(["curl", "-fsS", "--cacert", str(world.acme_ca_file),
+                          f"https://{world.svc_ip}:15000/roots/0"], capture_output=True, text=True, check=True).stdout
+    path.write_text(pem)
+    return path
 
 
 @pytest.fixture(scope="session")

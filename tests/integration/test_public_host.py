@@ -38,17 +38,6 @@ def bare_public(sandbox: Sandbox, converged: Run) -> Run:
     return run
 
 
-@pytest.fixture(scope="module")
-def pebble_root(sandbox: Sandbox, tmp_path_factory) -> Path:
-    """pebble's current root CA (regenerated each time pebble starts)."""
-    path = tmp_path_factory.mktemp("pebble") / "root.pem"
-    world = sandbox.world
-    pem = subprocess.run(["curl", "-fsS", "--cacert", str(world.acme_ca_file),
-                          f"https://{world.svc_ip}:15000/roots/0"], capture_output=True, text=True, check=True).stdout
-    path.write_text(pem)
-    return path
-
-
 def _load(sandbox: Sandbox) -> Load:
     """Two clients asking https://pravoo.in/ through nginx on the sandbox host (only there)."""
     return Load(sandbox.world.host_ip("public"), 443, "pravoo.in", tls=True)

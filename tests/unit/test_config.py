@@ -87,10 +87,18 @@ def test_wrong_type_is_named_with_an_example(group_data: Path) -> None:
 
 
 def test_invalid_value_is_explained(group_data: Path) -> None:
-    (group_data / "lan.py").write_text(
-        (group_data / "lan.py").read_text().replace('"gts-server",', '"gts_server",', 1))
-    with pytest.raises(ConfigError, match=r"option 'host.hostname': 'gts_server' is not a valid host name"):
+    path = group_data / "lan.py"
+    path.write_text(path.read_text().replace('"gts-server": {}', '"gts-server": {"host": {"hostname": "gts_server"}}'))
+    with pytest.raises(ConfigError, match=r"group_data/lan.py hosts\['gts-server'\]: option 'host.hostname': "
+                                          r"'gts_server' is not a valid host name"):
         build_host_config("lan", "gts-server", group_data=group_data)
+
+
+def test_a_host_name_that_is_no_dns_label_is_refused_naming_the_file(group_data: Path) -> None:
+    path = group_data / "lan.py"
+    path.write_text(path.read_text().replace('"gts-server": {}', '"gts_server": {}'))
+    with pytest.raises(ConfigError, match=r"group_data/lan.py: hosts\['gts_server'\]: a host's name is one DNS label"):
+        build_host_config("lan", "gts_server", group_data=group_data)
 
 
 def test_missing_required_value_says_where_to_set_it(group_data: Path) -> None:

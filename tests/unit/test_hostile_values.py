@@ -274,6 +274,8 @@ def test_every_string_option_refuses_hostile_values(group_data: Path, group: str
     for part in path[:-1]:
         node = node[part]
     node[path[-1]] = node[path[-1]] + PAYLOADS[kind]
+    # the host's name is its key under `hosts` (or set in its entry there, as here)
+    values["hosts"] = {HOSTS[group]: {"host": {"hostname": values["host"].pop("hostname")}}}
     (group_data / f"{group}.py").write_text("".join(f"{k} = {v!r}\n" for k, v in values.items()))
     dotted = ".".join(map(str, path))
     if _free_text(path) and kind not in ("newline", "nul"):
