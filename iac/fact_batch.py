@@ -35,6 +35,7 @@ import importlib
 import json
 import os
 import pickle
+import re
 import secrets
 import shlex
 import time
@@ -161,6 +162,75 @@ def batch_script(commands: list[StringCommand | str], nonce: str) -> StringComma
     return StringCommand(*parts)
 
 
+@functools.cache
+def _host_users_source() -> str:
+    return (Path(__file__).parent / "host_users.py").read_text()
+
+
+def users_command(original: StringCommand | str) -> StringCommand:
+    """``server.Users`` in a batch: iac/host_users.py (one python3 process, the same output), or
+    pyinfra's own loop where there is no python3 or the script is not sure (it exits 3)."""
+    return StringCommand("if", "command", "-v", "python3", ">/dev/null", "2>&1", "&&",
+                         'out="$(python3', "-c", shlex.quote(_host_users_source()), '2>/dev/null)";',
+                         "then", "printf", "'%s\\n'", '"$out";', "else", "(", original, ");", "fi")
+
+
+# facts whose command is replaced, inside a batch only, by one printing the same output for less
+# host CPU (the normal fetch, and the check against it in the integration tests, use pyinfra's)
+FAST_COMMANDS = {"pyinfra.facts.server:Users": users_command}
+
+
+# systemd's unit facts, one `systemctl show` per unit in pyinfra: in a batch, every plain one
+# (system manager, named units) is answered from one `systemctl show` of all their units
+SYSTEMD_FACTS = {"pyinfra.facts.systemd:SystemdStatus": "SubState",
+                 "pyinfra.facts.systemd:SystemdEnabled": "UnitFileState"}
+UNIT_RE = re.compile(r"[A-Za-z0-9:_.@\\-]+\.(service|socket|timer|target|path|mount|automount|swap|slice|scope)")
+
+
+def systemd_units(call: FactCall) -> list[str] | None:
+    """The units a systemd fact asks about, when one shared ``systemctl show`` can answer it."""
+    kw = call.kwargs
+    if call.fact not in SYSTEMD_FACTS or kw.get("user_mode") or kw.get("machine") or kw.get("user_name"):
+        return None
+    services = kw.get("services")
+    services = [services] if isinstance(services, str) else services
+    if not services or not all(isinstance(u, str) and UNIT_RE.fullmatch(u) for u in services):
+        return None  # every unit ("*") or a pattern: pyinfra's own command
+    return list(services)
+
+
+def systemd_command(units: list[str]) -> StringCommand:
+    """One ``systemctl show`` of every unit, with both facts' properties (a block per unit, in order)."""
+    properties = [a for key in ("Id", *SYSTEMD_FACTS.values()) for a in ("--property", key)]
+    return StringCommand("if", "command", "-v", "systemctl", ">/dev/null", "2>&1;", "then", "systemctl", "show",
+                         "--all", *properties, *[shlex.quote(u) for u in units], ";", "else", "exit", "1;", "fi")
+
+
+def systemd_split(lines: list[str], units: list[str]) -> dict[str, list[str]] | None:
+    """Each unit's block of the shared output; None unless there is exactly one per unit, as asked."""
+    blocks: list[list[str]] = [[]]
+    for line in lines:
+        if line.strip():
+            blocks[-1].append(line)
+        elif blocks[-1]:
+            blocks.append([])
+    blocks = [b for b in blocks if b]
+    wanted = {"Id", *SYSTEMD_FACTS.values()}
+    if len(blocks) != len(units) or any(sorted(line.split("=", 1)[0] for line in b) != sorted(wanted)
+                                        for b in blocks):
+        return None
+    return dict(zip(units, blocks, strict=True))
+
+
+def systemd_lines(call: FactCall, blocks: dict[str, list[str]]) -> list[str]:
+    """What pyinfra's own ``systemctl show --property Id --property <key> UNITS`` prints for this fact."""
+    keep = ("Id", SYSTEMD_FACTS[call.fact])
+    out: list[str] = []
+    for index, unit in enumerate(systemd_units(call) or []):
+        out += ([""] if index else []) + [line for line in blocks[unit] if line.split("=", 1)[0] in keep]
+    return out
+
+
 def split_lines(data: bytes) -> list[str]:
     """Lines as pyinfra reads a command's stdout: split on newline, a final partial line kept."""
     if not data:
@@ -258,15 +328,25 @@ def gather(state: Any, host: Any, calls: list[FactCall], entry: HostFacts | None
             entry.reading -= 1
 
 
+SHARED_SYSTEMD = FactCall("(systemd units, shared)", {}, {})
+
+
 def _gather(state: Any, host: Any, calls: list[FactCall]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     by_executor: dict[str, list[tuple[FactCall, FactBase, StringCommand | str]]] = {}
+    shared: dict[str, list[tuple[FactCall, FactBase]]] = {}  # systemd facts answered together, per executor
     for call in calls:
+        if systemd_units(call) is not None:
+            shared.setdefault(json.dumps(call.executor, sort_keys=True), []).append(
+                (call, fact_class(call.fact)()))
+            continue
         try:
             fact = fact_class(call.fact)()
             if fact.check_preconditions(state, host):
                 continue
             command = pyinfra_facts._make_command(fact.command, dict(call.kwargs))
+            if call.fact in FAST_COMMANDS and not call.kwargs:
+                command = FAST_COMMANDS[call.fact](command)
             requires = pyinfra_facts._make_command(fact.requires_command, dict(call.kwargs))
         except Exception as e:  # noqa: BLE001 (a stale record entry: fetched the normal way if asked)
             logger.debug("fact record entry %s skipped: %s", call.fact, e)
@@ -275,6 +355,11 @@ def _gather(state: Any, host: Any, calls: list[FactCall]) -> dict[str, Any]:
             command = StringCommand("if", "command", "-v", requires, ">/dev/null", "2>&1;", "then", "(", command,
                                     ");", "else", "echo", f"'{pyinfra_facts._MISSING_COMMAND_MARKER}';", "fi")
         by_executor.setdefault(json.dumps(call.executor, sort_keys=True), []).append((call, fact, command))
+    units_of: dict[str, list[str]] = {}
+    for executor_json, members in shared.items():
+        units = list(dict.fromkeys(u for call, _ in members for u in systemd_units(call) or []))
+        units_of[executor_json] = units
+        by_executor.setdefault(executor_json, []).append((SHARED_SYSTEMD, None, systemd_command(units)))
     for executor_json, group in by_executor.items():
         executor = json.loads(executor_json)
         nonce = secrets.token_hex(8)
@@ -291,6 +376,15 @@ def _gather(state: Any, host: Any, calls: list[FactCall]) -> dict[str, Any]:
             call, fact, _ = group[index]
             if status not in success or lines == [pyinfra_facts._MISSING_COMMAND_MARKER]:
                 continue  # the normal path reports the error or the missing command
+            if call is SHARED_SYSTEMD:
+                blocks = systemd_split(lines, units_of[executor_json])
+                for member, member_fact in shared[executor_json] if blocks is not None else ():
+                    try:
+                        own = systemd_lines(member, blocks)
+                        values[member.key] = member_fact.process(own) if own else member_fact.default()
+                    except Exception:  # noqa: BLE001, S112 (the normal path reports it)
+                        continue
+                continue
             try:
                 values[call.key] = fact.process(lines) if lines else fact.default()
             except Exception:  # noqa: BLE001, S112 (the normal path reports it)

@@ -59,7 +59,8 @@ def test_without_batching_the_plan_is_the_same(sandbox: Sandbox, converged) -> N
 def test_records_hold_fact_names_and_arguments_only(sandbox: Sandbox, converged) -> None:
     records = [p for p in sorted(fact_batch.RECORD_DIR.glob("*@*.json"))
                if ipaddress.ip_address(p.name.split("@")[1].rsplit(".", 2)[0].split(":")[0]) in sandbox.world.subnet]
-    assert len(records) == 2, records
+    # both hosts (and any replica of the public one that test_scale.py or a bench made)
+    assert {p.name.split("@")[0] for p in records} >= set(HOSTNAMES.values()), records
     for path in records:
         for entry in json.loads(path.read_text()):
             assert set(entry) == {"fact", "kwargs", "executor", "unused"}

@@ -202,3 +202,53 @@ def test_install_replaces_the_helpers_pyinfra_calls() -> None:
     assert importlib.import_module("pyinfra.api.operation").get_operation_order_from_stack \
         is fast_prepare.operation_order_from_stack
     assert importlib.import_module("pyinfra.api.arguments").all_global_arguments is fast_prepare.all_global_arguments
+
+
+# -- systemd unit facts answered from one shared `systemctl show` -----------------------------------
+
+def _systemd_call(fact: str, services, **extra) -> fact_batch.FactCall:
+    return fact_batch.FactCall(f"pyinfra.facts.systemd:{fact}", {"services": services, **extra}, {})
+
+
+SHARED_OUTPUT = ["Id=nginx.service", "SubState=running", "UnitFileState=enabled", "",
+                 "Id=nosuch.timer", "SubState=dead", "UnitFileState=", "",
+                 "Id=certbot.timer", "SubState=waiting", "UnitFileState=enabled"]
+
+
+def test_only_plain_named_units_share_one_systemctl() -> None:
+    assert fact_batch.systemd_units(_systemd_call("SystemdStatus", ["nginx.service"])) == ["nginx.service"]
+    assert fact_batch.systemd_units(_systemd_call("SystemdEnabled", "certbot.timer")) == ["certbot.timer"]
+    for call in (_systemd_call("SystemdStatus", None), _systemd_call("SystemdStatus", ["*"]),
+                 _systemd_call("SystemdStatus", ["nginx"]),  # no suffix: pyinfra's own command
+                 _systemd_call("SystemdStatus", ["nginx.service"], user_mode=True),
+                 _systemd_call("SystemdStatus", ["nginx.service"], machine="other"),
+                 fact_batch.FactCall("pyinfra.facts.server:Users", {}, {})):
+        assert fact_batch.systemd_units(call) is None, call
+
+
+def test_each_fact_gets_what_its_own_systemctl_would_print_and_the_same_value() -> None:
+    from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
+    units = ["nginx.service", "nosuch.timer", "certbot.timer"]
+    blocks = fact_batch.systemd_split(SHARED_OUTPUT, units)
+    assert blocks is not None
+    status = _systemd_call("SystemdStatus", ["nginx.service"])
+    enabled = _systemd_call("SystemdEnabled", ["certbot.timer", "nosuch.timer"])
+    assert fact_batch.systemd_lines(status, blocks) == ["Id=nginx.service", "SubState=running"]
+    assert fact_batch.systemd_lines(enabled, blocks) == ["Id=certbot.timer", "UnitFileState=enabled", "",
+                                                         "Id=nosuch.timer", "UnitFileState="]
+    assert SystemdStatus().process(fact_batch.systemd_lines(status, blocks)) == {"nginx.service": True}
+    assert SystemdEnabled().process(fact_batch.systemd_lines(enabled, blocks)) == {
+        "certbot.timer": True, "nosuch.timer": False}
+
+
+def test_output_that_is_not_one_whole_block_per_unit_is_not_used() -> None:
+    units = ["nginx.service", "nosuch.timer", "certbot.timer"]
+    assert fact_batch.systemd_split(SHARED_OUTPUT[:-1], units) is None  # a property missing
+    assert fact_batch.systemd_split(SHARED_OUTPUT, units[:2]) is None  # a block more than asked
+    assert fact_batch.systemd_split(["Failed to connect to bus"], units[:1]) is None
+
+
+def test_the_shared_command_quotes_every_unit() -> None:
+    raw = fact_batch.systemd_command(["a.service", "b@x\\x2d1.service"]).get_raw_value()
+    assert "systemctl show --all --property Id --property SubState --property UnitFileState" in raw
+    assert "'b@x\\x2d1.service'" in raw
