@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -41,11 +42,18 @@ COMMAND_RE = re.compile(r"Running command on (\S+?):")
 
 
 def timed(argv: list[str]) -> tuple[float, int]:
-    started = time.monotonic()
+    return timed_cpu(argv)[:2]
+
+
+def timed_cpu(argv: list[str]) -> tuple[float, int, float]:
+    """Wall seconds, exit code, and the controller's CPU seconds (the command and its children)."""
+    started, before = time.monotonic(), resource.getrusage(resource.RUSAGE_CHILDREN)
     env = {k: v for k, v in os.environ.items() if k != "PYINFRA_YES"}
     proc = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=False, stdin=subprocess.DEVNULL,
                           env={**env, "PYINFRA_PROGRESS": "off"})
-    return time.monotonic() - started, proc.returncode
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return time.monotonic() - started, proc.returncode, cpu
 
 
 def remote_commands(debug_stderr: str) -> Counter:
@@ -58,17 +66,20 @@ def scale(inventory: str, group: str, names: list[str], runs: int) -> int:
     py, pyinfra = str(REPO / ".venv/bin/python"), str(REPO / ".venv/bin/pyinfra")
     one, many = names[0], group
     times: dict[str, list[float]] = {"floor 1": [], "floor N": [], "drift 1": [], "drift N": []}
+    cpu: dict[str, list[float]] = {"drift 1": [], "drift N": []}
     for _ in range(runs):
         for key, argv in (("floor 1", [pyinfra, inventory, "--limit", one, "fact", "server.Hostname"]),
                           ("floor N", [pyinfra, inventory, "--limit", many, "fact", "server.Hostname"]),
                           ("drift 1", [py, "-m", "iac.drift", inventory, "--limit", one]),
                           ("drift N", [py, "-m", "iac.drift", inventory, "--limit", many])):
-            seconds, code = timed(argv)
+            seconds, code, used = timed_cpu(argv)
             if code != 0:
                 print(f"bench: {key.replace('N', str(len(names)))} hosts did not succeed (exit {code}); "
                       "converge the group first", file=sys.stderr)
                 return 1
             times[key].append(seconds)
+            if key in cpu:
+                cpu[key].append(used)
     m = {k: statistics.median(v) for k, v in times.items()}
     n = len(names)
     print(f"bench: group {group}, {n} hosts against 1 ({one}), {inventory}, medians of {runs} paired runs")
@@ -77,8 +88,10 @@ def scale(inventory: str, group: str, names: list[str], runs: int) -> int:
     print(f"  drift, 1 host                          {m['drift 1']:6.2f} s")
     print(f"  drift, {n} hosts                        {m['drift N']:6.2f} s   {m['drift N'] / m['drift 1']:4.1f}x "
           f"the 1-host check (goal: at most 2x)")
-    print(f"  cores on this machine: {os.cpu_count()} (the sandbox's hosts share them; production hosts "
-          "each run their own part)")
+    c1, cn = statistics.median(cpu["drift 1"]), statistics.median(cpu["drift N"])
+    print(f"  controller CPU of the check, 1 / {n} hosts  {c1:5.2f} s / {cn:5.2f} s")
+    print(f"  cores on this machine: {os.cpu_count()}; the {n} sandbox hosts' own work (their batches) runs on "
+          "them too, while production hosts each use their own")
     return 0
 
 

