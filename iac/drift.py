@@ -18,6 +18,8 @@ with an unconditional change, which the gate already reports; alone they are ign
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import subprocess
@@ -26,18 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
 REPO = Path(__file__).resolve().parent.parent
 IN_SYNC, ERROR, DRIFT = 0, 1, 2
-MAX_DETAILS = 40  # lines of what differs per operation and host (a new file's diff is all of it)
-
-
-def redact(text: str, secret_values: list[str]) -> str:
-    for value in secret_values:
-        if value:
-            text = text.replace(value, "**********")
-    return text
 
 
 def start_plan(inventory: str, deploy: str = "deploy.py", extra_args: list[str] | None = None) -> subprocess.Popen:
@@ -48,6 +40,58 @@ def start_plan(inventory: str, deploy: str = "deploy.py", extra_args: list[str] 
            *(extra_args or [])]
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        """A usage error is an error (exit 1), never argparse's 2, which means "drift" here."""
+        self.print_usage(sys.stderr)
+        self.exit(ERROR, f"{self.prog}: error: {message}\n")
+
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="python -m iac.drift", description=__doc__.splitlines()[0])
+    parser.add_argument("inventory", help="inventory file, e.g. sandbox/inventory.py")
+    parser.add_argument("--limit", help="only these hosts or groups, comma-separated (pyinfra --limit)")
+    parser.add_argument("--format", choices=["text", "json", "markdown"], default="text",
+                        help="text (default), json (schema iac-drift/1, README) or markdown (a CI job summary)")
+    parser.add_argument("--json-out", type=Path, help="also write the JSON report to this file")
+    return parser
+
+
+def limit_list(limit: str | None) -> list[str]:
+    return [part for part in (limit or "").split(",") if part]
+
+
+def limit_args(limits: list[str]) -> list[str]:
+    return [a for part in limits for a in ("--limit", part)]
+
+
+def _early_start() -> tuple[argparse.Namespace, subprocess.Popen] | None:
+    """Run from the command line, the plan starts here, before the report's models are imported
+    below: pydantic takes about 0.15 s to load, on the check's critical path otherwise."""
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+            args = build_parser().parse_args()
+    except SystemExit:
+        return None  # --help or a usage error: main() says it
+    return args, start_plan(args.inventory, extra_args=limit_args(limit_list(args.limit)))
+
+
+_EARLY = _early_start() if __name__ == "__main__" else None
+
+# the report's models (after the early start above: the order matters for speed only)
+from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
+
+MAX_DETAILS = 40  # lines of what differs per operation and host (a new file's diff is all of it)
+
+
+def redact(text: str, secret_values: list[str]) -> str:
+    for value in secret_values:
+        if value:
+            text = text.replace(value, "**********")
+    return text
 
 
 def finish_plan(proc: subprocess.Popen, timeout: int = 900) -> tuple[int, dict | None, str]:
@@ -233,16 +277,11 @@ def redacted_report(inventory: str, code: int, data: dict | None, stderr: str) -
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("inventory", help="inventory file, e.g. sandbox/inventory.py")
-    parser.add_argument("--limit", help="only these hosts or groups, comma-separated (pyinfra --limit)")
-    parser.add_argument("--format", choices=["text", "json", "markdown"], default="text",
-                        help="text (default), json (schema iac-drift/1, README) or markdown (a CI job summary)")
-    parser.add_argument("--json-out", type=Path, help="also write the JSON report to this file")
-    args = parser.parse_args(argv)
-    limits = [part for part in (args.limit or "").split(",") if part]
-    code, data, stderr = finish_plan(start_plan(args.inventory,
-                                                extra_args=[a for part in limits for a in ("--limit", part)]))
+    args = build_parser().parse_args(argv)
+    limits = limit_list(args.limit)
+    early = _EARLY if argv is None and _EARLY is not None and _EARLY[0] == args else None
+    proc = early[1] if early else start_plan(args.inventory, extra_args=limit_args(limits))
+    code, data, stderr = finish_plan(proc)
     if limits and code == 0 and data is not None and not data.get("plan"):
         # pyinfra runs nothing and exits 0 when --limit matches no host: that is not "in sync"
         result = DriftReport(inventory=args.inventory, status="error", exit_code=ERROR,

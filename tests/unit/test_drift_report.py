@@ -5,6 +5,8 @@ validator) and Markdown (the same facts, for a CI job summary); secrets never pr
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import jsonschema
@@ -176,3 +178,11 @@ def test_apply_asks_only_on_production_and_only_a_person_at_a_terminal_can_say_y
     assert not confirmed(True, False, ask=never, interactive=False)  # CI without CONFIRM=yes: refused
     assert confirmed(True, False, ask=lambda prompt: "apply\n", interactive=True)
     assert not confirmed(True, False, ask=lambda prompt: "y", interactive=True)
+
+
+def test_a_usage_error_exits_1_not_argparses_2_which_means_drift() -> None:
+    for argv in (["--format", "bad", "sandbox/inventory.py"], []):
+        run = subprocess.run([sys.executable, "-m", "iac.drift", *argv], capture_output=True, text=True,
+                             cwd=Path(__file__).resolve().parents[2], check=False)
+        assert run.returncode == 1, (argv, run.returncode, run.stderr)
+        assert "error:" in run.stderr and run.stderr.count("usage:") == 1
