@@ -49,7 +49,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(ERROR, f"{self.prog}: error: {message}\n")
 
 
-
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="python -m iac.drift", description=__doc__.splitlines()[0])
     parser.add_argument("inventory", help="inventory file, e.g. sandbox/inventory.py")

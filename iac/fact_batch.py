@@ -222,11 +222,12 @@ def systemd_split(lines: list[str], units: list[str]) -> dict[str, list[str]] | 
     return dict(zip(units, blocks, strict=True))
 
 
-def systemd_lines(call: FactCall, blocks: dict[str, list[str]]) -> list[str]:
-    """What pyinfra's own ``systemctl show --property Id --property <key> UNITS`` prints for this fact."""
+def systemd_lines(call: FactCall, units: list[str], blocks: dict[str, list[str]]) -> list[str]:
+    """What pyinfra's own ``systemctl show --property Id --property <key> UNITS`` prints for this
+    fact (``units``: what ``systemd_units`` found it asks about)."""
     keep = ("Id", SYSTEMD_FACTS[call.fact])
     out: list[str] = []
-    for index, unit in enumerate(systemd_units(call) or []):
+    for index, unit in enumerate(units):
         out += ([""] if index else []) + [line for line in blocks[unit] if line.split("=", 1)[0] in keep]
     return out
 
@@ -334,11 +335,11 @@ SHARED_SYSTEMD = FactCall("(systemd units, shared)", {}, {})
 def _gather(state: Any, host: Any, calls: list[FactCall]) -> dict[str, Any]:
     values: dict[str, Any] = {}
     by_executor: dict[str, list[tuple[FactCall, FactBase, StringCommand | str]]] = {}
-    shared: dict[str, list[tuple[FactCall, FactBase]]] = {}  # systemd facts answered together, per executor
+    shared: dict[str, list[tuple[FactCall, FactBase, list[str]]]] = {}  # systemd facts answered together
     for call in calls:
-        if systemd_units(call) is not None:
-            shared.setdefault(json.dumps(call.executor, sort_keys=True), []).append(
-                (call, fact_class(call.fact)()))
+        executor_key = json.dumps(call.executor, sort_keys=True)
+        if (units := systemd_units(call)) is not None:
+            shared.setdefault(executor_key, []).append((call, fact_class(call.fact)(), units))
             continue
         try:
             fact = fact_class(call.fact)()
@@ -354,10 +355,10 @@ def _gather(state: Any, host: Any, calls: list[FactCall]) -> dict[str, Any]:
         if requires:
             command = StringCommand("if", "command", "-v", requires, ">/dev/null", "2>&1;", "then", "(", command,
                                     ");", "else", "echo", f"'{pyinfra_facts._MISSING_COMMAND_MARKER}';", "fi")
-        by_executor.setdefault(json.dumps(call.executor, sort_keys=True), []).append((call, fact, command))
+        by_executor.setdefault(executor_key, []).append((call, fact, command))
     units_of: dict[str, list[str]] = {}
     for executor_json, members in shared.items():
-        units = list(dict.fromkeys(u for call, _ in members for u in systemd_units(call) or []))
+        units = list(dict.fromkeys(u for _, _, member_units in members for u in member_units))
         units_of[executor_json] = units
         by_executor.setdefault(executor_json, []).append((SHARED_SYSTEMD, None, systemd_command(units)))
     for executor_json, group in by_executor.items():
@@ -378,9 +379,9 @@ def _gather(state: Any, host: Any, calls: list[FactCall]) -> dict[str, Any]:
                 continue  # the normal path reports the error or the missing command
             if call is SHARED_SYSTEMD:
                 blocks = systemd_split(lines, units_of[executor_json])
-                for member, member_fact in shared[executor_json] if blocks is not None else ():
+                for member, member_fact, member_units in shared[executor_json] if blocks is not None else ():
                     try:
-                        own = systemd_lines(member, blocks)
+                        own = systemd_lines(member, member_units, blocks)
                         values[member.key] = member_fact.process(own) if own else member_fact.default()
                     except Exception:  # noqa: BLE001, S112 (the normal path reports it)
                         continue

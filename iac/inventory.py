@@ -101,7 +101,7 @@ def check_overrides(stack: str, overrides: Mapping[str, Any], declared: Mapping[
     paths = _leaf_paths(flat)
     for name, values in (overrides.get(HOSTS_KEY) or {}).items():
         if declared is None or name in declared:
-            paths += [f"{HOSTS_KEY}.{name}.{p}" if declared is None else p for p in _leaf_paths(values or {})]
+            paths += _leaf_paths(values or {})
     bad = [
         p for p in paths
         if not any(fnmatch.fnmatchcase(p, pat) or p.startswith(pat + ".") for pat in ALLOWED_OVERRIDES)

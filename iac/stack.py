@@ -261,6 +261,9 @@ def _option_path(loc: tuple) -> tuple[tuple, bool]:
     return out, is_key
 
 
+HOSTS_EXAMPLE = f"example: {HOSTS_KEY} = {{'srv1178562': {{}}}}"
+
+
 def declared_hosts(group: str, group_data: Path = GROUP_DATA) -> dict[str, dict[str, Any]]:
     """The hosts a group declares in ``group_data/<group>.py`` (``hosts = {name: values}``), in
     order: each name is the host's inventory name and its ``/etc/hostname``; its values are merged
@@ -268,18 +271,22 @@ def declared_hosts(group: str, group_data: Path = GROUP_DATA) -> dict[str, dict[
     inventory.py), not a code change."""
     check_group_files(group_data)
     path = group_data / f"{group}.py"
-    values = read_group_file(path).get(HOSTS_KEY) if path.exists() else None
-    example = f"example: {HOSTS_KEY} = {{'srv1178562': {{}}}}"
+    return checked_hosts(group, read_group_file(path).get(HOSTS_KEY) if path.exists() else None)
+
+
+def checked_hosts(group: str, values: Any) -> dict[str, dict[str, Any]]:
+    """``hosts`` as group_data/<group>.py sets it, checked: a non-empty map of host names (DNS
+    labels) to dicts of options."""
     if not isinstance(values, Mapping) or not values:
         raise ConfigError(f"group_data/{group}.py: '{HOSTS_KEY}' must name the group's hosts, each with the values "
-                          f"that differ on it ({example})")
+                          f"that differ on it ({HOSTS_EXAMPLE})")
     for name, entry in values.items():
         if not isinstance(name, str) or not HOSTNAME_RE.fullmatch(name):
             raise ConfigError(f"group_data/{group}.py: {HOSTS_KEY}[{name!r}]: a host's name is one DNS label "
-                              f"(letters, digits, '-'), its /etc/hostname ({example})")
+                              f"(letters, digits, '-'), its /etc/hostname ({HOSTS_EXAMPLE})")
         if not isinstance(entry, Mapping):
             raise ConfigError(f"group_data/{group}.py: {HOSTS_KEY}[{name!r}] must be a dict of the options that "
-                              f"differ on this host, or {{}} ({example})")
+                              f"differ on this host, or {{}} ({HOSTS_EXAMPLE})")
         if HOSTS_KEY in entry:
             raise ConfigError(f"group_data/{group}.py: {HOSTS_KEY}[{name!r}] holds '{HOSTS_KEY}' itself; "
                               "remove it (hosts are declared once, at the top level of the group file)")
@@ -293,30 +300,30 @@ def load_layers(group: str, overrides: Mapping[str, Any] | None,
     under their own ``hosts`` for this host)."""
     check_group_files(group_data)
     layers = []
-    host_values: dict[str, Any] = {}
+    group_hosts = None
     for name in ("all", group):
         path = group_data / f"{name}.py"
         if path.exists():
             values = read_group_file(path)
             hosts = values.pop(HOSTS_KEY, None)
+            if name == group:
+                group_hosts = hosts
             if hosts is not None and name == "all":
                 raise ConfigError(f"group_data/all.py: '{HOSTS_KEY}' belongs in a group's file "
                                   f"(group_data/{', group_data/'.join(f'{g}.py' for g in GROUPS)})")
             if "hostname" in (values.get("host") or {}):
                 raise ConfigError(f"group_data/{name}.py: 'host.hostname' is the host's key under '{HOSTS_KEY}' "
                                   f"(each host of a group has its own name); remove it here, or set it in the "
-                                  f"host's entry if it differs from the inventory name (example: "
-                                  f"{HOSTS_KEY} = {{'srv1178562': {{}}}})")
+                                  f"host's entry if it differs from the inventory name ({HOSTS_EXAMPLE})")
             layers.append(Layer(f"group_data/{name}.py", values))
     if hostname is not None:
-        declared = declared_hosts(group, group_data)
+        declared = checked_hosts(group, group_hosts)
         extra = dict(((overrides or {}).get(HOSTS_KEY) or {}).get(hostname) or {})
         if hostname not in declared and not extra:
             raise ConfigError(f"host {hostname}: group_data/{group}.py declares no such host (its hosts: "
                               f"{', '.join(declared)}); add it under '{HOSTS_KEY}' or use one of those names")
         layers.append(Layer(f"group_data/{group}.py {HOSTS_KEY}[{hostname!r}]", {"host": {"hostname": hostname}}))
-        host_values = declared.get(hostname, {})
-        if host_values:
+        if host_values := declared.get(hostname, {}):
             layers.append(Layer(f"group_data/{group}.py {HOSTS_KEY}[{hostname!r}]", host_values))
     if overrides:
         rest = {k: v for k, v in overrides.items() if k != HOSTS_KEY}

@@ -43,7 +43,7 @@ def _s3(path: str) -> str:
 # `make bench HOSTS=N`: the public group holds N hosts here, the declared one and N-1 replicas
 # (made by `python -m sandbox.world public-hosts N`); they share the group's values and secrets.
 _PUBLIC_HOSTS = int(os.environ.get("SANDBOX_PUBLIC_HOSTS") or 1)
-if _PUBLIC_HOSTS > 1 and f"public{_PUBLIC_HOSTS}" not in _world.replica_roles():
+if _PUBLIC_HOSTS > 1 and _world.replica_role(_PUBLIC_HOSTS) not in _world.replica_roles():
     raise ConfigError(f"SANDBOX_PUBLIC_HOSTS={_PUBLIC_HOSTS}: the sandbox has not made these replicas; run "
                       f"`python -m sandbox.world public-hosts {_PUBLIC_HOSTS}` (make bench HOSTS=N does)")
 
@@ -55,7 +55,7 @@ def _role(group: str, name: str) -> str:
         return group
     for n in range(2, _PUBLIC_HOSTS + 1):
         if group == "public" and name == _world.replica_name(n):
-            return f"public{n}"
+            return _world.replica_role(n)
     raise ConfigError(f"group_data/{group}.py declares host {name}, which this sandbox has no machine for "
                       "(it stands in for the first host of each group, and for replicas of the public one)")
 

@@ -44,8 +44,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     env = {**os.environ, "SANDBOX_PUBLIC_HOSTS": str(args.hosts)}
     try:
-        names = ",".join(world.replica_name(n) for n in range(2, args.hosts + 1))
-        if names:
+        if roles:
             started = time.monotonic()
             converge = subprocess.run([PY, "-m", "sandbox.converge", "--limit", "public"], cwd=REPO, env=env,
                                       capture_output=True, text=True, check=False)

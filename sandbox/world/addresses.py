@@ -78,11 +78,16 @@ class Addresses:
 
     def replica_roles(self) -> list[str]:
         """The public host's replicas this sandbox has made (recorded in its ledger)."""
-        return [f"public{n}" for n in range(2, int(self.load().get("public_hosts", 1)) + 1)]
+        return [self.replica_role(n) for n in range(2, int(self.load().get("public_hosts", 1)) + 1)]
 
     def host_roles(self) -> list[str]:
         """Every host of this sandbox: the three of ``HOSTS``, then the replicas it has made."""
         return [h.role for h in HOSTS] + self.replica_roles()
+
+    @staticmethod
+    def replica_role(n: int) -> str:
+        """The sandbox host (container) that is replica ``n`` (2, 3, ...) of the public host."""
+        return f"public{n}"
 
     @staticmethod
     def replica_name(n: int) -> str:

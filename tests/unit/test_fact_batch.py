@@ -233,11 +233,12 @@ def test_each_fact_gets_what_its_own_systemctl_would_print_and_the_same_value() 
     assert blocks is not None
     status = _systemd_call("SystemdStatus", ["nginx.service"])
     enabled = _systemd_call("SystemdEnabled", ["certbot.timer", "nosuch.timer"])
-    assert fact_batch.systemd_lines(status, blocks) == ["Id=nginx.service", "SubState=running"]
-    assert fact_batch.systemd_lines(enabled, blocks) == ["Id=certbot.timer", "UnitFileState=enabled", "",
-                                                         "Id=nosuch.timer", "UnitFileState="]
-    assert SystemdStatus().process(fact_batch.systemd_lines(status, blocks)) == {"nginx.service": True}
-    assert SystemdEnabled().process(fact_batch.systemd_lines(enabled, blocks)) == {
+    status_lines = fact_batch.systemd_lines(status, fact_batch.systemd_units(status), blocks)
+    enabled_lines = fact_batch.systemd_lines(enabled, fact_batch.systemd_units(enabled), blocks)
+    assert status_lines == ["Id=nginx.service", "SubState=running"]
+    assert enabled_lines == ["Id=certbot.timer", "UnitFileState=enabled", "", "Id=nosuch.timer", "UnitFileState="]
+    assert SystemdStatus().process(status_lines) == {"nginx.service": True}
+    assert SystemdEnabled().process(enabled_lines) == {
         "certbot.timer": True, "nosuch.timer": False}
 
 
