@@ -60,7 +60,7 @@ class Lifecycle:
         state["public_hosts"] = max(total, before)  # every replica ever made stays known to `down`
         self.save(state)
         image = self.ensure_image()
-        roles = [f"public{n}" for n in range(2, total + 1)]
+        roles = [self.replica_role(n) for n in range(2, total + 1)]
         for role in roles:
             self.ensure_rootfs(role, image)
             self.ensure_network(role)
@@ -68,20 +68,24 @@ class Lifecycle:
         for role in roles:
             self.boot(role)
         for n in range(total + 1, before + 1):
-            self.stop_host(f"public{n}")
+            self.stop_host(self.replica_role(n))
         for role in roles:
             self.wait_booted(role)
         self.ensure_replica_dns()
         return roles
 
     def ensure_replica_dns(self) -> None:
-        """challtestsrv answers each running replica's domain with its address (pebble validates
-        HTTP-01 there); its records live in memory, so this runs after every start of it."""
-        for role in self.replica_roles():
-            n = int(role.removeprefix("public"))
-            body = json.dumps({"host": self.replica_domain(n) + ".", "addresses": [self.host_ip(role)]}).encode()
-            urllib.request.urlopen(urllib.request.Request(
-                f"http://{self.svc_ip}:8055/add-a", data=body, method="POST"), timeout=5).read()
+        """challtestsrv answers each replica's domain with its address (pebble validates HTTP-01
+        there); its records live in memory, so this runs after every start of it. ``add-a``
+        appends: the name's records are cleared first, or every call would add one more copy (a
+        few dozen and the answer no longer fits pebble's DNS buffer)."""
+        for n in range(2, len(self.replica_roles()) + 2):
+            host = self.replica_domain(n) + "."
+            for endpoint, body in (("clear-a", {"host": host}),
+                                   ("add-a", {"host": host, "addresses": [self.host_ip(self.replica_role(n))]})):
+                urllib.request.urlopen(urllib.request.Request(
+                    f"http://{self.svc_ip}:8055/{endpoint}", data=json.dumps(body).encode(), method="POST"),
+                    timeout=5).read()
 
     def down(self) -> list[str]:
         """Remove everything recorded, newest first. Returns what it removed."""
@@ -144,7 +148,7 @@ class Lifecycle:
         links = run(["ip", "-o", "link", "show"]).stdout
         nat = run(["iptables", "-t", "nat", "-S"]).stdout
         # every role this sandbox could have made (its ledger is gone after `down`)
-        roles = [h.role for h in HOSTS] + [f"public{n}" for n in range(2, MAX_PUBLIC_HOSTS + 1)]
+        roles = [h.role for h in HOSTS] + [self.replica_role(n) for n in range(2, MAX_PUBLIC_HOSTS + 1)]
         for role in roles:
             if re.search(rf"^{re.escape(self.netns(role))}\b", netns, re.M):
                 found.append(f"netns {self.netns(role)}")
