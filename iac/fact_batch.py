@@ -35,7 +35,6 @@ import importlib
 import json
 import os
 import pickle
-import re
 import secrets
 import shlex
 import time
@@ -51,6 +50,9 @@ from pyinfra.api.command import MaskString, StringCommand
 from pyinfra.api.facts import FactBase
 from pyinfra.api.host import Host
 from pyinfra.api.state import StateStage
+from pyinfra.context import ContextObject
+
+from iac.shared_facts import Shared, shared_for
 
 REPO = Path(__file__).resolve().parent.parent
 RECORD_DIR = Path(os.environ.get("IAC_FACT_RECORDS") or REPO / ".cache" / "facts")
@@ -180,58 +182,6 @@ def users_command(original: StringCommand | str) -> StringCommand:
 FAST_COMMANDS = {"pyinfra.facts.server:Users": users_command}
 
 
-# systemd's unit facts, one `systemctl show` per unit in pyinfra: in a batch, every plain one
-# (system manager, named units) is answered from one `systemctl show` of all their units
-SYSTEMD_FACTS = {"pyinfra.facts.systemd:SystemdStatus": "SubState",
-                 "pyinfra.facts.systemd:SystemdEnabled": "UnitFileState"}
-UNIT_RE = re.compile(r"[A-Za-z0-9:_.@\\-]+\.(service|socket|timer|target|path|mount|automount|swap|slice|scope)")
-
-
-def systemd_units(call: FactCall) -> list[str] | None:
-    """The units a systemd fact asks about, when one shared ``systemctl show`` can answer it."""
-    kw = call.kwargs
-    if call.fact not in SYSTEMD_FACTS or kw.get("user_mode") or kw.get("machine") or kw.get("user_name"):
-        return None
-    services = kw.get("services")
-    services = [services] if isinstance(services, str) else services
-    if not services or not all(isinstance(u, str) and UNIT_RE.fullmatch(u) for u in services):
-        return None  # every unit ("*") or a pattern: pyinfra's own command
-    return list(services)
-
-
-def systemd_command(units: list[str]) -> StringCommand:
-    """One ``systemctl show`` of every unit, with both facts' properties (a block per unit, in order)."""
-    properties = [a for key in ("Id", *SYSTEMD_FACTS.values()) for a in ("--property", key)]
-    return StringCommand("if", "command", "-v", "systemctl", ">/dev/null", "2>&1;", "then", "systemctl", "show",
-                         "--all", *properties, *[shlex.quote(u) for u in units], ";", "else", "exit", "1;", "fi")
-
-
-def systemd_split(lines: list[str], units: list[str]) -> dict[str, list[str]] | None:
-    """Each unit's block of the shared output; None unless there is exactly one per unit, as asked."""
-    blocks: list[list[str]] = [[]]
-    for line in lines:
-        if line.strip():
-            blocks[-1].append(line)
-        elif blocks[-1]:
-            blocks.append([])
-    blocks = [b for b in blocks if b]
-    wanted = {"Id", *SYSTEMD_FACTS.values()}
-    if len(blocks) != len(units) or any(sorted(line.split("=", 1)[0] for line in b) != sorted(wanted)
-                                        for b in blocks):
-        return None
-    return dict(zip(units, blocks, strict=True))
-
-
-def systemd_lines(call: FactCall, units: list[str], blocks: dict[str, list[str]]) -> list[str]:
-    """What pyinfra's own ``systemctl show --property Id --property <key> UNITS`` prints for this
-    fact (``units``: what ``systemd_units`` found it asks about)."""
-    keep = ("Id", SYSTEMD_FACTS[call.fact])
-    out: list[str] = []
-    for index, unit in enumerate(units):
-        out += ([""] if index else []) + [line for line in blocks[unit] if line.split("=", 1)[0] in keep]
-    return out
-
-
 def split_lines(data: bytes) -> list[str]:
     """Lines as pyinfra reads a command's stdout: split on newline, a final partial line kept."""
     if not data:
@@ -317,6 +267,8 @@ def write_record(host: Any, deploy: str, asked: list[FactCall], before: dict[str
 
 def gather(state: Any, host: Any, calls: list[FactCall], entry: HostFacts | None = None) -> dict[str, Any]:
     """Run the recorded facts in one command per executor setting; key -> processed value."""
+    if isinstance(host, ContextObject):
+        host = host._get_module()  # the host itself: the context is not set in the greenlets below
     if entry is not None:
         entry.reading += 1  # the batch reads, it changes nothing
     try:
@@ -329,20 +281,28 @@ def gather(state: Any, host: Any, calls: list[FactCall], entry: HostFacts | None
             entry.reading -= 1
 
 
-SHARED_SYSTEMD = FactCall("(systemd units, shared)", {}, {})
+@dataclass(frozen=True)
+class SharedJob:
+    """A batch job answering several facts with one command (iac/shared_facts.py)."""
+
+    shared: Shared
+    keys: list[str]
+    members: list[tuple[FactCall, FactBase, list[str]]]
 
 
 def _gather(state: Any, host: Any, calls: list[FactCall]) -> dict[str, Any]:
-    values: dict[str, Any] = {}
-    by_executor: dict[str, list[tuple[FactCall, FactBase, StringCommand | str]]] = {}
-    shared: dict[str, list[tuple[FactCall, FactBase, list[str]]]] = {}  # systemd facts answered together
+    by_executor: dict[str, list[tuple[FactCall | SharedJob, FactBase | None, StringCommand | str]]] = {}
+    shared: dict[tuple[str, str], tuple[Shared, list[tuple[FactCall, FactBase, list[str]]]]] = {}
     for call in calls:
         executor_key = json.dumps(call.executor, sort_keys=True)
-        if (units := systemd_units(call)) is not None:
-            shared.setdefault(executor_key, []).append((call, fact_class(call.fact)(), units))
-            continue
         try:
             fact = fact_class(call.fact)()
+            if (found := shared_for(call)) is not None:
+                kind, keys = found
+                # as pyinfra does before process(): some facts keep their arguments then (hashes' path)
+                pyinfra_facts._make_command(fact.command, dict(call.kwargs))
+                shared.setdefault((executor_key, kind.name), (kind, []))[1].append((call, fact, keys))
+                continue
             if fact.check_preconditions(state, host):
                 continue
             command = pyinfra_facts._make_command(fact.command, dict(call.kwargs))
@@ -356,40 +316,48 @@ def _gather(state: Any, host: Any, calls: list[FactCall]) -> dict[str, Any]:
             command = StringCommand("if", "command", "-v", requires, ">/dev/null", "2>&1;", "then", "(", command,
                                     ");", "else", "echo", f"'{pyinfra_facts._MISSING_COMMAND_MARKER}';", "fi")
         by_executor.setdefault(executor_key, []).append((call, fact, command))
-    units_of: dict[str, list[str]] = {}
-    for executor_json, members in shared.items():
-        units = list(dict.fromkeys(u for _, _, member_units in members for u in member_units))
-        units_of[executor_json] = units
-        by_executor.setdefault(executor_json, []).append((SHARED_SYSTEMD, None, systemd_command(units)))
-    for executor_json, group in by_executor.items():
-        executor = json.loads(executor_json)
-        nonce = secrets.token_hex(8)
-        started = time.monotonic()
-        try:
-            ok, output = host.run_shell_command(batch_script([c for _, _, c in group], nonce),
-                                                print_output=False, print_input=False, **executor)
-        except Exception as e:  # noqa: BLE001 (then each fact is fetched on its own and reports its error)
-            logger.debug("batched facts failed on %s: %s", host.name, e)
-            continue
-        logger.debug("batched %d facts on %s in %.2f s", len(group), host.name, time.monotonic() - started)
-        success = set(executor.get("_success_exit_codes") or [0])
-        for index, (status, lines) in parse_batch(output.stdout_lines, nonce, len(group)).items():
-            call, fact, _ = group[index]
-            if status not in success or lines == [pyinfra_facts._MISSING_COMMAND_MARKER]:
-                continue  # the normal path reports the error or the missing command
-            if call is SHARED_SYSTEMD:
-                blocks = systemd_split(lines, units_of[executor_json])
-                for member, member_fact, member_units in shared[executor_json] if blocks is not None else ():
-                    try:
-                        own = systemd_lines(member, member_units, blocks)
+    for (executor_key, _), (kind, members) in shared.items():
+        keys = list(dict.fromkeys(k for _, _, member_keys in members for k in member_keys))
+        by_executor.setdefault(executor_key, []).append((SharedJob(kind, keys, members), None, kind.command(keys)))
+    # one command per sudo/user setting, side by side (they are separate SSH channels)
+    jobs = [gevent.spawn(_run_batch, host, json.loads(key), group) for key, group in by_executor.items()]
+    gevent.joinall(jobs)
+    values: dict[str, Any] = {}
+    for job in jobs:
+        values.update(job.value or {})
+    return values
+
+
+def _run_batch(host: Any, executor: dict, group: list) -> dict[str, Any]:
+    nonce = secrets.token_hex(8)
+    started = time.monotonic()
+    try:
+        ok, output = host.run_shell_command(batch_script([c for _, _, c in group], nonce),
+                                            print_output=False, print_input=False, **executor)
+    except Exception as e:  # noqa: BLE001 (then each fact is fetched on its own and reports its error)
+        logger.debug("batched facts failed on %s: %s", host.name, e)
+        return {}
+    logger.debug("batched %d facts on %s in %.2f s", len(group), host.name, time.monotonic() - started)
+    success = set(executor.get("_success_exit_codes") or [0])
+    values: dict[str, Any] = {}
+    for index, (status, lines) in parse_batch(output.stdout_lines, nonce, len(group)).items():
+        call, fact, _ = group[index]
+        if status not in success or lines == [pyinfra_facts._MISSING_COMMAND_MARKER]:
+            continue  # the normal path reports the error or the missing command
+        if isinstance(call, SharedJob):
+            parts = call.shared.split(lines, call.keys)
+            for member, member_fact, member_keys in call.members if parts is not None else ():
+                try:
+                    own = call.shared.lines(member, member_keys, parts)
+                    if own is not None:
                         values[member.key] = member_fact.process(own) if own else member_fact.default()
-                    except Exception:  # noqa: BLE001, S112 (the normal path reports it)
-                        continue
-                continue
-            try:
-                values[call.key] = fact.process(lines) if lines else fact.default()
-            except Exception:  # noqa: BLE001, S112 (the normal path reports it)
-                continue
+                except Exception:  # noqa: BLE001, S112 (the normal path reports it)
+                    continue
+            continue
+        try:
+            values[call.key] = fact.process(lines) if lines else fact.default()
+        except Exception:  # noqa: BLE001, S112 (the normal path reports it)
+            continue
     return values
 
 

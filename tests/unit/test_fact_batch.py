@@ -19,6 +19,9 @@ from pyinfra.facts.server import Hostname
 
 from iac import fact_batch, fast_prepare
 from iac.fact_batch import FactCall, batch_script, parse_batch, split_lines
+from iac.shared_facts import SystemdUnits
+
+SYSTEMD = SystemdUnits()
 
 HOSTILE_COMMANDS = [
     "printf 'a\\nb\\n'",                      # ordinary lines
@@ -216,25 +219,25 @@ SHARED_OUTPUT = ["Id=nginx.service", "SubState=running", "UnitFileState=enabled"
 
 
 def test_only_plain_named_units_share_one_systemctl() -> None:
-    assert fact_batch.systemd_units(_systemd_call("SystemdStatus", ["nginx.service"])) == ["nginx.service"]
-    assert fact_batch.systemd_units(_systemd_call("SystemdEnabled", "certbot.timer")) == ["certbot.timer"]
+    assert SYSTEMD.keys(_systemd_call("SystemdStatus", ["nginx.service"])) == ["nginx.service"]
+    assert SYSTEMD.keys(_systemd_call("SystemdEnabled", "certbot.timer")) == ["certbot.timer"]
     for call in (_systemd_call("SystemdStatus", None), _systemd_call("SystemdStatus", ["*"]),
                  _systemd_call("SystemdStatus", ["nginx"]),  # no suffix: pyinfra's own command
                  _systemd_call("SystemdStatus", ["nginx.service"], user_mode=True),
                  _systemd_call("SystemdStatus", ["nginx.service"], machine="other"),
                  fact_batch.FactCall("pyinfra.facts.server:Users", {}, {})):
-        assert fact_batch.systemd_units(call) is None, call
+        assert SYSTEMD.keys(call) is None, call
 
 
 def test_each_fact_gets_what_its_own_systemctl_would_print_and_the_same_value() -> None:
     from pyinfra.facts.systemd import SystemdEnabled, SystemdStatus
     units = ["nginx.service", "nosuch.timer", "certbot.timer"]
-    blocks = fact_batch.systemd_split(SHARED_OUTPUT, units)
+    blocks = SYSTEMD.split(SHARED_OUTPUT, units)
     assert blocks is not None
     status = _systemd_call("SystemdStatus", ["nginx.service"])
     enabled = _systemd_call("SystemdEnabled", ["certbot.timer", "nosuch.timer"])
-    status_lines = fact_batch.systemd_lines(status, fact_batch.systemd_units(status), blocks)
-    enabled_lines = fact_batch.systemd_lines(enabled, fact_batch.systemd_units(enabled), blocks)
+    status_lines = SYSTEMD.lines(status, SYSTEMD.keys(status), blocks)
+    enabled_lines = SYSTEMD.lines(enabled, SYSTEMD.keys(enabled), blocks)
     assert status_lines == ["Id=nginx.service", "SubState=running"]
     assert enabled_lines == ["Id=certbot.timer", "UnitFileState=enabled", "", "Id=nosuch.timer", "UnitFileState="]
     assert SystemdStatus().process(status_lines) == {"nginx.service": True}
@@ -244,12 +247,45 @@ def test_each_fact_gets_what_its_own_systemctl_would_print_and_the_same_value() 
 
 def test_output_that_is_not_one_whole_block_per_unit_is_not_used() -> None:
     units = ["nginx.service", "nosuch.timer", "certbot.timer"]
-    assert fact_batch.systemd_split(SHARED_OUTPUT[:-1], units) is None  # a property missing
-    assert fact_batch.systemd_split(SHARED_OUTPUT, units[:2]) is None  # a block more than asked
-    assert fact_batch.systemd_split(["Failed to connect to bus"], units[:1]) is None
+    assert SYSTEMD.split(SHARED_OUTPUT[:-1], units) is None  # a property missing
+    assert SYSTEMD.split(SHARED_OUTPUT, units[:2]) is None  # a block more than asked
+    assert SYSTEMD.split(["Failed to connect to bus"], units[:1]) is None
 
 
 def test_the_shared_command_quotes_every_unit() -> None:
-    raw = fact_batch.systemd_command(["a.service", "b@x\\x2d1.service"]).get_raw_value()
+    raw = SYSTEMD.command(["a.service", "b@x\\x2d1.service"]).get_raw_value()
     assert "systemctl show --all --property Id --property SubState --property UnitFileState" in raw
     assert "'b@x\\x2d1.service'" in raw
+
+
+def test_global_arguments_popped_are_the_same_as_pyinfra_pops() -> None:
+    """fast_prepare.pop_global_arguments reads the host's data layers once per call: the same
+    arguments, found keys and remaining kwargs as pyinfra's, with data at host, group and all
+    levels, an @deploy's kwargs, and a bad type refused alike."""
+    from pyinfra.api import Config, Inventory, State
+    from pyinfra.api.exceptions import ArgumentTypeError
+
+    inventory = Inventory((["h1", ("h2", {"_retries": 2, "name": "from host data"})], {"_sudo_user": "u"}),
+                          web=(["h1"], {"_sudo": True, "_env": {"A": "1"}}))
+    state = State(inventory, Config())
+    for host in inventory:
+        for kwargs in ({}, {"_sudo": False, "path": "/x", "_if": None}, {"_retries": 3, "name": "op"}):
+            mine, theirs = dict(kwargs), dict(kwargs)
+            assert fast_prepare.pop_global_arguments(state, host, mine) == \
+                fast_prepare._pop_global_arguments(state, host, theirs)
+            assert mine == theirs
+        host.current_deploy_kwargs = {"_sudo_user": "deployer"}
+        assert fast_prepare.pop_global_arguments(state, host, {})[0]["_sudo_user"] == "deployer"
+        host.current_deploy_kwargs = None
+        with pytest.raises(ArgumentTypeError):
+            fast_prepare.pop_global_arguments(state, host, {"_retries": "many"})
+        with pytest.raises(ArgumentTypeError):
+            fast_prepare._pop_global_arguments(state, host, {"_retries": "many"})
+
+
+def test_install_reaches_every_module_that_imported_pop_global_arguments() -> None:
+    import importlib
+
+    fast_prepare.install()
+    for name in fast_prepare._POP_USERS:
+        assert importlib.import_module(name).pop_global_arguments is fast_prepare.pop_global_arguments, name
