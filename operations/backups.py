@@ -27,6 +27,7 @@ from pyinfra.operations import files, systemd
 
 from iac.formats import engine
 from iac.model import BackupsSection, HostConfig, ResticTarget
+from iac.shared_facts import EngineCall
 from iac.stack import ConfigError
 from operations.django_app import STAGED, _string_io, render
 from operations.guarded import differing_files, secret_file, validated_files
@@ -152,10 +153,13 @@ class ResticRepositoryState(FactBase):
     note of it, read without touching the network), else ``unverified`` or ``unknown`` (restic, the
     engine or the env file is not on the host yet)."""
 
+    @staticmethod
+    def engine_call(env_file: str) -> EngineCall:
+        """Also how a fact batch answers it, with the other engine calls in one python3."""
+        return EngineCall(ENGINE, ["repo-known", env_file], files=[env_file], programs=["restic"], otherwise="unknown")
+
     def command(self, env_file: str) -> str:
-        e = shlex.quote(env_file)
-        return (f"if command -v restic >/dev/null && test -f {e} && test -f {ENGINE}; then "
-                f"python3 {ENGINE} repo-known {e}; else echo unknown; fi")
+        return self.engine_call(env_file).shell()
 
     def process(self, output: list[str]) -> str:
         return (output[-1] if output else "unknown").strip()

@@ -13,6 +13,7 @@ import types
 from pathlib import Path
 
 import pytest
+from pyinfra.api import FactBase
 from pyinfra.api import facts as pyinfra_facts
 from pyinfra.api.command import StringCommand
 
@@ -41,7 +42,8 @@ def own_value(call: FactCall):  # noqa: ANN201
     """The value pyinfra's own command and process() give, run here."""
     fact = fact_batch.fact_class(call.fact)()
     command = pyinfra_facts._make_command(fact.command, dict(call.kwargs))
-    proc = subprocess.run(["sh", "-c", command.get_raw_value()], capture_output=True, check=False)
+    raw = command if isinstance(command, str) else command.get_raw_value()
+    proc = subprocess.run(["sh", "-c", raw], capture_output=True, check=False)
     lines = split_lines(proc.stdout)
     return fact.process(lines) if lines else fact.default()
 
@@ -144,3 +146,100 @@ def test_a_missing_hash_program_fails_the_shared_command(tmp_path: Path) -> None
     proc = subprocess.run(["/bin/sh", "-c", hashes.command(["/etc/hostname"]).get_raw_value()],
                           capture_output=True, check=False, env={**os.environ, "PATH": str(bin_dir)})
     assert proc.returncode != 0 and proc.stdout == b""
+
+
+# -- host engines' read-only commands: one python3 for all -------------------------------------------
+
+ENGINE_SOURCE = '''
+import os, subprocess, sys
+
+def main(argv=None):
+    kind, arg = sys.argv[1:] if argv is None else argv
+    if kind == "print":
+        print("line one")
+        print(arg, end="")  # no final newline
+        return 0
+    if kind == "child":  # a child process writing to the same stdout
+        sys.stdout.flush()
+        subprocess.run(["echo", "from a child"], check=True)
+        print("after")
+        return 0
+    if kind == "fail":
+        print("partial")
+        print("oops", file=sys.stderr)
+        return 3
+    if kind == "raise":
+        print("before the exception")
+        raise RuntimeError("boom")
+    if kind == "exit":
+        sys.exit(int(arg) if arg.isdigit() else arg)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+'''
+
+
+class FakeEngineFact(FactBase):
+    """A fact an engine answers (test only): its own command is its EngineCall's shell()."""
+
+    @staticmethod
+    def engine_call(engine: str, kind: str, arg: str, tolerate: bool = False) -> shared_facts.EngineCall:
+        return shared_facts.EngineCall(engine, [kind, arg], otherwise="not installed", tolerate_failure=tolerate)
+
+    def command(self, engine: str, kind: str, arg: str, tolerate: bool = False) -> str:
+        return self.engine_call(engine, kind, arg, tolerate).shell()
+
+    def process(self, output: list[str]) -> list[str]:
+        return output
+
+
+def test_our_engine_facts_are_answered_together() -> None:
+    from operations.backups import ENGINE, ResticRepositoryState
+    from operations.django_app import RELEASE_ENGINE
+    from operations.facts import ReleaseDamage
+
+    for cls, kwargs in ((ReleaseDamage, {"engine": RELEASE_ENGINE, "app": "shop"}),
+                        (ResticRepositoryState, {"env_file": "/etc/gts/backup/restic.env"})):
+        found = shared_facts.shared_for(FactCall(fact_batch.fact_path(cls), kwargs, {}))
+        assert found is not None and isinstance(found[0], shared_facts.EngineCalls), cls
+    assert ENGINE in ResticRepositoryState().command(env_file="/etc/x.env")
+
+
+def test_every_engine_call_gets_what_its_own_python3_prints(tmp_path: Path) -> None:
+    """Output with and without a final newline, a child's output, a failure (tolerated or not),
+    an exception, sys.exit with a code and with a message, a missing engine: each fact's value
+    from the one shared python3 equals its own command's, run in sh."""
+    engine = tmp_path / "engine.py"
+    engine.write_text(ENGINE_SOURCE)
+    fact = fact_batch.fact_path(FakeEngineFact)
+    cases = [{"kind": "print", "arg": "x y $(id)"}, {"kind": "child", "arg": ""},
+             {"kind": "fail", "arg": "", "tolerate": True}, {"kind": "raise", "arg": "", "tolerate": True},
+             {"kind": "exit", "arg": "0"}, {"kind": "exit", "arg": "why", "tolerate": True}]
+    calls = [FactCall(fact, {"engine": str(engine), **case}, {}) for case in cases]
+    calls.append(FactCall(fact, {"engine": str(tmp_path / "absent.py"), "kind": "print", "arg": "a"}, {}))
+    failing = [FactCall(fact, {"engine": str(engine), "kind": kind, "arg": "", "tolerate": False}, {})
+               for kind in ("fail", "raise")]
+    host = LocalHost()
+    values = fact_batch.gather(None, host, calls + failing)
+    assert len(host.commands) == 1 and "engine.py" in host.commands[0]
+    for call in calls:
+        assert call.key in values, call.kwargs
+        assert values[call.key] == own_value(call), call.kwargs
+    assert values[calls[0].key] == ["line one", "x y $(id)"]
+    assert values[calls[1].key] == ["from a child", "after"]
+    assert values[calls[-1].key] == ["not installed"]
+    # an engine failing where the fact does not tolerate it: its own command runs (and fails)
+    assert not any(call.key in values for call in failing)
+
+
+def test_engine_runner_output_that_is_not_one_frame_per_call_is_not_used() -> None:
+    runner = shared_facts.EngineCalls()
+    keys = ['[{"argv": ["a"]}, false]', '[{"argv": ["b"]}, true]']
+    assert runner.split(["0 0 eA==", "1 5 eQ=="], keys) == {keys[0]: ["x"], keys[1]: ["y"]}
+    assert runner.split(["0 0 eA==", "0 0 eA=="], keys) is None  # twice
+    assert runner.split(["2 0 eA=="], keys) is None  # nobody asked
+    assert runner.split(["0 0 not-base64!"], keys) is None
+    assert runner.split(["Traceback (most recent call last):"], keys) is None
+    assert runner.split(["0 1 eA=="], keys) == {}  # failed, not tolerated: its own command decides
