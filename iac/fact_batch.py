@@ -97,7 +97,7 @@ class FactCall:
     kwargs: dict
     executor: dict
 
-    @property
+    @functools.cached_property
     def key(self) -> str:
         return json.dumps([self.fact, self.kwargs, self.executor], sort_keys=True)
 
@@ -129,14 +129,14 @@ class FactCall:
 
 
 # Reads the batch's output files and prints one frame per fact: one process for all of them.
-ENCODE_PY = """import base64, sys
+ENCODE_PY = """import binascii, sys
 d, n, nonce = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 for i in range(n):
     try:
         out, status = open(f"{d}/{i}", "rb").read(), open(f"{d}/{i}.s", "rb").read().strip()
     except OSError:
         continue
-    print(f"@@{nonce} {i} " + base64.b64encode(out + b"\\n" + status).decode())
+    print(f"@@{nonce} {i} " + binascii.b2a_base64(out + b"\\n" + status, newline=False).decode())
 """
 
 
@@ -290,32 +290,54 @@ class SharedJob:
     members: list[tuple[FactCall, FactBase, list[str]]]
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """A fact's instance and command for one call: the same on every host (computed once per run;
+    pyinfra's command builders cost a shlex parse each, and 8 hosts ask for the same paths)."""
+
+    fact: FactBase  # command() was called on it, as pyinfra does before process() (hashes keep the path)
+    command: StringCommand | str | None  # None when a shared command answers it
+    shared: tuple[Shared, list[str]] | None
+
+
+_PREPARED: dict[str, Prepared] = {}
+
+
+def prepare(call: FactCall) -> Prepared:
+    found = _PREPARED.get(call.key)
+    if found is None:
+        fact = fact_class(call.fact)()
+        command = pyinfra_facts._make_command(fact.command, dict(call.kwargs))
+        shared = shared_for(call)
+        if shared is not None:
+            command = None
+        else:
+            if call.fact in FAST_COMMANDS and not call.kwargs:
+                command = FAST_COMMANDS[call.fact](command)
+            if requires := pyinfra_facts._make_command(fact.requires_command, dict(call.kwargs)):
+                command = StringCommand("if", "command", "-v", requires, ">/dev/null", "2>&1;", "then", "(", command,
+                                        ");", "else", "echo", f"'{pyinfra_facts._MISSING_COMMAND_MARKER}';", "fi")
+        found = _PREPARED[call.key] = Prepared(fact, command, shared)
+    return found
+
+
 def _gather(state: Any, host: Any, calls: list[FactCall]) -> dict[str, Any]:
     by_executor: dict[str, list[tuple[FactCall | SharedJob, FactBase | None, StringCommand | str]]] = {}
     shared: dict[tuple[str, str], tuple[Shared, list[tuple[FactCall, FactBase, list[str]]]]] = {}
     for call in calls:
         executor_key = json.dumps(call.executor, sort_keys=True)
         try:
-            fact = fact_class(call.fact)()
-            if (found := shared_for(call)) is not None:
-                kind, keys = found
-                # as pyinfra does before process(): some facts keep their arguments then (hashes' path)
-                pyinfra_facts._make_command(fact.command, dict(call.kwargs))
-                shared.setdefault((executor_key, kind.name), (kind, []))[1].append((call, fact, keys))
+            prepared = prepare(call)
+            if prepared.shared is not None:
+                kind, keys = prepared.shared
+                shared.setdefault((executor_key, kind.name), (kind, []))[1].append((call, prepared.fact, keys))
                 continue
-            if fact.check_preconditions(state, host):
+            if prepared.fact.check_preconditions(state, host):
                 continue
-            command = pyinfra_facts._make_command(fact.command, dict(call.kwargs))
-            if call.fact in FAST_COMMANDS and not call.kwargs:
-                command = FAST_COMMANDS[call.fact](command)
-            requires = pyinfra_facts._make_command(fact.requires_command, dict(call.kwargs))
         except Exception as e:  # noqa: BLE001 (a stale record entry: fetched the normal way if asked)
             logger.debug("fact record entry %s skipped: %s", call.fact, e)
             continue
-        if requires:
-            command = StringCommand("if", "command", "-v", requires, ">/dev/null", "2>&1;", "then", "(", command,
-                                    ");", "else", "echo", f"'{pyinfra_facts._MISSING_COMMAND_MARKER}';", "fi")
-        by_executor.setdefault(executor_key, []).append((call, fact, command))
+        by_executor.setdefault(executor_key, []).append((call, prepared.fact, prepared.command))
     for (executor_key, _), (kind, members) in shared.items():
         keys = list(dict.fromkeys(k for _, _, member_keys in members for k in member_keys))
         by_executor.setdefault(executor_key, []).append((SharedJob(kind, keys, members), None, kind.command(keys)))

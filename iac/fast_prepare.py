@@ -21,6 +21,7 @@ compares them), so operation order and hashes do not change.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import sys
@@ -70,21 +71,25 @@ def all_global_arguments() -> list[tuple[str, type]]:
     return _all_global_arguments()
 
 
-_ABSENT = object()
-
-
-def _host_default(layers: list[Any], key: str) -> Any:
-    """``getattr(host.data, key, _ABSENT)`` over layers already called (``HostData.__getattr__``)."""
-    for layer in layers:
-        if type(layer) is dict:  # the layers pyinfra builds: no KeyError raised and caught per miss
-            if key in layer:
-                return copy(layer[key])
+def _host_defaults(layers: list[Any], keys: frozenset[str]) -> dict[str, Any]:
+    """What ``getattr(host.data, key)`` finds for each of ``keys`` that some layer holds (the first
+    layer holding it wins, as in ``HostData.__getattr__``), over layers already called. Plain
+    dicts are intersected with the keys (no KeyError raised and caught per layer and key)."""
+    found: dict[str, Any] = {}
+    for layer in reversed(layers):
+        if type(layer) is dict:
+            for key in layer.keys() & keys:
+                found[key] = layer[key]
             continue
-        try:
-            return copy(layer[key])
-        except KeyError:
-            pass
-    return _ABSENT
+        for key in keys:
+            with contextlib.suppress(KeyError):
+                found[key] = layer[key]
+    return found
+
+
+@functools.cache
+def _global_keys() -> frozenset[str]:
+    return frozenset(key for key, _ in all_global_arguments())
 
 
 def pop_global_arguments(state: Any, host: Any, kwargs: dict[str, Any]) -> tuple[Any, list[str]]:
@@ -97,7 +102,8 @@ def pop_global_arguments(state: Any, host: Any, kwargs: dict[str, Any]) -> tuple
 
     cdkwargs = host.current_deploy_kwargs
     meta_kwargs: dict[str, Any] = cdkwargs or {}
-    layers = [layer() if callable(layer) else layer for layer in host.data.datas]
+    host_defaults = _host_defaults([layer() if callable(layer) else layer for layer in host.data.datas],
+                                   _global_keys())
 
     found: dict[str, Any] = {}
     found_keys: list[str] = []
@@ -107,9 +113,8 @@ def pop_global_arguments(state: Any, host: Any, kwargs: dict[str, Any]) -> tuple
         handler = argument_meta.handler
         default: Any = argument_meta.default(config)
 
-        host_default = _host_default(layers, key)
-        if host_default is not _ABSENT:
-            default = host_default
+        if key in host_defaults:
+            default = copy(host_defaults[key])
 
         if key in kwargs:
             found_keys.append(key)

@@ -251,15 +251,16 @@ class EngineCall:
 # level (what the engine's children print is caught too), and the exit status is main's return
 # value or SystemExit's code (1 for an exception, as python3 exits). One line per call:
 # "<index> <status> <base64 of stdout>".
-ENGINE_RUNNER = r"""import base64, importlib.util, json, os, shutil, sys, tempfile
+ENGINE_RUNNER = r"""import binascii, importlib.util, json, os, shutil, sys
 calls, engines = json.loads(sys.argv[1]), {}
 devnull = os.open(os.devnull, os.O_WRONLY)
+b64 = lambda data: binascii.b2a_base64(data, newline=False).decode()
 for index, call in enumerate(calls):
     if not (all(shutil.which(p) for p in call["programs"])
             and all(os.path.isfile(f) for f in [*call["files"], call["engine"]])):
-        print(index, 0, base64.b64encode(call["otherwise"].encode()).decode(), flush=True)
+        print(index, 0, b64(call["otherwise"].encode()), flush=True)
         continue
-    with tempfile.TemporaryFile() as out:
+    with open(os.memfd_create("out"), "w+b") as out:
         saved = os.dup(1), os.dup(2)
         os.dup2(out.fileno(), 1)
         os.dup2(devnull, 2)
@@ -285,7 +286,7 @@ for index, call in enumerate(calls):
             os.close(saved[1])
         status = 0 if status is None else status if isinstance(status, int) else 1
         out.seek(0)
-        print(index, status, base64.b64encode(out.read()).decode(), flush=True)
+        print(index, status, b64(out.read()), flush=True)
 """
 
 

@@ -265,8 +265,10 @@ def test_global_arguments_popped_are_the_same_as_pyinfra_pops() -> None:
     from pyinfra.api import Config, Inventory, State
     from pyinfra.api.exceptions import ArgumentTypeError
 
-    inventory = Inventory((["h1", ("h2", {"_retries": 2, "name": "from host data"})], {"_sudo_user": "u"}),
-                          web=(["h1"], {"_sudo": True, "_env": {"A": "1"}}))
+    inventory = Inventory((["h1", ("h2", {"_retries": 2, "name": "from host data", "_sudo_user": "host level"})],
+                           {"_sudo_user": "u"}),
+                          web=(["h1"], {"_sudo": True, "_env": {"A": "1"}}),
+                          db=(["h1"], {"_env": {"B": "2"}, "_sudo_user": "db group"}))
     state = State(inventory, Config())
     for host in inventory:
         for kwargs in ({}, {"_sudo": False, "path": "/x", "_if": None}, {"_retries": 3, "name": "op"}):
@@ -274,6 +276,11 @@ def test_global_arguments_popped_are_the_same_as_pyinfra_pops() -> None:
             assert fast_prepare.pop_global_arguments(state, host, mine) == \
                 fast_prepare._pop_global_arguments(state, host, theirs)
             assert mine == theirs
+        # a value taken from the host's data is a copy: changing it changes nothing for the next call
+        popped = fast_prepare.pop_global_arguments(state, host, {})[0]
+        if popped["_env"]:
+            popped["_env"]["C"] = "3"
+            assert "C" not in fast_prepare.pop_global_arguments(state, host, {})[0]["_env"]
         host.current_deploy_kwargs = {"_sudo_user": "deployer"}
         assert fast_prepare.pop_global_arguments(state, host, {})[0]["_sudo_user"] == "deployer"
         host.current_deploy_kwargs = None
