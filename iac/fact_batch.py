@@ -164,24 +164,6 @@ def batch_script(commands: list[StringCommand | str], nonce: str) -> StringComma
     return StringCommand(*parts)
 
 
-@functools.cache
-def _host_users_source() -> str:
-    return (Path(__file__).parent / "host_users.py").read_text()
-
-
-def users_command(original: StringCommand | str) -> StringCommand:
-    """``server.Users`` in a batch: iac/host_users.py (one python3 process, the same output), or
-    pyinfra's own loop where there is no python3 or the script is not sure (it exits 3)."""
-    return StringCommand("if", "command", "-v", "python3", ">/dev/null", "2>&1", "&&",
-                         'out="$(python3', "-c", shlex.quote(_host_users_source()), '2>/dev/null)";',
-                         "then", "printf", "'%s\\n'", '"$out";', "else", "(", original, ");", "fi")
-
-
-# facts whose command is replaced, inside a batch only, by one printing the same output for less
-# host CPU (the normal fetch, and the check against it in the integration tests, use pyinfra's)
-FAST_COMMANDS = {"pyinfra.facts.server:Users": users_command}
-
-
 def split_lines(data: bytes) -> list[str]:
     """Lines as pyinfra reads a command's stdout: split on newline, a final partial line kept."""
     if not data:
@@ -312,8 +294,6 @@ def prepare(call: FactCall) -> Prepared:
         if shared is not None:
             command = None
         else:
-            if call.fact in FAST_COMMANDS and not call.kwargs:
-                command = FAST_COMMANDS[call.fact](command)
             if requires := pyinfra_facts._make_command(fact.requires_command, dict(call.kwargs)):
                 command = StringCommand("if", "command", "-v", requires, ">/dev/null", "2>&1;", "then", "(", command,
                                         ");", "else", "echo", f"'{pyinfra_facts._MISSING_COMMAND_MARKER}';", "fi")

@@ -9,13 +9,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import types
 from pathlib import Path
 
 import pytest
 from pyinfra.facts.server import Users
 
-from iac import host_users
-from iac.fact_batch import users_command
+from iac import fact_batch, host_users, shared_facts
+from iac.fact_batch import FactCall, split_lines
 from iac.host_users import Unsure, dedup_groups, stage_lastlog, stage_read_passwd, stage_shadow
 
 SCRIPT = Path(host_users.__file__)
@@ -42,22 +43,32 @@ def test_the_script_prints_pyinfras_output_byte_for_byte_here() -> None:
     assert len(fast.stdout.splitlines()) >= 10
 
 
-def test_the_batched_command_gives_the_same_lines_as_pyinfras_and_parses_alike() -> None:
+class LocalHost:
+    """Runs a fact batch in ``sh`` on this machine."""
+
+    name = "local"
+
+    def run_shell_command(self, command, **_: object):  # noqa: ANN001, ANN201
+        proc = subprocess.run(["sh", "-c", command.get_raw_value()], capture_output=True, check=False)
+        return True, types.SimpleNamespace(stdout_lines=split_lines(proc.stdout))
+
+
+USERS = FactCall("pyinfra.facts.server:Users", {}, {})
+
+
+def test_in_a_batch_the_engine_runner_gives_the_same_fact_as_pyinfras_loop() -> None:
+    """In a batch the script runs inside the one python3 of the engine runner (iac/shared_facts.py)."""
     own = _sh(Users().command()).stdout
-    batched = _sh(users_command(Users().command()).get_raw_value()).stdout
-    assert batched == own, _differing_users(own, batched)
-    assert Users().process(batched.splitlines()) == Users().process(own.splitlines())
+    assert shared_facts.shared_for(USERS)[0].name == "engine calls"
+    values = fact_batch.gather(None, LocalHost(), [USERS])
+    assert values[USERS.key] == Users().process(own.splitlines())
 
 
-def test_where_the_script_steps_aside_pyinfras_own_loop_answers(tmp_path: Path) -> None:
-    # a python3 that is "not sure" (exit 3): the wrapper must run pyinfra's loop instead
-    fake = tmp_path / "python3"
-    fake.write_text("#!/bin/sh\necho partial\nexit 3\n")
-    fake.chmod(0o755)
-    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
-    batched = _sh(users_command(Users().command()).get_raw_value(), env=env).stdout
-    assert batched == _sh(Users().command()).stdout
-    assert "partial" not in batched
+def test_where_the_script_steps_aside_pyinfras_own_loop_answers(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a script that is "not sure" (exit 3): the batch leaves the fact out, and pyinfra's own loop
+    # fetches it the normal way
+    monkeypatch.setattr(shared_facts, "_source", lambda fact: "import sys\nprint('partial')\nsys.exit(3)\n")
+    assert USERS.key not in fact_batch.gather(None, LocalHost(), [USERS])
 
 
 @pytest.mark.parametrize(("line", "why"), [
