@@ -156,7 +156,9 @@ def batch_script(commands: list[StringCommand | str], nonce: str) -> StringComma
     for index, command in enumerate(commands):
         parts += ["{", "(", command, ")", f'>"$d/{index}"', "2>/dev/null", "</dev/null;", "echo", '"$?"',
                   f'>"$d/{index}.s";', "}", "&"]
-    parts += ["wait;", "if", "command", "-v", "python3", ">/dev/null;", "then", "python3", "-c", shlex.quote(ENCODE_PY),
+    # -I -S: the standard library only (no site directories to scan: 3 ms less per start)
+    parts += ["wait;", "if", "command", "-v", "python3", ">/dev/null;", "then", "python3", "-I", "-S", "-c",
+              shlex.quote(ENCODE_PY),
               '"$d"', str(n), f"'{nonce}';", "else", "i=0;", "while", "[", '"$i"', "-lt", str(n), "];", "do",
               "printf", "'%s %s %s\\n'", f"'@@{nonce}'", '"$i"',
               '"$({', "cat", '"$d/$i";', "printf", "'\\n%s'", '"$(cat', '"$d/$i.s")";', "}", "|", "base64", '-w0)";',

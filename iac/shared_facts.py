@@ -331,7 +331,8 @@ class EngineCalls:
     def command(self, keys: list[str]) -> StringCommand:
         calls = [json.loads(key)[0] for key in keys]
         calls = [{"source": _source(call["source"])} if "source" in call else call for call in calls]
-        return StringCommand("command", "-v", "python3", ">/dev/null", "||", "exit", "1;", "python3", "-c",
+        # -I -S: the engines and scripts use the standard library only (no site directories to scan)
+        return StringCommand("command", "-v", "python3", ">/dev/null", "||", "exit", "1;", "python3", "-I", "-S", "-c",
                              shlex.quote(ENGINE_RUNNER), shlex.quote(json.dumps(calls)))
 
     def split(self, lines: list[str], keys: list[str]) -> dict[str, list[str]] | None:
