@@ -276,30 +276,33 @@ class SharedJob:
 
 @dataclass(frozen=True)
 class Prepared:
-    """A fact's instance and command for one call: the same on every host (computed once per run;
-    pyinfra's command builders cost a shlex parse each, and 8 hosts ask for the same paths)."""
+    """A fact's instance and command for one call, computed once per run (pyinfra's command
+    builders cost a shlex parse each)."""
 
     fact: FactBase  # command() was called on it, as pyinfra does before process() (hashes keep the path)
     command: StringCommand | str | None  # None when a shared command answers it
     shared: tuple[Shared, list[str]] | None
 
 
-_PREPARED: dict[str, Prepared] = {}
+_PREPARED: dict[tuple[str, str], Prepared] = {}
 
 
-def prepare(call: FactCall) -> Prepared:
-    found = _PREPARED.get(call.key)
+def prepare(host_name: str, call: FactCall) -> Prepared:
+    """The call prepared for this host. A fact a shared command answers has a fixed command text
+    (checked against it), so it is prepared once for every host: 8 hosts ask for the same paths.
+    Any other is prepared per host: a few of pyinfra's facts choose their command by asking the
+    host (its kernel) inside ``command()``."""
+    found = _PREPARED.get(("", call.key)) or _PREPARED.get((host_name, call.key))
     if found is None:
         fact = fact_class(call.fact)()
         command = pyinfra_facts._make_command(fact.command, dict(call.kwargs))
         shared = shared_for(call)
         if shared is not None:
             command = None
-        else:
-            if requires := pyinfra_facts._make_command(fact.requires_command, dict(call.kwargs)):
-                command = StringCommand("if", "command", "-v", requires, ">/dev/null", "2>&1;", "then", "(", command,
-                                        ");", "else", "echo", f"'{pyinfra_facts._MISSING_COMMAND_MARKER}';", "fi")
-        found = _PREPARED[call.key] = Prepared(fact, command, shared)
+        elif requires := pyinfra_facts._make_command(fact.requires_command, dict(call.kwargs)):
+            command = StringCommand("if", "command", "-v", requires, ">/dev/null", "2>&1;", "then", "(", command,
+                                    ");", "else", "echo", f"'{pyinfra_facts._MISSING_COMMAND_MARKER}';", "fi")
+        found = _PREPARED["" if shared else host_name, call.key] = Prepared(fact, command, shared)
     return found
 
 
@@ -309,7 +312,7 @@ def _gather(state: Any, host: Any, calls: list[FactCall]) -> dict[str, Any]:
     for call in calls:
         executor_key = json.dumps(call.executor, sort_keys=True)
         try:
-            prepared = prepare(call)
+            prepared = prepare(host.name, call)
             if prepared.shared is not None:
                 kind, keys = prepared.shared
                 shared.setdefault((executor_key, kind.name), (kind, []))[1].append((call, prepared.fact, keys))

@@ -11,7 +11,7 @@ import types
 from pathlib import Path
 
 import pytest
-from pyinfra.api import arguments
+from pyinfra.api import FactBase, arguments
 from pyinfra.api import util as pyinfra_util
 from pyinfra.api.command import MaskString, StringCommand
 from pyinfra.facts.files import File
@@ -296,3 +296,26 @@ def test_install_reaches_every_module_that_imported_pop_global_arguments() -> No
     fast_prepare.install()
     for name in fast_prepare._POP_USERS:
         assert importlib.import_module(name).pop_global_arguments is fast_prepare.pop_global_arguments, name
+
+
+KERNEL = {"name": "Linux"}
+
+
+class KernelDependentFact(FactBase):
+    """Like some of pyinfra's facts (server.Ports, KernelModules): command() asks the host (test only)."""
+
+    def command(self) -> str:
+        return f"echo {KERNEL['name']}"
+
+
+def test_a_fact_is_prepared_per_host_unless_a_shared_command_answers_it() -> None:
+    own = FactCall(fact_batch.fact_path(KernelDependentFact), {}, {})
+    assert fact_batch.prepare("linux-host", own).command == "echo Linux"
+    KERNEL["name"] = "FreeBSD"
+    try:
+        assert fact_batch.prepare("other-host", own).command == "echo FreeBSD"
+    finally:
+        KERNEL["name"] = "Linux"
+    # a file stat has one command text for every host: prepared once
+    stat = FactCall("pyinfra.facts.files:File", {"path": "/etc/hostname"}, {})
+    assert fact_batch.prepare("a", stat) is fact_batch.prepare("b", stat)
