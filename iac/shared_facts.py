@@ -290,7 +290,8 @@ for index, call in enumerate(calls):
             os.dup2(saved[1], 2)
             os.close(saved[0])
             os.close(saved[1])
-        status = 0 if status is None else status if isinstance(status, int) else 1
+        # as python3 exits: None is 0, a number is taken modulo 256 (True is 1), anything else is 1
+        status = 0 if status is None else int(status) % 256 if isinstance(status, int) else 1
         out.seek(0)
         print(index, status, b64(out.read()), flush=True)
 """
