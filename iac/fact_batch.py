@@ -336,6 +336,14 @@ def _gather(state: Any, host: Any, calls: list[FactCall]) -> dict[str, Any]:
 
 
 def _run_batch(host: Any, executor: dict, group: list) -> dict[str, Any]:
+    try:
+        return _run_one_batch(host, executor, group)
+    except Exception as e:  # noqa: BLE001 (the batch only saves time: each fact is then fetched on its own)
+        logger.debug("batched facts failed on %s: %r", getattr(host, "name", host), e)
+        return {}
+
+
+def _run_one_batch(host: Any, executor: dict, group: list) -> dict[str, Any]:
     nonce = secrets.token_hex(8)
     started = time.monotonic()
     try:
@@ -352,7 +360,11 @@ def _run_batch(host: Any, executor: dict, group: list) -> dict[str, Any]:
         if status not in success or lines == [pyinfra_facts._MISSING_COMMAND_MARKER]:
             continue  # the normal path reports the error or the missing command
         if isinstance(call, SharedJob):
-            parts = call.shared.split(lines, call.keys)
+            try:
+                parts = call.shared.split(lines, call.keys)
+            except Exception as e:  # noqa: BLE001 (its facts are fetched on their own)
+                logger.debug("shared %s on %s not read: %r", call.shared.name, host.name, e)
+                continue
             for member, member_fact, member_keys in call.members if parts is not None else ():
                 try:
                     own = call.shared.lines(member, member_keys, parts)

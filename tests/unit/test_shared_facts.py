@@ -244,3 +244,17 @@ def test_engine_runner_output_that_is_not_one_frame_per_call_is_not_used() -> No
     assert runner.split(["0 0 not-base64!"], keys) is None
     assert runner.split(["Traceback (most recent call last):"], keys) is None
     assert runner.split(["0 1 eA=="], keys) == {}  # failed, not tolerated: its own command decides
+
+
+def test_a_shared_command_that_cannot_be_read_costs_only_its_own_facts(tree: dict[str, str],
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exception while reading a shared command's output loses only the facts it answers (each
+    is then fetched on its own), never the rest of the batch or the run."""
+    def broken(self, lines, keys):  # noqa: ANN001, ANN202
+        raise RuntimeError("unreadable")
+
+    monkeypatch.setattr(shared_facts.FileStats, "split", broken)
+    calls = [FactCall("pyinfra.facts.files:File", {"path": tree["file.conf"]}, {}),
+             FactCall("pyinfra.facts.server:Hostname", {}, {})]
+    values = fact_batch.gather(None, LocalHost(), calls)
+    assert calls[0].key not in values and calls[1].key in values
