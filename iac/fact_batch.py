@@ -296,7 +296,7 @@ def prepare(host_name: str, call: FactCall) -> Prepared:
     if found is None:
         fact = fact_class(call.fact)()
         command = pyinfra_facts._make_command(fact.command, dict(call.kwargs))
-        shared = shared_for(call)
+        shared = shared_for(call, command if isinstance(command, str) else command.get_raw_value())
         if shared is not None:
             command = None
         elif requires := pyinfra_facts._make_command(fact.requires_command, dict(call.kwargs)):
@@ -346,12 +346,8 @@ def _run_batch(host: Any, executor: dict, group: list) -> dict[str, Any]:
 def _run_one_batch(host: Any, executor: dict, group: list) -> dict[str, Any]:
     nonce = secrets.token_hex(8)
     started = time.monotonic()
-    try:
-        ok, output = host.run_shell_command(batch_script([c for _, _, c in group], nonce),
-                                            print_output=False, print_input=False, **executor)
-    except Exception as e:  # noqa: BLE001 (then each fact is fetched on its own and reports its error)
-        logger.debug("batched facts failed on %s: %s", host.name, e)
-        return {}
+    ok, output = host.run_shell_command(batch_script([c for _, _, c in group], nonce),
+                                        print_output=False, print_input=False, **executor)
     logger.debug("batched %d facts on %s in %.2f s", len(group), host.name, time.monotonic() - started)
     success = set(executor.get("_success_exit_codes") or [0])
     values: dict[str, Any] = {}

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from pyinfra.api import facts as pyinfra_facts
 from pyinfra.api.command import StringCommand
 
 if TYPE_CHECKING:
@@ -42,8 +41,9 @@ class Shared(Protocol):
 
     name: str
 
-    def keys(self, call: FactCall) -> list[str] | None:
-        """What the fact asks about (units, paths), when the shared command can answer it."""
+    def keys(self, call: FactCall, own: str | None) -> list[str] | None:
+        """What the fact asks about (units, paths), when the shared command can answer it (``own``:
+        the text of the fact's own command, None when it could not be made)."""
 
     def command(self, keys: list[str]) -> StringCommand:
         """One command for every key asked about (in this order, each once)."""
@@ -53,17 +53,6 @@ class Shared(Protocol):
 
     def lines(self, call: FactCall, keys: list[str], parts: dict[str, list[str]]) -> list[str] | None:
         """What the fact's own command prints, or None when the parts do not tell."""
-
-
-def _own_command(call: FactCall) -> str | None:
-    from iac.fact_batch import fact_class  # (fact_batch imports this module)
-
-    try:
-        fact = fact_class(call.fact)()
-        command = pyinfra_facts._make_command(fact.command, dict(call.kwargs))
-        return command if isinstance(command, str) else command.get_raw_value()
-    except Exception:  # noqa: BLE001 (not answered here: the batch runs its own command, or reports)
-        return None
 
 
 # -- systemd: one `systemctl show` of every named unit ---------------------------------------------
@@ -79,7 +68,7 @@ class SystemdUnits:
 
     name = "systemd units"
 
-    def keys(self, call: FactCall) -> list[str] | None:
+    def keys(self, call: FactCall, own: str | None) -> list[str] | None:
         kw = call.kwargs
         if call.fact not in SYSTEMD_FACTS or kw.get("user_mode") or kw.get("machine") or kw.get("user_name"):
             return None
@@ -135,10 +124,10 @@ class FileStats:
 
     name: str = "file stats"
 
-    def keys(self, call: FactCall) -> list[str] | None:
+    def keys(self, call: FactCall, own: str | None) -> list[str] | None:
         path = call.kwargs.get("path")
         if call.fact not in FILE_FACTS or set(call.kwargs) != {"path"} or not isinstance(path, str) \
-                or not SAFE_PATH.fullmatch(path) or _own_command(call) != FILE_COMMAND.format(path):
+                or not SAFE_PATH.fullmatch(path) or own != FILE_COMMAND.format(path):
             return None
         return [path]
 
@@ -186,10 +175,10 @@ class FileHashes:
     fact: str
     name: str
 
-    def keys(self, call: FactCall) -> list[str] | None:
+    def keys(self, call: FactCall, own: str | None) -> list[str] | None:
         path = call.kwargs.get("path")
         if call.fact != self.fact or set(call.kwargs) != {"path"} or not isinstance(path, str) \
-                or not SAFE_PATH.fullmatch(path) or _own_command(call) != _hash_command(HASH_PROGRAMS[self.fact], path):
+                or not SAFE_PATH.fullmatch(path) or own != _hash_command(HASH_PROGRAMS[self.fact], path):
             return None
         return [path]
 
@@ -315,7 +304,7 @@ class EngineCalls:
 
     name: str = "engine calls"
 
-    def keys(self, call: FactCall) -> list[str] | None:
+    def keys(self, call: FactCall, own: str | None) -> list[str] | None:
         from iac.fact_batch import fact_class
 
         if call.fact in SOURCES and not call.kwargs:
@@ -325,7 +314,7 @@ class EngineCalls:
             found = engine_call(**call.kwargs) if engine_call else None
         except Exception:  # noqa: BLE001 (its own command, in the batch)
             return None
-        if not isinstance(found, EngineCall) or _own_command(call) != found.shell():
+        if not isinstance(found, EngineCall) or own != found.shell():
             return None
         return [json.dumps([found.as_json(), found.tolerate_failure], sort_keys=True)]
 
@@ -366,9 +355,10 @@ SHARED: tuple[Shared, ...] = (SystemdUnits(), FileStats(), EngineCalls(),
                               FileHashes("pyinfra.facts.files:Sha256File", "sha256 hashes"))
 
 
-def shared_for(call: FactCall) -> tuple[Shared, list[str]] | None:
-    """The shared command that can answer this fact, and what it asks about."""
+def shared_for(call: FactCall, own: str | None) -> tuple[Shared, list[str]] | None:
+    """The shared command that can answer this fact (``own``: the text of its own command), and
+    what it asks about."""
     for shared in SHARED:
-        if (keys := shared.keys(call)) is not None:
+        if (keys := shared.keys(call, own)) is not None:
             return shared, keys
     return None

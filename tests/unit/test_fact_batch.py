@@ -219,14 +219,14 @@ SHARED_OUTPUT = ["Id=nginx.service", "SubState=running", "UnitFileState=enabled"
 
 
 def test_only_plain_named_units_share_one_systemctl() -> None:
-    assert SYSTEMD.keys(_systemd_call("SystemdStatus", ["nginx.service"])) == ["nginx.service"]
-    assert SYSTEMD.keys(_systemd_call("SystemdEnabled", "certbot.timer")) == ["certbot.timer"]
+    assert SYSTEMD.keys(_systemd_call("SystemdStatus", ["nginx.service"]), None) == ["nginx.service"]
+    assert SYSTEMD.keys(_systemd_call("SystemdEnabled", "certbot.timer"), None) == ["certbot.timer"]
     for call in (_systemd_call("SystemdStatus", None), _systemd_call("SystemdStatus", ["*"]),
                  _systemd_call("SystemdStatus", ["nginx"]),  # no suffix: pyinfra's own command
                  _systemd_call("SystemdStatus", ["nginx.service"], user_mode=True),
                  _systemd_call("SystemdStatus", ["nginx.service"], machine="other"),
                  fact_batch.FactCall("pyinfra.facts.server:Users", {}, {})):
-        assert SYSTEMD.keys(call) is None, call
+        assert SYSTEMD.keys(call, None) is None, call
 
 
 def test_each_fact_gets_what_its_own_systemctl_would_print_and_the_same_value() -> None:
@@ -236,8 +236,8 @@ def test_each_fact_gets_what_its_own_systemctl_would_print_and_the_same_value() 
     assert blocks is not None
     status = _systemd_call("SystemdStatus", ["nginx.service"])
     enabled = _systemd_call("SystemdEnabled", ["certbot.timer", "nosuch.timer"])
-    status_lines = SYSTEMD.lines(status, SYSTEMD.keys(status), blocks)
-    enabled_lines = SYSTEMD.lines(enabled, SYSTEMD.keys(enabled), blocks)
+    status_lines = SYSTEMD.lines(status, SYSTEMD.keys(status, None), blocks)
+    enabled_lines = SYSTEMD.lines(enabled, SYSTEMD.keys(enabled, None), blocks)
     assert status_lines == ["Id=nginx.service", "SubState=running"]
     assert enabled_lines == ["Id=certbot.timer", "UnitFileState=enabled", "", "Id=nosuch.timer", "UnitFileState="]
     assert SystemdStatus().process(status_lines) == {"nginx.service": True}

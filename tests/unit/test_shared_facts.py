@@ -38,6 +38,17 @@ class LocalHost:
         return True, types.SimpleNamespace(stdout_lines=split_lines(proc.stdout))
 
 
+def own_command(call: FactCall) -> str:
+    """The text of the fact's own command (what the batch passes to ``shared_for``)."""
+    command = pyinfra_facts._make_command(fact_batch.fact_class(call.fact)().command, dict(call.kwargs))
+    return command if isinstance(command, str) else command.get_raw_value()
+
+
+def shared_for(call: FactCall):  # noqa: ANN201
+    """The shared command for this call, as the batch finds it."""
+    return shared_facts.shared_for(call, own_command(call))
+
+
 def own_value(call: FactCall):  # noqa: ANN201
     """The value pyinfra's own command and process() give, run here."""
     fact = fact_batch.fact_class(call.fact)()
@@ -66,7 +77,7 @@ def test_pyinfras_commands_are_the_ones_the_shared_commands_stand_in_for() -> No
     """If a pyinfra upgrade changes a command, nothing is shared any more and this says so."""
     for name in FILE_FACTS + HASH_FACTS:
         call = FactCall(f"pyinfra.facts.files:{name}", {"path": "/etc/nginx/nginx.conf"}, {})
-        assert shared_facts.shared_for(call) is not None, f"{name}: pyinfra's command changed; update shared_facts"
+        assert shared_for(call) is not None, f"{name}: pyinfra's command changed; update shared_facts"
 
 
 def test_every_file_fact_gets_the_value_its_own_command_gives(tree: dict[str, str]) -> None:
@@ -92,10 +103,10 @@ def test_every_file_fact_gets_the_value_its_own_command_gives(tree: dict[str, st
 
 def test_only_paths_the_shell_reads_as_themselves_are_shared(tree: dict[str, str]) -> None:
     spaced = FactCall("pyinfra.facts.files:File", {"path": tree["with space"]}, {})
-    assert shared_facts.shared_for(spaced) is None  # its own command, quoted, in the batch
+    assert shared_for(spaced) is None  # its own command, quoted, in the batch
     for path in ("~/x", "relative", "/a'b", "/a\nb", "/a;b", "/$HOME"):
-        assert shared_facts.shared_for(FactCall("pyinfra.facts.files:File", {"path": path}, {})) is None, path
-    assert shared_facts.shared_for(FactCall("pyinfra.facts.files:FindInFile",
+        assert shared_for(FactCall("pyinfra.facts.files:File", {"path": path}, {})) is None, path
+    assert shared_for(FactCall("pyinfra.facts.files:FindInFile",
                                             {"path": "/etc/x", "pattern": "a"}, {})) is None
 
 
@@ -202,7 +213,7 @@ def test_our_engine_facts_are_answered_together() -> None:
 
     for cls, kwargs in ((ReleaseDamage, {"engine": RELEASE_ENGINE, "app": "shop"}),
                         (ResticRepositoryState, {"env_file": "/etc/gts/backup/restic.env"})):
-        found = shared_facts.shared_for(FactCall(fact_batch.fact_path(cls), kwargs, {}))
+        found = shared_for(FactCall(fact_batch.fact_path(cls), kwargs, {}))
         assert found is not None and isinstance(found[0], shared_facts.EngineCalls), cls
     assert ENGINE in ResticRepositoryState().command(env_file="/etc/x.env")
 
