@@ -15,10 +15,11 @@ from operations.django_app import app_identity
 config = host_config(host)
 
 for app_name, app in config.apps.items():
-    app_identity(config, app)
+    app_identity(config, app_name, app)
 
-    def _show(app_name: str = app_name, user: str = app.user, url: str = app.source.url) -> None:
-        lines = host.get_fact(FileContents, path=f"/home/{user}/.ssh/id_ed25519.pub") or []
+    def _show(app_name: str = app_name, key: str = config.app_paths(app_name).deploy_key,
+              url: str = app.source.url) -> None:
+        lines = host.get_fact(FileContents, path=f"{key}.pub") or []
         print(f"DEPLOY-KEY {host.name} {app_name} {url} {' '.join(lines).strip()}", flush=True)
 
     python.call(name=f"Show the deploy key of {app_name}", function=_show)

@@ -1168,12 +1168,28 @@ RESERVED_SITES = frozenset({"default"})
 # Where the release engine's settings live on a host (its own default, files/usr/local/lib/iac/
 # iac_release.py SETTINGS_DIR, is checked equal by tests/unit/test_release_engine.py)
 RELEASE_SETTINGS_DIR = "/etc/iac/apps"
+# what root records about each app's releases (what is live, what was built, the manifests): a
+# directory only root can write, so that no app can forge a record root later acts on
+RELEASE_STATE_DIR = "/var/lib/iac/releases"
+# root-only runtime directory of the host engines: their locks (never in world-writable /run/lock)
+RUNTIME_DIR = "/run/iac"
 NGINX_SITES_AVAILABLE = "/etc/nginx/sites-available"
 NGINX_SITES_ENABLED = "/etc/nginx/sites-enabled"
 # what the repository manages on a host (HostConfig.managed), written there by every whole run
 MANAGED_MANIFEST = "/etc/iac/managed.json"
 # shared by every app's gunicorn; shipped by operations/django_app.py release_engine()
 GUNICORN_CONFIG = "/usr/local/lib/iac/gunicorn_conf.py"
+# The sandboxing of everything an app runs: its gunicorn and process units (the templates write
+# these lines) and the release engine's transient units for builds, manage.py steps and the
+# candidate gunicorn (passed in the release settings). One list: a package's install script or a
+# manage.py command runs as confined as the app itself, and the two cannot drift apart.
+APP_SANDBOXING = (
+    "NoNewPrivileges=yes", "PrivateTmp=yes", "PrivateDevices=yes", "ProtectSystem=strict", "ProtectHome=yes",
+    "ProtectKernelTunables=yes", "ProtectKernelModules=yes", "ProtectKernelLogs=yes", "ProtectControlGroups=yes",
+    "ProtectClock=yes", "ProtectHostname=yes", "RestrictSUIDSGID=yes", "RestrictRealtime=yes",
+    "RestrictNamespaces=yes", "LockPersonality=yes", "RestrictAddressFamilies=AF_UNIX AF_INET AF_INET6",
+    "SystemCallArchitectures=native", "CapabilityBoundingSet=", "UMask=0027",
+)
 
 
 @dataclass(frozen=True)
@@ -1183,8 +1199,12 @@ class AppPaths:
 
     env_file: str          # EnvironmentFile= of every unit of the app (secrets; root:<user> 0640)
     release_settings: str  # the release engine's settings (JSON, no secrets)
-    releases: str          # release directories, the git mirror, deployed.json
-    deployed: str          # what the last release made live (read by the DeployedRelease fact)
+    releases: str          # release directories, the git mirror, caches (the app user's: it builds there)
+    state_dir: str         # root's records of the app's releases (root 0700; the app can forge none)
+    deployed: str          # what the last release made live (read by the DeployedRelease fact), in state_dir
+    lock: str              # one release engine run at a time per app (root-only RUNTIME_DIR)
+    deploy_key: str        # the app's deploy key (made on the host as the app user, never replaced)
+    known_hosts: str       # the git host's pinned key: root's file, the app cannot change it
     app_link: str          # -> the live release
     venv_link: str         # -> the live release's virtualenv
     code_dir: str          # manage.py's directory in the live release (WorkingDirectory=)
@@ -1249,7 +1269,11 @@ class HostConfig(Strict):
             env_file=f"{self.app_env_dir}/{name}.env",
             release_settings=f"{RELEASE_SETTINGS_DIR}/{name}.release",
             releases=f"/srv/releases/{name}",
-            deployed=f"/srv/releases/{name}/deployed.json",
+            state_dir=f"{RELEASE_STATE_DIR}/{name}",
+            deployed=f"{RELEASE_STATE_DIR}/{name}/deployed.json",
+            lock=f"{RUNTIME_DIR}/release-{name}.lock",
+            deploy_key=f"/home/{app.user}/.ssh/id_ed25519",
+            known_hosts=f"{RELEASE_SETTINGS_DIR}/{name}.known_hosts",
             app_link=f"/srv/apps/{name}",
             venv_link=f"/srv/venvs/{name}",
             code_dir=code,
@@ -1291,13 +1315,15 @@ class HostConfig(Strict):
             for unit in (p.socket_unit, f"{app.unit}.service", *(f"{u}.service" for u in p.process_units.values())):
                 add("unit", unit, name)
             for path in (p.socket_unit_file, p.unit_file, *p.process_unit_files.values(), p.env_file,
-                         p.release_settings, p.site_available, p.site_enabled, *([p.logrotate] if p.logrotate else [])):
+                         p.release_settings, p.known_hosts, p.site_available, p.site_enabled,
+                         *([p.logrotate] if p.logrotate else [])):
                 add("file", path, name)
             add("user", app.user, name)
             # kept with the releases they point at: the app declared again comes back as it was
             for link in (p.app_link, p.venv_link):
                 add("link", link, name, f"rm -f {shlex.quote(link)}")
-            data = [p.releases, p.venvs, p.backup_dir, f"/home/{app.user}", *([app.log_dir] if app.log_dir else [])]
+            data = [p.releases, p.state_dir, p.venvs, p.backup_dir, f"/home/{app.user}",
+                    *([app.log_dir] if app.log_dir else [])]
             if isinstance(app.database, SqliteDatabase):
                 data.append(app.database.path)
             for path in data:

@@ -52,7 +52,9 @@ def resolve(target: Target, app: str, revision: str) -> str:
         return revision
     spec = target.config.apps[app]
     fact = GitRemoteCommit()
-    proc = target.ssh(fact.command(url=spec.source.url, revision=revision, user=spec.user), timeout=120)
+    paths = target.config.app_paths(app)
+    proc = target.ssh(fact.command(url=spec.source.url, revision=revision, user=spec.user, key=paths.deploy_key,
+                                   known_hosts=paths.known_hosts), timeout=120)
     if proc.returncode != 0:
         raise ConfigError(f"{target.name}: cannot run git ls-remote there (ssh exit {proc.returncode}): "
                           f"{proc.stderr.strip()[-300:]}")

@@ -24,11 +24,11 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pyinfra import host
 from pyinfra.api import OperationError, StringCommand, operation
-from pyinfra.facts.files import File
+from pyinfra.facts.files import Directory, File
 from pyinfra.operations import files, server, systemd
 
 from iac.formats import FILTERS
-from iac.model import GUNICORN_CONFIG, DjangoApp, HostConfig, PostgresDatabase, SqliteDatabase
+from iac.model import APP_SANDBOXING, GUNICORN_CONFIG, DjangoApp, HostConfig, PostgresDatabase, SqliteDatabase
 from operations.facts import COMMIT_RE, DeployedRelease, GitRemoteCommit, ReleaseDamage
 from operations.guarded import secret_file, validated_file, validated_files
 from operations.packages import packages_present
@@ -94,6 +94,8 @@ def _context(config: HostConfig, name: str, app: DjangoApp) -> dict:
         "sqlite_state_dir": (app.database.path.removeprefix("/var/lib/").rsplit("/", 1)[0]
                              if app.database.engine == "sqlite" else ""),
         "logs_directory": (app.log_dir or "").removeprefix("/var/log/"),
+        # the unit lines that confine the app (the release engine's transient units get the same)
+        "sandboxing": APP_SANDBOXING,
     }
 
 
@@ -154,6 +156,10 @@ def release_settings(config: HostConfig, name: str, app: DjangoApp, ctx: dict) -
         "unit": app.unit,
         "unit_file": paths.unit_file,
         "releases": paths.releases,
+        "state_dir": paths.state_dir,
+        "lock_file": paths.lock,
+        "key_path": paths.deploy_key,
+        "known_hosts": paths.known_hosts,
         "app_link": paths.app_link,
         "venv_link": paths.venv_link,
         "keep_releases": app.keep_releases,
@@ -163,6 +169,8 @@ def release_settings(config: HostConfig, name: str, app: DjangoApp, ctx: dict) -
         "adopt_sqlite_from": (db.adopt_from or "") if isinstance(db, SqliteDatabase) else "",
         "pg_databases": ctx["pg_databases"],
         "pg_main_db": db.name if isinstance(db, PostgresDatabase) else "",
+        # a restore runs as the database's owner, never as the superuser on the app's content
+        "pg_owners": {d.name: d.role for d in [db, *app.extra_databases.values()] if isinstance(d, PostgresDatabase)},
         "import_sqlite_from": (db.import_sqlite_from or "") if isinstance(db, PostgresDatabase) else "",
         "migrate_databases": ctx["migrate_databases"],
         "frontend_inputs": list(app.frontend_build.inputs) if app.frontend_build else None,
@@ -185,6 +193,11 @@ def release_settings(config: HostConfig, name: str, app: DjangoApp, ctx: dict) -
         "wsgi_app": app.wsgi_app,
         "gunicorn_config": paths.gunicorn_config,
         "timeout": app.timeout,
+        # builds, manage.py steps and the candidate gunicorn run as confined as the app's units
+        "sandboxing": list(APP_SANDBOXING),
+        # what those may write besides the release being built: the app's state and log directories
+        "state_paths": [*([str(Path(db.path).parent)] if isinstance(db, SqliteDatabase) else []),
+                        *([app.log_dir] if app.log_dir else [])],
         # a failed release posts one message to the host's operator webhook (backups.alerts)
         "alert_env_file": config.backups.alerts.env_file if config.backups and config.backups.alerts else "",
     }
@@ -209,7 +222,8 @@ def _inputs_hash(*texts: str) -> str:
 
 
 @operation()
-def release_live(app: str, revision: str, repo_url: str, user: str, inputs: str, deployed: str):
+def release_live(app: str, revision: str, repo_url: str, user: str, key: str, known_hosts: str, inputs: str,
+                 deployed: str):
     """
     Ensure the app's declared revision is live with the declared inputs, and intact: a live
     release whose files or virtualenv differ from what went live is rebuilt (runs iac-app-release).
@@ -218,6 +232,8 @@ def release_live(app: str, revision: str, repo_url: str, user: str, inputs: str,
     + revision: tag, branch or commit that must be live
     + repo_url: the repository (asked for the commit the revision names)
     + user: the app user, whose deploy key reads the repository
+    + key: its deploy key (``AppPaths.deploy_key``)
+    + known_hosts: the git host's pinned key (``AppPaths.known_hosts``)
     + inputs: sha256 of env file + unit files + release settings as declared
     + deployed: the file the engine records what it made live in (``AppPaths.deployed``)
 
@@ -226,8 +242,10 @@ def release_live(app: str, revision: str, repo_url: str, user: str, inputs: str,
     .. code:: python
 
         release_live(name="Release chip_dashboard", app="chip_dashboard", revision="v2",
-                     repo_url="git@github.com:o/r.git", user="chip_dashboard", inputs=digest,
-                     deployed="/srv/releases/chip_dashboard/deployed.json")
+                     repo_url="git@github.com:o/r.git", user="chip_dashboard",
+                     key="/home/chip_dashboard/.ssh/id_ed25519",
+                     known_hosts="/etc/iac/apps/chip_dashboard.known_hosts", inputs=digest,
+                     deployed="/var/lib/iac/releases/chip_dashboard/deployed.json")
     """
     live = host.get_fact(DeployedRelease, path=deployed)
     if not live:
@@ -239,7 +257,8 @@ def release_live(app: str, revision: str, repo_url: str, user: str, inputs: str,
     if COMMIT_RE.match(revision):
         wanted = revision
     else:
-        remote = host.get_fact(GitRemoteCommit, url=repo_url, revision=revision, user=user)
+        remote = host.get_fact(GitRemoteCommit, url=repo_url, revision=revision, user=user, key=key,
+                               known_hosts=known_hosts)
         if remote["error"]:
             # an error, not a change: the drift gate must say "cannot tell" (exit 1), not "drift"
             raise OperationError(f"{app}: cannot ask {repo_url} which commit {revision!r} is: {remote['error']}")
@@ -292,8 +311,12 @@ def _verify_units(binaries: list[str]) -> str:
             "then printf '%s\\n' \"$out\"; exit 1; fi")
 
 
-def app_identity(config: HostConfig, app: DjangoApp) -> None:
-    """The app's system user, its deploy key (made once on the host) and the pinned git host key."""
+def app_identity(config: HostConfig, name: str, app: DjangoApp) -> None:
+    """The app's system user, its deploy key (made once on the host) and the pinned git host key.
+
+    The app's home is the app's: everything root does there (the ~/.ssh directory, a restored
+    key) runs as the app user, so a link the app plants there is never followed by root. The
+    pinned host key is root's file outside it: the app can neither redirect nor change it."""
     server.group(name=f"App group {app.user}", group=app.user, system=True)
     if config.apps_group:
         server.group(name=f"Group {config.apps_group} of all apps", group=config.apps_group, system=True)
@@ -302,11 +325,12 @@ def app_identity(config: HostConfig, app: DjangoApp) -> None:
         groups=[config.apps_group] if config.apps_group else None,
         home=f"/home/{app.user}", shell="/usr/sbin/nologin", create_home=True, ensure_home=True,
     )
-    files.directory(name=f"{app.user}: ~/.ssh", path=f"/home/{app.user}/.ssh", user=app.user,
-                    group=app.user, mode="700")
+    paths = config.app_paths(name)
+    key = paths.deploy_key
+    app_user_directory(name=f"{app.user}: ~/.ssh (made as the app user)", user=app.user,
+                       path=str(Path(key).parent), mode="700")
     # Made on the host, once: the private key never leaves it. `make deploy-keys` shows the
     # public half for registering on the git host.
-    key = f"/home/{app.user}/.ssh/id_ed25519"
     # a rebuild after a disaster (`make dr`) staged the old host's state: its key is still the one
     # registered on the git host
     ss = config.backups.offsite.system_state if config.backups else None
@@ -314,9 +338,9 @@ def app_identity(config: HostConfig, app: DjangoApp) -> None:
                comment=f"{app.user}@{config.host.hostname}", restored=f"{ss.staging_dir}{key}" if ss else None)
     git_host = _git_host(app.source.url)
     files.put(
-        name=f"{app.user}: pinned host key of {git_host}",
+        name=f"{name}: pinned host key of {git_host}",
         src=_string_io(f"{git_host} {app.source.host_key}\n"),
-        dest=f"/home/{app.user}/.ssh/known_hosts", user=app.user, group=app.user, mode="644",
+        dest=paths.known_hosts, user="root", group="root", mode="644",
     )
 
 
@@ -330,7 +354,7 @@ def django_app(config: HostConfig, name: str, app: DjangoApp) -> None:
     packages_present(pkgs, config.base.apt_cache_hours, f"app {name}")
 
     # ---- identity
-    app_identity(config, app)
+    app_identity(config, name, app)
 
     # ---- configure
     files.directory(name="Directory for app env files", path=config.app_env_dir, user="root",
@@ -386,7 +410,7 @@ def django_app(config: HostConfig, name: str, app: DjangoApp) -> None:
     # ---- activate
     release_live(
         name=f"{name}: release {app.source.revision} live", app=name, revision=app.source.revision,
-        repo_url=app.source.url, user=app.user,
+        repo_url=app.source.url, user=app.user, key=paths.deploy_key, known_hosts=paths.known_hosts,
         inputs=_inputs_hash(env_text, *unit_texts, release_text), deployed=paths.deployed,
     )
     for unit in (paths.socket_unit, app.unit, *paths.process_units.values()):
@@ -427,7 +451,33 @@ def deploy_key(user: str, path: str, comment: str, restored: str | None = None):
     if host.get_fact(File, path=path):
         return
     if restored and host.get_fact(File, path=restored):
+        # root reads the staged copy; the app user writes its own file (root never writes there)
         for src, dest, mode in ((restored, path, "600"), (f"{restored}.pub", f"{path}.pub", "644")):
-            yield StringCommand(f"install -o {user} -g {user} -m {mode} {shlex.quote(src)} {shlex.quote(dest)}")
+            write = shlex.quote(f"umask 077 && cat > {dest} && chmod {mode} {dest}")
+            yield StringCommand(f"runuser -u {user} -- sh -c {write} < {shlex.quote(src)}")
         return
     yield StringCommand(f"runuser -u {user} -- ssh-keygen -q -t ed25519 -N '' -C {comment} -f {path}")
+
+
+@operation()
+def app_user_directory(user: str, path: str, mode: str):
+    """
+    Ensure a directory in an app user's own tree exists with ``mode``, made by that user: root
+    never creates, chowns or chmods a path the app could have replaced with a link.
+
+    + user: the app user (owner of the directory and of its parent)
+    + path: the directory
+    + mode: its permissions (octal string)
+
+    **Example:**
+
+    .. code:: python
+
+        app_user_directory(name="~/.ssh", user="shop_scheduler", path="/home/shop_scheduler/.ssh", mode="700")
+    """
+    info = host.get_fact(Directory, path=path)
+    if info and info["user"] == user and info["mode"] == int(mode):
+        return
+    if info is False:
+        raise OperationError(f"{path} exists and is not a directory (a link?): remove it, then run again")
+    yield StringCommand(f"runuser -u {user} -- sh -c {shlex.quote(f'mkdir -p {path} && chmod {mode} {path}')}")

@@ -54,14 +54,15 @@ class ReleaseDamage(FactBase):
     """
     What differs in an app's live release from what went live, as the release engine's
     ``verify`` reports it: files against the manifest of hashes recorded then, the virtualenv's
-    distributions against those installed when it was built. ``[]`` when intact, when nothing is
-    live, or when the host's engine predates ``verify``.
+    distributions against those installed when it was built, both as root recorded them where no
+    app can write. ``[]`` when intact or when nothing is live. A verify that cannot read those
+    records fails the fact (the drift check then says it cannot tell): never "intact".
     """
 
     @staticmethod
     def engine_call(engine: str, app: str) -> EngineCall:
         """Also how a fact batch answers it, with the other engine calls in one python3."""
-        return EngineCall(engine, ["verify", app], tolerate_failure=True)
+        return EngineCall(engine, ["verify", app])
 
     def command(self, engine: str, app: str) -> str:
         return self.engine_call(engine, app).shell()
@@ -88,13 +89,13 @@ class GitRemoteCommit(FactBase):
     engine) keeps OpenSSH's default. Authentication (the deploy key, the pinned host key) is the same.
     """
 
-    def command(self, url: str, revision: str, user: str) -> str:
-        ssh = (f"ssh -i /home/{user}/.ssh/id_ed25519 -o IdentitiesOnly=yes -o BatchMode=yes "
+    def command(self, url: str, revision: str, user: str, key: str, known_hosts: str) -> str:
+        ssh = (f"ssh -i {key} -o IdentitiesOnly=yes -o BatchMode=yes "
                f"-o StrictHostKeyChecking=yes -o ConnectTimeout=10 -o KexAlgorithms=^curve25519-sha256 "
-               f"-o UserKnownHostsFile=/home/{user}/.ssh/known_hosts")
+               f"-o UserKnownHostsFile={known_hosts}")
         refs = " ".join(shlex.quote(r) for r in (
             f"refs/tags/{revision}", f"refs/tags/{revision}^{{}}", f"refs/heads/{revision}"))
-        return (f"if ! id -u {shlex.quote(user)} >/dev/null 2>&1 || ! test -f /home/{user}/.ssh/id_ed25519; "
+        return (f"if ! id -u {shlex.quote(user)} >/dev/null 2>&1 || ! test -f {shlex.quote(key)}; "
                 "then echo IAC-NO-KEY; exit 0; fi; "
                 f"out=$(runuser -u {shlex.quote(user)} -- env HOME=/home/{user} GIT_SSH_COMMAND={shlex.quote(ssh)} "
                 f"git ls-remote {shlex.quote(url)} {refs} 2>&1) && printf '%s\\n' \"$out\" || "

@@ -25,6 +25,7 @@ from tests.integration.conftest import (
 from tests.integration.load import Load
 
 APP = "chip_dashboard"
+DEPLOYED = f"/var/lib/iac/releases/{APP}/deployed.json"
 
 
 @pytest.fixture(scope="module")
@@ -235,7 +236,7 @@ def test_broken_release_keeps_the_old_one_serving_and_the_database_as_it_was(
     rows = _rows(sandbox)
     migrations = sandbox.ssh("public", "sqlite3 /var/lib/chip_dashboard/db.sqlite3 "
                                        "'select count(*) from django_migrations'").stdout
-    deployed = json.loads(sandbox.ssh("public", "cat /srv/releases/chip_dashboard/deployed.json").stdout)
+    deployed = json.loads(sandbox.ssh("public", "cat /var/lib/iac/releases/chip_dashboard/deployed.json").stdout)
     alerted = len(sandbox.webhook_messages())
     overrides = json.dumps({"public": {"apps": {APP: {"source": {"revision": "broken"}}}}})
     run = sandbox.converge("deploy-broken-release", "--limit", "public", SANDBOX_OVERRIDES=overrides)
@@ -247,7 +248,7 @@ def test_broken_release_keeps_the_old_one_serving_and_the_database_as_it_was(
     assert _rows(sandbox) == rows
     assert sandbox.ssh("public", "sqlite3 /var/lib/chip_dashboard/db.sqlite3 "
                                  "'select count(*) from django_migrations'").stdout == migrations
-    assert json.loads(sandbox.ssh("public", "cat /srv/releases/chip_dashboard/deployed.json").stdout) == deployed
+    assert json.loads(sandbox.ssh("public", f"cat {DEPLOYED}").stdout) == deployed
     # the host still carries the broken declaration's settings: the gate says so, a run fixes it
     drift = sandbox.drift("drift-after-broken-release", "--limit", "public")
     assert drift.returncode == 2 and "chip_dashboard: release settings" in drift.stdout
@@ -266,7 +267,7 @@ def test_release_that_cannot_boot_never_reaches_users_and_the_old_one_serves(
     started beside the live one on a socket of its own and fails its health check there: nothing
     switches, and two clients asking through nginx all along get every answer."""
     rows = _rows(sandbox)
-    deployed = json.loads(sandbox.ssh("public", "cat /srv/releases/chip_dashboard/deployed.json").stdout)
+    deployed = json.loads(sandbox.ssh("public", "cat /var/lib/iac/releases/chip_dashboard/deployed.json").stdout)
     alerted = len(sandbox.webhook_messages())
     overrides = json.dumps({"public": {"apps": {APP: {"source": {"revision": "importfail"}}}}})
     with _load(sandbox) as load:
@@ -279,7 +280,7 @@ def test_release_that_cannot_boot_never_reaches_users_and_the_old_one_serves(
     assert len(new) == 1 and "chip_dashboard importfail (" in new[0] and "step: health check" in new[0], new
     assert "chip_dashboard v2" in curl(sandbox, "-k", "https://pravoo.in/").stdout
     assert _rows(sandbox) == rows
-    assert json.loads(sandbox.ssh("public", "cat /srv/releases/chip_dashboard/deployed.json").stdout) == deployed
+    assert json.loads(sandbox.ssh("public", f"cat {DEPLOYED}").stdout) == deployed
     assert sandbox.converge("after-importfail", "--limit", "public").returncode == 0
 
 
@@ -287,7 +288,7 @@ def test_failed_first_release_leaves_the_unit_stopped_and_disabled(sandbox: Sand
     """With nothing to go back to, the unit is not left restarting every 2 s for ever."""
     # as on a new host: no live release (the stable links, the record and the unit gone)
     sandbox.ssh("public", "systemctl disable --now --quiet broker_portal && rm -f /srv/apps/chip_dashboard "
-                          "/srv/venvs/chip_dashboard /srv/releases/chip_dashboard/deployed.json")
+                          "/srv/venvs/chip_dashboard /var/lib/iac/releases/chip_dashboard/deployed.json")
     overrides = json.dumps({"public": {"apps": {APP: {"source": {"revision": "importfail"}}}}})
     run = sandbox.converge("first-release-importfail", "--limit", "public", SANDBOX_OVERRIDES=overrides)
     assert run.returncode != 0 and "first release failed" in run.output, run.output[-3000:]

@@ -28,7 +28,7 @@ def _drift(sandbox: Sandbox, label: str) -> Run:
 
 
 def _deployed(sandbox: Sandbox) -> dict:
-    return json.loads(sandbox.ssh("public", f"cat /srv/releases/{APP}/deployed.json").stdout)
+    return json.loads(sandbox.ssh("public", f"cat /var/lib/iac/releases/{APP}/deployed.json").stdout)
 
 
 def _forge_git(sandbox: Sandbox, args: str) -> str:
@@ -92,4 +92,4 @@ def test_a_new_upstream_commit_is_a_pending_release_and_make_release_pins_and_ap
     finally:
         _forge_git(sandbox, f"update-ref refs/heads/main {v2}")
         (sandbox.world.dir / "stack.json").unlink(missing_ok=True)
-        sandbox.ssh("public", f"rm -f /srv/releases/{APP}/failed.json", check=False)
+        sandbox.ssh("public", f"rm -f /var/lib/iac/releases/{APP}/failed.json", check=False)

@@ -33,7 +33,7 @@ def _sql(sandbox: Sandbox, query: str) -> str:
 
 
 def _deployed(sandbox: Sandbox) -> dict:
-    return json.loads(sandbox.ssh("public", f"cat /srv/releases/{APP}/deployed.json").stdout)
+    return json.loads(sandbox.ssh("public", f"cat /var/lib/iac/releases/{APP}/deployed.json").stdout)
 
 
 def _rollback(sandbox: Sandbox, label: str, *extra: str) -> Run:

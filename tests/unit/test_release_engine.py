@@ -38,6 +38,8 @@ def settings(tmp_path: Path, **overrides) -> Settings:
         "app": "demo", "user": os.environ.get("USER", "root"), "repo_url": str(tmp_path / "origin.git"),
         "revision": "v2", "manage_dir": "", "env_file": str(tmp_path / "demo.env"), "unit": "gunicorn-demo",
         "unit_file": str(tmp_path / "demo.service"), "releases": str(tmp_path / "releases"),
+        "state_dir": str(tmp_path / "state"), "lock_file": str(tmp_path / "run/release-demo.lock"),
+        "key_path": "/home/demo/.ssh/id_ed25519", "known_hosts": "/etc/iac/apps/demo.known_hosts",
         "app_link": str(tmp_path / "apps/demo"), "venv_link": str(tmp_path / "venvs/demo"), "keep_releases": 3,
         "backup_dir": str(tmp_path / "backups"), "db_engine": "sqlite", "sqlite_path": str(tmp_path / "db.sqlite3"),
         "health_socket": "/run/gunicorn-demo/gunicorn.sock", "health_headers": ["Host:demo.example"],
@@ -51,7 +53,7 @@ def test_settings_load_paths_and_defaults(tmp_path: Path) -> None:
     s = settings(tmp_path)
     assert s.releases == tmp_path / "releases" and isinstance(s.app_link, Path)
     assert s.migrate_databases == ["default"] and s.frontend_inputs is None
-    assert s.key_path == f"/home/{s.user}/.ssh/id_ed25519"
+    assert s.key_path == "/home/demo/.ssh/id_ed25519" and s.state_dir == tmp_path / "state"
     assert "StrictHostKeyChecking=yes" in s.git_ssh_command() and s.known_hosts in s.git_ssh_command()
 
 
@@ -151,10 +153,17 @@ def origin(tmp_path: Path) -> tuple[Path, str]:
     return tmp_path / "origin.git", _git("rev-parse", "v2", cwd=work)
 
 
+def _here(s, cmd, writable, cwd=None, home_readable=False, env=None) -> list[str]:
+    """as_app without systemd: the same command, in ``cwd``, with ``env`` (no confinement here)."""
+    return ["env", *(["-C", str(cwd)] if cwd else []), *(f"{k}={v}" for k, v in (env or {}).items()), *cmd]
+
+
 @pytest.fixture
 def as_self(monkeypatch):
-    """Run the engine's commands as the current user (runuser needs a real app user)."""
+    """Run the engine's commands as the current user (runuser needs a real app user, systemd-run
+    a host's systemd)."""
     monkeypatch.setattr(release_engine, "as_user", lambda user, cmd: cmd)
+    monkeypatch.setattr(release_engine, "as_app", _here)
 
 
 def test_fetch_resolves_the_revision_to_its_commit(tmp_path: Path, origin, as_self) -> None:
@@ -189,8 +198,8 @@ def test_switch_replaces_both_links_atomically(tmp_path: Path) -> None:
         (s.releases / name / ".venv").symlink_to(venv)
     s.app_link.parent.mkdir(parents=True)
     release = Release(s, log=lambda msg: None)
-    release.switch_to(s.releases / "r1")
-    release.switch_to(s.releases / "r2")
+    release.switch_to(s.releases / "r1", venv)
+    release.switch_to(s.releases / "r2", venv)
     assert os.readlink(s.app_link) == str(s.releases / "r2") and os.readlink(s.venv_link) == str(venv)
     assert not Path(f"{s.app_link}.new").exists()
 
@@ -326,42 +335,70 @@ def test_database_is_restored_only_when_migrate_wrote_to_it(tmp_path: Path, monk
     assert release_engine.migrate_wrote(0, "Running migrations:\n  Applying api.0002_check_tags... OK\n")
     assert release_engine.migrate_wrote(1, "  No migrations to apply.\n")
     release, calls = _fake_release(tmp_path)
+    (tmp_path / "db.backup").write_bytes(b"backup")
+    (tmp_path / "db.sqlite3").write_bytes(b"current")
     release.backups = [("sqlite", str(tmp_path / "db.sqlite3"), tmp_path / "db.backup")]
-    ran: list[list[str]] = []
-    monkeypatch.setattr(release_engine, "run", lambda cmd, check=True, **kw: ran.append(cmd))
     release.restore_databases()
-    assert ran == [] and any("not restored" in c[1] for c in calls)
+    assert (tmp_path / "db.sqlite3").read_bytes() == b"current" and any("not restored" in c[1] for c in calls)
     release.schema_changed = True
     release.restore_databases()
-    assert ran and ran[0][0] == "install"
+    assert (tmp_path / "db.sqlite3").read_bytes() == b"backup"
+    assert oct((tmp_path / "db.sqlite3").stat().st_mode & 0o777) == "0o640"
+
+
+def test_a_postgres_restore_runs_as_the_databases_owner(tmp_path: Path) -> None:
+    """The dump's content is the app's: never restored with the superuser's rights."""
+    cmd = release_engine.pg_restore_command("gts_shop", "shop_owner", tmp_path / "d.dump")
+    assert "--role=shop_owner" in cmd and "--no-owner" in cmd and cmd[:4] == ["runuser", "-u", "postgres", "--"]
+    with pytest.raises(release_engine.ReleaseFailed, match="no owner"):
+        release_engine.pg_restore_command("gts_shop", "", tmp_path / "d.dump")
 
 
 # ---- a damaged live release: seen by `verify`, rebuilt beside the damaged one ------------------
 
 
+def _records(tmp_path: Path):
+    return release_engine.Records(tmp_path / "state")
+
+
+def _damage(release: Path, tmp_path: Path) -> list[str]:
+    return release_engine.damage(release, _records(tmp_path), os.geteuid())
+
+
 def _built_release(tmp_path: Path) -> Path:
+    """A release as the engine leaves it live: its files, its virtualenv, root's records of both."""
     release = tmp_path / "releases" / ("c" * 40)
     (release / "app/__pycache__").mkdir(parents=True)
     (release / "app/views.py").write_text("VERSION = 'v2'\n")
     (release / "app/__pycache__/views.cpython-311.pyc").write_bytes(b"\0")
-    (release / ".iac-built").touch()
     venv = tmp_path / "venvs/.demo-0123"
     (venv / "bin").mkdir(parents=True)
     (venv / "bin/python").touch()
     for dist in ("Django-5.2.19", "gunicorn-23.0.0"):
         (venv / f"lib/python3.11/site-packages/{dist}.dist-info").mkdir(parents=True)
-    (venv / release_engine.PACKAGES).write_text("\n".join(release_engine.venv_packages(venv)) + "\n")
     (release / ".venv").symlink_to(venv)
-    (release / release_engine.MANIFEST).write_text(json.dumps(release_engine.release_manifest(release)))
+    records = _records(tmp_path)
+    records.set_venv(venv, release_engine.venv_packages(venv))
+    records.set_built(release.name, {"venv": str(venv), "manifest": release_engine.release_manifest(release)})
     return release
 
 
-def test_manifest_holds_the_release_files_not_bytecode_or_the_engines_marks(tmp_path: Path) -> None:
+def test_manifest_holds_the_release_files_not_bytecode(tmp_path: Path) -> None:
     release = _built_release(tmp_path)
     manifest = release_engine.release_manifest(release)
     assert set(manifest) == {"app/views.py", ".venv"}
     assert manifest[".venv"].startswith("-> ") and len(manifest["app/views.py"]) == 64
-    assert release_engine.damage(release) == []
+    assert _damage(release, tmp_path) == []
+
+
+def test_records_live_where_only_root_writes(tmp_path: Path) -> None:
+    """The engine's records are never in the app's trees: nothing the app can write is trusted."""
+    release = _built_release(tmp_path)
+    assert not any(p.name.startswith(".iac") for p in release.rglob("*"))
+    state = tmp_path / "state"
+    assert oct(state.stat().st_mode & 0o777) == "0o700" and state.stat().st_uid == os.geteuid()
+    for record in state.rglob("*.json"):
+        assert oct(record.stat().st_mode & 0o777) == "0o600"
 
 
 def test_an_edited_added_or_removed_file_is_damage_named_by_path(tmp_path: Path) -> None:
@@ -369,19 +406,40 @@ def test_an_edited_added_or_removed_file_is_damage_named_by_path(tmp_path: Path)
     (release / "app/views.py").write_text("VERSION = 'hotfix'\n")
     (release / "app/extra.py").write_text("")
     (release / "app/__pycache__/new.cpython-311.pyc").write_bytes(b"\0")  # Python's own: not damage
-    assert release_engine.damage(release) == ["changed: app/views.py", "added: app/extra.py"]
+    assert _damage(release, tmp_path) == ["changed: app/views.py", "added: app/extra.py"]
     (release / "app/views.py").unlink()
-    assert "missing: app/views.py" in release_engine.damage(release)
+    assert "missing: app/views.py" in _damage(release, tmp_path)
+
+
+def test_a_fifo_or_a_link_in_a_release_is_named_never_opened(tmp_path: Path) -> None:
+    """A FIFO would hang a reader (every drift check); a link is recorded as a link, not followed."""
+    release = _built_release(tmp_path)
+    os.mkfifo(release / "app/pipe")
+    (release / "app/passwd").symlink_to("/etc/passwd")
+    manifest = release_engine.release_manifest(release)
+    assert manifest["app/pipe"] == "special: fifo" and manifest["app/passwd"] == "-> /etc/passwd"
+    assert _damage(release, tmp_path) == ["added: app/passwd", "added: app/pipe"]
 
 
 def test_a_package_removed_from_the_virtualenv_is_damage(tmp_path: Path) -> None:
     release = _built_release(tmp_path)
     venv = (release / ".venv").resolve()
     (venv / "lib/python3.11/site-packages/gunicorn-23.0.0.dist-info").rmdir()
-    assert release_engine.damage(release) == ["virtualenv: gunicorn-23.0.0 missing"]
+    assert _damage(release, tmp_path) == ["virtualenv: gunicorn-23.0.0 missing"]
     import shutil
     shutil.rmtree(venv)
-    assert release_engine.damage(release)[0].startswith("virtualenv missing")
+    assert _damage(release, tmp_path)[0].startswith("virtualenv missing")
+
+
+def test_the_venv_link_in_a_release_is_never_taken_for_its_virtualenv(tmp_path: Path) -> None:
+    """The app can point its release's .venv anywhere: damage names the changed link and checks
+    the virtualenv root recorded, never the link's target."""
+    release = _built_release(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (release / ".venv").unlink()
+    (release / ".venv").symlink_to(elsewhere)
+    assert _damage(release, tmp_path) == ["changed: .venv"]
 
 
 def test_many_differences_are_capped_with_a_count() -> None:
@@ -393,14 +451,15 @@ def test_damaged_release_is_set_aside_and_put_back_if_the_rebuild_fails(tmp_path
     release = _built_release(tmp_path)
     venv = (release / ".venv").resolve()
     (venv / "lib/python3.11/site-packages/gunicorn-23.0.0.dist-info").rmdir()
+    monkeypatch.setattr(release_engine, "as_user", lambda user, cmd: cmd)
     engine, _ = _fake_release(tmp_path)
-    moved = engine.set_aside(release, release_engine.damage(release))
+    moved = engine.set_aside(release, _damage(release, tmp_path))
     assert moved == {release: release.with_name(release.name + ".damaged"),
                      venv: venv.with_name(venv.name + ".damaged")}
     assert not release.exists() and not venv.exists()
     release.mkdir()  # a half-made rebuild
     monkeypatch.setattr(engine, "restart", lambda: None)
-    engine.put_back(moved)
+    engine.put_back(moved, release.name, None, None)
     assert (release / "app/views.py").is_file() and (venv / "bin/python").exists()
     assert not release.with_name(release.name + ".damaged").exists()
 
@@ -450,7 +509,7 @@ def test_a_failed_release_sends_exactly_one_alert_through_the_alert_env_file(tmp
     # the same release failing again (the next run retries it): logged with the count, not re-alerted
     assert release_engine.main(["release", "demo"]) == release_engine.EXIT_HEALTH
     assert len([c for c, _ in calls if c[0] == "systemd-run"]) == 1
-    failed = json.loads((s.releases / "failed.json").read_text())
+    failed = json.loads((s.state_dir / "failed.json").read_text())
     assert failed["attempts"] == 2 and failed["step"] == "health check" and failed["commit"] == "f" * 40
 
 
@@ -485,19 +544,34 @@ def test_notify_posts_the_message_to_the_webhook(monkeypatch, capsys) -> None:
     monkeypatch.setattr(sys, "stdin", io.StringIO("Release FAILED on h: demo"))
     assert release_engine.main(["notify", "demo"]) == 0
     server.server_close()
-    assert json.loads(got[0]) == {"content": "Release FAILED on h: demo"}
+    assert json.loads(got[0]) == {"content": "Release FAILED on h: demo", "allowed_mentions": {"parse": []}}
     monkeypatch.setenv("IAC_ALERT_WEBHOOK_URL", "http://127.0.0.1:9/api/webhooks/1/secret-token")
     monkeypatch.setattr(sys, "stdin", io.StringIO("x"))
     assert release_engine.main(["notify", "demo"]) == 1
     assert "secret-token" not in capsys.readouterr().err
 
 
-def test_release_made_before_manifests_is_rebuilt_once(tmp_path: Path) -> None:
+def test_release_without_roots_record_is_rebuilt_once(tmp_path: Path) -> None:
+    """A release made before root kept records (its marks were the app's to forge), or whose
+    record is gone, is never taken for intact; a virtualenv without a record of its packages
+    neither."""
     release = _built_release(tmp_path)
-    (release / release_engine.MANIFEST).unlink()
-    ((release / ".venv").resolve() / release_engine.PACKAGES).unlink()
-    problems = release_engine.damage(release)
-    assert problems[0].startswith("no manifest") and problems[1].startswith("virtualenv: no record")
+    _records(tmp_path).forget("venvs", ".demo-0123")
+    assert _damage(release, tmp_path) == ["virtualenv: no record of its packages"]
+    _records(tmp_path).forget("built", release.name)
+    assert _damage(release, tmp_path)[0].startswith("no record of the release's files")
+
+
+def test_a_record_that_cannot_be_read_is_an_error_never_intact(tmp_path: Path, capsys, monkeypatch) -> None:
+    release = _built_release(tmp_path)
+    (tmp_path / "state/built" / f"{release.name}.json").write_text("{not json")
+    s = settings(tmp_path)
+    s.app_link.parent.mkdir(parents=True)
+    s.app_link.symlink_to(release)
+    s.venv_link.parent.mkdir(parents=True, exist_ok=True)
+    s.venv_link.symlink_to(tmp_path / "venvs/.demo-0123")
+    assert release_engine.verify_command(s) == 1
+    assert "cannot check" in capsys.readouterr().err
 
 
 # ---- zero downtime: the new release is checked before users reach it -----------------------------
@@ -527,13 +601,14 @@ def test_release_that_fails_as_a_candidate_is_never_switched_to(tmp_path: Path, 
                         subprocess.CompletedProcess(cmd, 0, stdout="", stderr=""))
     monkeypatch.setattr(release, "candidate_healthy", lambda r, v: False)
     switched: list[Path] = []
-    monkeypatch.setattr(release, "switch_to", switched.append)
+    monkeypatch.setattr(release, "switch_to", lambda r, v: switched.append(r))
+    venv = tmp_path / "venvs/.demo-1"
     with pytest.raises(release_engine.ReleaseFailed) as failed:
-        release.go_live("a" * 40, rel, previous=tmp_path / "releases/old")
+        release.go_live("a" * 40, rel, venv, previous=(tmp_path / "releases/old", venv))
     assert failed.value.code == release_engine.EXIT_HEALTH and "before the switch" in str(failed.value)
     assert switched == [] and not any("restart" in c for c in ran)
     with pytest.raises(release_engine.ReleaseFailed):
-        release.go_live("a" * 40, rel, previous=None)
+        release.go_live("a" * 40, rel, venv, previous=None)
     assert ["systemctl", "disable", "--now", "--quiet", "gunicorn-demo.socket", "gunicorn-demo"] in ran
     assert any("first release failed" in c[1] for c in calls if c[0] == "log")
 

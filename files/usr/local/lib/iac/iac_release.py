@@ -40,7 +40,19 @@ Stages of a release, and why in this order:
               nginx with the users' Host (on gunicorn's socket while the site does not exist yet).
               If not: switch back, restore the database, restart; a first
               release (nothing to go back to) leaves the units stopped and disabled.
-  5. record   what is live in <releases>/deployed.json (read by the converge's facts), prune.
+  5. record   what is live in <state_dir>/deployed.json (read by the converge's facts), prune.
+
+Trust: root never follows, opens, renames, removes or chowns a path an app user can create or
+replace, and never trusts a record the app can write. The app's user owns its release
+directories, virtualenvs, caches, home and state directory (it builds there); root's records of
+what was built and what is live, with the manifests `verify` compares against, live in
+<state_dir> (AppPaths.state_dir, root 0700), the lock in /run/iac (root 0700). Inside an
+app-writable tree root reads only through file descriptors opened without following links
+(os.fwalk, O_NOFOLLOW, never a FIFO or device), places files by an exclusive temporary name and a
+rename, and removes only directories it checked are the app's (by owner and type, with
+shutil.rmtree's descriptor-based walk); everything else there runs as the app user. Builds,
+manage.py steps and the candidate gunicorn run as the app under the same systemd sandboxing as its
+units (settings "sandboxing"), able to write only the release being built and the app's state.
 
 A live release that `verify` finds damaged (a file edited, a package removed from its
 virtualenv) is rebuilt beside the damaged one, which is moved aside until the rebuilt one is
@@ -53,16 +65,20 @@ Exit codes: 0 live, 3 cannot fetch, 4 unknown revision, 5 migration (or data imp
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import hashlib
 import json
 import os
+import pwd
 import re
 import shutil
 import socket
+import stat
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -80,6 +96,9 @@ STEPS = {EXIT_FETCH: "fetch", EXIT_REVISION: "fetch (unknown revision)", EXIT_MI
          1: "a system command"}
 HISTORY_KEPT = 20
 RELEASE_DIR_RE = re.compile(r"^[0-9a-f]{40}(-[0-9a-f]{12})?$")
+# part of every build and virtualenv key: directories made before root kept its own records
+# (their marks lived where the app could forge them) are never taken for built; they are pruned
+RECORDS_VERSION = "root-records-2"
 
 
 class ReleaseFailed(Exception):
@@ -106,6 +125,10 @@ class Settings:
     unit: str
     unit_file: str
     releases: Path
+    state_dir: Path  # root's records: what is live, what was built, manifests (root 0700)
+    lock_file: Path  # one engine run at a time per app (root-only /run/iac)
+    key_path: str    # the deploy key (the app user's)
+    known_hosts: str  # the git host's pinned key (root's file)
     app_link: Path
     venv_link: Path
     keep_releases: int
@@ -115,6 +138,7 @@ class Settings:
     adopt_sqlite_from: str = ""
     pg_databases: list[str] = field(default_factory=list)
     pg_main_db: str = ""
+    pg_owners: dict[str, str] = field(default_factory=dict)  # database -> owner role (restores run as it)
     import_sqlite_from: str = ""
     migrate_databases: list[str] = field(default_factory=lambda: ["default"])
     frontend_inputs: list[str] | None = None
@@ -138,23 +162,21 @@ class Settings:
     wsgi_app: str = ""
     gunicorn_config: str = ""
     timeout: int = 60
+    sandboxing: list[str] = field(default_factory=list)  # the app units' confinement (Key=value lines)
+    state_paths: list[str] = field(default_factory=list)  # what manage.py steps may write (state, logs)
     settings_file: Path = Path()
 
     @classmethod
     def load(cls, app: str, directory: Path = SETTINGS_DIR) -> Settings:
         path = directory / f"{app}.release"
         data = json.loads(path.read_text())
-        for key in ("releases", "app_link", "venv_link", "backup_dir"):
+        for key in ("releases", "state_dir", "lock_file", "app_link", "venv_link", "backup_dir"):
             data[key] = Path(data[key])
         return cls(**data, settings_file=path)
 
     @property
-    def key_path(self) -> str:
-        return f"/home/{self.user}/.ssh/id_ed25519"
-
-    @property
-    def known_hosts(self) -> str:
-        return f"/home/{self.user}/.ssh/known_hosts"
+    def uid(self) -> int:
+        return pwd.getpwnam(self.user).pw_uid
 
     def git_ssh_command(self) -> str:
         return (f"ssh -i {self.key_path} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes "
@@ -172,7 +194,11 @@ class Log:
         print(f"[iac-app-release {self.app}] {msg}", file=sys.stderr, flush=True)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a") as f:
+            # root 0640: steps quote the app's errors (never secrets, but not everyone's business)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o640)
+            with os.fdopen(fd, "a") as f:
+                if stat.S_IMODE(os.fstat(fd).st_mode) != 0o640:
+                    os.fchmod(fd, 0o640)
                 f.write(f"{datetime.now(UTC).isoformat(timespec='seconds')} {self.app}: {msg}\n")
         except OSError:
             pass
@@ -187,16 +213,43 @@ def as_user(user: str, cmd: list[str]) -> list[str]:
     return ["runuser", "-u", user, "--", "env", f"HOME=/home/{user}", *cmd]
 
 
-def with_app_env(s: Settings, cmd: list[str], cwd: Path, extra_env: dict[str, str] | None = None) -> list[str]:
+def confined(s: Settings, writable: list[str | Path], home_readable: bool = False) -> list[str]:
+    """systemd-run properties that confine a transient unit of the app as its own units are
+    (``sandboxing``, from the model's APP_SANDBOXING): only ``writable`` may be written. With
+    ``home_readable`` the app's home is visible read-only (git reads the deploy key there)."""
+    props = [p for line in s.sandboxing for p in ("-p", line)]
+    if home_readable:
+        props += ["-p", "ProtectHome=read-only"]
+    for path in writable:
+        props += ["-p", f"ReadWritePaths={path}"]
+    return props
+
+
+def as_app(s: Settings, cmd: list[str], writable: list[str | Path], cwd: Path | None = None,
+           home_readable: bool = False, env: dict[str, str] | None = None) -> list[str]:
+    """``cmd`` as the app user in a confined transient unit (a build step: git, pip, npm): it can
+    write ``writable`` only, so a package's install script cannot reach outside the release being
+    built. Its home is a private /tmp (caches vanish with the unit); files it makes are readable by
+    nginx (static files), hence UMask=0022."""
+    home = f"/home/{s.user}" if home_readable else "/tmp"
+    return ["systemd-run", "--quiet", "--pipe", "--wait", "--collect", "--service-type=exec",
+            f"--uid={s.user}", f"--gid={s.user}", *confined(s, writable, home_readable), "-p", "UMask=0022",
+            *(["-p", f"WorkingDirectory={cwd}"] if cwd else []), f"--setenv=HOME={home}",
+            *(f"--setenv={k}={v}" for k, v in (env or {}).items()), "--", *cmd]
+
+
+def with_app_env(s: Settings, cmd: list[str], cwd: Path, extra_env: dict[str, str] | None = None,
+                 writable: list[str | Path] | None = None) -> list[str]:
     """``cmd`` as the app user with exactly its unit's environment: systemd reads the env file
     (``EnvironmentFile=``), so a secret holding $ ` # ; or quotes arrives as written; no shell
     ever sources it. Extra variables (STATIC_ROOT, a SQLite import's USE_SQLITE) go through
-    env(1) inside the unit, so they win over the file's."""
+    env(1) inside the unit, so they win over the file's. Confined as the app's units are: it may
+    write the app's state and log directories and ``writable`` (a release being built)."""
     extra = [f"{k}={v}" for k, v in (extra_env or {}).items()]
     return ["systemd-run", "--quiet", "--pipe", "--wait", "--collect", "--service-type=exec",
-            f"--uid={s.user}", f"--gid={s.user}", "-p", f"EnvironmentFile={s.env_file}",
-            "-p", f"WorkingDirectory={cwd}", f"--setenv=HOME=/home/{s.user}", "--",
-            *(["/usr/bin/env", *extra] if extra else []), *cmd]
+            f"--uid={s.user}", f"--gid={s.user}", *confined(s, [*s.state_paths, *(writable or [])]),
+            "-p", f"EnvironmentFile={s.env_file}", "-p", f"WorkingDirectory={cwd}",
+            f"--setenv=HOME=/home/{s.user}", "--", *(["/usr/bin/env", *extra] if extra else []), *cmd]
 
 
 def sha256_files(paths: list[Path]) -> str:
@@ -212,9 +265,134 @@ def short(commit: str) -> str:
 
 @contextmanager
 def locked(path: Path):
-    with path.open("w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    """One engine run at a time for an app: a lock file in a root-only directory (never opened
+    through a link, never in a directory another user can write)."""
+    root_dir(path.parent)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
+    finally:
+        os.close(fd)
+
+
+# ---- root's records, and paths an app can write ------------------------------------------------
+
+
+class UnsafePath(ReleaseFailed):
+    """A path root was about to act on is not what it must be (a link, someone else's): refused."""
+
+    def __init__(self, path: Path | str, why: str) -> None:
+        super().__init__(1, f"refusing to use {path}: {why} (planted by someone? nothing was done to it)")
+
+
+def root_dir(path: Path, mode: int = 0o700) -> Path:
+    """``path`` as a directory only root writes: made if missing, refused if it is a link, not a
+    directory or not root's."""
+    path.mkdir(parents=True, exist_ok=True, mode=mode)
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
+        raise UnsafePath(path, "not a directory of root's own")
+    if stat.S_IMODE(st.st_mode) != mode:
+        os.chmod(path, mode)
+    return path
+
+
+def read_record(path: Path) -> dict | None:
+    """A JSON record root wrote into a root-only directory; None when there is none. A record that
+    cannot be read is an error, never "nothing recorded"."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    with os.fdopen(fd) as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnsafePath(path, "not a regular file")
+        data = json.load(f)
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: not a record")
+    return data
+
+
+def write_record(path: Path, data: dict) -> None:
+    """Write a record atomically into its root-only directory (0600, exclusive temporary name)."""
+    root_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.new")
+    tmp.unlink(missing_ok=True)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(json.dumps(data, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+
+
+def owned_dir(path: Path, uid: int) -> bool:
+    """Whether ``path`` is a real directory (not a link) owned by ``uid``; False when missing."""
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return False
+    return stat.S_ISDIR(st.st_mode) and st.st_uid == uid
+
+
+def remove_owned_tree(path: Path, uid: int) -> bool:
+    """Remove a directory tree root made for the app (a release, a virtualenv, a cache) only if it
+    is a real directory of the app's user: shutil.rmtree walks it by file descriptors and never
+    follows a link. Anything else at ``path`` is left alone (False)."""
+    if not owned_dir(path, uid):
+        return False
+    shutil.rmtree(path)
+    return True
+
+
+def read_app_file(directory: Path, name: str) -> bytes | None:
+    """A regular file's bytes in an app-writable directory, opened relative to that directory
+    without following a link at either level, never a FIFO or a device; None when missing."""
+    dfd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY, dir_fd=dfd)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise UnsafePath(directory / name, f"cannot be opened without following a link ({e.strerror})") from e
+    finally:
+        os.close(dfd)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnsafePath(directory / name, "not a regular file")
+        return f.read()
+
+
+def place_file(source: Path, dest: Path, uid: int, gid: int, mode: int) -> None:
+    """Copy root's ``source`` to ``dest`` in an app-writable directory, owned by the app: written
+    to an exclusive new name through a descriptor of the directory (opened without following a
+    link), its owner and mode set on the descriptor, then renamed into place. A link or a file the
+    app planted at ``dest`` is replaced, never written through."""
+    dfd = os.open(dest.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    tmp = f".{dest.name}.iac-{os.getpid()}-{time.monotonic_ns()}"
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dfd)
+        with os.fdopen(fd, "wb") as out, source.open("rb") as src:
+            shutil.copyfileobj(src, out)
+            out.flush()
+            os.fchown(fd, uid, gid)
+            os.fchmod(fd, mode)
+            os.fsync(fd)
+        os.rename(tmp, dest.name, src_dir_fd=dfd, dst_dir_fd=dfd)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=dfd)
+        raise
+    finally:
+        os.close(dfd)
+
+
+def regular_file_source(path: str) -> Path:
+    """A file root is about to copy from (an adopted or imported SQLite file): a regular file, not
+    a link that would make root copy something else."""
+    st = os.lstat(path)
+    if not stat.S_ISREG(st.st_mode):
+        raise UnsafePath(path, "not a regular file")
+    return Path(path)
 
 
 # ---- decisions (pure, unit-tested) ----------------------------------------------------------
@@ -230,7 +408,7 @@ def inputs_hash(s: Settings) -> str:
 def venv_key(requirements: bytes, python_version: str, extra: list[str] | None = None) -> str:
     """Releases with the same requirements.txt, extra requirements and python share one virtualenv."""
     extras = "".join(f"\n+{r}" for r in extra or []).encode()
-    return hashlib.sha256(requirements + python_version.encode() + extras).hexdigest()[:16]
+    return hashlib.sha256(requirements + python_version.encode() + extras + RECORDS_VERSION.encode()).hexdigest()[:16]
 
 
 def build_key(s: Settings) -> str:
@@ -238,31 +416,45 @@ def build_key(s: Settings) -> str:
     of them builds a new directory instead of changing one that may be live."""
     built_from = {"manage_dir": s.manage_dir, "static_dir": s.static_dir, "static_root_env": s.static_root_env,
                   "extra_requirements": s.extra_requirements, "frontend_inputs": s.frontend_inputs,
-                  "frontend_outputs": s.frontend_outputs}
+                  "frontend_outputs": s.frontend_outputs, "records": RECORDS_VERSION}
     return hashlib.sha256(json.dumps(built_from, sort_keys=True).encode()).hexdigest()[:12]
 
 
-MANIFEST, PACKAGES = ".iac-manifest.json", ".iac-packages"
+def _entry(name: str, dir_fd: int) -> str:
+    """What a manifest records of one directory entry, read relative to its directory's
+    descriptor: sha256 of a regular file (opened without following a link, never blocking on a
+    FIFO), '-> target' of a link, the kind of anything else."""
+    st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+    if stat.S_ISLNK(st.st_mode):
+        return "-> " + os.readlink(name, dir_fd=dir_fd)
+    if not stat.S_ISREG(st.st_mode):
+        return "special: " + ("fifo" if stat.S_ISFIFO(st.st_mode) else "socket" if stat.S_ISSOCK(st.st_mode)
+                              else "device")
+    fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY, dir_fd=dir_fd)
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return "special: replaced while read"
+        digest = hashlib.sha256()
+        while chunk := f.read(1 << 20):
+            digest.update(chunk)
+        return digest.hexdigest()
 
 
 def release_manifest(release: Path) -> dict[str, str]:
-    """Every file of a release by relative path: sha256 of a regular file, '-> target' of a
-    symlink (the virtualenv and node_modules links are not followed). The engine's own marks
-    (.iac-*) and bytecode caches (written whenever Python imports) are left out."""
+    """Every file of a release by relative path: sha256 of a regular file, '-> target' of a link
+    (the virtualenv and node_modules links are not followed), the kind of a FIFO, socket or
+    device (never opened). Walked by descriptors (os.fwalk): a directory the app swaps for a link
+    meanwhile is not followed. Bytecode caches (written whenever Python imports) are left out."""
     found: dict[str, str] = {}
-    for root, dirs, files in os.walk(release):
-        here = Path(root)
-        rel = here.relative_to(release)
+    for root, dirs, files, root_fd in os.fwalk(release, follow_symlinks=False):
+        rel = Path(root).relative_to(release)
         for d in list(dirs):
-            if (here / d).is_symlink():
-                found[str(rel / d)] = "-> " + os.readlink(here / d)
-        dirs[:] = sorted(d for d in dirs if d != "__pycache__" and not (here / d).is_symlink())
+            if stat.S_ISLNK(os.stat(d, dir_fd=root_fd, follow_symlinks=False).st_mode):
+                found[str(rel / d)] = _entry(d, root_fd)
+        dirs[:] = sorted(d for d in dirs if d != "__pycache__" and str(rel / d) not in found)
         for name in files:
-            path, key = here / name, str(rel / name)
-            if (rel == Path(".") and name.startswith(".iac-")) or name.endswith(".pyc"):
-                continue
-            found[key] = "-> " + os.readlink(path) if path.is_symlink() else hashlib.sha256(
-                path.read_bytes()).hexdigest()
+            if not name.endswith(".pyc"):
+                found[str(rel / name)] = _entry(name, root_fd)
     return found
 
 
@@ -279,36 +471,93 @@ def venv_packages(venv: Path) -> list[str]:
     return sorted(p.name.removesuffix(".dist-info") for p in venv.glob("lib/python3*/site-packages/*.dist-info"))
 
 
-def damage(release: Path) -> list[str]:
-    """What differs in a release from what went live: its files (against its manifest) and its
-    virtualenv's distributions (against those installed when it was built)."""
-    problems: list[str] = []
-    manifest = release / MANIFEST
-    # a release or virtualenv made before the engine recorded manifests cannot be checked: it is
+class Records:
+    """What root recorded about an app's releases, in a directory only root writes
+    (AppPaths.state_dir): what is live (deployed.json, read by the converge's DeployedRelease
+    fact), the last failure, each built release (its virtualenv, and the manifest of its files
+    once it went live), each virtualenv's packages, each complete front-end build. Nothing the app
+    can write is ever taken for one of these."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+
+    @property
+    def deployed_file(self) -> Path:
+        return self.dir / "deployed.json"
+
+    @property
+    def failed_file(self) -> Path:
+        return self.dir / "failed.json"
+
+    def built(self, release: str) -> dict | None:
+        return read_record(self.dir / "built" / f"{release}.json")
+
+    def _kind(self, kind: str) -> Path:
+        """The records of one kind, in their root-only directory (the top one root-only too)."""
+        root_dir(self.dir)
+        return root_dir(self.dir / kind)
+
+    def set_built(self, release: str, record: dict) -> None:
+        write_record(self._kind("built") / f"{release}.json", record)
+
+    def venv(self, venv: Path) -> dict | None:
+        return read_record(self.dir / "venvs" / f"{venv.name}.json")
+
+    def set_venv(self, venv: Path, packages: list[str]) -> None:
+        write_record(self._kind("venvs") / f"{venv.name}.json", {"packages": packages})
+
+    def frontend(self, buildhash: str) -> dict | None:
+        return read_record(self.dir / "frontend" / f"{buildhash}.json")
+
+    def set_frontend(self, buildhash: str) -> None:
+        write_record(self._kind("frontend") / f"{buildhash}.json", {"complete": True})
+
+    def forget(self, kind: str, name: str) -> None:
+        (self.dir / kind / f"{name}.json").unlink(missing_ok=True)
+
+
+def damage(release: Path, records: Records, uid: int) -> list[str]:
+    """What differs in a release from what went live: its files (against the manifest root
+    recorded then) and its virtualenv's distributions (against those installed when it was
+    built). The virtualenv is the one root recorded for the release, never where the release's
+    own link points (the manifest holds the link: a changed link is a changed file)."""
+    built = records.built(release.name)
+    # a release made before root kept records (or whose record is gone) cannot be checked: it is
     # rebuilt once (trusting what is on disk now would take any damage for the truth)
-    if manifest.is_file():
-        problems += manifest_differences(json.loads(manifest.read_text()), release_manifest(release))
+    if not built or built.get("manifest") is None:
+        return ["no record of the release's files: it is rebuilt"]
+    if not owned_dir(release, uid):
+        return [f"release directory missing or replaced: {release}"]
+    problems = manifest_differences(built["manifest"], release_manifest(release))
+    venv = Path(built["venv"])
+    record = records.venv(venv)
+    if not owned_dir(venv, uid) or not (venv / "bin/python").exists():
+        problems.append(f"virtualenv missing: {venv}")
+    elif record is None:
+        problems.append("virtualenv: no record of its packages")
     else:
-        problems.append(f"no manifest of the release's files ({MANIFEST})")
-    link = release / ".venv"
-    if link.is_symlink():
-        venv = link.resolve()
-        if not (venv / "bin/python").exists():
-            problems.append(f"virtualenv missing: {venv}")
-        elif not (venv / PACKAGES).is_file():
-            problems.append(f"virtualenv: no record of its packages ({PACKAGES})")
-        else:
-            want, have = (venv / PACKAGES).read_text().split(), venv_packages(venv)
-            problems += [f"virtualenv: {d} missing" for d in want if d not in have]
-            problems += [f"virtualenv: {d} added" for d in have if d not in want]
+        want, have = record["packages"], venv_packages(venv)
+        problems += [f"virtualenv: {d} missing" for d in want if d not in have]
+        problems += [f"virtualenv: {d} added" for d in have if d not in want]
     return problems
+
+
+def pg_restore_command(database: str, owner: str, dump: Path) -> list[str]:
+    """pg_restore of a pre-migrate backup over ``database``, run AS ITS OWNER: the dump's content
+    is the app's (a CHECK constraint or a default may call one of its functions), so it never
+    runs with the superuser's rights. The objects stay the owner's (--no-owner)."""
+    if not owner:
+        raise ReleaseFailed(1, f"no owner declared for database {database}: refusing to restore it as the superuser")
+    return ["runuser", "-u", "postgres", "--", "pg_restore", f"--role={owner}", "--no-owner", "--no-privileges",
+            "--clean", "--if-exists", "--single-transaction", "-d", database, str(dump)]
 
 
 def candidate_command(s: Settings, unit: str, sock: str, release: Path, venv: Path) -> list[str]:
     """A transient unit running the new release's gunicorn as the app, with its environment file,
-    on a socket of its own (one worker: it only has to answer the health check)."""
+    on a socket of its own (one worker: it only has to answer the health check), confined as the
+    app's own unit is."""
     return ["systemd-run", "--quiet", "--collect", f"--unit={unit}", "--service-type=exec", f"--uid={s.user}",
-            f"--gid={s.user}", "-p", f"EnvironmentFile={s.env_file}",
+            f"--gid={s.user}", *confined(s, s.state_paths), "-p", f"EnvironmentFile={s.env_file}",
             "-p", f"WorkingDirectory={release / s.manage_dir}", "-p", f"RuntimeDirectory={unit}",
             "-p", "RuntimeDirectoryMode=0755", f"--setenv=HOME=/home/{s.user}", "--",
             f"{venv}/bin/gunicorn", s.wsgi_app, *(["--config", s.gunicorn_config] if s.gunicorn_config else []),
@@ -367,7 +616,7 @@ def is_live_and_unchanged(live_target: Path | None, release: Path, deployed: dic
 def releases_to_prune(release_dirs: list[tuple[Path, float]], keep: int, live: Path) -> list[Path]:
     """The release directories beyond the newest ``keep`` (by mtime); never the live one."""
     newest_first = [p for p, _ in sorted(release_dirs, key=lambda item: item[1], reverse=True)]
-    return [p for p in newest_first[keep:] if p.resolve() != live.resolve()]
+    return [p for p in newest_first[keep:] if p != live]
 
 
 def venvs_to_prune(venvs: list[Path], used: list[Path]) -> list[Path]:
@@ -477,6 +726,7 @@ class Release:
     def __init__(self, s: Settings, log: Log | None = None) -> None:
         self.s = s
         self.log = log or Log(s.app)
+        self.records = Records(s.state_dir)
         self.mirror = s.releases / "repo.git"
         self.backups: list[tuple[str, str, Path]] = []  # (engine, target, file)
         # whether migrate (or a data import) wrote to the database: only then does a later failure
@@ -486,24 +736,35 @@ class Release:
         self.commit: str | None = None  # once fetched
 
     # 1. fetch
-    def git(self, *args: str, check: bool = True, capture: bool = False) -> subprocess.CompletedProcess:
-        return run(as_user(self.s.user, ["env", f"GIT_SSH_COMMAND={self.s.git_ssh_command()}", "git", *args]),
-                   check=check, capture_output=capture, text=True)
+    def git(self, *args: str, check: bool = True, capture: bool = False,
+            writable: list[str | Path] | None = None) -> subprocess.CompletedProcess:
+        """git as the app user, confined: it may write ``writable`` only (the mirror, when fetching);
+        its home is visible read-only for the deploy key."""
+        cmd = as_app(self.s, ["git", *args], writable or [], home_readable=True,
+                     env={"GIT_SSH_COMMAND": self.s.git_ssh_command()})
+        return run(cmd, check=check, capture_output=capture, text=True)
+
+    def as_user(self, *cmd: str) -> None:
+        """A small fixed file operation inside the app's own trees, done as the app user (root
+        never renames, links or removes there by path)."""
+        run(as_user(self.s.user, list(cmd)))
 
     def fetch(self) -> str:
         s = self.s
-        if not self.mirror.is_dir():
+        if not owned_dir(self.mirror, s.uid):
             tmp = Path(f"{self.mirror}.tmp")
-            shutil.rmtree(tmp, ignore_errors=True)
-            if self.git("clone", "--quiet", "--mirror", s.repo_url, str(tmp), check=False).returncode != 0:
-                shutil.rmtree(tmp, ignore_errors=True)
+            self.as_user("rm", "-rf", "--", str(tmp), str(self.mirror))
+            self.as_user("mkdir", "--", str(tmp))
+            if self.git("clone", "--quiet", "--mirror", s.repo_url, str(tmp), check=False,
+                        writable=[tmp]).returncode != 0:
+                self.as_user("rm", "-rf", "--", str(tmp))
                 raise ReleaseFailed(EXIT_FETCH, f"cannot fetch {s.repo_url} with {s.key_path}: is the deploy key "
                                                 "registered? (make deploy-keys)")
-            tmp.rename(self.mirror)
+            self.as_user("mv", "-T", "--", str(tmp), str(self.mirror))
         else:
-            self.git("-C", str(self.mirror), "remote", "set-url", "origin", s.repo_url)
+            self.git("-C", str(self.mirror), "remote", "set-url", "origin", s.repo_url, writable=[self.mirror])
             if self.git("-C", str(self.mirror), "fetch", "--quiet", "--prune", "--prune-tags", "origin",
-                        check=False).returncode != 0:
+                        check=False, writable=[self.mirror]).returncode != 0:
                 raise ReleaseFailed(EXIT_FETCH, f"cannot fetch {s.repo_url}: the live release is untouched")
         out = self.git("-C", str(self.mirror), "rev-parse", "--verify", "--quiet", f"{s.revision}^{{commit}}",
                        check=False, capture=True)
@@ -512,51 +773,62 @@ class Release:
         return out.stdout.strip()
 
     # 2. build
-    def build(self, commit: str, release: Path) -> None:
+    def built_venv(self, release: Path) -> Path | None:
+        """The virtualenv of a release root recorded as built, if that release is still the app's
+        directory; None when it must be built."""
+        built = self.records.built(release.name)
+        return Path(built["venv"]) if built and owned_dir(release, self.s.uid) else None
+
+    def build(self, commit: str, release: Path) -> Path:
+        """The release directory with its code, virtualenv, front end and static files; returns
+        its virtualenv. Every step runs as the app user, confined to what it builds."""
         s = self.s
-        if (release / ".iac-built").is_file():
-            return
+        if venv := self.built_venv(release):
+            return venv
         self.log(f"building release {short(commit)} ({s.revision})")
-        shutil.rmtree(release, ignore_errors=True)
-        run(as_user(s.user, ["mkdir", str(release)]))
-        run(as_user(s.user, ["bash", "-c", 'git -C "$0" archive "$1" | tar -x -C "$2"',
-                             str(self.mirror), commit, str(release)]))
+        self.as_user("rm", "-rf", "--", str(release))
+        self.as_user("mkdir", "--", str(release))
+        run(as_app(s, ["sh", "-c", 'git -C "$0" archive "$1" | tar -x -C "$2"', str(self.mirror), commit,
+                       str(release)], [release]))
         venv = self.virtualenv(release)
-        (release / ".venv").unlink(missing_ok=True)
-        (release / ".venv").symlink_to(venv)
+        self.as_user("ln", "-sfn", "--", str(venv), str(release / ".venv"))
         if s.frontend_inputs is not None:
             self.frontend(commit, release)
         self.log("collectstatic")
         code = release / s.manage_dir
         static_root = code / s.static_dir
         run(with_app_env(s, [f"{venv}/bin/python", "manage.py", "collectstatic", "--noinput", "-v", "0"], code,
-                         {s.static_root_env: str(static_root)} if s.static_root_env else None))
+                         {s.static_root_env: str(static_root)} if s.static_root_env else None, writable=[release]))
         if not static_root.is_dir() or not any(static_root.iterdir()):
             raise ReleaseFailed(EXIT_STATIC, f"collectstatic wrote nothing to {s.static_dir} (static_dir): set it to "
                                              "the app's STATIC_ROOT; the live release is untouched")
-        run(as_user(s.user, ["touch", str(release / ".iac-built")]))
+        # the manifest is recorded when it goes live (release commands may still write into it)
+        self.records.set_built(release.name, {"venv": str(venv), "manifest": None, "commit": commit})
+        return venv
 
     def virtualenv(self, release: Path) -> Path:
         s = self.s
-        req = release / "requirements.txt"
+        requirements = read_app_file(release, "requirements.txt")
         python = run(["python3", "--version"], capture_output=True, text=True).stdout.strip()
-        key = venv_key(req.read_bytes() if req.exists() else b"", python + chr(10), s.extra_requirements)
+        key = venv_key(requirements or b"", python + chr(10), s.extra_requirements)
         venv = s.venv_link.parent / f".{s.app}-{key}"
-        if (venv / ".iac-complete").is_file():
+        if self.records.venv(venv) is not None and owned_dir(venv, s.uid):
             return venv
-        # a virtualenv is not relocatable: it is built at its final path, marked when complete
+        # a virtualenv is not relocatable: it is built at its final path, recorded when complete
         self.log(f"creating virtualenv {venv} (requirements changed)")
-        shutil.rmtree(venv, ignore_errors=True)
+        if os.path.lexists(venv) and not remove_owned_tree(venv, s.uid):
+            raise UnsafePath(venv, "not a directory of the app's")
         run(["install", "-d", "-o", s.user, "-g", s.user, "-m", "0755", str(venv)])
-        pip = [f"{venv}/bin/pip", "install", "--quiet", "--disable-pip-version-check"]
-        steps = [["python3", "-m", "venv", str(venv)], *([[*pip, "-r", str(req)]] if req.exists() else []),
+        pip = [f"{venv}/bin/pip", "install", "--quiet", "--disable-pip-version-check", "--no-cache-dir"]
+        steps = [["python3", "-m", "venv", str(venv)],
+                 *([[*pip, "-r", str(release / "requirements.txt")]] if requirements is not None else []),
                  *([[*pip, *s.extra_requirements]] if s.extra_requirements else [])]
-        ok = all(run(as_user(s.user, step), check=False).returncode == 0 for step in steps)
+        # pip may write the virtualenv and the release being built (a local package's build) only
+        ok = all(run(as_app(s, step, [venv, release], cwd=release), check=False).returncode == 0 for step in steps)
         if not ok:
-            shutil.rmtree(venv, ignore_errors=True)
+            remove_owned_tree(venv, s.uid)
             raise ReleaseFailed(EXIT_PIP, "pip install failed; the live release is untouched")
-        (venv / PACKAGES).write_text("\n".join(venv_packages(venv)) + "\n")
-        run(as_user(s.user, ["touch", str(venv / ".iac-complete")]))
+        self.records.set_venv(venv, venv_packages(venv))
         return venv
 
     def frontend(self, commit: str, release: Path) -> None:
@@ -567,35 +839,36 @@ class Release:
                         *(s.frontend_inputs or []), capture=True).stdout
         buildhash = hashlib.sha256(tree.encode()).hexdigest()[:16]
         built = s.releases / f".frontend-{buildhash}"
-        if (built / ".iac-complete").is_file():
+        if self.records.frontend(buildhash) is not None and owned_dir(built, s.uid):
             self.log(f"front-end build reused: its inputs are unchanged (build {buildhash})")
-            os.utime(built)
+            self.as_user("touch", "--", str(built))
         else:
-            lock = b"".join((release / n).read_bytes() for n in ("package.json", "package-lock.json")
-                            if (release / n).exists())
+            lock = b"".join(read_app_file(release, n) or b"" for n in ("package.json", "package-lock.json"))
             modules = s.releases / f".node_modules-{hashlib.sha256(lock).hexdigest()[:16]}"
-            if not modules.is_dir():
+            if not owned_dir(modules, s.uid):
                 self.log("npm ci (package.json or package-lock.json changed)")
-                if run(as_user(s.user, ["bash", "-c", 'cd "$0" && npm ci --no-audit --no-fund --loglevel=error '
-                                        '&& mkdir -p node_modules', str(release)]), check=False).returncode != 0:
+                self.as_user("rm", "-rf", "--", str(modules))
+                if run(as_app(s, ["sh", "-c", "npm ci --no-audit --no-fund --loglevel=error && mkdir -p node_modules"],
+                              [release], cwd=release), check=False).returncode != 0:
                     raise ReleaseFailed(EXIT_FRONTEND, "npm ci failed; the live release is untouched")
-                (release / "node_modules").rename(modules)
-            os.utime(modules)
-            (release / "node_modules").unlink(missing_ok=True)
-            (release / "node_modules").symlink_to(modules)
+                self.as_user("mv", "-T", "--", str(release / "node_modules"), str(modules))
+            self.as_user("touch", "--", str(modules))
+            self.as_user("ln", "-sfn", "--", str(modules), str(release / "node_modules"))
             self.log(f"npm run build (inputs changed: build {buildhash})")
-            if run(as_user(s.user, ["bash", "-c", 'cd "$0" && npm run --silent build', str(release)]),
+            # the build may write the release and its node_modules (tools keep caches there)
+            if run(as_app(s, ["npm", "run", "--silent", "build"], [release, modules], cwd=release),
                    check=False).returncode != 0:
                 raise ReleaseFailed(EXIT_FRONTEND, "npm run build failed; the live release is untouched")
-            shutil.rmtree(built, ignore_errors=True)
-            run(as_user(s.user, ["mkdir", str(built)]))
+            self.records.forget("frontend", buildhash)
+            self.as_user("rm", "-rf", "--", str(built))
+            self.as_user("mkdir", "--", str(built))
             for out in s.frontend_outputs:
                 if not (release / out).exists():
                     raise ReleaseFailed(EXIT_FRONTEND, f"npm run build did not write {out} (frontend_build.outputs); "
                                                        "the live release is untouched")
                 run(as_user(s.user, ["mkdir", "-p", str((built / out).parent)]))
                 run(as_user(s.user, ["cp", "-a", str(release / out), str(built / out)]))
-            run(as_user(s.user, ["touch", str(built / ".iac-complete")]))
+            self.records.set_frontend(buildhash)
         for out in s.frontend_outputs:
             if not (release / out).exists():
                 run(as_user(s.user, ["mkdir", "-p", str((release / out).parent)]))
@@ -618,11 +891,15 @@ class Release:
             return
         self.log(f"adopting {src} -> {dest} (old file kept as it is)")
         self.unit("stop")
-        shutil.copy2(src, s.backup_dir / f"adopted.{Path(src).name}.{self.stamp}")
+        source = regular_file_source(src)
+        shutil.copy2(source, s.backup_dir / f"adopted.{source.name}.{self.stamp}")
         run(["install", "-d", "-o", s.user, "-g", s.user, "-m", "0750", str(Path(dest).parent)])
-        run(["sqlite3", src, f".backup '{dest}'"])
-        shutil.chown(dest, s.user, s.user)
-        os.chmod(dest, 0o640)
+        # a consistent copy into root's own backup directory, then placed for the app (never
+        # written through whatever the app may have put at the destination)
+        copy = s.backup_dir / f"adopting.{self.stamp}.sqlite3"
+        run(["sqlite3", str(source), f".backup '{copy}'"])
+        place_file(copy, Path(dest), s.uid, pwd.getpwnam(s.user).pw_gid, 0o640)
+        copy.unlink()
 
     def back_up(self) -> None:
         s = self.s
@@ -641,10 +918,9 @@ class Release:
         for engine, target, dump in self.backups:
             self.log(f"restoring {target} from {dump}")
             if engine == "sqlite":
-                run(["install", "-o", self.s.user, "-g", self.s.user, "-m", "0640", str(dump), target])
+                place_file(Path(dump), Path(target), self.s.uid, pwd.getpwnam(self.s.user).pw_gid, 0o640)
             else:
-                run(["runuser", "-u", "postgres", "--", "pg_restore", "--clean", "--if-exists", "--single-transaction",
-                     "-d", target, str(dump)])
+                run(pg_restore_command(target, self.s.pg_owners.get(target, ""), Path(dump)))
 
     def manage_run(self, release: Path, venv: Path, args: list[str], extra_env: dict[str, str] | None = None,
                    **kw) -> subprocess.CompletedProcess:
@@ -673,7 +949,8 @@ class Release:
             self.log(f"moving the data of {s.import_sqlite_from} into PostgreSQL database {s.pg_main_db} "
                      "(the app stops meanwhile)")
             self.unit("stop")
-            shutil.copy2(s.import_sqlite_from, s.backup_dir / f"import.{Path(s.import_sqlite_from).name}.{self.stamp}")
+            source = regular_file_source(s.import_sqlite_from)
+            shutil.copy2(source, s.backup_dir / f"import.{source.name}.{self.stamp}")
             use_sqlite, sqlite_path = s.sqlite_env
             sqlite_env = {k: v for k, v in ((use_sqlite, "1"), (sqlite_path, s.import_sqlite_from)) if k}
             with export.open("w") as out:
@@ -715,9 +992,11 @@ class Release:
                                                   "release is untouched")
 
     # 4. switch + restart + health
-    def switch_to(self, release: Path) -> None:
+    def switch_to(self, release: Path, venv: Path) -> None:
+        """The stable links (root's, in root's directories) to ``release`` and the virtualenv root
+        recorded for it (never where the release's own .venv link points)."""
         s = self.s
-        for link, target in ((s.app_link, release), (s.venv_link, (release / ".venv").resolve())):
+        for link, target in ((s.app_link, release), (s.venv_link, venv)):
             tmp = Path(f"{link}.new")
             tmp.unlink(missing_ok=True)
             tmp.symlink_to(target)
@@ -774,12 +1053,17 @@ class Release:
                  f"{answers[-1] if answers and answers[-1] != '000' else 'nothing'}, not {s.health_status}")
         return False
 
-    def go_live(self, commit: str, release: Path, previous: Path | None) -> None:
+    def go_live(self, commit: str, release: Path, venv: Path, previous: tuple[Path, Path] | None) -> None:
+        """Check the release on its own socket, switch, restart, check through nginx; if that
+        fails, back to ``previous`` (its release and virtualenv)."""
         s = self.s
         # what `verify` compares the live release with (after the release commands, which may
-        # write into it)
-        (release / MANIFEST).write_text(json.dumps(release_manifest(release), sort_keys=True) + "\n")
-        if s.wsgi_app and not self.candidate_healthy(release, (release / ".venv").resolve()):
+        # write into it), in root's records; a kept release keeps the manifest it went live with
+        built = self.records.built(release.name) or {}
+        if built.get("manifest") is None:
+            self.records.set_built(release.name, {"venv": str(venv), "commit": commit,
+                                                  "manifest": release_manifest(release)})
+        if s.wsgi_app and not self.candidate_healthy(release, venv):
             self.log(f"health check FAILED for {short(commit)} at {s.health_url}, before the switch: users "
                      "never reached it")
             self.restore_databases()
@@ -789,8 +1073,8 @@ class Release:
                 run(["systemctl", "disable", "--now", "--quiet", *self.all_units], check=False)
                 run(["systemctl", "reset-failed", *self.units], check=False, stderr=subprocess.DEVNULL)
             raise ReleaseFailed(EXIT_HEALTH, "health check FAILED before the switch; the live release is untouched")
-        self.switch_to(release)
-        os.utime(release)  # releases are pruned oldest-live first
+        self.switch_to(release, venv)
+        os.utime(release, follow_symlinks=False)  # releases are pruned oldest-live first
         run(["systemctl", "daemon-reload"])
         run(["systemctl", "enable", "--quiet", *self.all_units])
         self.restart()
@@ -805,10 +1089,10 @@ class Release:
         self.log(f"health check FAILED for {short(commit)} at "
                  f"{s.nginx_health_url + ' through nginx' if via_nginx else s.health_url}")
         run(["journalctl", "-u", s.unit, "-n", "30", "--no-pager"], check=False, stdout=sys.stderr)
-        if previous is not None and previous.is_dir():
-            self.log(f"rolling back to {short(previous.name)}")
+        if previous is not None and owned_dir(previous[0], s.uid):
+            self.log(f"rolling back to {short(previous[0].name)}")
             self.restore_databases()
-            self.switch_to(previous)
+            self.switch_to(*previous)
             self.restart()
         else:
             # a first release has nothing to go back to: the unit is stopped and disabled (not left
@@ -825,29 +1109,55 @@ class Release:
     # 5. record + prune
     def record(self, commit: str, inputs: str, release: Path, rolled_back_from: str | None = None) -> None:
         s = self.s
-        path = self.deployed_file
-        previous = json.loads(path.read_text()) if path.is_file() else None
         backups = [[e, t, str(f)] for e, t, f in self.backups] if self.schema_changed else []
-        tmp = path.with_name(f"{path.name}.new")
-        tmp.write_text(json.dumps(deployed_record(commit, s.revision, inputs, datetime.now(UTC), release.name,
-                                                  previous, backups, rolled_back_from)) + "\n")
-        os.replace(tmp, path)
+        write_record(self.records.deployed_file, deployed_record(
+            commit, s.revision, inputs, datetime.now(UTC), release.name, read_record(self.records.deployed_file),
+            backups, rolled_back_from))
+
+    def owned_entries(self, directory: Path, keep: Callable[[str], bool]) -> list[tuple[Path, float]]:
+        """The app's own directories in ``directory`` whose names ``keep`` accepts, with their
+        mtimes, listed without following any link."""
+        uid = self.s.uid
+        with os.scandir(directory) as entries:
+            return [(Path(e.path), e.stat(follow_symlinks=False).st_mtime) for e in entries
+                    if keep(e.name) and e.is_dir(follow_symlinks=False)
+                    and e.stat(follow_symlinks=False).st_uid == uid]
 
     def prune(self, release: Path) -> None:
+        """Old releases, caches and virtualenvs beyond keep_releases: only real directories of
+        the app's user, removed without following links; root's records of them go too."""
         s = self.s
-        dirs = [p for p in s.releases.iterdir() if p.is_dir() and RELEASE_DIR_RE.match(p.name)]
-        for old in releases_to_prune(_mtimes(dirs), s.keep_releases, release):
-            shutil.rmtree(old, ignore_errors=True)
+        dirs = self.owned_entries(s.releases, RELEASE_DIR_RE.match)
+        # a release root has no record of cannot be rolled back to (made before root kept
+        # records, or its build never finished): pruned at once, it is only code from git
+        unrecorded = [p for p, _ in dirs if p != release and self.records.built(p.name) is None]
+        for old in [*unrecorded, *releases_to_prune([d for d in dirs if d[0] not in unrecorded], s.keep_releases,
+                                                    release)]:
+            remove_owned_tree(old, s.uid)
+            self.records.forget("built", old.name)
+        # what an engine before root's records left in the app's directory (root's files there)
+        for name in ("deployed.json", "failed.json", ".lock"):
+            with contextlib.suppress(FileNotFoundError):
+                st = os.lstat(s.releases / name)
+                if stat.S_ISREG(st.st_mode) and st.st_uid == os.geteuid():
+                    os.unlink(s.releases / name)
         for prefix in (".frontend-", ".node_modules-"):
-            caches = [p for p in s.releases.iterdir() if p.is_dir() and p.name.startswith(prefix)]
-            for old in caches_to_prune(_mtimes(caches), s.keep_releases):
-                shutil.rmtree(old, ignore_errors=True)
-        # a virtualenv goes with the last kept release that uses it
-        kept = [p for p in s.releases.iterdir() if p.is_dir() and RELEASE_DIR_RE.match(p.name)]
-        venvs = [p for p in s.venv_link.parent.glob(f".{s.app}-*") if p.is_dir() and not p.is_symlink()]
-        for old in venvs_to_prune(venvs, [(p / ".venv").resolve() for p in kept if (p / ".venv").is_symlink()]):
+            caches = self.owned_entries(s.releases, lambda n, p=prefix: n.startswith(p))
+            for old in caches_to_prune(caches, s.keep_releases):
+                remove_owned_tree(old, s.uid)
+                if prefix == ".frontend-":
+                    self.records.forget("frontend", old.name.removeprefix(prefix))
+        # a virtualenv goes with the last kept release that uses it (as root recorded it), and the
+        # one live now (root's own link) is never removed
+        used = [Path(b["venv"]) for p, _ in self.owned_entries(s.releases, RELEASE_DIR_RE.match)
+                if (b := self.records.built(p.name))]
+        if s.venv_link.is_symlink():
+            used.append(Path(os.readlink(s.venv_link)))
+        venvs = [p for p, _ in self.owned_entries(s.venv_link.parent, lambda n: n.startswith(f".{s.app}-"))]
+        for old in venvs_to_prune(venvs, used):
             self.log(f"removing virtualenv {old} (no kept release uses it)")
-            shutil.rmtree(old, ignore_errors=True)
+            remove_owned_tree(old, s.uid)
+            self.records.forget("venvs", old.name)
         cutoff = time.time() - 30 * 86400
         for f in s.backup_dir.iterdir():
             if f.is_file() and f.stat().st_mtime < cutoff:
@@ -858,15 +1168,17 @@ class Release:
         for d in (s.releases, s.app_link.parent, s.venv_link.parent):
             d.mkdir(parents=True, exist_ok=True)
         shutil.chown(s.releases, s.user, s.user)
-        with locked(s.releases / ".lock"):
+        root_dir(s.state_dir)
+        with locked(s.lock_file):
             commit = self.commit = self.fetch()
             release = s.releases / release_dir_name(commit, build_key(s))
             inputs = inputs_hash(s)
-            previous = s.app_link.resolve() if s.app_link.is_symlink() else None
-            deployed = json.loads(self.deployed_file.read_text()) if self.deployed_file.is_file() else None
+            previous = self.live()
+            deployed = read_record(self.records.deployed_file)
             active = run(["systemctl", "is-active", "--quiet", s.unit], check=False).returncode == 0
-            damaged = damage(release) if previous == release else []
-            if is_live_and_unchanged(previous, release, deployed, inputs, active) and not damaged:
+            live_release = previous[0] if previous else None
+            damaged = damage(release, self.records, s.uid) if live_release == release else []
+            if is_live_and_unchanged(live_release, release, deployed, inputs, active) and not damaged:
                 self.log(f"release {short(commit)} is live and unchanged")
                 return 0
             failed = self.failed_before(commit, inputs)
@@ -878,72 +1190,102 @@ class Release:
             if not damaged:
                 return self.make_live(commit, release, previous, inputs)
             self.log(f"the live release {short(commit)} is damaged ({'; '.join(damaged)}): rebuilding it")
+            built_before = self.records.built(release.name)
             aside = self.set_aside(release, damaged)
             try:
                 code = self.make_live(commit, release, previous, inputs)
-            except ReleaseFailed:
-                self.put_back(aside)
+            except BaseException:
+                self.put_back(aside, release.name, built_before, previous)
                 raise
-            for path in aside.values():
-                shutil.rmtree(path, ignore_errors=True)
+            for path, moved in aside.items():
+                self.remove_aside(path, moved)
             return code
-        return 0
 
-    @property
-    def failed_file(self) -> Path:
-        return self.s.releases / "failed.json"
+    def live(self) -> tuple[Path, Path] | None:
+        """The live release and virtualenv, read from root's own links (one level: never through
+        a link the app could have put inside its trees)."""
+        s = self.s
+        if not (s.app_link.is_symlink() and s.venv_link.is_symlink()):
+            return None
+        return Path(os.readlink(s.app_link)), Path(os.readlink(s.venv_link))
 
     @property
     def deployed_file(self) -> Path:
         """What is live (the converge reads it: AppPaths.deployed is the same path)."""
-        return self.s.releases / "deployed.json"
+        return self.records.deployed_file
 
     def failed_before(self, commit: str, inputs: str) -> dict | None:
         """The record of an earlier failure of this very release (same commit and inputs)."""
-        if not self.failed_file.is_file():
-            return None
-        record = json.loads(self.failed_file.read_text())
-        return record if record.get("commit") == commit and record.get("inputs") == inputs else None
+        record = read_record(self.records.failed_file)
+        return record if record and record.get("commit") == commit and record.get("inputs") == inputs else None
 
     def note_failure(self, code: int) -> int:
         """Record a failed release; return the attempt count (1: the first failure, alerted)."""
         if not self.commit:
             return 1
         try:
-            previous = json.loads(self.failed_file.read_text()) if self.failed_file.is_file() else None
+            previous = read_record(self.records.failed_file)
             record = failure_after(previous, self.commit, inputs_hash(self.s), STEPS.get(code, "unknown"),
                                    datetime.now(UTC))
-            self.failed_file.write_text(json.dumps(record) + "\n")
+            write_record(self.records.failed_file, record)
         except (OSError, ValueError) as e:  # the record is a courtesy: never hide the failure itself
             self.log(f"could not record the failure: {e}")
             return 1
         return record["attempts"]
 
     def set_aside(self, release: Path, damaged: list[str]) -> dict[Path, Path]:
-        """Move a damaged live release (and its virtualenv, if ``damaged`` names it) aside, so
-        that the rebuild makes new ones at the same paths; the running app keeps what it loaded."""
-        moved = {}
-        venv = (release / ".venv").resolve()
-        targets = [release] + ([venv] if any(line.startswith("virtualenv") for line in damaged) else [])
-        for path in targets:
-            aside = path.with_name(f"{path.name}.damaged")
-            shutil.rmtree(aside, ignore_errors=True)
-            os.rename(path, aside)
-            moved[path] = aside
+        """Move a damaged live release (and its virtualenv, if ``damaged`` names it: the one root
+        recorded for it) aside, so that the rebuild makes new ones at the same paths; the running
+        app keeps what it loaded. Only real directories of the app's user are moved."""
+        s = self.s
+        moved: dict[Path, Path] = {}
+        built = self.records.built(release.name)
+        venv = Path(built["venv"]) if built else None
+        if not owned_dir(release, s.uid):
+            raise UnsafePath(release, "the live release is not a directory of the app's")
+        aside = release.with_name(f"{release.name}.damaged")
+        # inside the app's own tree: as the app user
+        self.as_user("rm", "-rf", "--", str(aside))
+        self.as_user("mv", "-T", "--", str(release), str(aside))
+        moved[release] = aside
+        if venv and any(line.startswith("virtualenv") for line in damaged) and owned_dir(venv, s.uid):
+            venv_aside = venv.with_name(f"{venv.name}.damaged")
+            if os.path.lexists(venv_aside) and not remove_owned_tree(venv_aside, s.uid):
+                raise UnsafePath(venv_aside, "not a directory of the app's")
+            os.rename(venv, venv_aside)  # in root's /srv/venvs: the names there are root's
+            moved[venv] = venv_aside
         return moved
 
-    def put_back(self, moved: dict[Path, Path]) -> None:
-        """The rebuild failed: the damaged release is live again, as it was before this run."""
+    def remove_aside(self, path: Path, aside: Path) -> None:
+        if path.parent == self.s.releases:
+            self.as_user("rm", "-rf", "--", str(aside))
+        else:
+            remove_owned_tree(aside, self.s.uid)
+
+    def put_back(self, moved: dict[Path, Path], release: str, built_before: dict | None,
+                 live: tuple[Path, Path] | None) -> None:
+        """The rebuild failed: the damaged release is live again, as it was before this run (a
+        failure of any kind, not only a failed step)."""
+        s = self.s
         for path, aside in moved.items():
-            shutil.rmtree(path, ignore_errors=True)
-            os.rename(aside, path)
+            if path.parent == s.releases:
+                self.as_user("rm", "-rf", "--", str(path))
+                self.as_user("mv", "-T", "--", str(aside), str(path))
+            else:
+                if os.path.lexists(path):
+                    remove_owned_tree(path, s.uid)
+                os.rename(aside, path)
+        if built_before is not None:
+            self.records.set_built(release, built_before)
+        if live:
+            self.switch_to(*live)
         self.restart()
         self.log("the rebuild failed: the damaged release is back in place")
 
     # rollback: a kept release, its migrations reversed (or the pre-migrate backup), no rebuild
-    def migrations(self, release: Path, alias: str) -> list[tuple[str, bool]]:
+    def migrations(self, release: Path, venv: Path, alias: str) -> list[tuple[str, bool]]:
         """`showmigrations --plan` of ``release``'s own code against the database."""
-        done = self.manage_run(release, (release / ".venv").resolve(),
+        done = self.manage_run(release, venv,
                                ["showmigrations", "--plan", "--database", alias], capture_output=True, text=True)
         if done.returncode != 0:
             raise ReleaseFailed(EXIT_ROLLBACK, f"showmigrations failed in {short(release.name)}: "
@@ -953,22 +1295,29 @@ class Release:
     def rollback(self, to: str | None, from_backup: bool) -> int:
         s = self.s
         started = time.monotonic()
-        with locked(s.releases / ".lock"):
-            if not s.app_link.is_symlink():
+        with locked(s.lock_file):
+            current = self.live()
+            if current is None:
                 raise ReleaseFailed(EXIT_ROLLBACK, "nothing is live: there is nothing to roll back")
-            live = s.app_link.resolve()
-            live_venv = (live / ".venv").resolve()
-            record = json.loads(self.deployed_file.read_text()) if self.deployed_file.is_file() else {}
-            kept = [p.name for p in s.releases.iterdir() if p.is_dir() and RELEASE_DIR_RE.match(p.name)
-                    and (p / ".iac-built").is_file() and ((p / ".venv").resolve() / ".iac-complete").is_file()]
+            live, live_venv = current
+            record = read_record(self.records.deployed_file) or {}
+            # kept: the app's release directories root recorded as built, with a complete virtualenv
+            kept = [p.name for p, _ in self.owned_entries(s.releases, RELEASE_DIR_RE.match)
+                    if (b := self.records.built(p.name)) and self.records.venv(Path(b["venv"])) is not None
+                    and owned_dir(Path(b["venv"]), s.uid)]
             target = s.releases / rollback_target(record.get("history", []), kept, live.name, to)
+            target_venv = Path((self.records.built(target.name) or {})["venv"])
+            damaged = damage(target, self.records, s.uid)
+            if damaged and not damaged[0].startswith("no record"):
+                raise ReleaseFailed(EXIT_ROLLBACK, f"the kept release {short(target.name)} changed since it was built "
+                                                   f"({'; '.join(damaged[:3])}): release that revision again instead")
             self.commit = target.name[:40]
             self.log(f"rolling back from {short(live.name)} to {short(target.name)}")
             # what the older code does not know, per database and app, and whether it can be undone
             steps: list[tuple[str, str, str]] = []
             for alias in s.migrate_databases:
-                applied = [m for m, done in self.migrations(live, alias) if done]
-                known = [m for m, _ in self.migrations(target, alias)]
+                applied = [m for m, done in self.migrations(live, live_venv, alias) if done]
+                known = [m for m, _ in self.migrations(target, target_venv, alias)]
                 for label, name in reversal_targets(applied, known).items():
                     steps.append((alias, label, name))
             if steps and not from_backup:
@@ -984,7 +1333,7 @@ class Release:
                         f"{short(live.name)} migrated ({when}) can bring back the schema and data as they were then: "
                         "rollback --from-backup (make rollback ... BACKUP=1). WARNING: every row written since "
                         "then is lost (a safety backup of the current database is taken first)."))
-            s.backup_dir.mkdir(parents=True, exist_ok=True)
+            root_dir(s.backup_dir)
             self.back_up()  # safety: the database as it is now
             self.schema_changed = True
             if from_backup:
@@ -1006,7 +1355,7 @@ class Release:
                         self.restore_databases()
                         raise ReleaseFailed(EXIT_ROLLBACK, f"reversing {label} to {name} FAILED; the database is "
                                                            f"restored and {short(live.name)} stays live")
-            self.go_live(self.commit, target, live)
+            self.go_live(self.commit, target, target_venv, current)
             self.record(self.commit, inputs_hash(s), target, rolled_back_from=live.name[:40])
             self.log(f"rolled back to {short(target.name)} in {time.monotonic() - started:.1f} s; the declared "
                      f"revision is still {s.revision!r}: set source.revision = {self.commit!r} to keep it")
@@ -1015,20 +1364,18 @@ class Release:
             "seconds": round(time.monotonic() - started, 1)}))
         return 0
 
-    def make_live(self, commit: str, release: Path, previous: Path | None, inputs: str) -> int:
-        """Stages 2-5 (see the module docstring)."""
+    def make_live(self, commit: str, release: Path, previous: tuple[Path, Path] | None, inputs: str) -> int:
+        """Stages 2-5 (see the module docstring); ``previous``: the live release and virtualenv."""
         s = self.s
-        self.build(commit, release)
-        venv = (release / ".venv").resolve()
-        s.backup_dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(s.backup_dir, 0o700)
+        venv = self.build(commit, release)
+        root_dir(s.backup_dir)
         self.adopt_sqlite()
         self.back_up()
-        self.migrate(release, venv, previous)
+        self.migrate(release, venv, previous[0] if previous else None)
         self.release_commands(release, venv)
-        self.go_live(commit, release, previous)
+        self.go_live(commit, release, venv, previous)
         self.record(commit, inputs, release)
-        self.failed_file.unlink(missing_ok=True)
+        self.records.failed_file.unlink(missing_ok=True)
         self.prune(release)
         self.log(f"release {short(commit)} ({s.revision}) is live")
         return 0
@@ -1037,7 +1384,8 @@ class Release:
 def alert(release: Release, code: int, detail: str) -> None:
     """One message to the host's alert webhook; a failure to send is logged, never raised."""
     s = release.s
-    live = s.app_link.resolve().name if s.app_link.is_symlink() and s.app_link.resolve().is_dir() else None
+    current = release.live()
+    live = current[0].name if current else None
     text = alert_text(socket.gethostname(), s.app, s.revision, release.commit, code, detail, live)
     if not s.alert_env_file:
         release.log("no alert webhook configured (backups.alerts): the failure is in this log only")
@@ -1059,7 +1407,8 @@ def notify_command() -> int:
     if not url:
         print("IAC_ALERT_WEBHOOK_URL is not set", file=sys.stderr)
         return 1
-    body = json.dumps({"content": sys.stdin.read()}).encode()
+    # no mention in a message (an app name, a path) can ever ping anyone
+    body = json.dumps({"content": sys.stdin.read(), "allowed_mentions": {"parse": []}}).encode()
     import urllib.request  # only alerts need it: 17 ms saved on every start (drift checks)
     request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json",
                                                               "User-Agent": "iac-release"})
@@ -1072,16 +1421,27 @@ def notify_command() -> int:
 
 
 def verify_command(s: Settings) -> int:
-    """Print what differs in the live release (nothing when it is intact or nothing is live)."""
-    if s.app_link.is_symlink() and s.app_link.resolve().is_dir():
-        for line in damage(s.app_link.resolve()):
+    """Print what differs in the live release (nothing when it is intact or nothing is live).
+    A record that cannot be read is an error (exit 1), never "intact": the drift check then says
+    it cannot tell."""
+    current = Release(s).live()
+    if current is None:
+        return 0
+    try:
+        for line in damage(current[0], Records(s.state_dir), s.uid):
             print(line)
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        print(f"verify {s.app}: cannot check the live release against root's records: {e}", file=sys.stderr)
+        return 1
     return 0
 
 
 def manage_command(s: Settings, args: list[str]) -> int:
-    """manage.py ARGS in the live release, as the app, with its unit's environment."""
-    cmd = with_app_env(s, [f"{s.venv_link}/bin/python", "manage.py", *args], s.app_link / s.manage_dir)
+    """manage.py ARGS in the live release, as the app, with its unit's environment and
+    confinement; an operator's command may also write the host's /tmp (a report it asks for)."""
+    cmd = with_app_env(s, [f"{s.venv_link}/bin/python", "manage.py", *args], s.app_link / s.manage_dir,
+                       writable=["/tmp"])
+    cmd[cmd.index("--"):cmd.index("--")] = ["-p", "PrivateTmp=no"]
     return run(cmd, check=False).returncode
 
 
