@@ -718,3 +718,51 @@ def test_an_alert_before_the_alert_settings_exist_says_so_instead_of_failing_sil
     release_engine.alert(release, release_engine.EXIT_HEALTH, "health check FAILED")
     assert ran == []
     assert any("not written yet" in c[1] for c in calls if c[0] == "log"), calls
+
+
+# ---- root places files in an app's directory without writing through what the app put there ------
+
+
+def test_a_placed_file_replaces_a_planted_link_instead_of_writing_through_it(tmp_path: Path) -> None:
+    """SQLite restores and adoption: a link (or a dangling link) the app planted at the
+    destination is replaced by the new file; root's file it pointed at stays as it was."""
+    victim, source = tmp_path / "victim", tmp_path / "backup.sqlite3"
+    victim.write_text("root's\n")
+    source.write_bytes(b"restored")
+    app_dir = tmp_path / "app"
+    app_dir.mkdir()
+    for planted in (victim, tmp_path / "nowhere"):
+        dest = app_dir / "db.sqlite3"
+        dest.unlink(missing_ok=True)
+        dest.symlink_to(planted)
+        release_engine.place_file(source, dest, os.geteuid(), os.getegid(), 0o640)
+        assert not dest.is_symlink() and dest.read_bytes() == b"restored"
+        assert oct(dest.stat().st_mode & 0o777) == "0o640"
+        assert victim.read_text() == "root's\n" and not (tmp_path / "nowhere").exists()
+    assert sorted(p.name for p in app_dir.iterdir()) == ["db.sqlite3"]  # no temporary left
+
+
+def test_a_linked_directory_is_refused_for_placing_and_reading(tmp_path: Path) -> None:
+    """The destination's directory itself swapped for a link is never entered."""
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "app").symlink_to(real)
+    (tmp_path / "src").write_bytes(b"x")
+    with pytest.raises(OSError):
+        release_engine.place_file(tmp_path / "src", tmp_path / "app/db.sqlite3", os.geteuid(), os.getegid(), 0o640)
+    with pytest.raises(OSError):
+        release_engine.read_app_file(tmp_path / "app", "requirements.txt")
+    assert list(real.iterdir()) == []
+
+
+def test_pruning_and_set_aside_touch_only_the_apps_own_directories(tmp_path: Path) -> None:
+    """A link where a release or virtualenv was, or someone else's directory, is never removed."""
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    (victim / "file").write_text("keep")
+    link = tmp_path / "releases" / ("d" * 40)
+    link.parent.mkdir()
+    link.symlink_to(victim)
+    assert release_engine.remove_owned_tree(link, os.geteuid()) is False
+    assert release_engine.remove_owned_tree(victim, os.geteuid() + 1) is False
+    assert (victim / "file").read_text() == "keep"
