@@ -197,6 +197,9 @@ def release_settings(config: HostConfig, name: str, app: DjangoApp, ctx: dict) -
         "sandboxing": list(APP_SANDBOXING),
         # what those may write besides the release being built: the app's state and log directories
         "state_paths": [*([str(Path(db.path).parent)] if isinstance(db, SqliteDatabase) else []),
+                        # moving from SQLite: the first migrate runs on the old file
+                        *([str(Path(db.import_sqlite_from).parent)] if isinstance(db, PostgresDatabase)
+                          and db.import_sqlite_from else []),
                         *([app.log_dir] if app.log_dir else [])],
         # a failed release posts one message to the host's operator webhook (backups.alerts)
         "alert_env_file": config.backups.alerts.env_file if config.backups and config.backups.alerts else "",

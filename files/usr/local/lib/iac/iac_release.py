@@ -244,10 +244,12 @@ def with_app_env(s: Settings, cmd: list[str], cwd: Path, extra_env: dict[str, st
     (``EnvironmentFile=``), so a secret holding $ ` # ; or quotes arrives as written; no shell
     ever sources it. Extra variables (STATIC_ROOT, a SQLite import's USE_SQLITE) go through
     env(1) inside the unit, so they win over the file's. Confined as the app's units are: it may
-    write the app's state and log directories and ``writable`` (a release being built)."""
+    write the app's state and log directories and ``writable`` (a release being built: what it
+    writes there is served by nginx, hence UMask=0022 then)."""
     extra = [f"{k}={v}" for k, v in (extra_env or {}).items()]
     return ["systemd-run", "--quiet", "--pipe", "--wait", "--collect", "--service-type=exec",
             f"--uid={s.user}", f"--gid={s.user}", *confined(s, [*s.state_paths, *(writable or [])]),
+            *(["-p", "UMask=0022"] if writable else []),
             "-p", f"EnvironmentFile={s.env_file}", "-p", f"WorkingDirectory={cwd}",
             f"--setenv=HOME=/home/{s.user}", "--", *(["/usr/bin/env", *extra] if extra else []), *cmd]
 
@@ -923,14 +925,17 @@ class Release:
                 run(pg_restore_command(target, self.s.pg_owners.get(target, ""), Path(dump)))
 
     def manage_run(self, release: Path, venv: Path, args: list[str], extra_env: dict[str, str] | None = None,
-                   **kw) -> subprocess.CompletedProcess:
-        """manage.py ARGS of ``release`` with ``venv``, as the app with its environment."""
-        cmd = with_app_env(self.s, [f"{venv}/bin/python", "manage.py", *args], release / self.s.manage_dir, extra_env)
+                   writes_release: bool = False, **kw) -> subprocess.CompletedProcess:
+        """manage.py ARGS of ``release`` with ``venv``, as the app with its environment, confined
+        as its units are (``writes_release``: a release command, which may write into the
+        release it belongs to, e.g. compressed static files)."""
+        cmd = with_app_env(self.s, [f"{venv}/bin/python", "manage.py", *args], release / self.s.manage_dir, extra_env,
+                           writable=[release] if writes_release else None)
         return run(cmd, check=False, **kw)
 
     def manage(self, release: Path, venv: Path, args: list[str], extra_env: dict[str, str] | None = None,
-               **kw) -> bool:
-        return self.manage_run(release, venv, args, extra_env, **kw).returncode == 0
+               writes_release: bool = False, **kw) -> bool:
+        return self.manage_run(release, venv, args, extra_env, writes_release, **kw).returncode == 0
 
     def needs_sqlite_import(self) -> bool:
         s = self.s
@@ -985,7 +990,7 @@ class Release:
         new schema. One failing restores the database and stops; the old release keeps serving."""
         for command in self.s.release_commands:
             self.log(f"release command: manage.py {' '.join(command)}")
-            if not self.manage(release, venv, command):
+            if not self.manage(release, venv, command, writes_release=True):
                 self.log(f"release command manage.py {command[0]} FAILED: restoring the database(s)")
                 self.restore_databases()
                 raise ReleaseFailed(EXIT_COMMAND, f"release command manage.py {' '.join(command)} FAILED; the live "
