@@ -6,7 +6,7 @@ Each step reads the host's validated configuration (iac/model.py).
 
 from pyinfra import host
 
-from iac import fact_batch, fast_prepare
+from iac import fact_batch, fast_prepare, sudo_staging
 from iac.model import HostConfig
 from iac.stack import host_config, release_only
 from operations.admin import admin_account
@@ -72,6 +72,8 @@ def one_app(config: HostConfig, app: str) -> None:
     sites_answer(config, only=app)
 
 
+# first, before any fact or upload: through sudo, files are staged in the login's private directory
+sudo_staging.prepare(host)
 config = host_config(host)
 if app := release_only(config):
     one_app(config, app)

@@ -9,9 +9,12 @@ from pyinfra import host
 from pyinfra.facts.files import FileContents
 from pyinfra.operations import python
 
+from iac import sudo_staging
 from iac.stack import host_config
 from operations.django_app import app_identity
 
+# first, before any fact or upload: through sudo, files are staged in the login's private directory
+sudo_staging.prepare(host)
 config = host_config(host)
 
 for app_name, app in config.apps.items():

@@ -7,7 +7,10 @@ directory (never over the live system). See README, "Disaster recovery".
 
 from pyinfra import host
 
+from iac import sudo_staging
 from iac.stack import host_config
 from operations.backups import dr_bootstrap
 
+# first, before any fact or upload: through sudo, files are staged in the login's private directory
+sudo_staging.prepare(host)
 dr_bootstrap(host_config(host))

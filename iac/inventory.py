@@ -15,6 +15,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from iac import sudo_staging
 from iac.model import HostConfig
 from iac.stack import (
     GROUP_DATA,
@@ -56,6 +57,8 @@ CONNECTION_KEYS = {
     "ssh_hostname", "ssh_user", "ssh_port", "ssh_key", "ssh_known_hosts_file",
     "ssh_strict_host_key_checking", "ssh_config_file", "ssh_connect_retries",
     "ssh_connect_retry_min_delay", "ssh_connect_retry_max_delay", "_sudo", "_sudo_user",
+    # the sandbox's admin login types its canary sudo password (production's operator is prompted)
+    "_sudo_password",
 }
 
 
@@ -149,7 +152,8 @@ def host_entry(
     elif overrides:
         raise ConfigError("the production stack takes its values from group_data/ only")
     config: HostConfig = build_host_config(group, name, overrides, secrets, group_data)
-    return name, {**connection, "config": config, "stack": stack, **extra}
+    # through sudo, pyinfra stages uploads in the login's private directory (never /tmp)
+    return name, {**connection, **sudo_staging.host_data(connection), "config": config, "stack": stack, **extra}
 
 
 def group_entries(

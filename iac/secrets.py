@@ -121,13 +121,45 @@ class SecretsFile:
                 "(see README, 'Secrets')."
             )
         if changed and self.path:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.data, indent=2))
-            os.chmod(tmp, 0o600)
-            tmp.replace(self.path)
+            self._save()
         return values
 
+
+    def own_secret(self, group: str, path: tuple, shape: Callable[[str], str] | None = None) -> str:
+        """A secret only this (generated, non-production) stack keeps, outside the option tree:
+        the stored value, or a new canary (``CANARY-<path>-<random>``, passed through ``shape``)
+        saved first. The sandbox keeps its admin's sudo password this way (sandbox/inventory.py)."""
+        if not self.generate:
+            raise ConfigError("only a generated (sandbox) secrets file keeps secrets of its own")
+        value = _get(self.data.get(group, {}), path)
+        if isinstance(value, str) and value:
+            return value
+        token = f"{CANARY_PREFIX}{'.'.join(path)}-{_random.token_hex(12)}"
+        value = shape(token) if shape else token
+        self.keep(group, path, value)
+        return value
+
+    def keep(self, group: str, path: tuple, value: str) -> None:
+        """Store ``value`` at ``path`` of ``group`` (a generated stack only: a value it derives,
+        such as a hash of its own secret), saving the file if that changes it."""
+        if not self.generate:
+            raise ConfigError("only a generated (sandbox) secrets file is written by the stack")
+        group_data = self.data.setdefault(group, {})
+        if _get(group_data, path) != value:
+            _set(group_data, path, value)
+            if self.path:
+                self._save()
+
+    def _save(self) -> None:
+        """Write the file (0600 before any secret is in it), replacing the old one at once."""
+        assert self.path is not None
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.fchmod(fd, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(self.data, indent=2))
+        tmp.replace(self.path)
 
     def _refuse_unknown(self, group: str, group_data: Any, paths: list[tuple]) -> None:
         """A key the configuration does not use is a typo or a leftover: refused, with the closest
@@ -162,13 +194,21 @@ def _matches(leaf: tuple, path: tuple) -> bool:
     return leaf == path
 
 
+def crypt_sha512(password: str, salt: str) -> str:
+    """The SHA-512 crypt(3) hash of ``password`` with ``salt`` (at most 16 characters of
+    ``[A-Za-z0-9./]``): the same inputs give the same hash. The password goes on openssl's stdin,
+    never on its command line."""
+    if "\n" in password:
+        raise ConfigError("a password for crypt(3) cannot hold a newline")
+    out = subprocess.run(["openssl", "passwd", "-6", "-salt", salt, "-stdin"], input=password, text=True,
+                         capture_output=True, check=True)
+    return out.stdout.strip()
+
+
 def _crypt_canary(token: str) -> str:
     """A real SHA-512 crypt(3) hash of the canary token (the model refuses anything else), with
     the salt carrying the token's random part so that searches can still find it."""
-    salt = "canary" + token.rsplit("-", 1)[-1][:10]
-    out = subprocess.run(["openssl", "passwd", "-6", "-salt", salt, "-stdin"], input=token, text=True,
-                         capture_output=True, check=True)
-    return out.stdout.strip()
+    return crypt_sha512(token, "canary" + token.rsplit("-", 1)[-1][:10])
 
 
 _SHAPED_CANARY: dict[str, Callable[[str], str]] = {"crypt": _crypt_canary}

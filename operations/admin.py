@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import hashlib
 import shlex
-from io import BytesIO
 
 from pyinfra import host
-from pyinfra.api import FactBase, FileUploadCommand, StringCommand, deploy, operation
+from pyinfra.api import FactBase, StringCommand, deploy, operation
 from pyinfra.operations import server
 
 from iac.model import HostConfig
+from iac.sudo_staging import upload
 
 
 class ShadowHashDigest(FactBase):
@@ -52,7 +52,7 @@ def password_hash_set(user: str, password_hash: str):
         return
     tmp = "/root/.iac-chpasswd"
     yield StringCommand(f"install -m 600 /dev/null {tmp}")
-    yield FileUploadCommand(BytesIO(f"{user}:{password_hash}\n".encode()), tmp)
+    yield upload(f"{user}:{password_hash}\n".encode(), tmp)
     yield StringCommand(f"chpasswd -e < {tmp}; rc=$?; rm -f {tmp}; exit $rc")
 
 

@@ -14,11 +14,12 @@ import hashlib
 import shlex
 import subprocess
 import time
-from io import BytesIO
 from typing import Any
 
 from pyinfra import host
-from pyinfra.api import FactBase, FileUploadCommand, FunctionCommand, StringCommand, operation
+from pyinfra.api import FactBase, FunctionCommand, StringCommand, operation
+
+from iac.sudo_staging import upload
 
 SCRIPT = "/usr/local/sbin/iac-confirmed-change"
 STAGED = "/etc/iac/staged"
@@ -123,7 +124,7 @@ def confirmed_file(kind: str, dest: str, content: str, in_sync: bool, login: lis
         return
     staged = f"{STAGED}{dest}"
     yield StringCommand(f"mkdir -p {shlex.quote(staged.rsplit('/', 1)[0])}")
-    yield FileUploadCommand(BytesIO(content.encode()), staged)
+    yield upload(content.encode(), staged)
     yield StringCommand(f"{SCRIPT} begin {kind} {shlex.quote(staged)} {shlex.quote(dest)} {revert_seconds}")
     yield FunctionCommand(_confirm, (kind, dest, login), {})
     yield StringCommand(f"{SCRIPT} commit {kind} {shlex.quote(dest)}")

@@ -15,11 +15,12 @@ from __future__ import annotations
 import hashlib
 import secrets
 import shlex
-from io import BytesIO
 
 from pyinfra import host
-from pyinfra.api import FactBase, FileUploadCommand, StringCommand, operation
+from pyinfra.api import FactBase, StringCommand, operation
 from pyinfra.facts.files import File, Sha256File
+
+from iac.sudo_staging import upload
 
 
 def env_digests(text: str, salt: str) -> dict[str, str]:
@@ -90,10 +91,11 @@ def secret_file(dest: str, content: str, user: str = "root", group: str = "root"
         else:
             host.noop(f"~ update {dest}: content differs from the declared one (not shown: it holds secrets)"
                       if current else f"+ create {dest} (content not shown: it holds secrets)")
-        # upload to a 0600 temporary file first: the secret is never readable by others
+        # upload to a 0600 temporary file first: the secret is never readable by others (through sudo,
+        # pyinfra stages it before that in the login's private directory: iac/sudo_staging.py)
         tmp = f"{dest}.iac-new"
         yield StringCommand(f"install -m 600 /dev/null {shlex.quote(tmp)}")
-        yield FileUploadCommand(BytesIO(data), tmp)
+        yield upload(data, tmp)
         yield StringCommand(f"chown {user}:{group} {shlex.quote(tmp)} && chmod {mode} {shlex.quote(tmp)} "
                             f"&& mv -f {shlex.quote(tmp)} {q}")
         return
@@ -199,7 +201,7 @@ def validated_files(files: dict[str, str], validate: str, activate: str, staging
     yield StringCommand(f"install -d -m 755 {shlex.quote(staging)}")
     staged = {p: f"{staging}/{p.strip('/').replace('/', '__')}" for p in changed}
     for path in changed:
-        yield FileUploadCommand(BytesIO(files[path].encode()), staged[path])
+        yield upload(files[path].encode(), staged[path])
     put, revert, drop = [], [], []
     for path in changed:
         d, prev = shlex.quote(path), shlex.quote(f"{path}.iac-prev")

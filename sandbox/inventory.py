@@ -5,11 +5,12 @@ must be listed in iac.inventory.ALLOWED_OVERRIDES. SANDBOX_NAME / SANDBOX_SUBNET
 sandbox (see sandbox/world/). Use: pyinfra sandbox/inventory.py deploy.py
 """
 
+import hashlib
 import json
 import os
 
 from iac.inventory import group_entries
-from iac.secrets import SecretsFile
+from iac.secrets import SecretsFile, crypt_sha512
 from iac.stack import GROUP_DATA, ConfigError, declared_hosts, deep_merge, read_group_file
 from sandbox.world import World
 
@@ -33,6 +34,22 @@ _secrets = SecretsFile(
              ("backups", "offsite", "*", "password"): lambda token: f"{token}{HOSTILE}",
              ("apps", "*", "secret_key"): lambda token: f"{token}{HOSTILE}"},
 )
+
+
+# How the LAN host is reached. SANDBOX_LAN_LOGIN=admin: as production reaches it, as the admin
+# (group_data/lan.py) with sudo and a password, since the admin has no NOPASSWD rule. The default is
+# root: a fresh host has no admin before its first converge (the suite moves to the admin later).
+_LAN_LOGIN = os.environ.get("SANDBOX_LAN_LOGIN") or "root"
+if _LAN_LOGIN not in ("root", "admin"):
+    raise ConfigError(f"SANDBOX_LAN_LOGIN={_LAN_LOGIN!r}: expected root (the default) or admin")
+
+# The admin's sudo password, kept in plain text in the sandbox's own secrets file (production keeps
+# only its hash; its operator types the password): a canary, hostile like the other secrets.
+# admin.password_hash is derived from it, so the password the sandbox types is the host's.
+_SUDO_PASSWORD = ("sandbox", "admin_sudo_password")
+_sudo_password = _secrets.own_secret("lan", _SUDO_PASSWORD, lambda token: f"{token}{HOSTILE}")
+_secrets.keep("lan", ("admin", "password_hash"),
+              crypt_sha512(_sudo_password, hashlib.sha256(_sudo_password.encode()).hexdigest()[:16]))
 
 
 def _s3(path: str) -> str:
@@ -65,13 +82,18 @@ def _connection_of(group: str):
 
 
 def _connection(role: str) -> dict:
-    return {
+    connection = {
         "ssh_hostname": _world.host_ip(role),
         "ssh_user": "root",
         "ssh_key": str(_world.ssh_key),
         "ssh_known_hosts_file": str(_world.known_hosts),
         "ssh_strict_host_key_checking": "yes",
     }
+    if role == "lan" and _LAN_LOGIN == "admin":
+        # as inventory.py reaches gts-server (the sandbox key is among admin.ssh_authorized_keys)
+        connection.update(ssh_user=read_group_file(GROUP_DATA / "lan.py")["admin"]["name"], _sudo=True,
+                          _sudo_password=_sudo_password)
+    return connection
 
 
 def _overrides(group: str) -> dict:
