@@ -64,5 +64,6 @@ def test_records_hold_fact_names_and_arguments_only(sandbox: Sandbox, converged)
     for path in records:
         for entry in json.loads(path.read_text()):
             assert set(entry) == {"fact", "kwargs", "executor", "unused"}
+            assert fact_batch.entry_refusal(entry) is None, entry  # what a run records, the next accepts
             assert not any(word in name for name in entry["kwargs"] for word in fact_batch.SECRET_ARGUMENTS
                            if entry["kwargs"][name])
