@@ -39,6 +39,39 @@ def test_production_inventory_validates_offline() -> None:
     assert lan.admin.name == "gts"
 
 
+def test_production_ssh_requires_known_host_keys_on_every_host(tmp_path: Path, monkeypatch) -> None:
+    """No production host is trusted on first use: strict checking against the operator's file."""
+    from pyinfra.connectors.sshuserclient.client import StrictPolicy, get_missing_host_key_policy
+
+    monkeypatch.delenv("IAC_KNOWN_HOSTS_FILE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    hosts = [data for group in load_inventory(REPO / "inventory.py").values() for _, data in group]
+    assert len(hosts) == 2
+    for data in hosts:
+        assert data["ssh_strict_host_key_checking"] == "yes"
+        assert data["ssh_known_hosts_file"] == str(tmp_path / ".ssh" / "known_hosts")  # where CI writes it
+        assert isinstance(get_missing_host_key_policy(data["ssh_strict_host_key_checking"]), StrictPolicy)
+    pinned = tmp_path / "pinned_hosts"
+    monkeypatch.setenv("IAC_KNOWN_HOSTS_FILE", str(pinned))
+    for group in load_inventory(REPO / "inventory.py").values():
+        assert all(data["ssh_known_hosts_file"] == str(pinned) for _, data in group)
+
+
+def test_a_real_production_run_without_pinned_host_keys_stops_before_connecting(tmp_path: Path,
+                                                                                monkeypatch) -> None:
+    from iac.inventory import strict_ssh
+
+    pinned = tmp_path / "known_hosts"
+    monkeypatch.setenv("IAC_KNOWN_HOSTS_FILE", str(pinned))
+    for content in (None, ""):
+        if content is not None:
+            pinned.write_text(content)
+        with pytest.raises(ConfigError, match=f"no pinned SSH host keys in {re.escape(str(pinned))}"):
+            strict_ssh(required=True)
+    pinned.write_text("72.61.148.117 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample\n")
+    assert strict_ssh(required=True) == {"ssh_strict_host_key_checking": "yes", "ssh_known_hosts_file": str(pinned)}
+
+
 def test_sandbox_may_only_override_listed_paths() -> None:
     check_overrides("sandbox", {"admin": {"ssh_authorized_keys": ["k"]}, "apps": {}})
     with pytest.raises(ConfigError, match=r"overrides of host\.hostname are not allowed"):
