@@ -199,6 +199,60 @@ def test_sandbox_canaries_are_generated_once_and_kept(tmp_path: Path) -> None:
     assert again == first, "a second load must not regenerate secrets"
 
 
+def test_the_secrets_file_is_0600_from_its_first_byte_whatever_the_umask(tmp_path: Path, monkeypatch) -> None:
+    """Created exclusively with mode 0600 beside the file, then renamed over it: at no moment is
+    a file there readable by others, even under umask 000, and a planted link is never followed."""
+    import os
+
+    from iac import secrets as secrets_module
+
+    path = tmp_path / "sbx" / "secrets.json"
+    seen: list[tuple[str, int, int]] = []  # (what, flags or 0, mode of the file at that moment)
+    real_open, real_replace = os.open, os.replace
+
+    def watched_open(file, flags, mode=0o777, *args, **kwargs):  # noqa: ANN001, ANN202
+        fd = real_open(file, flags, mode, *args, **kwargs)
+        seen.append(("open", flags, os.fstat(fd).st_mode & 0o777))
+        return fd
+
+    def watched_replace(src, dst):  # noqa: ANN001, ANN202
+        seen.append(("replace", 0, os.stat(src).st_mode & 0o777))
+        assert Path(src).parent == Path(dst).parent  # same directory: an atomic rename
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(secrets_module.os, "open", watched_open)
+    monkeypatch.setattr(secrets_module.os, "replace", watched_replace)
+    old = os.umask(0)
+    try:
+        SecretsFile(path, generate=True).provide("lan", [("inner", "token")], required=[("inner", "token")])
+        # a second write replaces the first the same way
+        SecretsFile(path, generate=True).provide("lan", [("inner", "other")], required=[("inner", "other")])
+    finally:
+        os.umask(old)
+    assert [what for what, _, _ in seen] == ["open", "replace", "open", "replace"]
+    for what, flags, mode in seen:
+        assert mode == 0o600, (what, oct(mode))
+        if what == "open":
+            assert flags & os.O_CREAT and flags & os.O_EXCL and flags & os.O_NOFOLLOW
+    assert path.stat().st_mode & 0o777 == 0o600 and path.parent.stat().st_mode & 0o777 == 0o700
+    assert sorted(p.name for p in path.parent.iterdir()) == ["secrets.json"]  # no temporary left
+
+
+def test_a_failed_secrets_write_leaves_the_old_file_and_no_temporary(tmp_path: Path, monkeypatch) -> None:
+    from iac import secrets as secrets_module
+
+    path = tmp_path / "secrets.json"
+    secrets_module.write_private(path, '{"lan": {}}')
+
+    def broken(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(secrets_module.os, "fsync", broken)
+    with pytest.raises(OSError, match="No space"):
+        secrets_module.write_private(path, '{"lan": {"x": 1}}')
+    assert path.read_text() == '{"lan": {}}' and [p.name for p in tmp_path.iterdir()] == ["secrets.json"]
+
+
 def test_missing_required_secret_is_named(tmp_path: Path) -> None:
     path = tmp_path / "prod.json"
     path.write_text('{"lan": {}}')
