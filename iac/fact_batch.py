@@ -280,7 +280,7 @@ def _refuse(path: Path, what: str) -> None:
     shown = str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
     if shown not in _WARNED:
         _WARNED.add(shown)
-        logger.warning("fact record %s: %s", shown, what)
+        logger.warning("%s%s: %s", fact_policy.WARNING_PREFIX, shown, what)
 
 
 def _shown(entry: Any) -> str:
