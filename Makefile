@@ -14,7 +14,7 @@ PY := $(VENV)/bin/python
 PYINFRA := $(VENV)/bin/pyinfra
 export SANDBOX_NAME SANDBOX_SUBNET
 
-.PHONY: help deps venv sandbox sandbox-up sandbox-status sandbox-down plan apply drift bench deploy-keys \
+.PHONY: help deps venv venv-run sandbox sandbox-up sandbox-status sandbox-down plan apply drift bench deploy-keys \
         release rollback audit-mismatches alert-test backup-status backup-now restore restore-drill dr dr-drill \
         validate test test-unit test-integration lint
 
@@ -34,6 +34,20 @@ $(VENV)/.stamp: requirements.txt
 
 venv: $(VENV)/.stamp ## Create the virtualenv from the pinned requirements.txt
 
+# CI's drift job: only what a run imports (requirements-run.txt: pyinfra, pydantic, Jinja2 and their
+# dependencies at requirements.txt's pins), each file checked against its hash, wheels only (no
+# build step runs unchecked code). Regenerate: README, "The CI drift job".
+$(VENV)/.stamp-run: requirements-run.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check --require-hashes --no-deps --only-binary=:all: \
+	  -r requirements-run.txt
+	@touch $@
+
+venv-run: $(VENV)/.stamp-run ## The virtualenv for plan/apply/drift only, every file checked against its hash (CI's drift job)
+
+# plan, apply and drift run in that virtualenv where it was made (CI's drift job), else in the full one
+RUN_VENV := $(if $(wildcard $(VENV)/.stamp-run),$(VENV)/.stamp-run,venv)
+
 sandbox: deps venv ## Bring the sandbox hosts and stand-ins up (reusing them) and converge both hosts
 	$(PY) -m sandbox.world up
 	$(PY) -m sandbox.converge
@@ -51,13 +65,13 @@ sandbox-down: ## Remove everything the sandbox created, and prove nothing is lef
 validate: venv ## Validate both inventories' configuration offline (no host is contacted)
 	$(PY) -m iac.validate
 
-plan: venv ## Preview what a run would change on INVENTORY (nothing is applied)
+plan: $(RUN_VENV) ## Preview what a run would change on INVENTORY (nothing is applied)
 	@$(PY) -m iac.drift $(INVENTORY) || test $$? -eq 2
 
-apply: venv ## Converge INVENTORY: the preview (+ ~ -, Plan: line), then the apply (production asks; CONFIRM=yes)
+apply: $(RUN_VENV) ## Converge INVENTORY: the preview (+ ~ -, Plan: line), then the apply (production asks; CONFIRM=yes)
 	@$(PY) -m iac.apply $(INVENTORY) $(if $(LIMIT),--limit $(LIMIT)) $(if $(filter yes,$(CONFIRM)),--yes)
 
-drift: venv ## Drift gate on INVENTORY: 0 in sync, 2 drift (what differs), 1 error (FORMAT=json|markdown, JSON_OUT=file)
+drift: $(RUN_VENV) ## Drift gate on INVENTORY: 0 in sync, 2 drift (what differs), 1 error (FORMAT=json|markdown, JSON_OUT=file)
 	@$(PY) -m iac.drift $(INVENTORY) --format $(FORMAT) $(if $(JSON_OUT),--json-out $(JSON_OUT))
 
 RUNS ?= 5

@@ -6,11 +6,14 @@ connects to these hosts (see README, "Safety"). Use: pyinfra inventory.py deploy
 
 from pyinfra.context import ctx_state
 
-from iac.inventory import group_entries
+from iac.inventory import group_entries, strict_ssh
 from iac.secrets import production_secrets
 
 # Secrets are required only when pyinfra itself loads this file to run against the hosts.
 _secrets = production_secrets(required=ctx_state.isset())
+# Every host's SSH key must be in the operator's known_hosts file (IAC_KNOWN_HOSTS_FILE, else
+# ~/.ssh/known_hosts, which CI writes from the IAC_KNOWN_HOSTS secret): never trusted on first use.
+_ssh = strict_ssh(required=ctx_state.isset())
 
 # How each host group_data declares (``hosts`` in group_data/<group>.py) is reached; a host
 # declared there without an entry here (or the reverse) stops the run before any connection.
@@ -18,6 +21,7 @@ public = group_entries("production", "public", {
     "srv1178562": {  # pravoo.in
         "ssh_hostname": "72.61.148.117",
         "ssh_user": "root",
+        **_ssh,
     },
 }, secrets=_secrets)
 
@@ -26,5 +30,6 @@ lan = group_entries("production", "lan", {
         "ssh_hostname": "gts-server",
         "ssh_user": "gts",
         "_sudo": True,
+        **_ssh,
     },
 }, secrets=_secrets)

@@ -13,7 +13,9 @@ stats). Each costs an SSH round trip. This module, installed by deploy.py, chang
    setting, for every host in parallel, as soon as the first fact is asked for. Each fact runs
    its own ``command()`` and its own ``process()``, so a value is exactly what pyinfra would
    have read. A fact the record does not hold, or whose batched command failed, is fetched on
-   its own, the normal way (and recorded for next time).
+   its own, the normal way (and recorded for next time). A record is hostile input (CI restores
+   it from a shared cache): only this repo's fact classes with arguments of the declared kinds
+   are read back (iac/fact_policy.py); any other entry is ignored, never run, and said.
 
 With ``-y`` pyinfra decides each operation while it executes, after the operations above it ran.
 There the cache holds until something changes the host: a command that is not a fact's, or an
@@ -52,6 +54,7 @@ from pyinfra.api.host import Host
 from pyinfra.api.state import StateStage
 from pyinfra.context import ContextObject
 
+from iac import fact_policy
 from iac.shared_facts import Shared, shared_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -105,6 +108,12 @@ class FactCall:
     def recordable(self) -> bool:
         return not any(word in name.lower() for name, value in self.kwargs.items() if value not in (None, "")
                        for word in SECRET_ARGUMENTS)
+
+    @property
+    def allowed(self) -> bool:
+        """Recordable, and what the next run's read_record accepts (iac/fact_policy.py): a call whose
+        argument has another shape (a path with a space) is fetched the normal way each run."""
+        return self.recordable and fact_policy.refusal(self.fact, self.kwargs, self.executor) is None
 
     def as_json(self) -> dict:
         return {"fact": self.fact, "kwargs": self.kwargs, "executor": self.executor}
@@ -217,13 +226,68 @@ def record_file(host: Any, deploy: str) -> Path:
 
 
 def read_record(host: Any, deploy: str) -> dict[str, tuple[FactCall, int]]:
-    """key -> (call, runs since it was last asked for); empty when missing or damaged."""
+    """key -> (call, runs since it was last asked for); empty when missing or damaged.
+
+    A record is hostile input (in CI it comes back from a shared cache): an entry is used only when
+    iac/fact_policy.py allows its class, each argument and how it runs. Anything else in it is
+    ignored, never imported or run, and the run says so once for the file (a warning naming the
+    file and the first such entry); the next record written for the host leaves it out.
+    """
+    path = record_file(host, deploy)
     try:
-        entries = json.loads(record_file(host, deploy).read_text())
-        calls = [(FactCall(e["fact"], e["kwargs"], e["executor"]), int(e.get("unused", 0))) for e in entries]
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        entries = json.loads(path.read_text())
+    except FileNotFoundError:
         return {}
-    return {call.key: (call, unused) for call, unused in calls}
+    except (OSError, ValueError) as e:
+        _refuse(path, "not read: " + ("not JSON" if isinstance(e, ValueError) else e.strerror or type(e).__name__))
+        return {}
+    if not isinstance(entries, list):
+        _refuse(path, "not read: not a list of entries")
+        return {}
+    found: dict[str, tuple[FactCall, int]] = {}
+    refused: list[str] = []
+    for entry in entries:
+        why = entry_refusal(entry)
+        if why is not None:
+            refused.append(f"{_shown(entry)} ({why})")
+            continue
+        call = FactCall(entry["fact"], entry["kwargs"], entry["executor"])
+        found[call.key] = (call, entry.get("unused", 0))
+    if refused:
+        more = f" and {len(refused) - 1} more" if len(refused) > 1 else ""
+        _refuse(path, f"entry ignored, never run: {refused[0]}{more}")
+    return found
+
+
+RECORD_FIELDS = {"fact", "kwargs", "executor", "unused"}
+
+
+def entry_refusal(entry: Any) -> str | None:
+    """Why one record entry may not be used (None when it may): its shape, then fact_policy."""
+    if not isinstance(entry, dict) or not {"fact", "kwargs", "executor"} <= set(entry) <= RECORD_FIELDS:
+        return "not an entry of fact, kwargs, executor"
+    unused = entry.get("unused", 0)
+    if isinstance(unused, bool) or not isinstance(unused, int) or not 0 <= unused <= STALE_AFTER:
+        return "its age is not a small int"
+    return fact_policy.refusal(entry["fact"], entry["kwargs"], entry["executor"])
+
+
+_WARNED: set[str] = set()
+
+
+def _refuse(path: Path, what: str) -> None:
+    """Say once per run (process) that a record file held something that is not used."""
+    shown = str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+    if shown not in _WARNED:
+        _WARNED.add(shown)
+        logger.warning("%s%s: %s", fact_policy.WARNING_PREFIX, shown, what)
+
+
+def _shown(entry: Any) -> str:
+    """An entry as one line of printable ASCII, cut short (it is hostile: no control characters)."""
+    text = json.dumps(entry, sort_keys=True, ensure_ascii=True, default=repr)
+    text = "".join(c if " " <= c <= "~" else "?" for c in text)
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 def write_record(host: Any, deploy: str, asked: list[FactCall], before: dict[str, tuple[FactCall, int]],
@@ -235,10 +299,10 @@ def write_record(host: Any, deploy: str, asked: list[FactCall], before: dict[str
     forever.
     """
     keys = {c.key for c in asked}
-    entries = [{**c.as_json(), "unused": 0} for c in asked if c.recordable]
+    entries = [{**c.as_json(), "unused": 0} for c in asked if c.allowed]
     step = 1 if age else 0
     entries += [{**c.as_json(), "unused": n + step} for key, (c, n) in before.items()
-                if key not in keys and n + step < STALE_AFTER and c.recordable]
+                if key not in keys and n + step < STALE_AFTER and c.allowed]
     path = record_file(host, deploy)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -11,6 +11,7 @@ of a group's hosts (``hosts`` in its overrides: ``make bench HOSTS=N``); product
 from __future__ import annotations
 
 import fnmatch
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,7 @@ from iac.stack import (
     read_stack_values,
 )
 
-__all__ = ["GROUPS", "group_entries", "host_entry"]
+__all__ = ["GROUPS", "group_entries", "host_entry", "known_hosts_file", "strict_ssh"]
 
 
 # Option paths (fnmatch patterns on the dotted path) a non-production stack may set differently,
@@ -60,6 +61,26 @@ CONNECTION_KEYS = {
     # the sandbox's admin login types its canary sudo password (production's operator is prompted)
     "_sudo_password",
 }
+
+
+def known_hosts_file() -> Path:
+    """The file holding production's pinned SSH host keys: ``IAC_KNOWN_HOSTS_FILE``, else
+    ``~/.ssh/known_hosts`` (where CI's drift job writes the ``IAC_KNOWN_HOSTS`` secret)."""
+    return Path(os.environ.get("IAC_KNOWN_HOSTS_FILE") or Path.home() / ".ssh" / "known_hosts").expanduser()
+
+
+def strict_ssh(required: bool) -> dict[str, str]:
+    """Connection keys that make every host prove its key against ``known_hosts_file()``: a host
+    whose key is missing or different is refused, never trusted on first use (pyinfra's default is
+    ``accept-new``). ``required`` when pyinfra really runs: a missing or empty file stops the run
+    before any connection, naming the file.
+
+    Example: ``{"ssh_hostname": "72.61.148.117", **strict_ssh(required=True)}``"""
+    path = known_hosts_file()
+    if required and not (path.is_file() and path.stat().st_size):
+        raise ConfigError(f"no pinned SSH host keys in {path}: production connects only to hosts whose keys are "
+                          "known (set IAC_KNOWN_HOSTS_FILE, README \"Before the first production run\")")
+    return {"ssh_strict_host_key_checking": "yes", "ssh_known_hosts_file": str(path)}
 
 
 def _leaf_paths(values: Mapping[str, Any], prefix: tuple = ()) -> list[str]:

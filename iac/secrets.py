@@ -153,13 +153,7 @@ class SecretsFile:
     def _save(self) -> None:
         """Write the file (0600 before any secret is in it), replacing the old one at once."""
         assert self.path is not None
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(self.data, indent=2))
-        tmp.replace(self.path)
+        write_private(self.path, json.dumps(self.data, indent=2))
 
     def _refuse_unknown(self, group: str, group_data: Any, paths: list[tuple]) -> None:
         """A key the configuration does not use is a typo or a leftover: refused, with the closest
@@ -212,6 +206,31 @@ def _crypt_canary(token: str) -> str:
 
 
 _SHAPED_CANARY: dict[str, Callable[[str], str]] = {"crypt": _crypt_canary}
+
+
+def write_private(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` in a file that is 0600 from its first byte, whatever the umask.
+
+    The new file is created beside it exclusively (``O_CREAT | O_EXCL | O_NOFOLLOW``: never an
+    existing file or a planted link) with mode 0600, written, then renamed over ``path``: no reader
+    ever sees it half written or readable by others (writing then ``chmod`` left a moment at 0644).
+    """
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}-{_random.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)  # the umask can only take bits away; this makes the mode exact
+        with os.fdopen(fd, "w", encoding="utf-8") as out:
+            fd = -1  # closed by the with block from here on
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if fd >= 0:
+            os.close(fd)
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def production_secrets(required: bool) -> SecretsFile:

@@ -107,6 +107,18 @@ def secret_file(dest: str, content: str, user: str = "root", group: str = "root"
         yield StringCommand(f"chmod {mode} {q}")
 
 
+def unless_ok(check: str, otherwise: str) -> str:
+    """Shell that runs ``check`` and, when it fails, prints what it printed (stdout and stderr) to
+    stderr and runs ``otherwise``.
+
+    The output is held in a shell variable, never in a file: a fixed name in /tmp, written as root,
+    lets any local account plant a link there (root then truncates its target) or a file root
+    cannot replace (every validated change then fails).
+
+    Example: ``unless_ok("nginx -t", "echo 'REFUSED' >&2; exit 1")``"""
+    return f"if ! iac_out=$( ( {check} ) 2>&1 ); then printf '%s\\n' \"$iac_out\" >&2; {otherwise}; fi"
+
+
 @operation()
 def validated_file(staged: str, dest: str, validate: str, activate: str):
     """
@@ -140,11 +152,9 @@ def validated_file(staged: str, dest: str, validate: str, activate: str):
     yield StringCommand(
         f"if [ -e {d} ]; then cp -a {d} {prev}; else rm -f {prev}; fi; "
         f"install -m 644 {s} {d}; "
-        f"if ! ( {check} ) >/tmp/iac-validate.log 2>&1; then "
-        f"  cat /tmp/iac-validate.log >&2; "
-        f"  if [ -e {prev} ]; then mv -f {prev} {d}; else rm -f {d}; fi; "
-        f"  echo 'REFUSED: {dest} failed validation; the previous file is back in place' >&2; exit 1; "
-        f"fi; rm -f {prev}; {activate}"
+        + unless_ok(check, f"if [ -e {prev} ]; then mv -f {prev} {d}; else rm -f {d}; fi; "
+                    f"echo 'REFUSED: {dest} failed validation; the previous file is back in place' >&2; exit 1")
+        + f"; rm -f {prev}; {activate}"
     )
 
 
@@ -212,7 +222,7 @@ def validated_files(files: dict[str, str], validate: str, activate: str, staging
     check = validate.replace("{paths}", " ".join(shlex.quote(p) for p in changed))
     yield StringCommand(
         f"{'; '.join(put)}; "
-        f"if ! ( {check} ) >/tmp/iac-validate.log 2>&1; then cat /tmp/iac-validate.log >&2; "
-        f"{'; '.join(revert)}; echo 'REFUSED: {' '.join(changed)} failed validation; the previous files are back' >&2; "
-        f"exit 1; fi; {'; '.join(drop)}; {activate}"
+        + unless_ok(check, f"{'; '.join(revert)}; "
+                    f"echo 'REFUSED: {' '.join(changed)} failed validation; the previous files are back' >&2; exit 1")
+        + f"; {'; '.join(drop)}; {activate}"
     )

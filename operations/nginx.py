@@ -16,6 +16,7 @@ from pyinfra.operations import files, systemd
 from iac.model import NGINX_SITES_AVAILABLE, NGINX_SITES_ENABLED, HostConfig
 from operations.django_app import STAGED, _context, _string_io, render
 from operations.facts import HttpStatus, http_check_command
+from operations.guarded import unless_ok
 from operations.packages import packages_present
 
 AVAILABLE, ENABLED = NGINX_SITES_AVAILABLE, NGINX_SITES_ENABLED
@@ -58,10 +59,9 @@ def site_live(site: str, remove_default: bool = True):
         f"tar -C / -cf {backup} etc/nginx/sites-available etc/nginx/sites-enabled; "
         f"install -m 644 {q(staged)} {q(live)} && ln -sfn {q(live)} {q(link)}"
         + (f" && rm -f {ENABLED}/default" if remove_default else "") + "; "
-        "if ! nginx -t >/tmp/iac-nginx-t.log 2>&1; then cat /tmp/iac-nginx-t.log >&2; "
-        f"rm -rf /etc/nginx/sites-enabled/* && tar -C / -xf {backup}; "
-        f"echo 'REFUSED: nginx -t rejected site {site}; the previous configuration is back' >&2; exit 1; fi; "
-        "if systemctl is-active --quiet nginx; then systemctl reload nginx; else systemctl start nginx; fi"
+        + unless_ok("nginx -t", f"rm -rf /etc/nginx/sites-enabled/* && tar -C / -xf {backup}; "
+                    f"echo 'REFUSED: nginx -t rejected site {site}; the previous configuration is back' >&2; exit 1")
+        + "; if systemctl is-active --quiet nginx; then systemctl reload nginx; else systemctl start nginx; fi"
     )
 
 

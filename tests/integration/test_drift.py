@@ -8,12 +8,15 @@ production's), so the job summary, the JSON report and the Discord message are c
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import time
 from pathlib import Path
 
 import jsonschema
 import yaml
 
-from tests.integration.conftest import REPO, SANDBOX_INVENTORY, TIMINGS, Run, Sandbox
+from tests.integration.conftest import REPO, SANDBOX_INVENTORY, TIMINGS, Run, Sandbox, repo_copy
 
 WORKFLOW = REPO / ".github/workflows/drift.yml"
 SCHEMA = json.loads((REPO / "docs/drift-report.schema.json").read_text())
@@ -21,17 +24,21 @@ CI_WEBHOOK_PATH = "/api/webhooks/3/"
 
 
 
-def workflow_drift_step(sandbox: Sandbox, label: str, tmp_path: Path) -> tuple[Run, str, dict]:
-    """Run the workflow's drift step against the sandbox; return the run, the job summary and the
-    JSON report it kept."""
+def workflow_step(name_starts: str) -> dict:
     steps = yaml.safe_load(WORKFLOW.read_text())["jobs"]["drift"]["steps"]
-    step = next(s for s in steps if s.get("name") == "Drift check")
+    return next(s for s in steps if s.get("name", "").startswith(name_starts))
+
+
+def workflow_drift_step(sandbox: Sandbox, label: str, tmp_path: Path, cwd: Path = REPO) -> tuple[Run, str, dict]:
+    """Run the workflow's drift step against the sandbox (from ``cwd``, a checkout); return the
+    run, the job summary and the JSON report it kept."""
+    step = workflow_step("Drift check")
     summary, report = tmp_path / "summary.md", tmp_path / "drift.json"
     env = {k: str(v) for k, v in step["env"].items()}
     assert env["INVENTORY"] == "inventory.py"  # production's, in the workflow: replaced here
     env.update(INVENTORY=SANDBOX_INVENTORY, GITHUB_STEP_SUMMARY=str(summary), DRIFT_JSON=str(report),
                DRIFT_WEBHOOK_URL=f"{sandbox.world.webhook_base}{CI_WEBHOOK_PATH}ci-drift-token")
-    run = sandbox.command(label, ["bash", "-c", step["run"]], **env)
+    run = sandbox.command(label, ["bash", "-c", step["run"]], cwd=cwd, **env)
     data = json.loads(report.read_text())
     jsonschema.validate(data, SCHEMA)
     return run, summary.read_text(), data
@@ -43,6 +50,31 @@ def test_converged_hosts_are_in_sync(sandbox: Sandbox, converged: Run) -> None:
     TIMINGS["drift gate on converged hosts"] = run.seconds
     assert run.returncode == 0, run.output
     assert "in sync" in run.stdout
+
+
+def test_the_jobs_hash_checked_setup_is_all_a_drift_run_needs(sandbox: Sandbox, converged: Run,
+                                                               tmp_path: Path) -> None:
+    """The workflow's set-up step in a fresh checkout (a copy of the repository): only
+    requirements-run.txt, each file checked against its hash; then its drift step, run with that
+    virtualenv and nothing else, says in sync. pip reads none of this machine's configuration
+    (local wheel directories hold files that are not the index's, so their hashes differ)."""
+    copy = repo_copy(tmp_path)
+    (copy / ".venv").unlink()  # repo_copy shares the full virtualenv: this checkout gets its own
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_")}
+    started = time.monotonic()
+    setup = subprocess.run(["bash", "-c", workflow_step("Set up the repository")["run"]], cwd=copy, env={
+        **env, "PIP_CONFIG_FILE": os.devnull}, capture_output=True, text=True, timeout=900, check=False)
+    TIMINGS["drift job set-up (hash-checked)"] = time.monotonic() - started
+    assert setup.returncode == 0, setup.stdout[-2000:] + setup.stderr[-3000:]
+    assert (copy / ".venv/.stamp-run").exists() and not (copy / ".venv/.stamp").exists()
+    python = str(copy / ".venv/bin/python")
+    assert subprocess.run([python, "-c", "import pytest"], capture_output=True, check=False).returncode != 0
+    run, summary, report = workflow_drift_step(sandbox, "drift-job-own-venv", tmp_path, cwd=copy)
+    assert run.returncode == 0, run.output[-3000:]
+    assert report["status"] == "in_sync" and summary.startswith("## Drift check: in sync"), summary[:300]
+    # make used that virtualenv as it was: nothing installed the full requirements.txt into it
+    assert not (copy / ".venv/.stamp").exists()
+    assert subprocess.run([python, "-c", "import pytest"], capture_output=True, check=False).returncode != 0
 
 
 def test_changed_file_and_removed_package_are_drift_and_a_run_restores_them(

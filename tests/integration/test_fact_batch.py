@@ -64,5 +64,27 @@ def test_records_hold_fact_names_and_arguments_only(sandbox: Sandbox, converged)
     for path in records:
         for entry in json.loads(path.read_text()):
             assert set(entry) == {"fact", "kwargs", "executor", "unused"}
+            assert fact_batch.entry_refusal(entry) is None, entry  # what a run records, the next accepts
             assert not any(word in name for name in entry["kwargs"] for word in fact_batch.SECRET_ARGUMENTS
                            if entry["kwargs"][name])
+
+
+def test_a_poisoned_fact_record_is_refused_with_a_message_and_never_runs(sandbox: Sandbox, converged) -> None:
+    """A record entry naming pyinfra's Command fact (CI restores records from a shared cache): the
+    drift gate says it ignored it, naming the file, and the host never runs it."""
+    path = next(p for p in sorted(fact_batch.RECORD_DIR.glob("srv1178562@*.deploy.json"))
+                if p.name.split("@")[1].startswith(sandbox.world.host_ip("public") + "."))
+    marker = "/root/iac-poisoned-record"
+    sandbox.ssh("public", f"rm -f {marker}")
+    entries = json.loads(path.read_text())
+    entries.append({"fact": "pyinfra.facts.server:Command", "kwargs": {"command": f"touch {marker}"},
+                    "executor": {"_sudo": True}, "unused": 0})
+    path.write_text(json.dumps(entries))
+    run = sandbox.drift("drift-poisoned-record", "--limit", "public")
+    assert run.returncode == 0, run.output[-3000:]
+    [said] = [line for line in run.stderr.splitlines() if "fact record" in line]
+    assert f"fact record .cache/facts/{path.name}: entry ignored, never run:" in said
+    assert "pyinfra.facts.server:Command" in said and "(not a fact class of this repository)" in said
+    assert sandbox.ssh("public", f"test -e {marker}", check=False).returncode == 1
+    # the record written after the run leaves it out
+    assert "pyinfra.facts.server:Command" not in path.read_text()

@@ -90,6 +90,38 @@ def test_static_files_are_served_by_nginx_from_static_root(sandbox: Sandbox, bar
     assert re.search(r"^expires:", r.stdout, re.I | re.M), "served by nginx's static location"
 
 
+SECURITY_HEADERS = {"x-content-type-options": "nosniff", "x-frame-options": "SAMEORIGIN",
+                    "referrer-policy": "same-origin"}
+
+
+def _headers(response: str) -> list[tuple[str, str]]:
+    """(name lowercased, value) of each header line of the last response in ``curl -D -`` output."""
+    head = response.split("\r\n\r\n")[0]
+    return [(n.strip().lower(), v.strip()) for n, _, v in (line.partition(":") for line in head.splitlines()[1:])]
+
+
+def test_every_answer_through_nginx_carries_the_security_headers_and_no_nginx_version(
+        sandbox: Sandbox, bare_public: Run) -> None:
+    """The app's page, a static file, nginx's own 404 and the HTTP redirect: each header exactly
+    once (the app's own X-Frame-Options is hidden: two that disagree are ignored by browsers),
+    HSTS on HTTPS only, and `Server: nginx` without a version."""
+    answers = {"app page": ("-k", "https://pravoo.in/"),
+               "static file": ("-k", "https://pravoo.in/static/core/app.css"),
+               "nginx 404": ("-k", "https://pravoo.in/static/no-such-file"),
+               "redirect": ("http://pravoo.in/some/page",)}
+    for what, args in answers.items():
+        r = curl(sandbox, "-o", "/dev/null", "-D", "-", *args)
+        assert r.returncode == 0, (what, r.stderr)
+        headers = _headers(r.stdout)
+        for name, value in SECURITY_HEADERS.items():
+            assert [v for n, v in headers if n == name] == [value], (what, name, headers)
+        hsts = [v for n, v in headers if n == "strict-transport-security"]
+        assert hsts == ([] if what == "redirect" else ["max-age=31536000"]), (what, headers)
+        assert [v for n, v in headers if n == "server"] == ["nginx"], (what, headers)
+    page = curl(sandbox, "-k", "https://pravoo.in/static/no-such-file")
+    assert "404" in page.stdout and "nginx/" not in page.stdout  # no version in nginx's error page
+
+
 def test_gunicorn_runs_as_the_app_user_on_a_socket_only(sandbox: Sandbox, bare_public: Run) -> None:
     host = sandbox.host("public")
     users = set(host.check_output("ps -o user= -C gunicorn").split())

@@ -39,6 +39,39 @@ def test_production_inventory_validates_offline() -> None:
     assert lan.admin.name == "gts"
 
 
+def test_production_ssh_requires_known_host_keys_on_every_host(tmp_path: Path, monkeypatch) -> None:
+    """No production host is trusted on first use: strict checking against the operator's file."""
+    from pyinfra.connectors.sshuserclient.client import StrictPolicy, get_missing_host_key_policy
+
+    monkeypatch.delenv("IAC_KNOWN_HOSTS_FILE", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    hosts = [data for group in load_inventory(REPO / "inventory.py").values() for _, data in group]
+    assert len(hosts) == 2
+    for data in hosts:
+        assert data["ssh_strict_host_key_checking"] == "yes"
+        assert data["ssh_known_hosts_file"] == str(tmp_path / ".ssh" / "known_hosts")  # where CI writes it
+        assert isinstance(get_missing_host_key_policy(data["ssh_strict_host_key_checking"]), StrictPolicy)
+    pinned = tmp_path / "pinned_hosts"
+    monkeypatch.setenv("IAC_KNOWN_HOSTS_FILE", str(pinned))
+    for group in load_inventory(REPO / "inventory.py").values():
+        assert all(data["ssh_known_hosts_file"] == str(pinned) for _, data in group)
+
+
+def test_a_real_production_run_without_pinned_host_keys_stops_before_connecting(tmp_path: Path,
+                                                                                monkeypatch) -> None:
+    from iac.inventory import strict_ssh
+
+    pinned = tmp_path / "known_hosts"
+    monkeypatch.setenv("IAC_KNOWN_HOSTS_FILE", str(pinned))
+    for content in (None, ""):
+        if content is not None:
+            pinned.write_text(content)
+        with pytest.raises(ConfigError, match=f"no pinned SSH host keys in {re.escape(str(pinned))}"):
+            strict_ssh(required=True)
+    pinned.write_text("72.61.148.117 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIExample\n")
+    assert strict_ssh(required=True) == {"ssh_strict_host_key_checking": "yes", "ssh_known_hosts_file": str(pinned)}
+
+
 def test_sandbox_may_only_override_listed_paths() -> None:
     check_overrides("sandbox", {"admin": {"ssh_authorized_keys": ["k"]}, "apps": {}})
     with pytest.raises(ConfigError, match=r"overrides of host\.hostname are not allowed"):
@@ -164,6 +197,60 @@ def test_sandbox_canaries_are_generated_once_and_kept(tmp_path: Path) -> None:
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     again = SecretsFile(path, generate=True).provide("lan", paths, required=paths)
     assert again == first, "a second load must not regenerate secrets"
+
+
+def test_the_secrets_file_is_0600_from_its_first_byte_whatever_the_umask(tmp_path: Path, monkeypatch) -> None:
+    """Created exclusively with mode 0600 beside the file, then renamed over it: at no moment is
+    a file there readable by others, even under umask 000, and a planted link is never followed."""
+    import os
+
+    from iac import secrets as secrets_module
+
+    path = tmp_path / "sbx" / "secrets.json"
+    seen: list[tuple[str, int, int]] = []  # (what, flags or 0, mode of the file at that moment)
+    real_open, real_replace = os.open, os.replace
+
+    def watched_open(file, flags, mode=0o777, *args, **kwargs):  # noqa: ANN001, ANN202
+        fd = real_open(file, flags, mode, *args, **kwargs)
+        seen.append(("open", flags, os.fstat(fd).st_mode & 0o777))
+        return fd
+
+    def watched_replace(src, dst):  # noqa: ANN001, ANN202
+        seen.append(("replace", 0, os.stat(src).st_mode & 0o777))
+        assert Path(src).parent == Path(dst).parent  # same directory: an atomic rename
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(secrets_module.os, "open", watched_open)
+    monkeypatch.setattr(secrets_module.os, "replace", watched_replace)
+    old = os.umask(0)
+    try:
+        SecretsFile(path, generate=True).provide("lan", [("inner", "token")], required=[("inner", "token")])
+        # a second write replaces the first the same way
+        SecretsFile(path, generate=True).provide("lan", [("inner", "other")], required=[("inner", "other")])
+    finally:
+        os.umask(old)
+    assert [what for what, _, _ in seen] == ["open", "replace", "open", "replace"]
+    for what, flags, mode in seen:
+        assert mode == 0o600, (what, oct(mode))
+        if what == "open":
+            assert flags & os.O_CREAT and flags & os.O_EXCL and flags & os.O_NOFOLLOW
+    assert path.stat().st_mode & 0o777 == 0o600 and path.parent.stat().st_mode & 0o777 == 0o700
+    assert sorted(p.name for p in path.parent.iterdir()) == ["secrets.json"]  # no temporary left
+
+
+def test_a_failed_secrets_write_leaves_the_old_file_and_no_temporary(tmp_path: Path, monkeypatch) -> None:
+    from iac import secrets as secrets_module
+
+    path = tmp_path / "secrets.json"
+    secrets_module.write_private(path, '{"lan": {}}')
+
+    def broken(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(secrets_module.os, "fsync", broken)
+    with pytest.raises(OSError, match="No space"):
+        secrets_module.write_private(path, '{"lan": {"x": 1}}')
+    assert path.read_text() == '{"lan": {}}' and [p.name for p in tmp_path.iterdir()] == ["secrets.json"]
 
 
 def test_missing_required_secret_is_named(tmp_path: Path) -> None:

@@ -120,6 +120,38 @@ def test_the_drift_message_names_hosts_and_operations_and_fits_discord() -> None
     assert len(long) <= LIMIT and "more" in long and long.endswith("/runs/7")
 
 
+def test_the_drift_message_can_never_ping_anyone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A name that reaches the message (an app, a path: "@everyone") stays text: the webhook body
+    tells Discord to parse no mention at all."""
+    from iac import drift_notify
+
+    hostile = {"plan": [_op("app @everyone <@&123> @here", ["srv1178562"])]}
+    (tmp_path / "drift.json").write_text(report("inventory.py", 0, hostile, "").model_dump_json(by_alias=True))
+    sent = []
+
+    class Response:
+        def __enter__(self) -> Response:
+            return self
+
+        def __exit__(self, *_: object) -> None:
+            pass
+
+        def read(self) -> bytes:
+            return b""
+
+    def urlopen(request, timeout):  # noqa: ANN001, ANN202
+        sent.append((request.full_url, request.get_header("Content-type"), json.loads(request.data)))
+        return Response()
+
+    monkeypatch.setattr(drift_notify.urllib.request, "urlopen", urlopen)
+    monkeypatch.setenv("DRIFT_WEBHOOK_URL", "https://discord.example/api/webhooks/1/t")
+    assert drift_notify.main([str(tmp_path / "drift.json")]) == 0
+    [(url, content_type, body)] = sent
+    assert url == "https://discord.example/api/webhooks/1/t" and content_type == "application/json"
+    assert body["allowed_mentions"] == {"parse": []} and set(body) == {"content", "allowed_mentions"}
+    assert "app @everyone <@&123> @here" in body["content"]
+
+
 def test_bench_counts_remote_commands_per_host_from_pyinfras_debug_log() -> None:
     from iac.bench import remote_commands
 

@@ -6,6 +6,8 @@ back with exactly the lines and exit status it gives when run on its own, whatev
 
 from __future__ import annotations
 
+import json
+import logging
 import subprocess
 import types
 from pathlib import Path
@@ -319,3 +321,141 @@ def test_a_fact_is_prepared_per_host_unless_a_shared_command_answers_it() -> Non
     # a file stat has one command text for every host: prepared once
     stat = FactCall("pyinfra.facts.files:File", {"path": "/etc/hostname"}, {})
     assert fact_batch.prepare("a", stat) is fact_batch.prepare("b", stat)
+
+
+# -- a fact record is hostile input: only this repo's facts, with typed arguments -------------------
+
+GOOD_ENTRY = {"fact": "pyinfra.facts.files:File", "kwargs": {"path": "/etc/hostname"},
+              "executor": {"_shell_executable": "sh", "_success_exit_codes": [0], "_retry_delay": 5}, "unused": 0}
+POISONED_ENTRIES = {
+    "an unknown class": {"fact": "subprocess:Popen", "kwargs": {"args": "touch {marker}"}, "executor": {}},
+    "pyinfra's own Command fact": {"fact": "pyinfra.facts.server:Command", "kwargs": {"command": "touch {marker}"},
+                                   "executor": {}},
+    "an argument the command does not quote": {"fact": "operations.facts:GitRemoteCommit",
+                                               "kwargs": {"url": "git@h:o/r.git", "revision": "main",
+                                                          "user": "x; touch {marker}; #"}, "executor": {}},
+    "a path of a hostile shape": {"fact": "pyinfra.facts.files:File", "kwargs": {"path": "/x$(touch {marker})"},
+                                  "executor": {}},
+    "a path with ..": {"fact": "pyinfra.facts.files:File", "kwargs": {"path": "/etc/../{marker}"}, "executor": {}},
+    "an argument of another type": {"fact": "operations.facts:HttpStatus",
+                                    "kwargs": {"url": "/", "host_header": "a.example", "port": "443; touch {marker}",
+                                               "tls": True}, "executor": {}},
+    "an argument the class does not have": {"fact": "pyinfra.facts.files:File",
+                                            "kwargs": {"path": "/etc/hosts", "command": "touch {marker}"},
+                                            "executor": {}},
+    "interpolated variables": {"fact": "pyinfra.facts.files:FindInFile",
+                               "kwargs": {"path": "/etc/hosts", "pattern": "$(touch {marker})",
+                                          "interpolate_variables": True}, "executor": {}},
+    "a hostile shell": {"fact": "pyinfra.facts.server:Hostname", "kwargs": {},
+                        "executor": {"_shell_executable": "sh -c 'touch {marker}' #"}},
+    "an environment": {"fact": "pyinfra.facts.server:Hostname", "kwargs": {},
+                       "executor": {"_env": {"LD_PRELOAD": "{marker}"}}},
+    "a sudo user of a hostile shape": {"fact": "pyinfra.facts.server:Hostname", "kwargs": {},
+                                       "executor": {"_sudo": True, "_sudo_user": "root -- touch {marker}"}},
+    "a bool given as a string": {"fact": "pyinfra.facts.systemd:SystemdStatus",
+                                 "kwargs": {"services": ["nginx.service"], "user_mode": "false"}, "executor": {}},
+    "not an entry": ["pyinfra.facts.files:File", "{marker}"],
+    "an age that is not an int": {**GOOD_ENTRY, "kwargs": {"path": "/etc/motd"}, "unused": "{marker}"},
+}
+
+
+class RecordingHost:
+    """A connected host that runs each command here, in sh, and keeps what it ran."""
+
+    def __init__(self, name: str) -> None:
+        self.name, self.connected, self.ran = name, True, []
+        self.data = {"ssh_hostname": "10.9.9.9"}
+
+    def run_shell_command(self, command: StringCommand, **_: object):  # noqa: ANN201
+        self.ran.append(command.get_raw_value())
+        proc = subprocess.run(["sh", "-c", command.get_raw_value()], capture_output=True, check=False)
+        return True, types.SimpleNamespace(stdout_lines=split_lines(proc.stdout))
+
+
+def run_from_record(monkeypatch, tmp_path: Path, record: str) -> tuple[RecordingHost, dict, list[str]]:
+    """A run's start (_host_facts) with this record text: the host, what the batch gathered, and the
+    modules it imported."""
+    import gevent
+
+    records = tmp_path / "facts"
+    records.mkdir()
+    monkeypatch.setattr(fact_batch, "RECORD_DIR", records)
+    monkeypatch.setattr(fact_batch, "_WARNED", set())
+    monkeypatch.setattr(fact_batch.atexit, "register", lambda *_: None)
+    imported: list[str] = []
+    real_import = fact_batch.importlib.import_module
+    monkeypatch.setattr(fact_batch.importlib, "import_module", lambda name: imported.append(name) or real_import(name))
+    host = RecordingHost("web1")
+    fact_batch.record_file(host, "deploy.py").write_text(record)
+    state = types.SimpleNamespace(current_deploy_filename="deploy.py",
+                                  inventory=types.SimpleNamespace(get_active_hosts=lambda: [host]))
+    entry = fact_batch._host_facts(state, host)
+    gathered = entry.prefetch.get() if entry.prefetch is not None else {}
+    gevent.sleep(0)
+    return host, gathered, imported
+
+
+@pytest.mark.parametrize("case", sorted(POISONED_ENTRIES))
+def test_a_poisoned_record_entry_is_refused_with_one_warning_and_never_runs(case, monkeypatch, tmp_path,
+                                                                            caplog) -> None:
+    marker = tmp_path / "ran"
+    poisoned = json.loads(json.dumps(POISONED_ENTRIES[case]).replace("{marker}", str(marker)))
+    record = json.dumps([poisoned, GOOD_ENTRY, poisoned])
+    with caplog.at_level(logging.WARNING, logger="pyinfra"):
+        host, gathered, imported = run_from_record(monkeypatch, tmp_path, record)
+        fact_batch.read_record(host, "deploy.py")  # read again: still said once
+    assert not marker.exists()
+    assert not any(str(marker) in command for command in host.ran)
+    assert not {"subprocess", "pyinfra.facts.server"} & {m for m in imported if m != "pyinfra.facts.files"}
+    # the good entry is still batched
+    good = FactCall(GOOD_ENTRY["fact"], GOOD_ENTRY["kwargs"], GOOD_ENTRY["executor"])
+    assert list(gathered) == [good.key] and len(host.ran) == 1
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1, warnings
+    assert "web1@10.9.9.9.deploy.json" in warnings[0] and "ignored, never run" in warnings[0]
+    assert "and 1 more" in warnings[0]
+    shown = json.dumps(poisoned, sort_keys=True)[:100]
+    assert shown in warnings[0], (shown, warnings[0])
+
+
+@pytest.mark.parametrize("text", ["{not json", '{"fact": "pyinfra.facts.server:Command"}', "null"])
+def test_a_record_that_is_not_a_list_of_entries_is_refused_with_a_warning(text, monkeypatch, tmp_path,
+                                                                         caplog) -> None:
+    with caplog.at_level(logging.WARNING, logger="pyinfra"):
+        host, gathered, _ = run_from_record(monkeypatch, tmp_path, text)
+    assert gathered == {} and host.ran == []
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert "web1@10.9.9.9.deploy.json: not read: not" in warning
+
+
+def test_a_missing_record_says_nothing(monkeypatch, tmp_path, caplog) -> None:
+    monkeypatch.setattr(fact_batch, "RECORD_DIR", tmp_path)
+    with caplog.at_level(logging.WARNING, logger="pyinfra"):
+        assert fact_batch.read_record(RecordingHost("web1"), "deploy.py") == {}
+    assert not caplog.records
+
+
+def test_a_good_record_batches_without_a_warning(monkeypatch, tmp_path, caplog) -> None:
+    entries = [GOOD_ENTRY,
+               {"fact": "pyinfra.facts.server:Hostname", "kwargs": {}, "executor": GOOD_ENTRY["executor"], "unused": 2},
+               {"fact": "pyinfra.facts.files:FindInFile", "executor": GOOD_ENTRY["executor"],
+                "kwargs": {"path": "/etc/hosts", "pattern": "^127.0.1.1\\tname it$", "interpolate_variables": False,
+                           "extended_regex": False}},
+               {"fact": "operations.guarded:Sha256Files", "kwargs": {"paths": ["/etc/hostname", "/etc/hosts"]},
+                "executor": GOOD_ENTRY["executor"]}]
+    with caplog.at_level(logging.WARNING, logger="pyinfra"):
+        host, gathered, _ = run_from_record(monkeypatch, tmp_path, json.dumps(entries))
+    assert not caplog.records
+    assert len(gathered) == 4 and len(host.ran) == 1  # one command for all four
+
+
+def test_what_a_run_records_the_next_run_accepts_and_a_refused_entry_is_not_written_back(monkeypatch,
+                                                                                         tmp_path) -> None:
+    monkeypatch.setattr(fact_batch, "RECORD_DIR", tmp_path)
+    host = RecordingHost("web1")
+    spaced = FactCall("pyinfra.facts.files:File", {"path": "/srv/with space"}, {})  # fetched on its own
+    plain = FactCall("pyinfra.facts.files:File", {"path": "/etc/hosts"}, {})
+    poisoned = FactCall("pyinfra.facts.server:Command", {"command": "id"}, {})
+    fact_batch.write_record(host, "deploy.py", [spaced, plain], {poisoned.key: (poisoned, 0)})
+    written = json.loads(fact_batch.record_file(host, "deploy.py").read_text())
+    assert [e["kwargs"] for e in written] == [{"path": "/etc/hosts"}]
