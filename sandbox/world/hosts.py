@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+from . import cgroups
 from .common import _LIBC, REPO, WorldError, log, port_open, run
 
 
@@ -167,6 +168,10 @@ class Hosts:
 
         for sig in signals:
             signal.signal(sig, on_signal)
+        # the container's cgroups below one of its own (sandbox/world/cgroups.py): never shared
+        # with another host's
+        if not cgroups.enter_own(cgroups.label(self.name, role)):
+            log(f"{role}: could not make a control group of its own; its units may meet another host's")
         boots = 0
         while True:
             self.prepare_host_network(role)
@@ -195,6 +200,10 @@ class Hosts:
         if (p := self.find_process(f"nspawn-{role}")) is not None:
             self._stop_process(p)
             self.forget(p)
+        # what its container left of its control groups: a next boot starts from none
+        for cgroup in cgroups.find(self.name):
+            if cgroup.name == cgroups.label(self.name, role):
+                cgroups.remove(cgroup)
 
     def reset_host(self, role: str) -> None:
         """Replace a host with a fresh copy of the golden image (new disk, new host keys), booted.

@@ -12,6 +12,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from . import cgroups
 from .addresses import HOSTS, MAX_PUBLIC_HOSTS
 from .common import WorldError, log, port_open, run
 
@@ -104,6 +105,10 @@ class Lifecycle:
                 self._stop_process(r)
                 removed.append(f"process {r['label']} pid {r['pid']}")
                 self.forget(r)
+        # the hosts' control groups (sandbox/world/cgroups.py), once their supervisors are gone
+        for cgroup in cgroups.find(self.name):
+            if cgroups.remove(cgroup):
+                removed.append(f"cgroup {cgroup}")
         for r in reversed(self.load()["resources"]):
             kind = r["kind"]
             if kind == "nat":
@@ -159,6 +164,7 @@ class Lifecycle:
         for ip in (self.svc_ip, self.s3_ip):
             if f" {ip}/32 " in run(["ip", "-o", "addr", "show", "dev", "lo"]).stdout:
                 found.append(f"address {ip} on lo")
+        found += [f"cgroup {c}" for c in cgroups.find(self.name)]
         mounts = Path("/proc/mounts").read_text()
         if str(self.dir) in mounts:
             found.append(f"mounts under {self.dir}")

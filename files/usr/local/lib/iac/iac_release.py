@@ -1058,14 +1058,16 @@ class Release:
                  f"{answers[-1] if answers and answers[-1] != '000' else 'nothing'}, not {s.health_status}")
         return False
 
-    def go_live(self, commit: str, release: Path, venv: Path, previous: tuple[Path, Path] | None) -> None:
+    def go_live(self, commit: str, release: Path, venv: Path, previous: tuple[Path, Path] | None,
+                rollback: bool = False) -> None:
         """Check the release on its own socket, switch, restart, check through nginx; if that
         fails, back to ``previous`` (its release and virtualenv)."""
         s = self.s
-        # what `verify` compares the live release with (after the release commands, which may
-        # write into it), in root's records; a kept release keeps the manifest it went live with
+        # what `verify` compares the live release with, in root's records: taken now, after the
+        # release commands (which may write into it); a release rolled back to keeps the one it
+        # went live with before (what changed in it since is damage, not the new truth)
         built = self.records.built(release.name) or {}
-        if built.get("manifest") is None:
+        if not rollback or built.get("manifest") is None:
             self.records.set_built(release.name, {"venv": str(venv), "commit": commit,
                                                   "manifest": release_manifest(release)})
         if s.wsgi_app and not self.candidate_healthy(release, venv):
@@ -1360,7 +1362,7 @@ class Release:
                         self.restore_databases()
                         raise ReleaseFailed(EXIT_ROLLBACK, f"reversing {label} to {name} FAILED; the database is "
                                                            f"restored and {short(live.name)} stays live")
-            self.go_live(self.commit, target, target_venv, current)
+            self.go_live(self.commit, target, target_venv, current, rollback=True)
             self.record(self.commit, inputs_hash(s), target, rolled_back_from=live.name[:40])
             self.log(f"rolled back to {short(target.name)} in {time.monotonic() - started:.1f} s; the declared "
                      f"revision is still {s.revision!r}: set source.revision = {self.commit!r} to keep it")
