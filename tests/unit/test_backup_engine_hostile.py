@@ -224,6 +224,16 @@ def test_a_failed_restore_leaves_no_temporary_file(restore_dir, tmp_path: Path) 
     assert engine.sqlite_row_counts(str(app_dir / "db.sqlite3")) == {"old": 1}
 
 
+def test_sqlite_restore_command_for_the_release_engine(restore_dir, capsys) -> None:
+    app_dir, dump, outside = restore_dir
+    (app_dir / "db.sqlite3-journal").symlink_to(outside)
+    assert engine.main(["sqlite-restore", str(dump), str(app_dir / "db.sqlite3"), "--owner", ME]) == 0
+    assert engine.sqlite_row_counts(str(app_dir / "db.sqlite3")) == {"restored": 5}
+    assert outside.read_text() == "root only\n" and not (app_dir / "db.sqlite3-journal").is_symlink()
+    assert engine.main(["sqlite-restore", str(dump), str(app_dir / "db.sqlite3"), "--owner", "no-such-user-x"]) == 1
+    assert "ERROR" in capsys.readouterr().err
+
+
 # ---- PostgreSQL ------------------------------------------------------------------------------
 
 def test_restore_role_is_never_the_superuser_on_what_an_app_wrote() -> None:

@@ -23,6 +23,8 @@ Commands (each a stage function below; exit 0 success, 1 failure, 2 stale/mismat
                 backup: ENGINE postgresql|sqlite, SOURCE the database name or file); prints its path
   pg-restore DB DUMP --role ROLE [--clean]   restore a dump into an existing database connected
                 as ROLE (never a superuser): a release's restore after a failed migration
+  sqlite-restore DUMP TARGET --owner USER   a dump put in place of an app's SQLite file, owned by
+                USER, through a temporary file root creates exclusively (the release's restore)
   sqlite-counts PATH / sqlite-copy PATH   internal: run as an app's user by the commands above
   env-exec FILE -- CMD...   run CMD with FILE's variables (restic-system-state-env.sh)
 
@@ -247,7 +249,10 @@ def install_file(src: Path, target: Path, owner: str, mode: int = 0o640) -> list
     there instead of following it). The old file's journal, WAL and shared-memory files are
     unlinked first (unlink removes a link, never its target): they would be replayed into the new
     file. Returns the names it unlinked."""
-    pw = pwd.getpwnam(owner)
+    try:
+        pw = pwd.getpwnam(owner)
+    except KeyError:
+        raise BackupError(f"no user {owner!r} to own {target}") from None
     dfd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     tmp = ""
     try:
@@ -1106,6 +1111,10 @@ def main(argv: list[str] | None = None) -> int:
     pgr.add_argument("dump")
     pgr.add_argument("--role", required=True)
     pgr.add_argument("--clean", action="store_true")
+    sqr = sub.add_parser("sqlite-restore")
+    sqr.add_argument("dump")
+    sqr.add_argument("target")
+    sqr.add_argument("--owner", required=True)
     for name in ("sqlite-counts", "sqlite-copy"):
         sub.add_parser(name).add_argument("path")
     for name in ("repo-state", "ensure-repo"):
@@ -1137,6 +1146,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "pg-restore":
             return cmd_pg_restore(args.database, args.dump, args.role, args.clean)
+        if args.cmd == "sqlite-restore":
+            removed = install_file(Path(args.dump), Path(args.target), args.owner)
+            log(f"restored {Path(args.dump).name} to {args.target} (owner {args.owner}; removed: "
+                f"{', '.join(removed) or 'nothing'})")
+            return 0
         if args.cmd == "snapshot":
             stamp = datetime.now(UTC).strftime(STAMP_FORMAT)
             print(dump_one(args.engine, args.source, Path(args.directory), args.name, stamp, 0))
