@@ -1448,15 +1448,23 @@ class HostConfig(Strict):
             names.add(self.backups.offsite.postgres.check_unit)
         return names
 
-    def backup_databases(self, declared_only: bool = False) -> dict[str, dict[str, str]]:
-        """Databases the local backups dump: name -> {"engine", "path" or "owner"}.
+    def backup_databases(self, declared_only: bool = False) -> dict[str, dict[str, Any]]:
+        """Databases the local backups dump: name -> {"engine", "path" or "owner" and "users"}.
 
-        PostgreSQL databases are named as in postgres.databases; an app's SQLite database by the
-        app's name. ``declared_only``: every candidate, ignoring backups.local.databases."""
-        found: dict[str, dict[str, str]] = {}
+        PostgreSQL databases are named as in postgres.databases, with the app roles that write into
+        a database another role owns ("users": the engine restores a database the superuser owns as
+        that role, never as the superuser); an app's SQLite database by the app's name.
+        ``declared_only``: every candidate, ignoring backups.local.databases."""
+        found: dict[str, dict[str, Any]] = {}
         if self.postgres is not None:
+            writers: dict[str, set[str]] = {}
+            for app in self.apps.values():
+                for used in [app.database, *app.extra_databases.values()]:
+                    if isinstance(used, PostgresDatabase):
+                        writers.setdefault(used.name, set()).add(used.role)
             for db, owner in self.postgres.databases.items():
-                found[db] = {"engine": "postgresql", "owner": owner}
+                found[db] = {"engine": "postgresql", "owner": owner,
+                             "users": sorted(writers.get(db, set()) - {owner})}
         for name, app in self.apps.items():
             if isinstance(app.database, SqliteDatabase):
                 found[name] = {"engine": "sqlite", "path": app.database.path, "owner": app.user}

@@ -2,7 +2,10 @@
 
 Stages: install -> configure (pg_hba.conf, pg_ident.conf: staged, checked against the server's own
 parser before they go live, then reloaded) -> roles -> databases -> access. Roles come before
-databases because a database's owner must exist.
+databases because a database's owner must exist. Access: no database lets PUBLIC connect; its
+owner may, and each app role that uses a database another role owns is granted it explicitly.
+The postgres system user may connect as each login role (pg_ident.conf): the backup engine
+restores and counts an app's database in a session of its owner, never as the superuser.
 """
 
 from __future__ import annotations
@@ -44,6 +47,47 @@ class SchemaAccess(FactBase):
         return output[-1].strip() == "t"
 
 
+def _psql_stdin(sql: str, database: str, variables: dict[str, str], *psql_args: str) -> str:
+    """A shell command that runs ``sql`` (from stdin) as postgres; names reach it only as psql
+    variables (``:"name"`` quoted as an identifier, ``:'name'`` as a literal)."""
+    args = " ".join(f"-v {shlex.quote(f'{k}={v}')}" for k, v in variables.items())
+    return (f"printf '%s\\n' {shlex.quote(sql)} | runuser -u postgres -- psql -X {' '.join(psql_args)} "
+            f"-d {shlex.quote(database)} {args} -f -")
+
+
+class DatabaseConnect(FactBase):
+    """Whether PUBLIC may not connect to ``database`` and ``owner`` may."""
+
+    def command(self, database: str, owner: str) -> str:
+        sql = ("select not has_database_privilege('public', :'db', 'CONNECT') "
+               "and has_database_privilege(:'owner', :'db', 'CONNECT');")
+        return _psql_stdin(sql, "postgres", {"db": database, "owner": owner}, "-tA") + " 2>/dev/null || echo f"
+
+    def process(self, output: list[str]) -> bool:
+        return bool(output) and output[-1].strip() == "t"
+
+
+@operation()
+def database_connect(database: str, owner: str):
+    """
+    Ensure PUBLIC cannot connect to ``database`` and its owner can (other roles: ``schema_access``).
+
+    + database: the database
+    + owner: its owner role
+
+    **Example:**
+
+    .. code:: python
+
+        database_connect(name="only its roles connect to gts_scheduler", database="gts_scheduler",
+                         owner="rental_scheduler_user")
+    """
+    if host.get_fact(DatabaseConnect, database=database, owner=owner):
+        return
+    sql = 'REVOKE CONNECT ON DATABASE :"db" FROM PUBLIC; GRANT CONNECT ON DATABASE :"db" TO :"owner";'
+    yield StringCommand(_psql_stdin(sql, "postgres", {"db": database, "owner": owner}, "-q", "-v ON_ERROR_STOP=1"))
+
+
 @operation()
 def schema_access(database: str, role: str):
     """
@@ -83,7 +127,8 @@ def postgresql(config: HostConfig) -> None:
 
     mappings = sorted({(user, role) for user, role, _ in app_database_roles(config) if user != role})
     files.directory(name="Staging directory for PostgreSQL", path=f"{STAGED}{PG_DIR}", mode="755")
-    for name, text in (("pg_ident.conf", render("etc/postgresql/15/main/pg_ident.conf.j2", mappings=mappings)),
+    for name, text in (("pg_ident.conf", render("etc/postgresql/15/main/pg_ident.conf.j2", mappings=mappings,
+                                                     engine_roles=sorted(pg.roles))),
                        ("pg_hba.conf", render("etc/postgresql/15/main/pg_hba.conf.j2"))):
         files.put(name=f"PostgreSQL {name} (staged)", src=_string_io(text), dest=f"{STAGED}{PG_DIR}/{name}",
                   mode="644")
@@ -99,6 +144,8 @@ def postgresql(config: HostConfig) -> None:
     for database, owner in pg.databases.items():
         postgres.database(name=f"PostgreSQL database {database} (owner {owner})", database=database,
                           owner=owner, **AS_POSTGRES)
+    for database, owner in pg.databases.items():
+        database_connect(name=f"PostgreSQL: PUBLIC may not connect to {database}", database=database, owner=owner)
     for _user, role, database in app_database_roles(config):
         if pg.databases.get(database) != role:
             schema_access(name=f"PostgreSQL: {role} may use {database}", database=database, role=role)

@@ -21,7 +21,18 @@ Commands (each a stage function below; exit 0 success, 1 failure, 2 stale/mismat
                 the live system): what a rebuild takes from it that the model does not declare
   snapshot ENGINE SOURCE DIR NAME   one validated, checksummed dump (a release's pre-migrate
                 backup: ENGINE postgresql|sqlite, SOURCE the database name or file); prints its path
+  pg-restore DB DUMP --role ROLE [--clean]   restore a dump into an existing database connected
+                as ROLE (never a superuser): a release's restore after a failed migration
+  sqlite-restore DUMP TARGET --owner USER   a dump put in place of an app's SQLite file, owned by
+                USER, through a temporary file root creates exclusively (the release's restore)
+  sqlite-counts PATH / sqlite-copy PATH   internal: run as an app's user by the commands above
   env-exec FILE -- CMD...   run CMD with FILE's variables (restic-system-state-env.sh)
+
+Root never works on what an app can write as root: PostgreSQL content is restored and counted in
+a session of the database's owner role (never a superuser session: ``SET ROLE`` under a superuser
+can be undone by the app's own functions), SQLite files in an app's directory are read by the
+app's own user, and a restored file reaches an app's directory only through a file created
+exclusively by root and renamed into place.
 """
 
 from __future__ import annotations
@@ -33,9 +44,12 @@ import grp
 import hashlib
 import json
 import os
+import pwd
 import re
 import shutil
 import socket
+import sqlite3
+import stat
 import subprocess
 import sys
 import tempfile
@@ -48,6 +62,9 @@ SETTINGS = Path(os.environ.get("IAC_BACKUP_SETTINGS", "/etc/iac/backup.json"))
 STAMP_FORMAT = "%Y%m%d_%H%M%S"
 STAMP_RE = re.compile(r"_(\d{8}_\d{6})\.(dump|sqlite3|sql)$")
 PSQL = ["runuser", "-u", "postgres", "--"]
+LOCK_DIR = Path(os.environ.get("IAC_BACKUP_LOCK_DIR", "/run/iac"))
+SUPERUSER = "postgres"  # the model's only superuser; every other owner is a declared login role
+SQLITE_SIDECARS = ("-journal", "-wal", "-shm")
 
 
 class BackupError(Exception):
@@ -121,6 +138,154 @@ def env_with(path: str | None) -> dict[str, str]:
 def env_exec(path: str, argv: list[str]) -> int:
     os.execvpe(argv[0], argv, env_with(path))
     return 127  # not reached
+
+
+# ---- SQLite files an app can write -------------------------------------------------------------
+
+def sqlite_uri(path: str, mode: str = "ro", immutable: bool = False) -> str:
+    """A ``file:`` URI for ``path`` (``%``, ``?`` and ``#`` escaped) opened with ``mode``;
+    ``immutable``: a copy nothing writes (no lock, no journal, WAL or shared-memory file)."""
+    quoted = path.replace("%", "%25").replace("?", "%3f").replace("#", "%23")
+    return f"file:{quoted}?mode={mode}" + ("&immutable=1" if immutable else "")
+
+
+def quote_sqlite_ident(name: str) -> str:
+    """An SQLite identifier in double quotes, each embedded double quote doubled."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def sqlite_open(path: str, immutable: bool = False) -> sqlite3.Connection:
+    """A read-only connection (``mode=ro``, ``query_only``) that runs no function the file's schema
+    names from a view, trigger or constraint (``trusted_schema`` off). ``immutable`` for a copy
+    root made (a dump): nothing is created beside it, even for a file in WAL mode."""
+    con = sqlite3.connect(sqlite_uri(path, immutable=immutable), uri=True, isolation_level=None)
+    con.execute("PRAGMA trusted_schema = OFF")
+    con.execute("PRAGMA query_only = ON")
+    return con
+
+
+def sqlite_row_counts(path: str, immutable: bool = False) -> dict[str, int]:
+    """Rows per table of the SQLite file at ``path``: table names are read from the file and
+    quoted as identifiers, never pasted into SQL (virtual tables are skipped: their rows live in
+    their shadow tables, which are counted). ``immutable``: see ``sqlite_open``."""
+    con = sqlite_open(path, immutable)
+    try:
+        names = [row[0] for row in con.execute(
+            "select name from sqlite_master where type = 'table' and name not like 'sqlite\\_%' escape '\\' "
+            "and coalesce(sql, '') not like 'create virtual table%' order by name")]
+        return {name: int(con.execute(f"select count(*) from {quote_sqlite_ident(name)}").fetchone()[0])
+                for name in names}
+    finally:
+        con.close()
+
+
+def sqlite_integrity(path: str) -> str:
+    """``ok``, or what ``PRAGMA integrity_check`` (or opening the file) reports, for a dump."""
+    try:
+        con = sqlite_open(path, immutable=True)
+        try:
+            return "\n".join(str(row[0]) for row in con.execute("PRAGMA integrity_check"))
+        finally:
+            con.close()
+    except sqlite3.Error as exc:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def sqlite_copy(path: str) -> bytes:
+    """A consistent copy of a live SQLite file (the online backup API honours the app's locks, its
+    journal and its WAL), as the bytes of a database file. Run as the app's user: those files are
+    the app's, and root never opens them (``sqlite_user``)."""
+    src = sqlite3.connect(sqlite_uri(path, "rw"), uri=True)
+    try:
+        src.execute("PRAGMA trusted_schema = OFF")
+        dst = sqlite3.connect(":memory:")
+        src.backup(dst)
+        return dst.serialize()
+    finally:
+        src.close()
+
+
+def sqlite_user(path: str, owner: str | None = None) -> str | None:
+    """Who reads a live SQLite file: the declared ``owner``, else the owner of the file's directory
+    or of the file (only root can give either away); None when root owns both (root reads it)."""
+    if owner:
+        return owner
+    for candidate in (os.path.dirname(os.path.abspath(path)), path):
+        with contextlib.suppress(OSError):
+            uid = os.lstat(candidate).st_uid
+            if uid != 0:
+                return pwd.getpwuid(uid).pw_name
+    return None
+
+
+def as_user(user: str, command: str, path: str) -> list[str]:
+    """This engine's ``command PATH`` run as ``user`` (isolated Python, nothing from the user's
+    environment or home)."""
+    return ["runuser", "-u", user, "--", sys.executable, "-I", "-S", str(Path(__file__).resolve()), command, path]
+
+
+def live_sqlite_counts(path: str, owner: str | None = None) -> dict[str, int]:
+    """``sqlite_row_counts`` of a live file, counted by its app's user. What comes back is checked
+    to be a JSON object of table names and integers (the app can change only its own numbers)."""
+    user = sqlite_user(path, owner)
+    if user is None:
+        return sqlite_row_counts(path)
+    out = must(as_user(user, "sqlite-counts", path), f"counting rows of {path} as {user}", cwd="/").stdout
+    try:
+        counts = json.loads(out)
+    except json.JSONDecodeError as exc:
+        raise BackupError(f"counting rows of {path} as {user}: not JSON ({exc})") from None
+    if not isinstance(counts, dict) or not all(isinstance(k, str) and type(v) is int for k, v in counts.items()):
+        raise BackupError(f"counting rows of {path} as {user}: not a table -> rows object")
+    return counts
+
+
+def install_file(src: Path, target: Path, owner: str, mode: int = 0o640) -> list[str]:
+    """Put a copy of ``src`` at ``target`` (in a directory its app can write), owned by ``owner``.
+
+    Nothing in that directory is followed: the copy is written into a file root creates there
+    exclusively (``O_EXCL|O_NOFOLLOW``, relative to a descriptor of the directory), owned and
+    moded through its descriptor, then renamed over ``target`` (a rename replaces a link planted
+    there instead of following it). The old file's journal, WAL and shared-memory files are
+    unlinked first (unlink removes a link, never its target): they would be replayed into the new
+    file. Returns the names it unlinked."""
+    try:
+        pw = pwd.getpwnam(owner)
+    except KeyError:
+        raise BackupError(f"no user {owner!r} to own {target}") from None
+    dfd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    tmp = ""
+    try:
+        for _ in range(20):
+            tmp = f".{target.name}.restore-{os.urandom(6).hex()}"
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                             dir_fd=dfd)
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise BackupError(f"cannot create a temporary file in {target.parent}")
+        with open(src, "rb") as source, os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(source, out, 1 << 20)
+            out.flush()
+            os.fchown(out.fileno(), pw.pw_uid, pw.pw_gid)
+            os.fchmod(out.fileno(), mode)
+            os.fsync(out.fileno())
+        removed = []
+        for suffix in SQLITE_SIDECARS:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(target.name + suffix, dir_fd=dfd)
+                removed.append(target.name + suffix)
+        os.rename(tmp, target.name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        tmp = ""
+        os.fsync(dfd)
+        return removed
+    finally:
+        if tmp:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=dfd)
+        os.close(dfd)
 
 
 # ---- local dumps ---------------------------------------------------------------------------
@@ -215,38 +380,49 @@ def validate_dump(engine: str, path: Path) -> None:
     if engine == "postgresql":
         must(["pg_restore", "--list", str(path)], f"pg_restore --list {path.name}")
     elif engine == "sqlite":
-        out = must(["sqlite3", "-readonly", str(path), "pragma integrity_check"], f"integrity check of {path.name}")
-        if out.stdout.strip() != "ok":
-            raise BackupError(f"integrity check of {path.name}: {out.stdout.strip()[:200]}")
+        result = sqlite_integrity(str(path))
+        if result != "ok":
+            raise BackupError(f"integrity check of {path.name}: {result[:200]}")
     elif engine == "globals":
         head = path.read_text(errors="replace")[:4000]
         if "PostgreSQL database cluster dump" not in head:
             raise BackupError(f"{path.name} is not a pg_dumpall output")
 
 
-def write_dump(engine: str, source: str, tmp: Path) -> None:
-    """Dump one database into ``tmp`` (root-owned; the dump tools run as postgres)."""
-    if engine == "postgresql":
-        with open(tmp, "wb") as out:
+def open_new(path: Path, mode: int = 0o600) -> int:
+    """A file descriptor for writing ``path`` from its start, never through a symbolic link."""
+    return os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+
+
+def write_dump(engine: str, source: str, tmp: Path, owner: str | None = None) -> None:
+    """Dump one database into ``tmp`` (root-owned; the PostgreSQL tools run as postgres, an SQLite
+    file is read by its app's user ``owner``, see ``sqlite_user``)."""
+    with os.fdopen(open_new(tmp), "wb") as out:
+        if engine == "postgresql":
             proc = subprocess.run([*PSQL, "pg_dump", "-Fc", source], stdout=out, stderr=subprocess.PIPE,
-                                  check=False)
-    elif engine == "globals":
-        with open(tmp, "wb") as out:
+                                  check=False, cwd="/")
+        elif engine == "globals":
             proc = subprocess.run([*PSQL, "pg_dumpall", "--globals-only"], stdout=out, stderr=subprocess.PIPE,
-                                  check=False)
-    else:
-        proc = subprocess.run(["sqlite3", source, f".backup '{tmp}'"], stderr=subprocess.PIPE, check=False)
+                                  check=False, cwd="/")
+        else:
+            user = sqlite_user(source, owner)
+            if user is None:  # root's own file in root's own directory
+                out.write(sqlite_copy(source))
+                return
+            proc = subprocess.run(as_user(user, "sqlite-copy", source), stdout=out, stderr=subprocess.PIPE,
+                                  check=False, cwd="/")
     if proc.returncode != 0:
         raise BackupError(f"dump of {source or engine} failed: {proc.stderr.decode(errors='replace').strip()[-300:]}")
 
 
-def dump_one(engine: str, source: str, directory: Path, name: str, stamp: str, gid: int) -> Path:
+def dump_one(engine: str, source: str, directory: Path, name: str, stamp: str, gid: int,
+             owner: str | None = None) -> Path:
     """Write, validate, checksum, publish. A failure leaves no file behind."""
     ext = {"postgresql": "dump", "sqlite": "sqlite3", "globals": "sql"}[engine]
     final = directory / f"{name}_{stamp}.{ext}"
     tmp = directory / f".{final.name}.partial"
     try:
-        write_dump(engine, source, tmp)
+        write_dump(engine, source, tmp, owner)
         validate_dump(engine, tmp)
         finish(tmp, final, gid)
     except BaseException:
@@ -277,13 +453,28 @@ def prune(settings: dict, now: float) -> list[Path]:
     return removed
 
 
+def private_dir(path: Path) -> Path:
+    """``path`` as a directory that only this process's user can write: created 0700 if missing,
+    refused if it is a link, belongs to another user or is writable by group or others."""
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid() or st.st_mode & 0o022:
+        raise BackupError(f"{path} must be a directory of uid {os.geteuid()} that no one else can write")
+    return path
+
+
 @contextlib.contextmanager
 def locked(name: str):
-    """One run at a time per kind: a second run waits for the first (never overlaps)."""
-    Path("/run/lock").mkdir(exist_ok=True)
-    with open(f"/run/lock/iac-backup-{name}.lock", "w") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
+    """One run at a time per kind: a second run waits for the first (never overlaps). The lock is
+    in a root-only directory (``/run/iac``): no other user can create, replace or hold it."""
+    fd = os.open(private_dir(LOCK_DIR) / f"iac-backup-{name}.lock",
+                 os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
         yield
+    finally:
+        os.close(fd)
 
 
 def cmd_dump(settings: dict) -> int:
@@ -307,12 +498,13 @@ def cmd_dump(settings: dict) -> int:
                 lf.flush()
                 log(msg)
 
-            jobs = [(db["engine"], db.get("path") or name, paths["db"] / name, name) for name, db in dbs.items()]
+            jobs = [(db["engine"], db.get("path") or name, paths["db"] / name, name,
+                     db.get("owner") if db["engine"] == "sqlite" else None) for name, db in dbs.items()]
             if local.get("globals"):
-                jobs.append(("globals", "", paths["globals"], "globals"))
-            for engine, source, directory, name in jobs:
+                jobs.append(("globals", "", paths["globals"], "globals", None))
+            for engine, source, directory, name, owner in jobs:
                 try:
-                    out = dump_one(engine, source, directory, name, stamp, gid)
+                    out = dump_one(engine, source, directory, name, stamp, gid, owner)
                     note(f"ok {name}: {out.name} {out.stat().st_size} bytes, validated, sha256 written")
                 except (BackupError, OSError) as exc:
                     failures.append(name)
@@ -626,33 +818,126 @@ def choose(settings: dict, db: str, source: str, at: datetime | None, stack: con
     return dump
 
 
-def restore_postgres(db: str, owner: str, dump: Path) -> None:
-    term = f"SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '{db}' AND pid <> pg_backend_pid()"
-    must([*PSQL, "psql", "-q", "-v", "ON_ERROR_STOP=1", "-c", term], "terminating sessions")
-    must([*PSQL, "dropdb", "--if-exists", db], f"dropdb {db}")
-    must([*PSQL, "createdb", "-O", owner, db], f"createdb {db}")
-    _pg_restore(db, dump)
+# ---- PostgreSQL as the database's owner --------------------------------------------------------
+
+def psql_as(role: str, db: str, *args: str) -> list[str]:
+    """psql in a session of ``role`` on ``db`` (run as the postgres system user, which the peer map
+    lets connect as each owner role; no psqlrc; stop at the first error)."""
+    return [*PSQL, "psql", "-X", "-q", "-v", "ON_ERROR_STOP=1", "-U", role, "-d", db, *args]
 
 
-def _pg_restore(db: str, dump: Path) -> None:
+def psql_script(role: str, database: str, script: str, what: str,
+                variables: dict[str, str]) -> subprocess.CompletedProcess:
+    """Run ``script`` (from stdin) as ``role`` on ``database``; names reach it only as psql
+    variables, which it quotes itself (``:"name"`` an identifier, ``:'name'`` a literal)."""
+    args = psql_as(role, database)
+    for key, value in variables.items():
+        args += ["-v", f"{key}={value}"]
+    return must([*args, "-f", "-"], what, input=script, cwd="/")
+
+
+def restore_role(db: str, info: dict) -> str:
+    """The role whose session restores and counts ``db``: its owner; for a database the superuser
+    owns, the one app role that writes into it (its tables are that role's). Never the superuser
+    on content an app wrote: its functions (a CHECK constraint, a generated column) run as the
+    session, and ``SET ROLE``/``pg_restore --role`` under a superuser session can be reset by them."""
+    owner, users = info["owner"], list(info.get("users") or [])
+    if owner != SUPERUSER or not users:
+        return owner
+    if len(users) == 1:
+        return users[0]
+    raise BackupError(f"{db} is owned by {SUPERUSER} and written by several roles ({', '.join(users)}): "
+                      "no single role can restore it without the superuser; restore it by hand")
+
+
+GRANTS_SQL = """REVOKE CONNECT ON DATABASE :"db" FROM PUBLIC;
+GRANT CONNECT ON DATABASE :"db" TO :"owner";
+"""
+USER_GRANTS_SQL = """GRANT CONNECT, TEMPORARY ON DATABASE :"db" TO :"{v}";
+GRANT USAGE, CREATE ON SCHEMA public TO :"{v}";
+"""
+
+
+def grant_access(db: str, info: dict) -> None:
+    """What the converge grants on a database (operations/postgres.py), on a new one: no CONNECT
+    for PUBLIC, CONNECT for the owner, and for each app role that writes into another role's
+    database CONNECT, TEMPORARY and CREATE in its public schema (run as the superuser: nothing
+    from the dump is involved)."""
+    users = list(info.get("users") or [])
+    script = GRANTS_SQL + "".join(USER_GRANTS_SQL.format(v=f"u{i}") for i in range(len(users)))
+    psql_script(SUPERUSER, db, script, f"grants on {db}",
+                {"db": db, "owner": info["owner"], **{f"u{i}": u for i, u in enumerate(users)}})
+
+
+def is_superuser(role: str) -> bool:
+    """Whether ``role`` is a superuser (an unknown role is not)."""
+    out = psql_script(SUPERUSER, "postgres", "select rolsuper from pg_catalog.pg_roles where rolname = :'role';\n",
+                      f"looking up role {role}", {"role": role})
+    return "t" in out.stdout.split()
+
+
+def pg_restore_as(db: str, role: str, dump: Path, clean: bool = False) -> None:
+    """Restore ``dump`` into ``db`` in a session of ``role`` (``--no-owner``: every object is
+    ``role``'s). ``clean``: into a database that has the objects already, dropped and recreated
+    in one transaction (a release's restore after a failed migration)."""
+    args = [*PSQL, "pg_restore", "--exit-on-error", "--no-owner", "-U", role, "-d", db]
+    if clean:
+        args += ["--clean", "--if-exists", "--single-transaction"]
     with open(dump, "rb") as f:
-        proc = subprocess.run([*PSQL, "pg_restore", "--exit-on-error", "-d", db], stdin=f,
-                              capture_output=True, check=False)
+        proc = subprocess.run(args, stdin=f, capture_output=True, check=False, cwd="/")
     if proc.returncode != 0:
-        raise BackupError(f"pg_restore into {db} failed: {proc.stderr.decode(errors='replace').strip()[-300:]}")
+        raise BackupError(f"pg_restore into {db} as {role} failed: "
+                          f"{proc.stderr.decode(errors='replace').strip()[-300:]}")
+
+
+def recreate_database(db: str, info: dict) -> None:
+    """``db`` dropped (its sessions ended) and created again, empty, owned by its owner, with the
+    converge's grants."""
+    terminate = ("SELECT pg_catalog.pg_terminate_backend(pid) FROM pg_catalog.pg_stat_activity "
+                 "WHERE datname = :'db' AND pid <> pg_catalog.pg_backend_pid();\n")
+    psql_script(SUPERUSER, "postgres", terminate, "terminating sessions", {"db": db})
+    must([*PSQL, "dropdb", "--if-exists", db], f"dropdb {db}", cwd="/")
+    must([*PSQL, "createdb", "-O", info["owner"], db], f"createdb {db}", cwd="/")
+    grant_access(db, info)
+
+
+def restore_postgres(db: str, info: dict, dump: Path) -> None:
+    """The runbook's restore: the database recreated, then the dump restored as its owner."""
+    role = restore_role(db, info)
+    recreate_database(db, info)
+    pg_restore_as(db, role, dump)
+
+
+def cmd_pg_restore(db: str, dump: str, role: str, clean: bool) -> int:
+    """``pg-restore``: a dump into an existing database, as ``role``, which must not be a superuser."""
+    if is_superuser(role):
+        raise BackupError(f"{role} is a superuser: a dump an app wrote is restored as the app's role")
+    pg_restore_as(db, role, Path(dump), clean)
+    log(f"restored {Path(dump).name} into {db} as {role}")
+    return 0
 
 
 def safety_dump(settings: dict, db: str, info: dict) -> Path | None:
-    """The database as it is now, before a restore replaces it (kept under pre-restore/)."""
+    """The database as it is now, before a restore replaces it (kept under pre-restore/); none
+    when the disk is not mounted, or an SQLite path holds no regular file (lost, or a link)."""
     if settings["local"].get("mount") and not os.path.ismount(settings["local"]["mount"]):
         return None
+    if info["engine"] == "sqlite":
+        try:
+            regular = stat.S_ISREG(os.lstat(info["path"]).st_mode)
+        except FileNotFoundError:
+            regular = False
+        if not regular:
+            log(f"{info['path']} is not a regular file: there is no current copy to keep")
+            return None
     directory = layout(settings)["root"] / "pre-restore"
     gid = grp.getgrnam(settings["local"]["group"]).gr_gid
     directory.mkdir(parents=True, exist_ok=True)
     os.chown(directory, 0, gid)
     os.chmod(directory, 0o2750)
     stamp = datetime.now(UTC).strftime(STAMP_FORMAT)
-    return dump_one(info["engine"], info.get("path") or db, directory, db, stamp, gid)
+    return dump_one(info["engine"], info.get("path") or db, directory, db, stamp, gid,
+                    info.get("owner") if info["engine"] == "sqlite" else None)
 
 
 def cmd_restore(settings: dict, db: str, source: str, at_text: str | None) -> int:
@@ -663,6 +948,8 @@ def cmd_restore(settings: dict, db: str, source: str, at_text: str | None) -> in
     units = [u for u, used in settings["app_units"].items() if db in used]
     with contextlib.ExitStack() as stack:
         dump = choose(settings, db, source, at, stack)
+        if info["engine"] == "postgresql":
+            restore_role(db, info)  # refused before anything is stopped
         log(f"restoring {db} from {source} dump {dump.path.name} (taken {dump.stamp:%Y-%m-%d %H:%M:%S} UTC)")
         safety = safety_dump(settings, db, info)
         if safety:
@@ -672,14 +959,11 @@ def cmd_restore(settings: dict, db: str, source: str, at_text: str | None) -> in
             must(["systemctl", "stop", unit], f"systemctl stop {unit}")
         try:
             if info["engine"] == "postgresql":
-                restore_postgres(db, info["owner"], dump.path)
+                restore_postgres(db, info, dump.path)
             else:
-                target = Path(info["path"])
-                tmp = target.with_name(f".{target.name}.restore")
-                shutil.copyfile(dump.path, tmp)
-                shutil.chown(tmp, info["owner"], info["owner"])
-                os.chmod(tmp, 0o640)
-                os.replace(tmp, target)
+                removed = install_file(dump.path, Path(info["path"]), info["owner"])
+                if removed:
+                    log(f"removed the old file's {', '.join(removed)}")
         finally:
             for unit in units:
                 log(f"starting {unit}")
@@ -691,42 +975,46 @@ def cmd_restore(settings: dict, db: str, source: str, at_text: str | None) -> in
 
 # ---- drill ---------------------------------------------------------------------------------
 
-def pg_row_counts(db: str) -> dict[str, int]:
-    sql = ("select format('%I.%I', schemaname, relname) from pg_stat_user_tables order by 1")
-    tables = must([*PSQL, "psql", "-d", db, "-tAc", sql], f"listing tables of {db}").stdout.split()
-    if not tables:
-        return {}
-    query = " union all ".join(f"select '{t}', count(*) from {t}" for t in tables)
-    out = must([*PSQL, "psql", "-d", db, "-tA", "-F", "\t", "-c", query], f"counting rows of {db}").stdout
-    return {t: int(n) for t, n in (line.split("\t") for line in out.splitlines() if line)}
+COUNT_SQL = """select coalesce(pg_catalog.json_object_agg(t.name, t.n), '{}')
+from (select pg_catalog.format('%I.%I', s.schemaname, s.relname) as name,
+             (pg_catalog.xpath('/row/n/text()', pg_catalog.query_to_xml(pg_catalog.format(
+                 'select pg_catalog.count(*) as n from %I.%I', s.schemaname, s.relname), false, true, '')))[1]
+             ::text::bigint as n
+      from pg_catalog.pg_stat_user_tables s) t"""
 
 
-def sqlite_row_counts(path: str) -> dict[str, int]:
-    tables = must(["sqlite3", "-readonly", path, "select name from sqlite_master where type='table' "
-                   "and name not like 'sqlite_%' order by 1"], f"listing tables of {path}").stdout.split()
-    counts = {}
-    for t in tables:
-        counts[t] = int(must(["sqlite3", "-readonly", path, f'select count(*) from "{t}"'], "count").stdout)
-    return counts
+def pg_row_counts(db: str, role: str) -> dict[str, int]:
+    """Rows per table of ``db``, counted in a session of ``role``: every name is quoted by the
+    server (``format('%I')``), the result comes back as one JSON object."""
+    out = must(psql_as(role, db, "-tA", "-c", "SET search_path = pg_catalog", "-c", COUNT_SQL),
+               f"counting rows of {db} as {role}", cwd="/").stdout
+    try:
+        counts = json.loads(out.strip() or "{}")
+    except json.JSONDecodeError as exc:
+        raise BackupError(f"counting rows of {db}: not JSON ({exc})") from None
+    if not isinstance(counts, dict):
+        raise BackupError(f"counting rows of {db}: not a table -> rows object")
+    return {str(name): int(n) for name, n in counts.items()}
 
 
 def drill_one(db: str, info: dict, dump: Dump) -> dict:
     if not checksum_ok(dump):
         return {"dump": dump.path.name, "ok": False, "error": "sha256 mismatch"}
     if info["engine"] == "postgresql":
+        role = restore_role(db, info)
         scratch = f"iac_drill_{db}"[:63]
         try:
-            must([*PSQL, "dropdb", "--if-exists", scratch], "dropdb scratch")
-            must([*PSQL, "createdb", "-O", info["owner"], scratch], "createdb scratch")
-            _pg_restore(scratch, dump.path)
-            restored, live = pg_row_counts(scratch), pg_row_counts(db)
+            recreate_database(scratch, info)
+            pg_restore_as(scratch, role, dump.path)
+            restored, live = pg_row_counts(scratch, role), pg_row_counts(db, role)
         finally:
-            run([*PSQL, "dropdb", "--if-exists", scratch])
+            run([*PSQL, "dropdb", "--if-exists", scratch], cwd="/")
     else:
         with tempfile.TemporaryDirectory(prefix="iac-drill-", dir="/var/tmp") as tmp:
             copy = Path(tmp) / "db.sqlite3"
             shutil.copyfile(dump.path, copy)
-            restored, live = sqlite_row_counts(str(copy)), sqlite_row_counts(info["path"])
+            restored = sqlite_row_counts(str(copy), immutable=True)
+        live = live_sqlite_counts(info["path"], info.get("owner"))
     differing = {t: [restored.get(t), live.get(t)] for t in sorted(set(restored) | set(live))
                  if restored.get(t) != live.get(t)}
     return {"dump": dump.path.name, "taken": dump.stamp.isoformat(), "ok": True, "tables": len(restored),
@@ -765,7 +1053,9 @@ def cmd_drill(settings: dict) -> int:
 
 
 def row_counts(settings: dict) -> dict[str, dict[str, int]]:
-    return {db: (pg_row_counts(db) if info["engine"] == "postgresql" else sqlite_row_counts(info["path"]))
+    """Rows per table of every backed-up database, each counted as its owner (``counts``)."""
+    return {db: (pg_row_counts(db, restore_role(db, info)) if info["engine"] == "postgresql"
+                 else live_sqlite_counts(info["path"], info.get("owner")))
             for db, info in settings["local"]["databases"].items()}
 
 
@@ -816,6 +1106,17 @@ def main(argv: list[str] | None = None) -> int:
     snap.add_argument("source")
     snap.add_argument("directory")
     snap.add_argument("name")
+    pgr = sub.add_parser("pg-restore")
+    pgr.add_argument("database")
+    pgr.add_argument("dump")
+    pgr.add_argument("--role", required=True)
+    pgr.add_argument("--clean", action="store_true")
+    sqr = sub.add_parser("sqlite-restore")
+    sqr.add_argument("dump")
+    sqr.add_argument("target")
+    sqr.add_argument("--owner", required=True)
+    for name in ("sqlite-counts", "sqlite-copy"):
+        sub.add_parser(name).add_argument("path")
     for name in ("repo-state", "ensure-repo"):
         sub.add_parser(name).add_argument("env_file")
     sub.add_parser("repo-known").add_argument("env_file")
@@ -837,6 +1138,19 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "ensure-repo":
             return ensure_repo(args.env_file)
+        if args.cmd == "sqlite-counts":
+            print(json.dumps(sqlite_row_counts(args.path)))
+            return 0
+        if args.cmd == "sqlite-copy":
+            sys.stdout.buffer.write(sqlite_copy(args.path))
+            return 0
+        if args.cmd == "pg-restore":
+            return cmd_pg_restore(args.database, args.dump, args.role, args.clean)
+        if args.cmd == "sqlite-restore":
+            removed = install_file(Path(args.dump), Path(args.target), args.owner)
+            log(f"restored {Path(args.dump).name} to {args.target} (owner {args.owner}; removed: "
+                f"{', '.join(removed) or 'nothing'})")
+            return 0
         if args.cmd == "snapshot":
             stamp = datetime.now(UTC).strftime(STAMP_FORMAT)
             print(dump_one(args.engine, args.source, Path(args.directory), args.name, stamp, 0))
@@ -864,7 +1178,7 @@ def main(argv: list[str] | None = None) -> int:
             return stage_state(settings, args.directory)
         if args.cmd == "alert":
             return cmd_alert(settings, args.unit)
-    except (BackupError, OSError) as exc:
+    except (BackupError, OSError, sqlite3.Error) as exc:
         log(f"ERROR: {exc}")
         return 1
     return 1
