@@ -123,6 +123,7 @@ ALLOWED_FACTS: dict[str, dict[str, Kind]] = {
     "operations.guarded:Sha256Files": {"paths": list_of(PATH)},
     "operations.network:InterfaceState": {"interface": NAME},
     "operations.postgres:SchemaAccess": {"database": NAME, "role": NAME},
+    "operations.postgres:DatabaseConnect": {"database": NAME, "owner": NAME},
 }
 
 # fact classes defined in this repo that are never recorded, and why (tests/unit/test_fact_policy.py)

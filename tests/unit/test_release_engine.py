@@ -334,24 +334,29 @@ def test_database_is_restored_only_when_migrate_wrote_to_it(tmp_path: Path, monk
     assert not release_engine.migrate_wrote(0, "Operations to perform:\n  No migrations to apply.\n")
     assert release_engine.migrate_wrote(0, "Running migrations:\n  Applying api.0002_check_tags... OK\n")
     assert release_engine.migrate_wrote(1, "  No migrations to apply.\n")
-    release, calls = _fake_release(tmp_path)
-    (tmp_path / "db.backup").write_bytes(b"backup")
-    (tmp_path / "db.sqlite3").write_bytes(b"current")
-    release.backups = [("sqlite", str(tmp_path / "db.sqlite3"), tmp_path / "db.backup")]
+    release, calls = _fake_release(tmp_path, pg_databases=["gts_shop"], pg_owners={"gts_shop": "shop"})
+    release.backups = [("sqlite", str(tmp_path / "db.sqlite3"), tmp_path / "db.backup"),
+                       ("postgresql", "gts_shop", tmp_path / "shop.dump")]
+    ran: list[list[str]] = []
+    monkeypatch.setattr(release_engine, "run", lambda cmd, check=True, **kw: ran.append(cmd))
     release.restore_databases()
-    assert (tmp_path / "db.sqlite3").read_bytes() == b"current" and any("not restored" in c[1] for c in calls)
+    assert ran == [] and any("not restored" in c[1] for c in calls)
     release.schema_changed = True
     release.restore_databases()
-    assert (tmp_path / "db.sqlite3").read_bytes() == b"backup"
-    assert oct((tmp_path / "db.sqlite3").stat().st_mode & 0o777) == "0o640"
+    engine = str(release_engine.BACKUP_ENGINE)
+    assert ran == [["python3", engine, "sqlite-restore", str(tmp_path / "db.backup"), str(tmp_path / "db.sqlite3"),
+                    "--owner", release.s.user],
+                   ["python3", engine, "pg-restore", "gts_shop", str(tmp_path / "shop.dump"), "--role", "shop",
+                    "--clean"]]
 
 
-def test_a_postgres_restore_runs_as_the_databases_owner(tmp_path: Path) -> None:
-    """The dump's content is the app's: never restored with the superuser's rights."""
-    cmd = release_engine.pg_restore_command("gts_shop", "shop_owner", tmp_path / "d.dump")
-    assert "--role=shop_owner" in cmd and "--no-owner" in cmd and cmd[:4] == ["runuser", "-u", "postgres", "--"]
+def test_a_postgres_restore_runs_as_the_databases_owner_never_the_superuser(tmp_path: Path) -> None:
+    """The dump's content is the app's: restored in the owner's own session, by the backup engine."""
+    s = settings(tmp_path, pg_owners={"gts_shop": "shop_owner"})
+    cmd = release_engine.restore_command("postgresql", "gts_shop", tmp_path / "d.dump", s)
+    assert cmd[2:] == ["pg-restore", "gts_shop", str(tmp_path / "d.dump"), "--role", "shop_owner", "--clean"]
     with pytest.raises(release_engine.ReleaseFailed, match="no owner"):
-        release_engine.pg_restore_command("gts_shop", "", tmp_path / "d.dump")
+        release_engine.restore_command("postgresql", "other_db", tmp_path / "d.dump", s)
 
 
 # ---- a damaged live release: seen by `verify`, rebuilt beside the damaged one ------------------
@@ -723,36 +728,14 @@ def test_an_alert_before_the_alert_settings_exist_says_so_instead_of_failing_sil
 # ---- root places files in an app's directory without writing through what the app put there ------
 
 
-def test_a_placed_file_replaces_a_planted_link_instead_of_writing_through_it(tmp_path: Path) -> None:
-    """SQLite restores and adoption: a link (or a dangling link) the app planted at the
-    destination is replaced by the new file; root's file it pointed at stays as it was."""
-    victim, source = tmp_path / "victim", tmp_path / "backup.sqlite3"
-    victim.write_text("root's\n")
-    source.write_bytes(b"restored")
-    app_dir = tmp_path / "app"
-    app_dir.mkdir()
-    for planted in (victim, tmp_path / "nowhere"):
-        dest = app_dir / "db.sqlite3"
-        dest.unlink(missing_ok=True)
-        dest.symlink_to(planted)
-        release_engine.place_file(source, dest, os.geteuid(), os.getegid(), 0o640)
-        assert not dest.is_symlink() and dest.read_bytes() == b"restored"
-        assert oct(dest.stat().st_mode & 0o777) == "0o640"
-        assert victim.read_text() == "root's\n" and not (tmp_path / "nowhere").exists()
-    assert sorted(p.name for p in app_dir.iterdir()) == ["db.sqlite3"]  # no temporary left
-
-
-def test_a_linked_directory_is_refused_for_placing_and_reading(tmp_path: Path) -> None:
-    """The destination's directory itself swapped for a link is never entered."""
+def test_a_linked_directory_is_refused_for_reading(tmp_path: Path) -> None:
+    """A release directory swapped for a link is never entered to read its requirements."""
     real = tmp_path / "real"
     real.mkdir()
+    (real / "requirements.txt").write_text("x")
     (tmp_path / "app").symlink_to(real)
-    (tmp_path / "src").write_bytes(b"x")
-    with pytest.raises(OSError):
-        release_engine.place_file(tmp_path / "src", tmp_path / "app/db.sqlite3", os.geteuid(), os.getegid(), 0o640)
     with pytest.raises(OSError):
         release_engine.read_app_file(tmp_path / "app", "requirements.txt")
-    assert list(real.iterdir()) == []
 
 
 def test_pruning_and_set_aside_touch_only_the_apps_own_directories(tmp_path: Path) -> None:

@@ -364,30 +364,6 @@ def read_app_file(directory: Path, name: str) -> bytes | None:
         return f.read()
 
 
-def place_file(source: Path, dest: Path, uid: int, gid: int, mode: int) -> None:
-    """Copy root's ``source`` to ``dest`` in an app-writable directory, owned by the app: written
-    to an exclusive new name through a descriptor of the directory (opened without following a
-    link), its owner and mode set on the descriptor, then renamed into place. A link or a file the
-    app planted at ``dest`` is replaced, never written through."""
-    dfd = os.open(dest.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
-    tmp = f".{dest.name}.iac-{os.getpid()}-{time.monotonic_ns()}"
-    try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600, dir_fd=dfd)
-        with os.fdopen(fd, "wb") as out, source.open("rb") as src:
-            shutil.copyfileobj(src, out)
-            out.flush()
-            os.fchown(fd, uid, gid)
-            os.fchmod(fd, mode)
-            os.fsync(fd)
-        os.rename(tmp, dest.name, src_dir_fd=dfd, dst_dir_fd=dfd)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp, dir_fd=dfd)
-        raise
-    finally:
-        os.close(dfd)
-
-
 def regular_file_source(path: str) -> Path:
     """A file root is about to copy from (an adopted or imported SQLite file): a regular file, not
     a link that would make root copy something else."""
@@ -544,14 +520,19 @@ def damage(release: Path, records: Records, uid: int) -> list[str]:
     return problems
 
 
-def pg_restore_command(database: str, owner: str, dump: Path) -> list[str]:
-    """pg_restore of a pre-migrate backup over ``database``, run AS ITS OWNER: the dump's content
-    is the app's (a CHECK constraint or a default may call one of its functions), so it never
-    runs with the superuser's rights. The objects stay the owner's (--no-owner)."""
+def restore_command(engine: str, target: str, dump: Path, s: Settings) -> list[str]:
+    """The backup engine's restore of a pre-migrate backup over ``target`` (one implementation of
+    restores for both engines): a PostgreSQL dump in a session of the database's owner itself,
+    never the superuser's (the dump's content is the app's: a CHECK constraint or a default may
+    call one of its functions, and ``pg_restore --role`` would still run it in a superuser's
+    session, which can reset the role); an SQLite file placed for the app through an exclusive
+    temporary name and a rename, never written through what the app put at ``target``."""
+    if engine == "sqlite":
+        return ["python3", str(BACKUP_ENGINE), "sqlite-restore", str(dump), target, "--owner", s.user]
+    owner = s.pg_owners.get(target, "")
     if not owner:
-        raise ReleaseFailed(1, f"no owner declared for database {database}: refusing to restore it as the superuser")
-    return ["runuser", "-u", "postgres", "--", "pg_restore", f"--role={owner}", "--no-owner", "--no-privileges",
-            "--clean", "--if-exists", "--single-transaction", "-d", database, str(dump)]
+        raise ReleaseFailed(1, f"no owner declared for database {target}: refusing to restore it as the superuser")
+    return ["python3", str(BACKUP_ENGINE), "pg-restore", target, str(dump), "--role", owner, "--clean"]
 
 
 def candidate_command(s: Settings, unit: str, sock: str, release: Path, venv: Path) -> list[str]:
@@ -896,11 +877,11 @@ class Release:
         source = regular_file_source(src)
         shutil.copy2(source, s.backup_dir / f"adopted.{source.name}.{self.stamp}")
         run(["install", "-d", "-o", s.user, "-g", s.user, "-m", "0750", str(Path(dest).parent)])
-        # a consistent copy into root's own backup directory, then placed for the app (never
-        # written through whatever the app may have put at the destination)
+        # a consistent copy into root's own backup directory, then placed for the app by the backup
+        # engine (never written through whatever the app may have put at the destination)
         copy = s.backup_dir / f"adopting.{self.stamp}.sqlite3"
         run(["sqlite3", str(source), f".backup '{copy}'"])
-        place_file(copy, Path(dest), s.uid, pwd.getpwnam(s.user).pw_gid, 0o640)
+        run(restore_command("sqlite", dest, copy, s))
         copy.unlink()
 
     def back_up(self) -> None:
@@ -919,10 +900,7 @@ class Release:
             return
         for engine, target, dump in self.backups:
             self.log(f"restoring {target} from {dump}")
-            if engine == "sqlite":
-                place_file(Path(dump), Path(target), self.s.uid, pwd.getpwnam(self.s.user).pw_gid, 0o640)
-            else:
-                run(pg_restore_command(target, self.s.pg_owners.get(target, ""), Path(dump)))
+            run(restore_command(engine, target, Path(dump), self.s))
 
     def manage_run(self, release: Path, venv: Path, args: list[str], extra_env: dict[str, str] | None = None,
                    writes_release: bool = False, **kw) -> subprocess.CompletedProcess:
