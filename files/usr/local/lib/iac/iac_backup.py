@@ -568,6 +568,11 @@ def cmd_offsite(settings: dict, name: str, time_override: str | None = None) -> 
             if not paths:
                 raise BackupError(f"no local dumps under {lay['root']} to send offsite")
         extra = ["--time", time_override] if time_override else []
+        # a run that was killed (a host reboot, a cut operator session) leaves its lock in the
+        # repository, and every later forget fails until someone removes it. This host is the
+        # repository's only writer and holds the lock above: `unlock` removes only stale locks
+        # (of processes gone on this host, or older than restic's limit), never a live one
+        restic(["unlock"])
         proc = restic(["backup", "--tag", target["tag"], "--host", host, *extra, *paths])
         if proc.returncode != 0:
             raise BackupError(f"restic backup to {target['repository']} failed: "
@@ -761,7 +766,9 @@ def cmd_alert(settings: dict, unit: str) -> int:
     lines = run(["journalctl", "-u", unit, "-n", "200", "--no-pager", "-o", "cat"]).stdout.splitlines()
     reason = next((line for line in reversed(lines) if "[iac-backup]" in line), "")
     detail = f"Result: {result or 'failed'}. {reason.replace('[iac-backup] ', '')}"
-    body = json.dumps({"content": alert_message(settings["host"], unit, detail)}).encode()
+    # no mention in a message (a unit or host name) can ever ping anyone
+    body = json.dumps({"content": alert_message(settings["host"], unit, detail),
+                       "allowed_mentions": {"parse": []}}).encode()
     import urllib.request  # only alerts need it: 17 ms saved on every start (drift checks)
     req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json",
                                                           "User-Agent": "iac-backup"})
