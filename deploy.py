@@ -6,9 +6,8 @@ Each step reads the host's validated configuration (iac/model.py).
 
 from pyinfra import host
 
-from iac import fact_batch, fast_prepare, sudo_staging
 from iac.model import HostConfig
-from iac.stack import host_config, release_only
+from iac.pyinfra_ext import fact_batch, fast_prepare, sudo_staging
 from operations.admin import admin_account
 from operations.backups import backup_engine, backups
 from operations.base import base_system
@@ -21,6 +20,7 @@ from operations.orphans import managed_manifest, orphans
 from operations.postgres import postgresql
 from operations.tailscale import tailscale
 from operations.tls import certificate_links, certificates
+from stack.load import host_config, release_only
 
 # while pyinfra decides what to change: facts in a few batched commands per host, and less CPU
 fact_batch.install()
@@ -65,7 +65,7 @@ def whole_host(config: HostConfig) -> None:
 
 
 def one_app(config: HostConfig, app: str) -> None:
-    """`make release APP=x` (iac/release.py): that app's own steps and its check through nginx;
+    """`make release APP=x` (cli/release.py): that app's own steps and its check through nginx;
     everything else of the host waits for a whole run (`make apply`)."""
     release_engine()
     django_app(config, app, config.apps[app])

@@ -16,10 +16,10 @@ import importlib.util
 import re
 import shlex
 import sys
-from pathlib import Path
 from types import ModuleType
 
-REPO = Path(__file__).resolve().parent.parent
+from iac.repo import REPO
+
 BACKUP_ENGINE = REPO / "files/usr/local/lib/iac/iac_backup.py"
 
 

@@ -2,10 +2,10 @@
 
 Every option is typed, described and exemplified here; a default lives here and nowhere else.
 ``group_data/`` holds values only. Operations read a validated ``HostConfig`` (see
-``iac.stack.host_config``), never raw ``host.data``.
+``stack.load.host_config``), never raw ``host.data``.
 
 Secrets are ``SecretStr`` fields: they print as ``**********``, are never taken from
-``group_data/`` and reach a run only through the secrets source (``iac.secrets``).
+``group_data/`` and reach a run only through the secrets source (``stack.secrets``).
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from pyinfra.api import FactBase, StringCommand, deploy, operation
 from pyinfra.operations import server
 
 from iac.model import HostConfig
-from iac.sudo_staging import upload
+from iac.pyinfra_ext.sudo_staging import upload
 
 
 class ShadowHashDigest(FactBase):

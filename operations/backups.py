@@ -25,15 +25,16 @@ from pyinfra.api import FactBase, StringCommand, operation
 from pyinfra.facts.files import File
 from pyinfra.operations import files, systemd
 
+from iac.errors import ConfigError
 from iac.formats import engine
+from iac.guarded import differing_files, secret_file, validated_files
 from iac.model import BackupsSection, HostConfig, ResticTarget
-from iac.shared_facts import EngineCall
-from iac.stack import ConfigError
-from operations.django_app import STAGED, _string_io, render
-from operations.guarded import differing_files, secret_file, validated_files
-from operations.packages import packages_present
+from iac.packages import packages_present
+from iac.paths import STAGED
+from iac.pyinfra_ext.shared_facts import EngineCall
+from iac.render import render, text_file
+from iac.repo import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 ENGINE = "/usr/local/lib/iac/iac_backup.py"
 ENGINE_SRC = REPO / "files" / ENGINE.lstrip("/")
 OPERATOR_COMMAND = "/usr/local/sbin/iac-backup"
@@ -221,7 +222,7 @@ def settings_file(config: HostConfig) -> None:
     files.directory(name=f"Directory {Path(b.settings_file).parent}", path=str(Path(b.settings_file).parent),
                     mode="755")
     files.put(name=f"Backup settings {b.settings_file}",
-              src=_string_io(json.dumps(backup_settings(config), indent=2) + "\n"), dest=b.settings_file, mode="644")
+              src=text_file(json.dumps(backup_settings(config), indent=2) + "\n"), dest=b.settings_file, mode="644")
 
 
 def restic_env_file(target: ResticTarget) -> None:
@@ -301,7 +302,7 @@ def backups(config: HostConfig) -> None:
                          "Runs a command with the system-state repository's environment"))
     for path, args, purpose in commands:
         files.put(name=f"Command {path}", dest=path, mode="755",
-                  src=_string_io(render("usr/local/sbin/iac-backup-command.sh.j2", args=args, purpose=purpose,
+                  src=text_file(render("usr/local/sbin/iac-backup-command.sh.j2", args=args, purpose=purpose,
                                         settings_file=b.settings_file)))
 
     # ---- configure: secrets (root 0600) and lists
@@ -316,7 +317,7 @@ def backups(config: HostConfig) -> None:
         ss = b.offsite.system_state
         files.directory(name=f"Directory {ss.lists_dir}", path=ss.lists_dir, mode="700")
         for fname, items in (("includes.txt", ss.includes), ("excludes.txt", ss.excludes)):
-            files.put(name=f"System-state {fname}", src=_string_io("\n".join(items) + "\n"),
+            files.put(name=f"System-state {fname}", src=text_file("\n".join(items) + "\n"),
                       dest=f"{ss.lists_dir}/{fname}", mode="600")
 
     # ---- units: checked together by systemd (the services name the alert unit in OnFailure=, the

@@ -12,7 +12,7 @@ from pyinfra.api import deploy
 from pyinfra.operations import files, server
 
 from iac.model import HostConfig
-from operations.packages import packages_present
+from iac.packages import packages_present
 
 
 @deploy("Base system")

@@ -19,7 +19,7 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import FactBase, FunctionCommand, StringCommand, operation
 
-from iac.sudo_staging import upload
+from iac.pyinfra_ext.sudo_staging import upload
 
 SCRIPT = "/usr/local/sbin/iac-confirmed-change"
 STAGED = "/etc/iac/staged"

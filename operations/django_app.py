@@ -18,39 +18,25 @@ import hashlib
 import json
 import re
 import shlex
-from io import StringIO
 from pathlib import Path
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from pyinfra import host
 from pyinfra.api import OperationError, StringCommand, operation
 from pyinfra.facts.files import Directory, File
 from pyinfra.operations import files, server, systemd
 
-from iac.formats import FILTERS
+from iac.guarded import secret_file, validated_file, validated_files
 from iac.model import APP_SANDBOXING, GUNICORN_CONFIG, DjangoApp, HostConfig, PostgresDatabase, SqliteDatabase
+from iac.packages import packages_present
+from iac.paths import STAGED
+from iac.render import render, text_file
+from iac.repo import FILES, TEMPLATES
 from operations.facts import COMMIT_RE, DeployedRelease, GitRemoteCommit, ReleaseDamage
-from operations.guarded import secret_file, validated_file, validated_files
-from operations.packages import packages_present
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
-STAGED = "/etc/iac/staged"
 RELEASE_SCRIPT = "/usr/local/sbin/iac-app-release"
-FILES = Path(__file__).resolve().parent.parent / "files"
 RELEASE_ENGINE = "/usr/local/lib/iac/iac_release.py"
 # the commands an operator types; each a two-line wrapper of the engine (files/usr/local/sbin/)
 RELEASE_COMMANDS = (RELEASE_SCRIPT, "/usr/local/sbin/iac-manage")
-
-_jinja = Environment(loader=FileSystemLoader(str(TEMPLATES)), undefined=StrictUndefined,
-                     keep_trailing_newline=True, autoescape=False)
-# the escaping proper to each file format (iac/formats.py): | env, | sh, | nginx, | unit
-_jinja.filters.update(FILTERS)
-
-
-def render(template: str, **context: object) -> str:
-    """Render a template from templates/ (used where the rendered text is needed locally)."""
-    return _jinja.get_template(template).render(**context)
-
 
 def env_file_path(config: HostConfig, name: str) -> str:
     return config.app_paths(name).env_file
@@ -342,7 +328,7 @@ def app_identity(config: HostConfig, name: str, app: DjangoApp) -> None:
     git_host = _git_host(app.source.url)
     files.put(
         name=f"{name}: pinned host key of {git_host}",
-        src=_string_io(f"{git_host} {app.source.host_key}\n"),
+        src=text_file(f"{git_host} {app.source.host_key}\n"),
         dest=paths.known_hosts, user="root", group="root", mode="644",
     )
 
@@ -369,7 +355,7 @@ def django_app(config: HostConfig, name: str, app: DjangoApp) -> None:
     release_text = json.dumps(release_settings(config, name, app, ctx), indent=2) + "\n"
     files.directory(name="Directory for release settings", path=str(Path(paths.release_settings).parent),
                     mode="755")
-    files.put(name=f"{name}: release settings", src=_string_io(release_text),
+    files.put(name=f"{name}: release settings", src=text_file(release_text),
               dest=paths.release_settings, mode="644")
 
     files.directory(name="Staging directory for units", path=f"{STAGED}/etc/systemd/system", mode="755")
@@ -405,7 +391,7 @@ def django_app(config: HostConfig, name: str, app: DjangoApp) -> None:
                         group=app.user, mode="750")
         rotate = paths.logrotate
         files.directory(name="Staging directory for logrotate", path=f"{STAGED}/etc/logrotate.d", mode="755")
-        files.put(name=f"{name}: log rotation (staged)", src=_string_io(render("etc/logrotate.d/gts-app.j2", **ctx)),
+        files.put(name=f"{name}: log rotation (staged)", src=text_file(render("etc/logrotate.d/gts-app.j2", **ctx)),
                   dest=f"{STAGED}{rotate}", mode="644")
         validated_file(name=f"{name}: log rotation (checked with logrotate -d, live)", staged=f"{STAGED}{rotate}",
                        dest=rotate, validate="logrotate -d {path}", activate="true")
@@ -427,10 +413,6 @@ def _git_host(url: str) -> str:
         raise ValueError(f"cannot find the host in git URL {url!r}")
     port = m.group(2) if m.re.groups > 1 else None
     return f"[{m.group(1)}]:{port}" if port and port != "22" else m.group(1)
-
-
-def _string_io(text: str) -> StringIO:
-    return StringIO(text)
 
 
 @operation()

@@ -9,12 +9,14 @@ that would shut out the operator is reverted. The operation names say what must 
 from __future__ import annotations
 
 from io import StringIO
-from pathlib import Path
 
 from pyinfra import host
 from pyinfra.operations import files, systemd
 
 from iac.model import HostConfig
+from iac.packages import packages_present
+from iac.render import render
+from iac.repo import FILES
 from operations.confirmed import (
     NFTABLES_CONF,
     SSHD_DROPIN,
@@ -23,10 +25,7 @@ from operations.confirmed import (
     digest,
     second_login,
 )
-from operations.django_app import render
-from operations.packages import packages_present
 
-FILES = Path(__file__).resolve().parent.parent / "files"
 UNATTENDED = "/etc/apt/apt.conf.d/52iac-unattended-upgrades"
 
 # sshd -T's spelling of the settings the drop-in makes

@@ -9,7 +9,7 @@ from typing import Any
 
 from pyinfra.api import FactBase
 
-from iac.shared_facts import EngineCall
+from iac.pyinfra_ext.shared_facts import EngineCall
 
 COMMIT_RE = re.compile(r"^[0-9a-f]{40}$")
 

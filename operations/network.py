@@ -16,8 +16,8 @@ from pyinfra.api import FactBase, OperationError, StringCommand, operation
 from pyinfra.operations import files
 
 from iac.model import HostConfig
-from operations.django_app import _string_io, render
-from operations.packages import packages_present
+from iac.packages import packages_present
+from iac.render import render, text_file
 
 
 class InterfaceState(FactBase):
@@ -109,14 +109,14 @@ def static_network(config: HostConfig) -> None:
     interface_adopted(name=f"{net.interface} known to ifupdown as up", interface=net.interface,
                       address=net.address)
     packages_present(["ifupdown", "iproute2"], config.base.apt_cache_hours, "the network")
-    files.put(name="ifupdown: /etc/network/interfaces", src=_string_io(render("etc/network/interfaces.j2")),
+    files.put(name="ifupdown: /etc/network/interfaces", src=text_file(render("etc/network/interfaces.j2")),
               dest="/etc/network/interfaces", mode="644")
     files.directory(name="ifupdown: interfaces.d", path="/etc/network/interfaces.d", mode="755")
     files.put(name=f"ifupdown: static address of {net.interface}",
-              src=_string_io(render("etc/network/interfaces.d/static.j2", net=net)),
+              src=text_file(render("etc/network/interfaces.d/static.j2", net=net)),
               dest=f"/etc/network/interfaces.d/{net.interface}", mode="644")
     # Written before the address changes: the connection may stay, the name service must too.
     files.put(name="DNS servers and search domain (/etc/resolv.conf)",
-              src=_string_io(render("etc/resolv.conf.j2", net=net)), dest="/etc/resolv.conf", mode="644")
+              src=text_file(render("etc/resolv.conf.j2", net=net)), dest="/etc/resolv.conf", mode="644")
     address_live(name=f"{net.interface}: {net.address} via {net.gateway} (live)", interface=net.interface,
                  address=net.address, gateway=net.gateway)

@@ -13,11 +13,13 @@ from pyinfra.api import StringCommand, operation
 from pyinfra.facts.files import Link, Sha256File
 from pyinfra.operations import files, systemd
 
+from iac.guarded import unless_ok
 from iac.model import NGINX_SITES_AVAILABLE, NGINX_SITES_ENABLED, HostConfig
-from operations.django_app import STAGED, _context, _string_io, render
+from iac.packages import packages_present
+from iac.paths import STAGED
+from iac.render import render, text_file
+from operations.django_app import _context
 from operations.facts import HttpStatus, http_check_command
-from operations.guarded import unless_ok
-from operations.packages import packages_present
 
 AVAILABLE, ENABLED = NGINX_SITES_AVAILABLE, NGINX_SITES_ENABLED
 
@@ -72,7 +74,7 @@ def nginx_sites(config: HostConfig) -> None:
     for name, app in config.apps.items():
         ctx = _context(config, name, app)
         text = render("etc/nginx/sites-available/app.conf.j2", default_server=True, **ctx)
-        files.put(name=f"nginx site {app.nginx.name} (staged)", src=_string_io(text),
+        files.put(name=f"nginx site {app.nginx.name} (staged)", src=text_file(text),
                   dest=f"{STAGED}{AVAILABLE}/{app.nginx.name}", mode="644")
         site_live(name=f"nginx site {app.nginx.name} (checked with nginx -t, live)", site=app.nginx.name)
     systemd.service(name="nginx running and enabled", service="nginx", running=True, enabled=True)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pyinfra.operations import apt, files
 
 from iac.model import HostConfig
-from operations.packages import packages_present
+from iac.packages import packages_present
 
 
 def nodejs(config: HostConfig) -> None:

@@ -16,10 +16,11 @@ from pyinfra import host
 from pyinfra.api import FactBase, StringCommand, operation
 from pyinfra.operations import files, postgres, systemd
 
+from iac.guarded import validated_file
 from iac.model import HostConfig, PostgresDatabase
-from operations.django_app import STAGED, _string_io, render
-from operations.guarded import validated_file
-from operations.packages import packages_present
+from iac.packages import packages_present
+from iac.paths import STAGED
+from iac.render import render, text_file
 
 PG_DIR = "/etc/postgresql/15/main"
 AS_POSTGRES = {"_sudo": True, "_sudo_user": "postgres"}
@@ -130,7 +131,7 @@ def postgresql(config: HostConfig) -> None:
     for name, text in (("pg_ident.conf", render("etc/postgresql/15/main/pg_ident.conf.j2", mappings=mappings,
                                                      engine_roles=sorted(pg.roles))),
                        ("pg_hba.conf", render("etc/postgresql/15/main/pg_hba.conf.j2"))):
-        files.put(name=f"PostgreSQL {name} (staged)", src=_string_io(text), dest=f"{STAGED}{PG_DIR}/{name}",
+        files.put(name=f"PostgreSQL {name} (staged)", src=text_file(text), dest=f"{STAGED}{PG_DIR}/{name}",
                   mode="644")
         validated_file(
             name=f"PostgreSQL {name} (checked by the server, live)", staged=f"{STAGED}{PG_DIR}/{name}",

@@ -7,7 +7,7 @@ from __future__ import annotations
 from pyinfra.operations import apt, files, systemd
 
 from iac.model import HostConfig
-from operations.packages import packages_present
+from iac.packages import packages_present
 
 
 def tailscale(config: HostConfig) -> None:

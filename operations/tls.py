@@ -9,22 +9,21 @@ issued certificate and reloads nginx. Later runs see the live certificate and ch
 from __future__ import annotations
 
 import shlex
-from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
 from pyinfra.operations import files, systemd
 
 from iac.model import HostConfig, TlsSection
-from operations.django_app import _string_io
+from iac.packages import packages_present
+from iac.render import text_file
+from iac.repo import TEMPLATES
 from operations.facts import TlsCertificate
-from operations.packages import packages_present
 
 HOOK = "/usr/local/sbin/iac-tls-deploy-hook"
 WEBROOT = "/var/www/acme"
 CA_BUNDLE = "/etc/iac/acme-ca.pem"
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 
 
 def tls_domains(config: HostConfig) -> list[str]:
@@ -41,10 +40,10 @@ def certificate_links(config: HostConfig) -> None:
     files.put(name="certbot deploy hook (links + nginx reload)",
               src=str(TEMPLATES / HOOK.lstrip("/")), dest=HOOK, mode="755")
     if tls.acme_ca_bundle:
-        files.put(name="CA of the ACME server", src=_string_io(tls.acme_ca_bundle), dest=CA_BUNDLE, mode="644")
+        files.put(name="CA of the ACME server", src=text_file(tls.acme_ca_bundle), dest=CA_BUNDLE, mode="644")
         files.directory(name="certbot.service drop-in directory", path="/etc/systemd/system/certbot.service.d")
         files.put(name="certbot.service trusts the ACME server's CA",
-                  src=_string_io(f"# Managed by this repo (operations/tls.py)\n[Service]\n"
+                  src=text_file(f"# Managed by this repo (operations/tls.py)\n[Service]\n"
                                  f"Environment=REQUESTS_CA_BUNDLE={CA_BUNDLE}\n"),
                   dest="/etc/systemd/system/certbot.service.d/iac-acme-ca.conf", mode="644")
     for domain in tls_domains(config):

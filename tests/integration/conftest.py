@@ -85,8 +85,8 @@ class Sandbox:
         return run, json.loads(run.stdout)
 
     def drift(self, label: str = "drift", *extra: str, **env: str) -> Run:
-        """`python -m iac.drift sandbox/inventory.py` (``extra``: e.g. "--limit", "public")."""
-        return self.command(label, [str(REPO / ".venv/bin/python"), "-m", "iac.drift",
+        """`python -m cli.drift sandbox/inventory.py` (``extra``: e.g. "--limit", "public")."""
+        return self.command(label, [str(REPO / ".venv/bin/python"), "-m", "cli.drift",
                                     SANDBOX_INVENTORY, *extra], **env)
 
     def webhook_messages(self, path: str = "/api/webhooks/2/") -> list[str]:

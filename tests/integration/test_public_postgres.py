@@ -54,7 +54,7 @@ def test_switch_to_postgresql_moves_every_row(sandbox: Sandbox, converged: Run, 
     assert f"rows: {before['core_chip']}" in page.stdout
     # the SQLite file is kept, and a second run changes nothing
     assert _sqlite_counts(sandbox) == before
-    drift = sandbox.command("drift-postgres", [str(REPO / ".venv/bin/python"), "-m", "iac.drift",
+    drift = sandbox.command("drift-postgres", [str(REPO / ".venv/bin/python"), "-m", "cli.drift",
                                                "sandbox/inventory.py", "--limit", "public"], cwd=copy)
     assert drift.returncode == 0, drift.output
 

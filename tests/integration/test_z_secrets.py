@@ -10,8 +10,8 @@ import json
 import re
 import subprocess
 
-from iac import fact_batch
-from iac.secrets import all_secret_values
+from iac.pyinfra_ext import fact_batch
+from stack.secrets import all_secret_values
 from tests.integration.conftest import REPO, Sandbox
 
 
@@ -28,7 +28,7 @@ def test_canary_secrets_never_appear_in_outputs_or_repository(sandbox: Sandbox, 
     assert len(outputs) >= 5, "expected the outputs of this session's runs"
     leaks = [(f.name, s[:20]) for f in outputs for s in secrets if s in f.read_text(errors="replace")]
     assert leaks == []
-    # the fact records (iac/fact_batch.py) hold fact arguments, never a secret
+    # the fact records (iac/pyinfra_ext/fact_batch.py) hold fact arguments, never a secret
     records = sorted(fact_batch.RECORD_DIR.glob("*.json"))
     assert records, "the fact records of this session's runs"
     assert [(f.name, s[:20]) for f in records for s in secrets if s in f.read_text(errors="replace")] == []

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from iac.stack import ConfigError, build_host_config
+from iac.errors import ConfigError
 from operations import django_app
+from stack.load import build_host_config
 from tests.unit.test_release_engine import release_engine
 
 # shaped like healthchecks.io: no gunicorn in requirements.txt, /api/v3/status/, compress after

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from iac.validate import load_inventory
+from cli.validate import load_inventory
+from iac.render import render
 from operations import backups as ops
-from operations.django_app import render
 from operations.postgres import DatabaseConnect
 
 REPO = Path(__file__).resolve().parents[2]

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from iac.stack import ConfigError, build_host_config
-from iac.validate import load_inventory
+from cli.validate import load_inventory
+from iac.errors import ConfigError
+from iac.render import render
 from operations import backups as ops
-from operations.django_app import render
+from stack.load import build_host_config
 
 REPO = Path(__file__).resolve().parents[2]
 engine = ops.engine
@@ -113,7 +114,7 @@ def test_bad_repository_url_is_refused(group_data: Path) -> None:
 
 
 def test_restic_and_webhook_secrets_are_required_secrets() -> None:
-    from iac.stack import secret_paths
+    from stack.load import secret_paths
 
     lan = load_inventory(REPO / "inventory.py")["lan"][0][1]["config"].model_dump()
     paths = {".".join(p) for p in secret_paths(data=lan, required_only=True)}

@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from cli.validate import load_inventory
 from iac import model
-from iac.inventory import check_overrides
-from iac.secrets import SecretsFile, production_secrets
-from iac.stack import ConfigError, build_host_config, secret_paths
-from iac.validate import load_inventory
+from iac.errors import ConfigError
+from stack.inventory import check_overrides
+from stack.load import build_host_config, secret_paths
+from stack.secrets import SecretsFile, production_secrets
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -59,7 +60,7 @@ def test_production_ssh_requires_known_host_keys_on_every_host(tmp_path: Path, m
 
 def test_a_real_production_run_without_pinned_host_keys_stops_before_connecting(tmp_path: Path,
                                                                                 monkeypatch) -> None:
-    from iac.inventory import strict_ssh
+    from stack.inventory import strict_ssh
 
     pinned = tmp_path / "known_hosts"
     monkeypatch.setenv("IAC_KNOWN_HOSTS_FILE", str(pinned))
@@ -80,7 +81,7 @@ def test_sandbox_may_only_override_listed_paths() -> None:
 
 def test_override_comparison_flags_paths_outside_the_allowed_list(tmp_path: Path) -> None:
     """The comparison the integration test runs on the real inventories, on synthetic stacks."""
-    from iac.inventory import unexplained_differences
+    from stack.inventory import unexplained_differences
 
     prod = load_inventory(REPO / "inventory.py")["public"][0][1]["config"].model_dump()
     secrets = SecretsFile(tmp_path / "s.json", generate=True)
@@ -171,7 +172,7 @@ class _WithSecret(model.Strict):
 
 
 def test_secret_fields_are_found_in_the_model_tree() -> None:
-    from iac.stack import secret_paths as paths
+    from stack.load import secret_paths as paths
 
     assert paths(_WithSecret) == [("inner", "token"), ("inner", "maybe")]
     assert paths(_WithSecret, required_only=True) == [("inner", "token")]
@@ -204,7 +205,7 @@ def test_the_secrets_file_is_0600_from_its_first_byte_whatever_the_umask(tmp_pat
     a file there readable by others, even under umask 000, and a planted link is never followed."""
     import os
 
-    from iac import secrets as secrets_module
+    from stack import secrets as secrets_module
 
     path = tmp_path / "sbx" / "secrets.json"
     seen: list[tuple[str, int, int]] = []  # (what, flags or 0, mode of the file at that moment)
@@ -239,7 +240,7 @@ def test_the_secrets_file_is_0600_from_its_first_byte_whatever_the_umask(tmp_pat
 
 
 def test_a_failed_secrets_write_leaves_the_old_file_and_no_temporary(tmp_path: Path, monkeypatch) -> None:
-    from iac import secrets as secrets_module
+    from stack import secrets as secrets_module
 
     path = tmp_path / "secrets.json"
     secrets_module.write_private(path, '{"lan": {}}')

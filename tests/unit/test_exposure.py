@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from iac.stack import ConfigError, build_host_config
+from iac.errors import ConfigError
+from iac.render import render
 from operations.confirmed import ExposureState
-from operations.django_app import render
+from stack.load import build_host_config
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -1,4 +1,5 @@
-"""Batched facts (iac/fact_batch.py) and the cheap pyinfra helpers (iac/fast_prepare.py), without a host.
+"""Batched facts (iac/pyinfra_ext/fact_batch.py) and the cheap pyinfra helpers
+(iac/pyinfra_ext/fast_prepare.py), without a host.
 
 The batch's framing is checked by running it in a real ``sh`` here: every fact command must come
 back with exactly the lines and exit status it gives when run on its own, whatever it prints.
@@ -19,9 +20,9 @@ from pyinfra.api.command import MaskString, StringCommand
 from pyinfra.facts.files import File
 from pyinfra.facts.server import Hostname
 
-from iac import fact_batch, fast_prepare
-from iac.fact_batch import FactCall, batch_script, parse_batch, split_lines
-from iac.shared_facts import SystemdUnits
+from iac.pyinfra_ext import fact_batch, fact_calls, fast_prepare
+from iac.pyinfra_ext.fact_batch import FactCall, batch_script, parse_batch, split_lines
+from iac.pyinfra_ext.shared_facts import SystemdUnits
 
 SYSTEMD = SystemdUnits()
 
@@ -79,7 +80,7 @@ def test_a_call_is_keyed_by_fact_arguments_and_how_it_runs() -> None:
     # a tuple and a list key alike (a record is JSON)
     assert (FactCall.describe(File, {"path": ("a", "b")}, {}).key
             == FactCall.describe(File, {"path": ["a", "b"]}, {}).key)
-    assert fact_batch.fact_class(plain.fact) is File
+    assert fact_calls.fact_class(plain.fact) is File
 
 
 @pytest.mark.parametrize(("kwargs", "executor"), [
@@ -211,8 +212,8 @@ def test_install_replaces_the_helpers_pyinfra_calls() -> None:
 
 # -- systemd unit facts answered from one shared `systemctl show` -----------------------------------
 
-def _systemd_call(fact: str, services, **extra) -> fact_batch.FactCall:
-    return fact_batch.FactCall(f"pyinfra.facts.systemd:{fact}", {"services": services, **extra}, {})
+def _systemd_call(fact: str, services, **extra) -> fact_calls.FactCall:
+    return fact_calls.FactCall(f"pyinfra.facts.systemd:{fact}", {"services": services, **extra}, {})
 
 
 SHARED_OUTPUT = ["Id=nginx.service", "SubState=running", "UnitFileState=enabled", "",
@@ -227,7 +228,7 @@ def test_only_plain_named_units_share_one_systemctl() -> None:
                  _systemd_call("SystemdStatus", ["nginx"]),  # no suffix: pyinfra's own command
                  _systemd_call("SystemdStatus", ["nginx.service"], user_mode=True),
                  _systemd_call("SystemdStatus", ["nginx.service"], machine="other"),
-                 fact_batch.FactCall("pyinfra.facts.server:Users", {}, {})):
+                 fact_calls.FactCall("pyinfra.facts.server:Users", {}, {})):
         assert SYSTEMD.keys(call, None) is None, call
 
 
@@ -311,7 +312,7 @@ class KernelDependentFact(FactBase):
 
 
 def test_a_fact_is_prepared_per_host_unless_a_shared_command_answers_it() -> None:
-    own = FactCall(fact_batch.fact_path(KernelDependentFact), {}, {})
+    own = FactCall(fact_calls.fact_path(KernelDependentFact), {}, {})
     assert fact_batch.prepare("linux-host", own).command == "echo Linux"
     KERNEL["name"] = "FreeBSD"
     try:
@@ -383,8 +384,8 @@ def run_from_record(monkeypatch, tmp_path: Path, record: str) -> tuple[Recording
     monkeypatch.setattr(fact_batch, "_WARNED", set())
     monkeypatch.setattr(fact_batch.atexit, "register", lambda *_: None)
     imported: list[str] = []
-    real_import = fact_batch.importlib.import_module
-    monkeypatch.setattr(fact_batch.importlib, "import_module", lambda name: imported.append(name) or real_import(name))
+    real_import = fact_calls.importlib.import_module
+    monkeypatch.setattr(fact_calls.importlib, "import_module", lambda name: imported.append(name) or real_import(name))
     host = RecordingHost("web1")
     fact_batch.record_file(host, "deploy.py").write_text(record)
     state = types.SimpleNamespace(current_deploy_filename="deploy.py",
@@ -441,7 +442,7 @@ def test_a_good_record_batches_without_a_warning(monkeypatch, tmp_path, caplog) 
                {"fact": "pyinfra.facts.files:FindInFile", "executor": GOOD_ENTRY["executor"],
                 "kwargs": {"path": "/etc/hosts", "pattern": "^127.0.1.1\\tname it$", "interpolate_variables": False,
                            "extended_regex": False}},
-               {"fact": "operations.guarded:Sha256Files", "kwargs": {"paths": ["/etc/hostname", "/etc/hosts"]},
+               {"fact": "iac.guarded:Sha256Files", "kwargs": {"paths": ["/etc/hostname", "/etc/hosts"]},
                 "executor": GOOD_ENTRY["executor"]}]
     with caplog.at_level(logging.WARNING, logger="pyinfra"):
         host, gathered, _ = run_from_record(monkeypatch, tmp_path, json.dumps(entries))

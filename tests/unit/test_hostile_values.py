@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 
-from iac.secrets import SecretsFile
-from iac.stack import ConfigError, build_host_config
+from iac.errors import ConfigError
+from stack.load import build_host_config
+from stack.secrets import SecretsFile
 
 REPO = Path(__file__).resolve().parents[2]
 HOSTS = {"public": "srv1178562", "lan": "gts-server"}

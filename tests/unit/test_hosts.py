@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from iac.inventory import check_overrides, group_entries
-from iac.stack import ConfigError, build_host_config, declared_hosts
+from iac.errors import ConfigError
+from stack.inventory import check_overrides, group_entries
+from stack.load import build_host_config, declared_hosts
 
 REPO = Path(__file__).resolve().parents[2]
 SECOND = ('    "srv2": {"apps": {"chip_dashboard": {"allowed_hosts": ["b.pravoo.in"],\n'

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from iac.stack import GROUP_DATA, build_host_config, read_group_file
 from operations import orphans
+from stack.load import GROUP_DATA, build_host_config, read_group_file
 
 
 class FakeHost:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from iac.stack import (
+from operations.django_app import release_difference
+from stack.load import (
     GROUP_DATA,
     RELEASE_ONLY_ENV,
     ConfigError,
@@ -20,7 +21,6 @@ from iac.stack import (
     release_only,
     unpin_stack_revision,
 )
-from operations.django_app import release_difference
 
 C1, C2 = "1" * 40, "2" * 40
 

@@ -1,4 +1,4 @@
-"""Uploads through sudo are staged in the login's private directory (iac/sudo_staging.py), without a host.
+"""Uploads through sudo are staged in the login's private directory (iac/pyinfra_ext/sudo_staging.py), without a host.
 
 No pyinfra patch does it: pyinfra's ``_temp_dir`` global argument in the host's data does. The
 tests below pin the pyinfra 3.10 behaviour that relies on (facts, the askpass script, the SSH
@@ -22,10 +22,10 @@ from pyinfra.connectors.util import CommandOutput, OutputLine, make_unix_command
 from pyinfra.context import ctx_host, ctx_state
 from pyinfra.facts.files import File
 
-from iac import sudo_staging
-from iac.secrets import SecretsFile, crypt_sha512
-from iac.stack import ConfigError
-from iac.validate import load_inventory
+from cli.validate import load_inventory
+from iac.errors import ConfigError
+from iac.pyinfra_ext import sudo_staging
+from stack.secrets import SecretsFile, crypt_sha512
 
 REPO = Path(__file__).resolve().parents[2]
 STAGING = "/home/gts/.cache/iac-staging"

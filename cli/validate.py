@@ -9,9 +9,8 @@ import runpy
 import sys
 from pathlib import Path
 
-from iac.stack import ConfigError
-
-REPO = Path(__file__).resolve().parent.parent
+from iac.errors import ConfigError
+from iac.repo import REPO
 
 
 def load_inventory(path: Path) -> dict[str, list]:

@@ -20,7 +20,7 @@ from pyinfra import host
 from pyinfra.api import FactBase, StringCommand, operation
 from pyinfra.facts.files import File, Sha256File
 
-from iac.sudo_staging import upload
+from iac.pyinfra_ext.sudo_staging import upload
 
 
 def env_digests(text: str, salt: str) -> dict[str, str]:
@@ -92,7 +92,7 @@ def secret_file(dest: str, content: str, user: str = "root", group: str = "root"
             host.noop(f"~ update {dest}: content differs from the declared one (not shown: it holds secrets)"
                       if current else f"+ create {dest} (content not shown: it holds secrets)")
         # upload to a 0600 temporary file first: the secret is never readable by others (through sudo,
-        # pyinfra stages it before that in the login's private directory: iac/sudo_staging.py)
+        # pyinfra stages it before that in the login's private directory: iac/pyinfra_ext/sudo_staging.py)
         tmp = f"{dest}.iac-new"
         yield StringCommand(f"install -m 600 /dev/null {shlex.quote(tmp)}")
         yield upload(data, tmp)

@@ -12,7 +12,7 @@ kept per host and operation as ``host_details``, so that the drift report shows 
 only which operation. (No secret is written through an operation that diffs: secret files go
 through ``secret_file``, which compares hashes; tests search every output for canary values.)
 
-Usage: python -m iac.plan_runner INVENTORY deploy.py --dry --json   (any pyinfra arguments)
+Usage: python -m iac.pyinfra_ext.plan_runner INVENTORY deploy.py --dry --json   (any pyinfra arguments)
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ done here:
   7.   databases from the offsite dumps     -> `iac-backup restore DB --from offsite` per database
   then each app answers through nginx, and the drift check reports the host in sync.
 
-Usage: python -m iac.dr INVENTORY --limit GROUP [--yes]
+Usage: python -m cli.dr INVENTORY --limit GROUP [--yes]
 Production (a stack named "production") asks for the host name unless --yes.
 """
 
@@ -25,13 +25,12 @@ import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-from iac import drift
-from iac.backups import Target, app_answers, targets
-from iac.stack import ConfigError
+from cli import drift
+from cli.backups import Target, app_answers, targets
+from iac.errors import ConfigError
+from iac.repo import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 PYINFRA = str(REPO / ".venv/bin/pyinfra")
 
 
@@ -97,7 +96,7 @@ def rebuild(inventory: str, target: Target, times: dict[str, float]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="iac.dr", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="cli.dr", description=__doc__.splitlines()[0])
     p.add_argument("inventory")
     p.add_argument("--limit", required=True, help="the group or host to rebuild, e.g. lan")
     p.add_argument("--yes", action="store_true")

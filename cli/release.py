@@ -7,7 +7,7 @@
             production (one line, layout and other apps untouched: commit it), the stack's own
             values file for any other stack (the sandbox's .sandbox/<name>/stack.json), never
             production's group_data from a sandbox release
-3. preview  the plan of that app's steps only (``iac.drift`` with IAC_RELEASE_ONLY), with what
+3. preview  the plan of that app's steps only (``cli.drift`` with IAC_RELEASE_ONLY), with what
             differs ("the stack declares v2 ...")
 4. apply    ``pyinfra INVENTORY deploy.py --limit HOST -y`` with IAC_RELEASE_ONLY=APP: only that
             app's steps (deploy.py ``one_app``); production asks first
@@ -15,7 +15,7 @@
 If the release fails, the release engine has kept the old release serving; the stack's revision
 is put back to what it was, so that what is declared is again what serves.
 
-Usage: python -m iac.release INVENTORY APP [--rev REV] [--yes]
+Usage: python -m cli.release INVENTORY APP [--rev REV] [--yes]
 Exit codes: 0 released (or already live), 1 refused or failed (the old release serves).
 """
 
@@ -29,10 +29,12 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from iac.backups import Target
-from iac.drift import DRIFT, IN_SYNC, check, redact
-from iac.rollback import find_app
-from iac.stack import (
+from cli.backups import Target
+from cli.drift import DRIFT, IN_SYNC, check, redact
+from cli.rollback import find_app
+from iac.repo import REPO
+from operations.facts import COMMIT_RE, GitRemoteCommit
+from stack.load import (
     GROUP_DATA,
     RELEASE_ONLY_ENV,
     ConfigError,
@@ -41,9 +43,6 @@ from iac.stack import (
     pin_stack_revision,
     unpin_stack_revision,
 )
-from operations.facts import COMMIT_RE, GitRemoteCommit
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def resolve(target: Target, app: str, revision: str) -> str:
@@ -114,7 +113,7 @@ class Declared:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m iac.release", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m cli.release", description=__doc__.split("\n\n")[0])
     parser.add_argument("inventory")
     parser.add_argument("app")
     parser.add_argument("--rev", help="tag, branch or full commit to release (default: the declared revision, "

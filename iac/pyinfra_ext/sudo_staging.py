@@ -9,7 +9,7 @@ directory of its own: ``_temp_dir`` in its host data (pyinfra's global argument,
 facts, file operations and askpass script all read), under the login's home, mode 0700: nobody
 but that login (and root) can open anything in it, whatever mode each file gets on the way.
 
-+ ``host_data``: the ``_temp_dir`` an inventory entry gets (iac/inventory.py ``host_entry``), the
++ ``host_data``: the ``_temp_dir`` an inventory entry gets (stack/inventory.py ``host_entry``), the
   one place the path is derived;
 + ``prepare``: makes the directory as the login user; each deploy file calls it first, before
   the first fact (which makes the askpass script) and the first upload;
@@ -34,7 +34,7 @@ from pyinfra import host as current_host
 from pyinfra.api import FileUploadCommand, StringCommand
 from pyinfra.api.exceptions import PyinfraError
 
-from iac.stack import ConfigError
+from iac.errors import ConfigError
 
 # a login name as useradd takes it: the path below goes into pyinfra's askpass shell script unquoted
 _LOGIN = re.compile(r"[a-z_][a-z0-9_-]{0,31}")

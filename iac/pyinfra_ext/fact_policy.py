@@ -1,6 +1,6 @@
 """Which facts a fact record may name, and what each of their arguments may be: the one place.
 
-A fact record (``.cache/facts/*.json``, iac/fact_batch.py) is read back at the start of a run and
+A fact record (``.cache/facts/*.json``, iac/pyinfra_ext/fact_batch.py) is read back at the start of a run and
 each entry's command runs on the host, as root on production. In CI the records come back from an
 actions cache that other branches can write, so a record is hostile input: an entry could name
 any class by import path (``pyinfra.facts.server:Command`` with ``command="..."``) or give one of
@@ -29,8 +29,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-# how a run says that a record held something it did not use (iac/fact_batch.py logs it; the
-# drift gate, which keeps pyinfra's output to itself, passes such lines on: iac/drift.py)
+# how a run says that a record held something it did not use (iac/pyinfra_ext/fact_batch.py logs it; the
+# drift gate, which keeps pyinfra's output to itself, passes such lines on: cli/drift.py)
 WARNING_PREFIX = "fact record "
 
 
@@ -120,7 +120,7 @@ ALLOWED_FACTS: dict[str, dict[str, Kind]] = {
     "operations.backups:MountPoint": _FILE,
     "operations.backups:ResticRepositoryState": {"env_file": PATH},
     "operations.confirmed:ExposureState": {},
-    "operations.guarded:Sha256Files": {"paths": list_of(PATH)},
+    "iac.guarded:Sha256Files": {"paths": list_of(PATH)},
     "operations.network:InterfaceState": {"interface": NAME},
     "operations.postgres:SchemaAccess": {"database": NAME, "role": NAME},
     "operations.postgres:DatabaseConnect": {"database": NAME, "owner": NAME},
@@ -128,7 +128,7 @@ ALLOWED_FACTS: dict[str, dict[str, Kind]] = {
 
 # fact classes defined in this repo that are never recorded, and why (tests/unit/test_fact_policy.py)
 NEVER_RECORDED = {
-    "operations.guarded:EnvFileDigests": "its salt is a secret (fact_batch.SECRET_ARGUMENTS)",
+    "iac.guarded:EnvFileDigests": "its salt is a secret (fact_calls.SECRET_ARGUMENTS)",
 }
 
 # how a fact's command runs (pyinfra's connector arguments a call carries); none of the others

@@ -11,7 +11,7 @@ A secrets file is JSON shaped like the option tree, one object per group::
   throwaway canary values (``CANARY-<path>-<random>``), so tests can search every output and the
   repository for them.
 
-Which secrets exist follows from the model and the declared values (``iac.stack.secret_paths``):
+Which secrets exist follows from the model and the declared values (``stack.load.secret_paths``):
 an app declared in group_data brings its ``secret_key`` with it.
 """
 
@@ -26,7 +26,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from iac.stack import GROUPS, ConfigError, option_extra, placeholder
+from iac.errors import ConfigError
+from stack.load import GROUPS, option_extra, placeholder
 
 CANARY_PREFIX = "CANARY-"
 

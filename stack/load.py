@@ -19,12 +19,10 @@ from pathlib import Path
 from typing import Any, get_args, get_origin
 
 from pydantic import BaseModel, SecretStr, ValidationError
-from pyinfra.api.exceptions import PyinfraError
 
+from iac.errors import ConfigError
 from iac.model import HOSTNAME_RE, OFFLINE_PLACEHOLDER, HostConfig
-
-REPO = Path(__file__).resolve().parent.parent
-GROUP_DATA = REPO / "group_data"
+from iac.repo import GROUP_DATA
 
 # The groups of every stack: group_data/<group>.py holds a group's values and, under ``hosts``, its
 # hosts (inventory name -> the values that differ per host); all.py holds values shared by every
@@ -33,12 +31,6 @@ GROUPS: tuple[str, ...] = ("public", "lan")
 
 # the name in a group_data file that declares the group's hosts (not an option of the model)
 HOSTS_KEY = "hosts"
-
-
-class ConfigError(PyinfraError):
-    """Invalid configuration; the message is meant for the operator, one problem per line.
-
-    A PyinfraError, so the pyinfra CLI prints just this message (no traceback) and exits 1."""
 
 
 @dataclass
@@ -345,7 +337,7 @@ def build_host_config(
     """Validate one host's configuration; raise ConfigError with an operator-facing message.
 
     ``secrets`` is a source with ``provide(group, paths, required) -> nested dict`` (see
-    iac.secrets); without one, required secrets get a placeholder (offline validation).
+    stack.secrets); without one, required secrets get a placeholder (offline validation).
     """
     layers = load_layers(group, overrides, group_data, hostname)
     merged: dict[str, Any] = {}
@@ -404,7 +396,7 @@ def host_config(host: Any) -> HostConfig:
     return config
 
 
-# ---- the declared revision, written by `make release` (iac/release.py)
+# ---- the declared revision, written by `make release` (cli/release.py)
 
 def read_stack_values(path: Path) -> dict[str, Any]:
     """A non-production stack's own values (``{group: {option: ...}}``), kept beside the stack

@@ -9,7 +9,7 @@ release migrated. The older release is checked on a socket of its own before the
 The declared revision is not changed: drift reports the live release as differing from the
 declared one until the stack's configuration says so (the command prints the line to set).
 
-Usage: python -m iac.rollback INVENTORY APP [--to COMMIT] [--from-backup] [--yes]
+Usage: python -m cli.rollback INVENTORY APP [--to COMMIT] [--from-backup] [--yes]
 Exit codes: 0 rolled back, 1 refused or failed (the current release stays live).
 """
 
@@ -21,9 +21,9 @@ import shlex
 import sys
 from pathlib import Path
 
-from iac.backups import Target, app_answers
-from iac.stack import ConfigError
-from iac.validate import load_inventory
+from cli.backups import Target, app_answers
+from cli.validate import load_inventory
+from iac.errors import ConfigError
 from operations.django_app import RELEASE_ENGINE
 
 
@@ -38,7 +38,7 @@ def find_app(inventory: str, app: str) -> Target:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m iac.rollback", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m cli.rollback", description=__doc__.split("\n\n")[0])
     parser.add_argument("inventory")
     parser.add_argument("app")
     parser.add_argument("--to", help="commit (or its first characters) of the kept release to go back to")

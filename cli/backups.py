@@ -5,10 +5,10 @@ and runs the host engine (``/usr/local/sbin/iac-backup``, files/usr/local/lib/ia
 over SSH with the inventory's connection details. Output is the engine's JSON, or a short text
 summary of it.
 
-Usage: python -m iac.backups INVENTORY status [--format text|json] [--limit GROUP]
-       python -m iac.backups INVENTORY now [--what dumps|offsite|system-state|all]
-       python -m iac.backups INVENTORY restore --db NAME [--from local|offsite] [--at TIME] [--yes]
-       python -m iac.backups INVENTORY drill [--format text|json]
+Usage: python -m cli.backups INVENTORY status [--format text|json] [--limit GROUP]
+       python -m cli.backups INVENTORY now [--what dumps|offsite|system-state|all]
+       python -m cli.backups INVENTORY restore --db NAME [--from local|offsite] [--at TIME] [--yes]
+       python -m cli.backups INVENTORY drill [--format text|json]
 
 Exit codes (status and drill): 0 all fresh / equal, 2 something stale, failed or different,
 1 error (invalid configuration, unreachable host).
@@ -26,9 +26,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cli.validate import load_inventory
+from iac.errors import ConfigError
 from iac.model import HostConfig
-from iac.stack import ConfigError
-from iac.validate import load_inventory
 from operations.backups import OPERATOR_COMMAND, offsite_targets
 from operations.django_app import _context
 from operations.facts import http_check_command
@@ -239,7 +239,7 @@ def cmd_drill(inventory: str, fmt: str, limit: str | None) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="iac.backups", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="cli.backups", description=__doc__.splitlines()[0])
     p.add_argument("inventory")
     sub = p.add_subparsers(dest="cmd", required=True)
     for name in ("status", "drill"):

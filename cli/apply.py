@@ -2,7 +2,7 @@
 the apply. On production it asks before changing anything (CONFIRM=yes / --yes skips the question,
 for a pipeline that has shown the preview to a person already).
 
-Usage: python -m iac.apply INVENTORY [--limit HOST] [--yes]
+Usage: python -m cli.apply INVENTORY [--limit HOST] [--yes]
 Exit codes: 0 applied (or nothing to apply), 1 refused, not confirmed, or the apply failed.
 """
 
@@ -14,11 +14,11 @@ import subprocess
 import sys
 from pathlib import Path
 
-from iac.drift import plan, report
-from iac.stack import ConfigError, config_secret_values
-from iac.validate import load_inventory
-
-REPO = Path(__file__).resolve().parent.parent
+from cli.drift import plan, report
+from cli.validate import load_inventory
+from iac.errors import ConfigError
+from iac.repo import REPO
+from stack.load import config_secret_values
 
 
 def confirmed(production: bool, assume_yes: bool, ask=input, interactive: bool | None = None) -> bool:
@@ -32,7 +32,7 @@ def confirmed(production: bool, assume_yes: bool, ask=input, interactive: bool |
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m iac.apply", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m cli.apply", description=__doc__.split("\n\n")[0])
     parser.add_argument("inventory")
     parser.add_argument("--limit", help="only these hosts or groups (pyinfra --limit)")
     parser.add_argument("--yes", action="store_true", help="do not ask on production")

@@ -5,7 +5,7 @@ webhook URL is a secret: it comes from the environment (``DRIFT_WEBHOOK_URL``), 
 argument, and is never printed. The message names the inventory, each drifted host and
 operation with what differs (already redacted by the report) and, on GitHub, the run's URL.
 
-Usage: DRIFT_WEBHOOK_URL=... python -m iac.drift_notify drift.json
+Usage: DRIFT_WEBHOOK_URL=... python -m cli.drift_notify drift.json
 Exit codes: 0 posted, 1 not posted (no URL, unreadable report, the webhook refused).
 """
 
@@ -18,7 +18,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from iac.drift import DriftReport
+from cli.drift import DriftReport
 
 LIMIT = 1900  # Discord refuses content over 2000 characters
 
@@ -62,7 +62,7 @@ def post(url: str, content: str, timeout: float = 20) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if len(args) != 1:
-        print("usage: DRIFT_WEBHOOK_URL=... python -m iac.drift_notify drift.json", file=sys.stderr)
+        print("usage: DRIFT_WEBHOOK_URL=... python -m cli.drift_notify drift.json", file=sys.stderr)
         return 1
     url = os.environ.get("DRIFT_WEBHOOK_URL", "")
     if not url:

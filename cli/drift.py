@@ -28,7 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
-REPO = Path(__file__).resolve().parent.parent
+from iac.repo import REPO  # pathlib only: cheap before the early start
+
 IN_SYNC, ERROR, DRIFT = 0, 1, 2
 
 
@@ -36,7 +37,8 @@ def start_plan(inventory: str, deploy: str = "deploy.py", extra_args: list[str] 
     """Start pyinfra's change detection (``finish_plan`` reads it): the caller works meanwhile."""
     env = {k: v for k, v in os.environ.items() if k != "PYINFRA_YES"}
     env["PYINFRA_PROGRESS"] = "off"
-    cmd = [str(REPO / ".venv/bin/python"), "-m", "iac.plan_runner", inventory, deploy, "--dry", "--diff", "--json",
+    cmd = [str(REPO / ".venv/bin/python"), "-m", "iac.pyinfra_ext.plan_runner", inventory, deploy, "--dry", "--diff",
+           "--json",
            *(extra_args or [])]
     return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL)
@@ -50,7 +52,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="python -m iac.drift", description=__doc__.splitlines()[0])
+    parser = _Parser(prog="python -m cli.drift", description=__doc__.splitlines()[0])
     parser.add_argument("inventory", help="inventory file, e.g. sandbox/inventory.py")
     parser.add_argument("--limit", help="only these hosts or groups, comma-separated (pyinfra --limit)")
     parser.add_argument("--format", choices=["text", "json", "markdown"], default="text",
@@ -83,7 +85,7 @@ _EARLY = _early_start() if __name__ == "__main__" else None
 # the report's models (after the early start above: the order matters for speed only)
 from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
 
-from iac.fact_policy import WARNING_PREFIX  # noqa: E402
+from iac.pyinfra_ext.fact_policy import WARNING_PREFIX  # noqa: E402
 
 MAX_DETAILS = 40  # lines of what differs per operation and host (a new file's diff is all of it)
 
@@ -267,8 +269,9 @@ def in_sync(code: int, data: dict | None) -> bool:
 def redacted_report(inventory: str, code: int, data: dict | None, stderr: str) -> DriftReport:
     """The report with every secret value of the stack redacted; or the configuration's error."""
     # the values to redact come from the stack itself, whichever it is (iac/ never imports sandbox/)
-    from iac.stack import ConfigError, config_secret_values  # noqa: PLC0415 (only a drift or an error needs it)
-    from iac.validate import load_inventory  # noqa: PLC0415
+    from cli.validate import load_inventory  # noqa: PLC0415
+    from iac.errors import ConfigError
+    from stack.load import config_secret_values  # noqa: PLC0415 (only a drift or an error needs it)
 
     try:
         secret_values = [v for _group, hosts in load_inventory(Path(inventory)).items()

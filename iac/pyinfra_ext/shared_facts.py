@@ -1,7 +1,7 @@
 """Facts of one kind answered together, inside a fact batch, by one command instead of one each.
 
 A converged LAN host asks for about 70 file stats, 50 file hashes and 20 unit states. In a batch
-(iac/fact_batch.py) each fact's own command runs as a background job: three forks and an exec
+(iac/pyinfra_ext/fact_batch.py) each fact's own command runs as a background job: three forks and an exec
 apiece, 2 ms of host CPU, most of the batch's CPU after ``git ls-remote``. Here each kind is
 answered by one process (``stat`` of every path, ``sha1sum`` of every file, ``systemctl show`` of
 every unit), and its output is cut into what each fact's own command would have printed, so each
@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Protocol
 from pyinfra.api.command import StringCommand
 
 if TYPE_CHECKING:
-    from iac.fact_batch import FactCall
+    from iac.pyinfra_ext.fact_calls import FactCall
 
 # an argument that the shell reads as itself: pyinfra leaves it unquoted, and it holds no space,
 # newline or quote, so it can be told apart in the shared output
@@ -305,7 +305,7 @@ class EngineCalls:
     name: str = "engine calls"
 
     def keys(self, call: FactCall, own: str | None) -> list[str] | None:
-        from iac.fact_batch import fact_class
+        from iac.pyinfra_ext.fact_calls import fact_class
 
         if call.fact in SOURCES and not call.kwargs:
             return [json.dumps([{"source": call.fact}, False])]
@@ -326,7 +326,7 @@ class EngineCalls:
                              shlex.quote(ENGINE_RUNNER), shlex.quote(json.dumps(calls)))
 
     def split(self, lines: list[str], keys: list[str]) -> dict[str, list[str]] | None:
-        from iac.fact_batch import split_lines
+        from iac.pyinfra_ext.fact_calls import split_lines
 
         parts: dict[str, list[str]] = {}
         answered: set[int] = set()

@@ -4,13 +4,13 @@ Prints, as medians of ``--runs`` paired runs (floor and drift alternate, so a bu
 both alike):
 
 * floor: ``pyinfra INVENTORY fact server.Hostname`` (start, connect every host, one command each);
-* drift: ``python -m iac.drift INVENTORY`` (what ``make drift`` runs), and its ratio to the floor;
+* drift: ``python -m cli.drift INVENTORY`` (what ``make drift`` runs), and its ratio to the floor;
 * converged apply: ``pyinfra INVENTORY deploy.py -y`` on hosts already converged (not on
   production: there an apply is never a measurement);
 * remote commands per host during one drift check (counted from pyinfra's ``--debug`` output;
   only counted, never printed: commands may name secret paths);
 * the same check once with ``IAC_FACT_BATCH=off`` (one command per fact, no
-  cache), its time and commands per host: the "before" of iac/fact_batch.py, in the same run;
+  cache), its time and commands per host: the "before" of iac/pyinfra_ext/fact_batch.py, in the same run;
 * ms per checked operation (drift time / operations in the plan, all hosts).
 
 With ``--scale GROUP`` it measures how the check grows with hosts instead: floor and drift on the
@@ -18,7 +18,7 @@ group's first host alone (``--limit``) and on every host of the group, paired, a
 (hosts are checked in parallel: the goal is at most 2x for 8 hosts). ``make bench HOSTS=N``
 makes the sandbox's group of N public hosts first (sandbox/scale.py).
 
-Usage: python -m iac.bench INVENTORY [--runs N] [--scale GROUP]
+Usage: python -m cli.bench INVENTORY [--runs N] [--scale GROUP]
 """
 
 from __future__ import annotations
@@ -34,10 +34,10 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from iac.drift import plan
-from iac.validate import load_inventory
+from cli.drift import plan
+from cli.validate import load_inventory
+from iac.repo import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 COMMAND_RE = re.compile(r"Running command on (\S+?):")
 
 
@@ -70,8 +70,8 @@ def scale(inventory: str, group: str, names: list[str], runs: int) -> int:
     for _ in range(runs):
         for key, argv in (("floor 1", [pyinfra, inventory, "--limit", one, "fact", "server.Hostname"]),
                           ("floor N", [pyinfra, inventory, "--limit", many, "fact", "server.Hostname"]),
-                          ("drift 1", [py, "-m", "iac.drift", inventory, "--limit", one]),
-                          ("drift N", [py, "-m", "iac.drift", inventory, "--limit", many])):
+                          ("drift 1", [py, "-m", "cli.drift", inventory, "--limit", one]),
+                          ("drift N", [py, "-m", "cli.drift", inventory, "--limit", many])):
             seconds, code, used = timed_cpu(argv)
             if code != 0:
                 print(f"bench: {key.replace('N', str(len(names)))} hosts did not succeed (exit {code}); "
@@ -96,7 +96,7 @@ def scale(inventory: str, group: str, names: list[str], runs: int) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m iac.bench", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m cli.bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("inventory")
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--scale", metavar="GROUP", help="time the check on 1 host of GROUP against all of it")
@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench: the floor command failed (exit {code}): are the hosts up?", file=sys.stderr)
             return 1
         floor.append(seconds)
-        seconds, code = timed([py, "-m", "iac.drift", args.inventory])
+        seconds, code = timed([py, "-m", "cli.drift", args.inventory])
         if code != 0:
             print(f"bench: the drift check did not say 'in sync' (exit {code}): converge first", file=sys.stderr)
             return 1

@@ -15,7 +15,7 @@ stats). Each costs an SSH round trip. This module, installed by deploy.py, chang
    have read. A fact the record does not hold, or whose batched command failed, is fetched on
    its own, the normal way (and recorded for next time). A record is hostile input (CI restores
    it from a shared cache): only this repo's fact classes with arguments of the declared kinds
-   are read back (iac/fact_policy.py); any other entry is ignored, never run, and said.
+   are read back (iac/pyinfra_ext/fact_policy.py); any other entry is ignored, never run, and said.
 
 With ``-y`` pyinfra decides each operation while it executes, after the operations above it ran.
 There the cache holds until something changes the host: a command that is not a fact's, or an
@@ -33,7 +33,6 @@ import atexit
 import base64
 import copy
 import functools
-import importlib
 import json
 import os
 import pickle
@@ -47,91 +46,20 @@ from typing import Any
 import gevent
 from pyinfra import logger
 from pyinfra.api import facts as pyinfra_facts
-from pyinfra.api.arguments import CONNECTOR_ARGUMENT_KEYS
-from pyinfra.api.command import MaskString, StringCommand
+from pyinfra.api.command import StringCommand
 from pyinfra.api.facts import FactBase
 from pyinfra.api.host import Host
 from pyinfra.api.state import StateStage
 from pyinfra.context import ContextObject
 
-from iac import fact_policy
-from iac.shared_facts import Shared, shared_for
+from iac.pyinfra_ext import fact_policy
+from iac.pyinfra_ext.fact_calls import FactCall, fact_class, split_lines
+from iac.pyinfra_ext.shared_facts import Shared, shared_for
+from iac.repo import REPO
 
-REPO = Path(__file__).resolve().parent.parent
 RECORD_DIR = Path(os.environ.get("IAC_FACT_RECORDS") or REPO / ".cache" / "facts")
-# arguments that may carry a secret: such a fact is cached in memory but never recorded or batched
-SECRET_ARGUMENTS = ("password", "secret", "token", "salt", "key_data")
 STALE_AFTER = 3  # runs: a recorded fact nobody asked for in that many runs is no longer gathered
 _get_fact_one = pyinfra_facts._get_fact
-
-
-def fact_path(cls: type[FactBase]) -> str:
-    return f"{cls.__module__}:{cls.__qualname__}"
-
-
-def fact_class(path: str) -> type[FactBase]:
-    module, _, name = path.partition(":")
-    cls: Any = importlib.import_module(module)
-    for part in name.split("."):
-        cls = getattr(cls, part)
-    if not (isinstance(cls, type) and issubclass(cls, FactBase)):
-        raise TypeError(f"{path} is not a fact")
-    return cls
-
-
-def _plain(value: Any) -> bool:
-    """JSON-able without loss of meaning, and no masked (secret) string anywhere inside."""
-    if isinstance(value, MaskString):
-        return False
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return True
-    if isinstance(value, (list, tuple)):
-        return all(_plain(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
-    return False
-
-
-@dataclass(frozen=True)
-class FactCall:
-    """One fact as a host asks for it: class, arguments, and how its command is run."""
-
-    fact: str
-    kwargs: dict
-    executor: dict
-
-    @functools.cached_property
-    def key(self) -> str:
-        return json.dumps([self.fact, self.kwargs, self.executor], sort_keys=True)
-
-    @property
-    def recordable(self) -> bool:
-        return not any(word in name.lower() for name, value in self.kwargs.items() if value not in (None, "")
-                       for word in SECRET_ARGUMENTS)
-
-    @property
-    def allowed(self) -> bool:
-        """Recordable, and what the next run's read_record accepts (iac/fact_policy.py): a call whose
-        argument has another shape (a path with a space) is fetched the normal way each run."""
-        return self.recordable and fact_policy.refusal(self.fact, self.kwargs, self.executor) is None
-
-    def as_json(self) -> dict:
-        return {"fact": self.fact, "kwargs": self.kwargs, "executor": self.executor}
-
-    @classmethod
-    def describe(cls, fact: type[FactBase], fact_kwargs: dict, global_kwargs: dict) -> FactCall | None:
-        """The call, or None when it cannot be keyed safely (then pyinfra fetches it as always)."""
-        kwargs = {k: v for k, v in fact_kwargs.items() if k != "self"}
-        executor = {k: global_kwargs[k] for k in CONNECTOR_ARGUMENT_KEYS
-                    if global_kwargs.get(k) not in (None, {}, False)}
-        if fact.shell_executable:
-            executor["_shell_executable"] = fact.shell_executable
-        if any(k in executor for k in ("_sudo_password", "_su_password", "_stdin", "_retry_until", "_env")):
-            return None
-        if not (_plain(kwargs) and _plain(executor)):
-            return None
-        # tuples and lists key alike, as they would after a JSON round trip
-        return cls(fact_path(fact), json.loads(json.dumps(kwargs)), json.loads(json.dumps(executor)))
 
 
 # -- the batched command, and reading its output back into each fact's lines ----------------------
@@ -173,16 +101,6 @@ def batch_script(commands: list[StringCommand | str], nonce: str) -> StringComma
               '"$({', "cat", '"$d/$i";', "printf", "'\\n%s'", '"$(cat', '"$d/$i.s")";', "}", "|", "base64", '-w0)";',
               "i=$((i+1));", "done;", "fi"]
     return StringCommand(*parts)
-
-
-def split_lines(data: bytes) -> list[str]:
-    """Lines as pyinfra reads a command's stdout: split on newline, a final partial line kept."""
-    if not data:
-        return []
-    pieces = data.split(b"\n")
-    if pieces[-1] == b"":
-        pieces.pop()
-    return [p.decode("utf-8", errors="replace") for p in pieces]
 
 
 def parse_batch(lines: list[str], nonce: str, count: int) -> dict[int, tuple[int, list[str]]]:
@@ -229,7 +147,7 @@ def read_record(host: Any, deploy: str) -> dict[str, tuple[FactCall, int]]:
     """key -> (call, runs since it was last asked for); empty when missing or damaged.
 
     A record is hostile input (in CI it comes back from a shared cache): an entry is used only when
-    iac/fact_policy.py allows its class, each argument and how it runs. Anything else in it is
+    iac/pyinfra_ext/fact_policy.py allows its class, each argument and how it runs. Anything else in it is
     ignored, never imported or run, and the run says so once for the file (a warning naming the
     file and the first such entry); the next record written for the host leaves it out.
     """
@@ -331,7 +249,7 @@ def gather(state: Any, host: Any, calls: list[FactCall], entry: HostFacts | None
 
 @dataclass(frozen=True)
 class SharedJob:
-    """A batch job answering several facts with one command (iac/shared_facts.py)."""
+    """A batch job answering several facts with one command (iac/pyinfra_ext/shared_facts.py)."""
 
     shared: Shared
     keys: list[str]

@@ -2,7 +2,7 @@
 
 Both inventories (``inventory.py`` for production, ``sandbox/inventory.py``) build each group
 from the hosts group_data declares (``hosts`` in ``group_data/<group>.py``, read by
-``iac.stack.declared_hosts``); they differ only in connection details and in the option paths
+``stack.load.declared_hosts``); they differ only in connection details and in the option paths
 listed in ``ALLOWED_OVERRIDES``. Anything else a sandbox overrides is refused when the inventory
 loads, and a test compares the two validated models field by field. A sandbox may add replicas
 of a group's hosts (``hosts`` in its overrides: ``make bench HOSTS=N``); production cannot.
@@ -16,9 +16,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from iac import sudo_staging
 from iac.model import HostConfig
-from iac.stack import (
+from iac.pyinfra_ext import sudo_staging
+from stack.load import (
     GROUP_DATA,
     GROUPS,
     HOSTS_KEY,
@@ -133,7 +133,7 @@ def check_overrides(stack: str, overrides: Mapping[str, Any], declared: Mapping[
     if bad:
         raise ConfigError(
             f"stack {stack}: overrides of {', '.join(bad)} are not allowed; a stack may differ "
-            f"from production only in: {', '.join(ALLOWED_OVERRIDES)} (iac/inventory.py)"
+            f"from production only in: {', '.join(ALLOWED_OVERRIDES)} (stack/inventory.py)"
         )
 
 
@@ -153,9 +153,9 @@ def host_entry(
       non-production stack, of ``hosts`` in its overrides: a replica)
     + connection: pyinfra connection keys (``ssh_hostname``, ``ssh_user``, ...)
     + overrides: a non-production stack's differences from production (ALLOWED_OVERRIDES)
-    + secrets: where secrets come from (iac.secrets.SecretsFile); None: offline placeholders
+    + secrets: where secrets come from (stack.secrets.SecretsFile); None: offline placeholders
     + stack_values: a non-production stack's own values file (what `make release` pins there,
-      ``iac.stack.pin_stack_revision``), applied under ``overrides`` and held to the same
+      ``stack.load.pin_stack_revision``), applied under ``overrides`` and held to the same
       ALLOWED_OVERRIDES. Production keeps every value in group_data/.
 
     Example: ``host_entry("production", "public", "srv1178562", {"ssh_hostname": "72.61.148.117"})``"""

@@ -1,6 +1,6 @@
 """pyinfra's ``server.Users`` fact command, in one process: the same output, ten times cheaper.
 
-Run on the host by ``python3 -c`` inside a fact batch (iac/fact_batch.py). pyinfra's own command
+Run on the host by ``python3 -c`` inside a fact batch (iac/pyinfra_ext/fact_batch.py). pyinfra's own command
 is a shell loop that forks about ten processes per user (grep, lastlog, id twice, cut, tr): 0.2 s
 of host CPU on a host with 25 users, on every check. This prints, for each user, exactly the
 line that loop prints: ``ENTRY|primary group|all groups|lastlog line|password hash``.
