@@ -1,25 +1,25 @@
 """What the hosts are: read top to bottom, this is the table of contents.
 
 Run: pyinfra sandbox/inventory.py deploy.py   (production: pyinfra inventory.py deploy.py)
-Each step reads the host's validated configuration (iac/model.py).
+Each step reads the host's validated configuration (operations/host.py).
 """
 
 from pyinfra import host
 
-from iac.model import HostConfig
 from iac.pyinfra_ext import fact_batch, fast_prepare, sudo_staging
-from operations.admin import admin_account
-from operations.backups import backup_engine, backups
-from operations.base import base_system
-from operations.django_app import django_app, release_engine
-from operations.exposure import exposure
-from operations.network import static_network
-from operations.nginx import nginx_sites, sites_answer
-from operations.node import nodejs
-from operations.orphans import managed_manifest, orphans
-from operations.postgres import postgresql
-from operations.tailscale import tailscale
-from operations.tls import certificate_links, certificates
+from operations.admin.deploy import admin_account
+from operations.app.deploy import django_app, release_engine
+from operations.backups.deploy import backup_engine, backups
+from operations.base.deploy import base_system
+from operations.exposure.deploy import exposure
+from operations.host import HostConfig
+from operations.network.deploy import static_network
+from operations.nginx.deploy import nginx_sites, sites_answer
+from operations.node.deploy import nodejs
+from operations.orphans.deploy import managed_manifest, orphans
+from operations.postgres.deploy import postgresql
+from operations.tailscale.deploy import tailscale
+from operations.tls.deploy import certificate_links, certificates
 from stack.load import host_config, release_only
 
 # while pyinfra decides what to change: facts in a few batched commands per host, and less CPU

@@ -8,7 +8,7 @@ directory (never over the live system). See README, "Disaster recovery".
 from pyinfra import host
 
 from iac.pyinfra_ext import sudo_staging
-from operations.backups import dr_bootstrap
+from operations.backups.deploy import dr_bootstrap
 from stack.load import host_config
 
 # first, before any fact or upload: through sudo, files are staged in the login's private directory

@@ -28,10 +28,10 @@ from typing import Any
 
 from cli.validate import load_inventory
 from iac.errors import ConfigError
-from iac.model import HostConfig
-from operations.backups import OPERATOR_COMMAND, offsite_targets
-from operations.django_app import _context
-from operations.facts import http_check_command
+from operations.app.deploy import _context
+from operations.app.facts import http_check_command
+from operations.backups.deploy import OPERATOR_COMMAND, offsite_targets
+from operations.host import HostConfig
 
 OK, ERROR, STALE = 0, 1, 2
 

@@ -33,7 +33,7 @@ from cli.backups import Target
 from cli.drift import DRIFT, IN_SYNC, check, redact
 from cli.rollback import find_app
 from iac.repo import REPO
-from operations.facts import COMMIT_RE, GitRemoteCommit
+from operations.app.facts import COMMIT_RE, GitRemoteCommit
 from stack.load import (
     GROUP_DATA,
     RELEASE_ONLY_ENV,

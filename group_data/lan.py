@@ -1,5 +1,5 @@
 # Managed by this repo. The LAN server gts-server, runbook:
-# shared/runbooks/lan-host-gts-server.txt. Types and defaults: iac/model.py.
+# shared/runbooks/lan-host-gts-server.txt. Types and defaults: operations/host.py.
 
 # The hosts of this group: inventory name (= /etc/hostname) -> the values that differ on that host,
 # merged over this file's (one host today, so its values are the group's).
@@ -82,7 +82,7 @@ apps = {
 }
 
 # Runbook "Backups (implemented)" and "System-state backups": names, paths, schedules and
-# retention are the model's defaults (iac/model.py, BackupsSection); only the repositories are set
+# retention are the model's defaults (operations/host.py, BackupsSection); only the repositories are set
 # here. Passwords and keys come from the secrets file.
 backups = {
     "local": {

@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from iac.model import HostConfig
 from iac.pyinfra_ext import sudo_staging
+from operations.host import HostConfig
 from stack.load import (
     GROUP_DATA,
     GROUPS,

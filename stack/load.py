@@ -21,8 +21,9 @@ from typing import Any, get_args, get_origin
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from iac.errors import ConfigError
-from iac.model import HOSTNAME_RE, OFFLINE_PLACEHOLDER, HostConfig
 from iac.repo import GROUP_DATA
+from iac.values import HOSTNAME_RE, OFFLINE_PLACEHOLDER
+from operations.host import HostConfig
 
 # The groups of every stack: group_data/<group>.py holds a group's values and, under ``hosts``, its
 # hosts (inventory name -> the values that differ per host); all.py holds values shared by every
@@ -55,7 +56,7 @@ def read_group_file(path: Path) -> dict[str, Any]:
         if key.startswith("_"):
             raise ConfigError(
                 f"group_data/{path.name}: '{key}' starts with '_': pyinfra would apply it to every operation of "
-                f"the group as a global argument; settings belong in the model's options (iac/model.py): remove "
+                f"the group as a global argument; settings belong in the model's options (operations/host.py): remove "
                 f"it, or rename it if it is a helper value (example: host = {{'hostname': 'gts-server'}})")
         out[key] = value
     return out

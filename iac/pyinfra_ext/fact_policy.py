@@ -73,7 +73,7 @@ PATH = Kind("path", lambda v: _SAFE_PATH.accepts(v) and ".." not in v.split("/")
 NAME = _shaped("name", r"[A-Za-z0-9_][A-Za-z0-9_.@+-]*", 128)
 HOSTNAME = _shaped("host name", r"[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?", 253)
 URL_PATH = _shaped("URL path", r"/[A-Za-z0-9._~/%?&=+,:@-]*", 2048)
-# git@host:owner/repo.git or ssh://[user@]host[:port]/path (iac/model.py's git_url)
+# git@host:owner/repo.git or ssh://[user@]host[:port]/path (operations/host.py's git_url)
 GIT_URL = _shaped("git URL", r"(?:ssh://)?[A-Za-z0-9_][A-Za-z0-9_.-]*@?[A-Za-z0-9_.-]*(?::[0-9]+)?[:/][A-Za-z0-9_./~+-]+",
                   1024)
 REVISION = _shaped("revision", r"[A-Za-z0-9_][A-Za-z0-9_./+-]*", 255)
@@ -109,21 +109,21 @@ ALLOWED_FACTS: dict[str, dict[str, Kind]] = {
     "pyinfra.facts.postgres:PostgresRoles": _PSQL,
     "pyinfra.facts.postgres:PostgresDatabases": _PSQL,
     # this repo's own
-    "operations.facts:JsonFile": _FILE,
-    "operations.facts:DeployedRelease": _FILE,
-    "operations.facts:ReleaseDamage": {"engine": PATH, "app": NAME},
-    "operations.facts:GitRemoteCommit": {"url": GIT_URL, "revision": REVISION, "user": NAME, "key": PATH,
+    "operations.app.facts:JsonFile": _FILE,
+    "operations.app.facts:DeployedRelease": _FILE,
+    "operations.app.facts:ReleaseDamage": {"engine": PATH, "app": NAME},
+    "operations.app.facts:GitRemoteCommit": {"url": GIT_URL, "revision": REVISION, "user": NAME, "key": PATH,
                                          "known_hosts": PATH},
-    "operations.facts:TlsCertificate": {"domain": HOSTNAME},
-    "operations.facts:HttpStatus": {"url": URL_PATH, "host_header": HOSTNAME, "port": PORT, "tls": BOOL},
-    "operations.admin:ShadowHashDigest": {"user": NAME},
-    "operations.backups:MountPoint": _FILE,
-    "operations.backups:ResticRepositoryState": {"env_file": PATH},
-    "operations.confirmed:ExposureState": {},
+    "operations.app.facts:TlsCertificate": {"domain": HOSTNAME},
+    "operations.app.facts:HttpStatus": {"url": URL_PATH, "host_header": HOSTNAME, "port": PORT, "tls": BOOL},
+    "operations.admin.deploy:ShadowHashDigest": {"user": NAME},
+    "operations.backups.deploy:MountPoint": _FILE,
+    "operations.backups.deploy:ResticRepositoryState": {"env_file": PATH},
+    "operations.exposure.confirmed:ExposureState": {},
     "iac.guarded:Sha256Files": {"paths": list_of(PATH)},
-    "operations.network:InterfaceState": {"interface": NAME},
-    "operations.postgres:SchemaAccess": {"database": NAME, "role": NAME},
-    "operations.postgres:DatabaseConnect": {"database": NAME, "owner": NAME},
+    "operations.network.deploy:InterfaceState": {"interface": NAME},
+    "operations.postgres.deploy:SchemaAccess": {"database": NAME, "role": NAME},
+    "operations.postgres.deploy:DatabaseConnect": {"database": NAME, "owner": NAME},
 }
 
 # fact classes defined in this repo that are never recorded, and why (tests/unit/test_fact_policy.py)

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from iac.errors import ConfigError
-from operations import django_app
+from operations.app import deploy as django_app
 from stack.load import build_host_config
 from tests.unit.test_release_engine import release_engine
 

@@ -18,8 +18,8 @@ import pytest
 
 from cli.validate import load_inventory
 from iac.render import render
-from operations import backups as ops
-from operations.postgres import DatabaseConnect
+from operations.backups import deploy as ops
+from operations.postgres.deploy import DatabaseConnect
 
 REPO = Path(__file__).resolve().parents[2]
 engine = ops.engine

@@ -16,7 +16,7 @@ import pytest
 from cli.validate import load_inventory
 from iac.errors import ConfigError
 from iac.render import render
-from operations import backups as ops
+from operations.backups import deploy as ops
 from stack.load import build_host_config
 
 REPO = Path(__file__).resolve().parents[2]

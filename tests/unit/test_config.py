@@ -10,8 +10,9 @@ import pytest
 from pydantic import SecretStr
 
 from cli.validate import load_inventory
-from iac import model
 from iac.errors import ConfigError
+from iac.values import Strict
+from operations.host import HostConfig
 from stack.inventory import check_overrides
 from stack.load import build_host_config, secret_paths
 from stack.secrets import SecretsFile, production_secrets
@@ -151,22 +152,22 @@ def test_every_option_is_described_and_exemplified() -> None:
         bad = []
         for name, info in m.model_fields.items():
             sub = info.annotation
-            if isinstance(sub, type) and issubclass(sub, model.Strict):
+            if isinstance(sub, type) and issubclass(sub, Strict):
                 bad += walk(sub, f"{prefix}{name}.")
                 continue
             if not info.description or not info.examples:
                 bad.append(prefix + name)
         return bad
 
-    assert walk(model.HostConfig) == []
+    assert walk(HostConfig) == []
 
 
-class _Inner(model.Strict):
+class _Inner(Strict):
     token: SecretStr
     maybe: SecretStr | None = None
 
 
-class _WithSecret(model.Strict):
+class _WithSecret(Strict):
     inner: _Inner
     plain: str = "x"
 

@@ -10,7 +10,7 @@ import pytest
 
 from iac.errors import ConfigError
 from iac.render import render
-from operations.confirmed import ExposureState
+from operations.exposure.confirmed import ExposureState
 from stack.load import build_host_config
 
 REPO = Path(__file__).resolve().parents[2]

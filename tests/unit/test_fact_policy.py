@@ -87,6 +87,6 @@ def test_refusal_names_the_reason() -> None:
     assert refusal("pyinfra.facts.files:File", {"path": "/x y"}, {}) == "argument 'path' is not a path"
     assert refusal("pyinfra.facts.files:File", [], {}) == "its arguments are not a mapping"
     assert refusal("pyinfra.facts.server:Hostname", {}, {"_env": {}}) == "unknown executor setting '_env'"
-    assert refusal("operations.facts:HttpStatus", {"port": True}, {}) == "argument 'port' is not a int 1..65535"
+    assert refusal("operations.app.facts:HttpStatus", {"port": True}, {}) == "argument 'port' is not a int 1..65535"
     assert refusal("pyinfra.facts.server:Hostname", {}, {"_success_exit_codes": [0, "1"]}) is not None
 

@@ -1,4 +1,4 @@
-"""Validated changes (iac/guarded.py, operations/nginx.py) run here in sh: a rejected change
+"""Validated changes (iac/guarded.py, operations/nginx/deploy.py) run here in sh: a rejected change
 is put back and the check's output is shown, through no file with a fixed name (issue 20)."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pyinfra.api import FileUploadCommand, StringCommand
 
 from iac import guarded
 from iac.pyinfra_ext import sudo_staging
-from operations import nginx
+from operations.nginx import deploy as nginx
 
 
 class FakeHost:

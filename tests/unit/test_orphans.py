@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from operations import orphans
+from operations.orphans import deploy as orphans
 from stack.load import GROUP_DATA, build_host_config, read_group_file
 
 

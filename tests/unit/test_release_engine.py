@@ -73,7 +73,7 @@ def test_inputs_hash_covers_env_unit_and_settings(tmp_path: Path) -> None:
     first = release_engine.inputs_hash(s)
     Path(s.env_file).write_text('A="2"\n')
     assert release_engine.inputs_hash(s) != first
-    # the same as the converge computes (operations/django_app.py: sha256 of the three texts)
+    # the same as the converge computes (operations/app/deploy.py: sha256 of the three texts)
     import hashlib
     texts = Path(s.env_file).read_text() + Path(s.unit_file).read_text() + s.settings_file.read_text()
     assert release_engine.inputs_hash(s) == hashlib.sha256(texts.encode()).hexdigest()
@@ -253,7 +253,7 @@ def test_inputs_hash_covers_process_units_in_the_converges_order(tmp_path: Path)
 
 
 def test_engine_settings_dir_is_the_models() -> None:
-    from iac.model import RELEASE_SETTINGS_DIR
+    from iac.paths import RELEASE_SETTINGS_DIR
     assert str(release_engine.SETTINGS_DIR) == RELEASE_SETTINGS_DIR or "IAC_RELEASE_SETTINGS_DIR" in os.environ
 
 

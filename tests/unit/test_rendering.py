@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from iac.formats import engine, env_lines, nginx_token, shell_word, unit_word
-from operations import django_app
+from operations.app import deploy as django_app
 from stack.load import build_host_config
 from stack.secrets import SecretsFile
 from tests.unit.test_release_engine import release_engine

@@ -207,9 +207,9 @@ class FakeEngineFact(FactBase):
 
 
 def test_our_engine_facts_are_answered_together() -> None:
-    from operations.backups import ENGINE, ResticRepositoryState
-    from operations.django_app import RELEASE_ENGINE
-    from operations.facts import ReleaseDamage
+    from operations.app.deploy import RELEASE_ENGINE
+    from operations.app.facts import ReleaseDamage
+    from operations.backups.deploy import ENGINE, ResticRepositoryState
 
     for cls, kwargs in ((ReleaseDamage, {"engine": RELEASE_ENGINE, "app": "shop"}),
                         (ResticRepositoryState, {"env_file": "/etc/gts/backup/restic.env"})):

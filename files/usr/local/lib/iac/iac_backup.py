@@ -866,7 +866,7 @@ GRANT USAGE, CREATE ON SCHEMA public TO :"{v}";
 
 
 def grant_access(db: str, info: dict) -> None:
-    """What the converge grants on a database (operations/postgres.py), on a new one: no CONNECT
+    """What the converge grants on a database (operations/postgres/deploy.py), on a new one: no CONNECT
     for PUBLIC, CONNECT for the owner, and for each app role that writes into another role's
     database CONNECT, TEMPORARY and CREATE in its public schema (run as the superuser: nothing
     from the dump is involved)."""

@@ -114,7 +114,7 @@ class ReleaseFailed(Exception):
 
 @dataclass
 class Settings:
-    """What the model declares for one app (written by operations/django_app.py)."""
+    """What the model declares for one app (written by operations/app/deploy.py)."""
 
     app: str
     user: str
@@ -378,7 +378,7 @@ def regular_file_source(path: str) -> Path:
 
 def inputs_hash(s: Settings) -> str:
     """What, besides the commit, a live release was made with: env file, units, settings (the
-    converge hashes the same texts in the same order: operations/django_app.py)."""
+    converge hashes the same texts in the same order: operations/app/deploy.py)."""
     units = [s.unit_file, *([s.socket_unit_file] if s.socket_unit_file else []), *s.process_units.values()]
     return sha256_files([Path(s.env_file), *map(Path, units), s.settings_file])
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pyinfra.operations import apt, files
 
-from iac.model import HostConfig
 from iac.packages import packages_present
+from operations.host import HostConfig
 
 
 def nodejs(config: HostConfig) -> None:

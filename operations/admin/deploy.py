@@ -14,8 +14,8 @@ from pyinfra import host
 from pyinfra.api import FactBase, StringCommand, deploy, operation
 from pyinfra.operations import server
 
-from iac.model import HostConfig
 from iac.pyinfra_ext.sudo_staging import upload
+from operations.host import HostConfig
 
 
 class ShadowHashDigest(FactBase):

@@ -11,8 +11,8 @@ from io import StringIO
 from pyinfra.api import deploy
 from pyinfra.operations import files, server
 
-from iac.model import HostConfig
 from iac.packages import packages_present
+from operations.host import HostConfig
 
 
 @deploy("Base system")

@@ -14,11 +14,12 @@ from pyinfra import host
 from pyinfra.api import StringCommand, operation
 from pyinfra.operations import files, systemd
 
-from iac.model import HostConfig, TlsSection
 from iac.packages import packages_present
 from iac.render import text_file
 from iac.repo import TEMPLATES
-from operations.facts import TlsCertificate
+from operations.app.facts import TlsCertificate
+from operations.host import HostConfig
+from operations.tls.options import TlsSection
 
 HOOK = "/usr/local/sbin/iac-tls-deploy-hook"
 WEBROOT = "/var/www/acme"
@@ -43,7 +44,7 @@ def certificate_links(config: HostConfig) -> None:
         files.put(name="CA of the ACME server", src=text_file(tls.acme_ca_bundle), dest=CA_BUNDLE, mode="644")
         files.directory(name="certbot.service drop-in directory", path="/etc/systemd/system/certbot.service.d")
         files.put(name="certbot.service trusts the ACME server's CA",
-                  src=text_file(f"# Managed by this repo (operations/tls.py)\n[Service]\n"
+                  src=text_file(f"# Managed by this repo (operations/tls/deploy.py)\n[Service]\n"
                                  f"Environment=REQUESTS_CA_BUNDLE={CA_BUNDLE}\n"),
                   dest="/etc/systemd/system/certbot.service.d/iac-acme-ca.conf", mode="644")
     for domain in tls_domains(config):

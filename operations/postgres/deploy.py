@@ -17,10 +17,11 @@ from pyinfra.api import FactBase, StringCommand, operation
 from pyinfra.operations import files, postgres, systemd
 
 from iac.guarded import validated_file
-from iac.model import HostConfig, PostgresDatabase
 from iac.packages import packages_present
 from iac.paths import STAGED
 from iac.render import render, text_file
+from operations.app.options import PostgresDatabase
+from operations.host import HostConfig
 
 PG_DIR = "/etc/postgresql/15/main"
 AS_POSTGRES = {"_sudo": True, "_sudo_user": "postgres"}

@@ -14,12 +14,12 @@ from pyinfra.facts.files import Link, Sha256File
 from pyinfra.operations import files, systemd
 
 from iac.guarded import unless_ok
-from iac.model import NGINX_SITES_AVAILABLE, NGINX_SITES_ENABLED, HostConfig
 from iac.packages import packages_present
-from iac.paths import STAGED
+from iac.paths import NGINX_SITES_AVAILABLE, NGINX_SITES_ENABLED, STAGED
 from iac.render import render, text_file
-from operations.django_app import _context
-from operations.facts import HttpStatus, http_check_command
+from operations.app.deploy import _context
+from operations.app.facts import HttpStatus, http_check_command
+from operations.host import HostConfig
 
 AVAILABLE, ENABLED = NGINX_SITES_AVAILABLE, NGINX_SITES_ENABLED
 

@@ -28,12 +28,13 @@ from pyinfra.operations import files, systemd
 from iac.errors import ConfigError
 from iac.formats import engine
 from iac.guarded import differing_files, secret_file, validated_files
-from iac.model import BackupsSection, HostConfig, ResticTarget
 from iac.packages import packages_present
 from iac.paths import STAGED
 from iac.pyinfra_ext.shared_facts import EngineCall
 from iac.render import render, text_file
 from iac.repo import REPO
+from operations.backups.options import BackupsSection, ResticTarget
+from operations.host import HostConfig
 
 ENGINE = "/usr/local/lib/iac/iac_backup.py"
 ENGINE_SRC = REPO / "files" / ENGINE.lstrip("/")
@@ -43,7 +44,8 @@ OPERATOR_COMMAND = "/usr/local/sbin/iac-backup"
 
 
 def env_file_text(values: dict[str, str]) -> str:
-    lines = ["# Managed by this repo (operations/backups.py). root 0600: secrets. systemd EnvironmentFile= format."]
+    lines = ["# Managed by this repo (operations/backups/deploy.py). root 0600: secrets. "
+             "systemd EnvironmentFile= format."]
     lines += [f"{k}={engine.quote_env_value(v)}" for k, v in values.items()]
     return "\n".join(lines) + "\n"
 

@@ -15,9 +15,9 @@ from pyinfra import host
 from pyinfra.api import FactBase, OperationError, StringCommand, operation
 from pyinfra.operations import files
 
-from iac.model import HostConfig
 from iac.packages import packages_present
 from iac.render import render, text_file
+from operations.host import HostConfig
 
 
 class InterfaceState(FactBase):

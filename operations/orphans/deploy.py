@@ -25,8 +25,9 @@ from pyinfra import host
 from pyinfra.api import operation
 from pyinfra.operations import files
 
-from iac.model import MANAGED_MANIFEST, NGINX_SITES_AVAILABLE, NGINX_SITES_ENABLED, RELEASE_SETTINGS_DIR, HostConfig
-from operations.facts import JsonFile
+from iac.paths import MANAGED_MANIFEST, NGINX_SITES_AVAILABLE, NGINX_SITES_ENABLED, RELEASE_SETTINGS_DIR
+from operations.app.facts import JsonFile
+from operations.host import HostConfig
 
 UNIT_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,80}\.(service|socket|timer)$")
 USER_RE = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")

@@ -1,7 +1,7 @@
 """What the host exposes: sshd (keys only), the packet filter (default drop), security updates.
 
 Stages: install (nftables, unattended-upgrades, the commit-confirm helper) -> configure ->
-activate. sshd and the filter change only commit-confirm (operations/confirmed.py): a change
+activate. sshd and the filter change only commit-confirm (operations/exposure/confirmed.py): a change
 that would shut out the operator is reverted. The operation names say what must hold, so that
 `make drift` reads "sshd: password login refused" or "packet filter: only tcp 22, 80, 443 open".
 """
@@ -13,11 +13,10 @@ from io import StringIO
 from pyinfra import host
 from pyinfra.operations import files, systemd
 
-from iac.model import HostConfig
 from iac.packages import packages_present
 from iac.render import render
 from iac.repo import FILES
-from operations.confirmed import (
+from operations.exposure.confirmed import (
     NFTABLES_CONF,
     SSHD_DROPIN,
     ExposureState,
@@ -25,6 +24,7 @@ from operations.confirmed import (
     digest,
     second_login,
 )
+from operations.host import HostConfig
 
 UNATTENDED = "/etc/apt/apt.conf.d/52iac-unattended-upgrades"
 
@@ -68,7 +68,7 @@ def exposure(config: HostConfig) -> None:
     # ---- security updates
     # apt's daily jobs now run: a converge's apt-get waits for their lock instead of failing
     files.put(name="apt waits for the package lock (daily updates may hold it)",
-              src=StringIO("// Managed by this repo (operations/exposure.py).\nDPkg::Lock::Timeout \"300\";\n"),
+              src=StringIO("// Managed by this repo (operations/exposure/deploy.py).\nDPkg::Lock::Timeout \"300\";\n"),
               dest="/etc/apt/apt.conf.d/51iac-lock-timeout", mode="644")
     if config.updates.unattended_upgrades:
         files.put(name="Security updates daily, never an automatic reboot",

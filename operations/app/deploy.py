@@ -26,12 +26,14 @@ from pyinfra.facts.files import Directory, File
 from pyinfra.operations import files, server, systemd
 
 from iac.guarded import secret_file, validated_file, validated_files
-from iac.model import APP_SANDBOXING, GUNICORN_CONFIG, DjangoApp, HostConfig, PostgresDatabase, SqliteDatabase
 from iac.packages import packages_present
-from iac.paths import STAGED
+from iac.paths import GUNICORN_CONFIG, STAGED
 from iac.render import render, text_file
 from iac.repo import FILES, TEMPLATES
-from operations.facts import COMMIT_RE, DeployedRelease, GitRemoteCommit, ReleaseDamage
+from operations.app.facts import COMMIT_RE, DeployedRelease, GitRemoteCommit, ReleaseDamage
+from operations.app.options import DjangoApp, PostgresDatabase, SqliteDatabase
+from operations.app.paths import APP_SANDBOXING
+from operations.host import HostConfig
 
 RELEASE_SCRIPT = "/usr/local/sbin/iac-app-release"
 RELEASE_ENGINE = "/usr/local/lib/iac/iac_release.py"
@@ -338,7 +340,7 @@ def django_app(config: HostConfig, name: str, app: DjangoApp) -> None:
     ctx = _context(config, name, app)
 
     # ---- install
-    # (Node.js for front-end builds comes from operations/node.py, before the apps)
+    # (Node.js for front-end builds comes from operations/node/deploy.py, before the apps)
     pkgs = ["python3-venv", "git", "curl", "sqlite3", "util-linux"] + (["logrotate"] if app.log_dir else [])
     packages_present(pkgs, config.base.apt_cache_hours, f"app {name}")
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 from pyinfra.operations import apt, files, systemd
 
-from iac.model import HostConfig
 from iac.packages import packages_present
+from operations.host import HostConfig
 
 
 def tailscale(config: HostConfig) -> None:
