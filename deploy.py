@@ -6,10 +6,12 @@ Each step reads the host's validated configuration (operations/host.py).
 
 from pyinfra import host
 
+from iac.engines import host_engines
 from iac.pyinfra_ext import fact_batch, fast_prepare, sudo_staging
 from operations.admin.deploy import admin_account
-from operations.app.deploy import django_app, release_engine
-from operations.backups.deploy import backup_engine, backups
+from operations.app.deploy import django_app
+from operations.app.release import release_engine
+from operations.backups.deploy import backups
 from operations.base.deploy import base_system
 from operations.exposure.deploy import exposure
 from operations.host import HostConfig
@@ -42,9 +44,9 @@ def whole_host(config: HostConfig) -> None:
 
     # nginx reads certificates through links that exist before the first certificate does
     certificate_links(config)
-    # one dump implementation: the scheduled backups and each release's pre-migrate backup use it
-    backup_engine()
-    # the release engine every app's release runs (it takes its pre-migrate backups with the above)
+    # the host engines: one dump and restore implementation (the scheduled backups, each release's
+    # pre-migrate backup and its restore use it) and the release engine every app's release runs
+    host_engines()
     release_engine()
     # apps before their sites: a new release is checked on its own socket, and on an adopted host
     # the old site keeps proxying to the old process until the new one is up
@@ -67,6 +69,7 @@ def whole_host(config: HostConfig) -> None:
 def one_app(config: HostConfig, app: str) -> None:
     """`make release APP=x` (cli/release.py): that app's own steps and its check through nginx;
     everything else of the host waits for a whole run (`make apply`)."""
+    host_engines()
     release_engine()
     django_app(config, app, config.apps[app])
     sites_answer(config, only=app)

@@ -10,7 +10,7 @@ from pyinfra.facts.files import FileContents
 from pyinfra.operations import python
 
 from iac.pyinfra_ext import sudo_staging
-from operations.app.deploy import app_identity
+from operations.app.identity import app_identity
 from stack.load import host_config
 
 # first, before any fact or upload: through sudo, files are staged in the login's private directory

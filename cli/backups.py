@@ -28,7 +28,7 @@ from typing import Any
 
 from cli.validate import load_inventory
 from iac.errors import ConfigError
-from operations.app.deploy import _context
+from operations.app.context import _context
 from operations.app.facts import http_check_command
 from operations.backups.deploy import OPERATOR_COMMAND, offsite_targets
 from operations.host import HostConfig

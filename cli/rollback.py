@@ -24,7 +24,7 @@ from pathlib import Path
 from cli.backups import Target, app_answers
 from cli.validate import load_inventory
 from iac.errors import ConfigError
-from operations.app.deploy import RELEASE_ENGINE
+from operations.app.release import RELEASE_ENGINE
 
 
 def find_app(inventory: str, app: str) -> Target:

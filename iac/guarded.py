@@ -226,3 +226,30 @@ def validated_files(files: dict[str, str], validate: str, activate: str, staging
                     f"echo 'REFUSED: {' '.join(changed)} failed validation; the previous files are back' >&2; exit 1")
         + f"; {'; '.join(drop)}; {activate}"
     )
+
+
+@operation()
+def files_present(files: dict[str, str], executable: tuple[str, ...] = ()):
+    """
+    Ensure root's files hold ``files``' contents (mode 644, 755 for ``executable``), compared
+    with one command; only the files that differ are uploaded.
+
+    + files: path -> contents (no secrets: uploaded as ordinary files)
+    + executable: the paths among them that are run directly
+
+    **Example:**
+
+    .. code:: python
+
+        files_present(name="Host engines", files={"/usr/local/lib/iac/iac_release.py": text},
+                      executable=("/usr/local/lib/iac/iac_release.py",))
+    """
+    changed = differing_files(files)
+    if not changed:
+        return
+    host.noop("differs: " + ", ".join(changed))
+    yield StringCommand("install", "-d", "-m", "755", *sorted({p.rsplit("/", 1)[0] for p in changed}))
+    for path in changed:
+        yield upload(files[path].encode(), path)
+        yield StringCommand("chown", "root:root", path)
+        yield StringCommand("chmod", "755" if path in executable else "644", path)

@@ -25,6 +25,7 @@ from pyinfra.api import FactBase, StringCommand, operation
 from pyinfra.facts.files import File
 from pyinfra.operations import files, systemd
 
+from iac.engines import host_engines
 from iac.errors import ConfigError
 from iac.formats import engine
 from iac.guarded import differing_files, secret_file, validated_files
@@ -211,12 +212,6 @@ def restic_repository(env_file: str):
 
 # ---- the component ----------------------------------------------------------------------------
 
-def backup_engine() -> None:
-    """The engine on every host: a release's pre-migrate backup uses its dump code too."""
-    files.directory(name="Directory /usr/local/lib/iac", path="/usr/local/lib/iac", mode="755")
-    files.put(name="Backup engine iac_backup.py", src=str(ENGINE_SRC), dest=ENGINE, mode="755")
-
-
 def settings_file(config: HostConfig) -> None:
     """/etc/iac/backup.json: what the engine reads (no secrets)."""
     b = config.backups
@@ -261,7 +256,7 @@ def dr_bootstrap(config: HostConfig) -> None:
     if b is None or b.offsite.system_state is None:
         raise ConfigError(f"{config.host.hostname}: no backups.offsite.system_state to rebuild from")
     packages_present(["restic", "python3"], config.base.apt_cache_hours, "disaster recovery")
-    backup_engine()
+    host_engines()
     settings_file(config)
     restic_env_file(b.offsite.system_state)
     system_state_staged(name=f"Newest system state staged in {b.offsite.system_state.staging_dir}",

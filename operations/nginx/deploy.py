@@ -17,7 +17,7 @@ from iac.guarded import unless_ok
 from iac.packages import packages_present
 from iac.paths import NGINX_SITES_AVAILABLE, NGINX_SITES_ENABLED, STAGED
 from iac.render import render, text_file
-from operations.app.deploy import _context
+from operations.app.context import _context
 from operations.app.facts import HttpStatus, http_check_command
 from operations.host import HostConfig
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from operations.app.deploy import release_difference
+from operations.app.release import release_difference
 from stack.load import (
     GROUP_DATA,
     RELEASE_ONLY_ENV,

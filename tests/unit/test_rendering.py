@@ -13,10 +13,12 @@ from pathlib import Path
 import pytest
 
 from iac.formats import engine, env_lines, nginx_token, shell_word, unit_word
-from operations.app import deploy as django_app
+from iac.render import render
+from operations.app.context import _context
+from operations.app.release import release_settings
+from release_engine.settings import Settings
 from stack.load import build_host_config
 from stack.secrets import SecretsFile
-from tests.unit.test_release_engine import release_engine
 
 HOSTILE = " $(touch /tmp/pwned-test)`id`&;#'\" %n\\x{}"
 
@@ -39,10 +41,10 @@ def lan(tmp_path: Path):
 
 def test_env_file_reads_back_byte_exact_with_every_metacharacter(lan) -> None:
     for name, app in lan.apps.items():
-        ctx = django_app._context(lan, name, app)
-        text = django_app.render("etc/iac/apps/app.env.j2", **ctx)
+        ctx = _context(lan, name, app)
+        text = render("etc/iac/apps/app.env.j2", **ctx)
         assert engine.parse_env_file(text) == ctx["environment"]
-    rental = django_app._context(lan, "rental_scheduler", lan.apps["rental_scheduler"])["environment"]
+    rental = _context(lan, "rental_scheduler", lan.apps["rental_scheduler"])["environment"]
     assert rental["DJANGO_SECRET_KEY"] == "k" + HOSTILE
     assert rental["SENTRY_DSN"].endswith(HOSTILE)
 
@@ -51,16 +53,16 @@ def test_managed_env_names_are_the_ones_the_model_reserves(lan, tmp_path: Path) 
     public = _config(tmp_path, "public", "srv1178562", {})
     for config in (lan, public):
         for name, app in config.apps.items():
-            env = django_app._context(config, name, app)["environment"]
+            env = _context(config, name, app)["environment"]
             assert set(env) - set(app.env) - set(app.secret_env) <= app.managed_env_keys()
 
 
 def test_release_settings_are_json_the_engine_loads(lan, tmp_path: Path) -> None:
     """The file the release engine reads: JSON from the model (no shell ever sources it)."""
     for name, app in lan.apps.items():
-        ctx = django_app._context(lan, name, app)
-        (tmp_path / f"{name}.release").write_text(json.dumps(django_app.release_settings(lan, name, app, ctx)))
-        loaded = release_engine.Settings.load(name, tmp_path)
+        ctx = _context(lan, name, app)
+        (tmp_path / f"{name}.release").write_text(json.dumps(release_settings(lan, name, app, ctx).to_dict()))
+        loaded = Settings.load(name, tmp_path)
         assert (loaded.repo_url, loaded.revision, loaded.user) == (app.source.url, app.source.revision, app.user)
         assert loaded.manage_dir == app.manage_dir
 
@@ -94,8 +96,8 @@ def test_unit_and_site_render_for_both_hosts(lan, tmp_path: Path) -> None:
     public = _config(tmp_path, "public", "srv1178562", {})
     for config in (lan, public):
         for name, app in config.apps.items():
-            ctx = django_app._context(config, name, app)
-            unit = django_app.render("etc/systemd/system/gunicorn.service.j2", **ctx)
-            site = django_app.render("etc/nginx/sites-available/app.conf.j2", default_server=True, **ctx)
+            ctx = _context(config, name, app)
+            unit = render("etc/systemd/system/gunicorn.service.j2", **ctx)
+            site = render("etc/nginx/sites-available/app.conf.j2", default_server=True, **ctx)
             assert f"ExecStart=/srv/venvs/{name}/bin/gunicorn {app.wsgi_app}" in unit
             assert f"server_name {' '.join(app.nginx.server_names)};" in site

@@ -207,8 +207,8 @@ class FakeEngineFact(FactBase):
 
 
 def test_our_engine_facts_are_answered_together() -> None:
-    from operations.app.deploy import RELEASE_ENGINE
     from operations.app.facts import ReleaseDamage
+    from operations.app.release import RELEASE_ENGINE
     from operations.backups.deploy import ENGINE, ResticRepositoryState
 
     for cls, kwargs in ((ReleaseDamage, {"engine": RELEASE_ENGINE, "app": "shop"}),
