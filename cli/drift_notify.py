@@ -11,14 +11,12 @@ Exit codes: 0 posted, 1 not posted (no URL, unreadable report, the webhook refus
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from cli.drift import DriftReport
+from iac.engines import alerts
 
 LIMIT = 1900  # Discord refuses content over 2000 characters
 
@@ -51,12 +49,9 @@ def run_url(env: dict[str, str]) -> str | None:
 
 
 def post(url: str, content: str, timeout: float = 20) -> None:
-    # no mention is ever parsed: a name from the report ("@everyone" as an app or a path) stays text
-    body = json.dumps({"content": content, "allowed_mentions": {"parse": []}}).encode()
-    request = urllib.request.Request(url, data=body, method="POST",
-                                     headers={"Content-Type": "application/json", "User-Agent": "iac-drift"})
-    with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 (https or the stand-in)
-        response.read()
+    """Through the engines' one alert client (engine_common/alerts.py): retried after a rate limit
+    or a server error; no mention is ever parsed (a name from the report stays text)."""
+    alerts.post(url, content, user_agent="iac-drift", timeout=timeout)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,10 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         post(url, message(report, run_url(dict(os.environ))))
-    except (urllib.error.URLError, OSError) as exc:
-        # the reason without the URL (a secret)
-        reason = getattr(exc, "reason", None) or getattr(exc, "code", None) or type(exc).__name__
-        print(f"drift-notify: the webhook did not take the message ({reason})", file=sys.stderr)
+    except alerts.AlertFailed as exc:  # its reason never carries the URL (a secret)
+        print(f"drift-notify: the webhook did not take the message ({exc})", file=sys.stderr)
         return 1
     print("drift-notify: one message posted to the drift webhook")
     return 0

@@ -18,10 +18,11 @@ ENGINE_DIR = FILES / "usr/local/lib/iac"
 if str(ENGINE_DIR) not in sys.path:
     sys.path.append(str(ENGINE_DIR))
 
-from engine_common import alerts  # noqa: E402
+from backup_engine.settings import BackupSettings  # noqa: E402
+from engine_common import alerts, contract, envfile  # noqa: E402
 from release_engine.settings import Settings as ReleaseSettings  # noqa: E402
 
-__all__ = ["ENGINE_DIR", "ReleaseSettings", "alerts"]
+__all__ = ["ENGINE_DIR", "BackupSettings", "ReleaseSettings", "alerts", "contract", "envfile"]
 
 HOST_DIR = "/usr/local/lib/iac"
 LAUNCHERS = ("iac_release.py", "iac_backup.py")

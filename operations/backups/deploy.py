@@ -25,20 +25,18 @@ from pyinfra.api import FactBase, StringCommand, operation
 from pyinfra.facts.files import File
 from pyinfra.operations import files, systemd
 
-from iac.engines import host_engines
+from iac.engines import BackupSettings, contract, host_engines
 from iac.errors import ConfigError
-from iac.formats import engine
+from iac.formats import env_value
 from iac.guarded import differing_files, secret_file, validated_files
 from iac.packages import packages_present
 from iac.paths import STAGED
 from iac.pyinfra_ext.shared_facts import EngineCall
 from iac.render import render, text_file
-from iac.repo import REPO
 from operations.backups.options import BackupsSection, ResticTarget
 from operations.host import HostConfig
 
 ENGINE = "/usr/local/lib/iac/iac_backup.py"
-ENGINE_SRC = REPO / "files" / ENGINE.lstrip("/")
 OPERATOR_COMMAND = "/usr/local/sbin/iac-backup"
 
 
@@ -47,7 +45,7 @@ OPERATOR_COMMAND = "/usr/local/sbin/iac-backup"
 def env_file_text(values: dict[str, str]) -> str:
     lines = ["# Managed by this repo (operations/backups/deploy.py). root 0600: secrets. "
              "systemd EnvironmentFile= format."]
-    lines += [f"{k}={engine.quote_env_value(v)}" for k, v in values.items()]
+    lines += [f"{k}={env_value(v)}" for k, v in values.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -70,8 +68,9 @@ def offsite_targets(backups: BackupsSection) -> dict[str, ResticTarget]:
     return out
 
 
-def backup_settings(config: HostConfig) -> dict:
-    """What the engine on the host reads: every path, name and number comes from the model."""
+def backup_settings(config: HostConfig) -> BackupSettings:
+    """What the engine on the host reads (its typed settings, backup_engine/settings.py): every
+    path, name and number comes from the model."""
     backups = config.backups
     assert backups is not None
     local = backups.local
@@ -95,7 +94,7 @@ def backup_settings(config: HostConfig) -> dict:
         paths = config.app_paths(name)
         for unit in (paths.socket_unit, app.unit, *paths.process_units.values()):
             app_units[unit] = used
-    return {
+    return contract.load(BackupSettings, {
         "host": config.host.hostname,
         "local": {"unit": local.unit, "schedule": local.schedule, "mount": local.mount, "root": local.root,
                   "group": local.group, "databases": config.backup_databases(),
@@ -104,7 +103,7 @@ def backup_settings(config: HostConfig) -> dict:
         "offsite": offsite,
         "units": backup_units(backups),
         "app_units": app_units,
-    }
+    })
 
 
 def backup_units(backups: BackupsSection) -> list[str]:
@@ -219,7 +218,8 @@ def settings_file(config: HostConfig) -> None:
     files.directory(name=f"Directory {Path(b.settings_file).parent}", path=str(Path(b.settings_file).parent),
                     mode="755")
     files.put(name=f"Backup settings {b.settings_file}",
-              src=text_file(json.dumps(backup_settings(config), indent=2) + "\n"), dest=b.settings_file, mode="644")
+              src=text_file(json.dumps(contract.dump(backup_settings(config)), indent=2) + "\n"),
+              dest=b.settings_file, mode="644")
 
 
 def restic_env_file(target: ResticTarget) -> None:

@@ -143,7 +143,8 @@ def test_the_drift_message_can_never_ping_anyone(tmp_path: Path, monkeypatch: py
         sent.append((request.full_url, request.get_header("Content-type"), json.loads(request.data)))
         return Response()
 
-    monkeypatch.setattr(drift_notify.urllib.request, "urlopen", urlopen)
+    import urllib.request
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
     monkeypatch.setenv("DRIFT_WEBHOOK_URL", "https://discord.example/api/webhooks/1/t")
     assert drift_notify.main([str(tmp_path / "drift.json")]) == 0
     [(url, content_type, body)] = sent

@@ -53,7 +53,7 @@ def test_unknown_settings_key_is_an_error(tmp_path: Path) -> None:
     settings(tmp_path)
     data = json.loads((tmp_path / "demo.release").read_text()) | {"surprise": 1}
     (tmp_path / "demo.release").write_text(json.dumps(data))
-    with pytest.raises(SettingsError, match="unknown settings surprise"):
+    with pytest.raises(SettingsError, match="unknown key.s. surprise"):
         Settings.load("demo", tmp_path)
 
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from iac.formats import engine, env_lines, nginx_token, shell_word, unit_word
+from engine_common import envfile
+from iac.formats import env_lines, nginx_token, shell_word, unit_word
 from iac.render import render
 from operations.app.context import _context
 from operations.app.release import release_settings
@@ -43,7 +44,7 @@ def test_env_file_reads_back_byte_exact_with_every_metacharacter(lan) -> None:
     for name, app in lan.apps.items():
         ctx = _context(lan, name, app)
         text = render("etc/iac/apps/app.env.j2", **ctx)
-        assert engine.parse_env_file(text) == ctx["environment"]
+        assert envfile.parse_env_file(text) == ctx["environment"]
     rental = _context(lan, "rental_scheduler", lan.apps["rental_scheduler"])["environment"]
     assert rental["DJANGO_SECRET_KEY"] == "k" + HOSTILE
     assert rental["SENTRY_DSN"].endswith(HOSTILE)

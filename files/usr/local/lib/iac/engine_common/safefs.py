@@ -4,8 +4,10 @@ can write (the engines' one implementation)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import pwd
 import shutil
 import stat
 from pathlib import Path
@@ -20,12 +22,15 @@ class UnsafePath(Exception):
 
 
 def root_dir(path: Path, mode: int = 0o700) -> Path:
-    """``path`` as a directory only root writes: made if missing, refused if it is a link, not a
-    directory or not root's."""
+    """``path`` as a directory only root writes: made if missing; refused if it is a link, not a
+    directory, not root's, or writable by group or others (someone may have planted something in
+    it); a mode that is merely more readable is narrowed to ``mode``."""
     path.mkdir(parents=True, exist_ok=True, mode=mode)
     st = os.lstat(path)
     if not stat.S_ISDIR(st.st_mode) or st.st_uid != os.geteuid():
         raise UnsafePath(path, "not a directory of root's own")
+    if st.st_mode & 0o022:
+        raise UnsafePath(path, "writable by group or others")
     if stat.S_IMODE(st.st_mode) != mode:
         os.chmod(path, mode)
     return path
@@ -102,3 +107,51 @@ def regular_file_source(path: str) -> Path:
     if not stat.S_ISREG(st.st_mode):
         raise UnsafePath(path, "not a regular file")
     return Path(path)
+
+
+def install_file(src: Path, target: Path, owner: str, mode: int = 0o640, sidecars: tuple[str, ...] = ()) -> list[str]:
+    """Put a copy of ``src`` at ``target`` (in a directory its app can write), owned by ``owner``.
+
+    Nothing in that directory is followed: the copy is written into a file root creates there
+    exclusively (``O_EXCL|O_NOFOLLOW``, relative to a descriptor of the directory), owned and
+    moded through its descriptor, then renamed over ``target`` (a rename replaces a link planted
+    there instead of following it). The old file's ``sidecars`` (an SQLite file's journal, WAL and
+    shared memory) are unlinked first (unlink removes a link, never its target): they would be
+    replayed into the new file. Returns the names it unlinked."""
+    try:
+        pw = pwd.getpwnam(owner)
+    except KeyError:
+        raise UnsafePath(target, f"no user {owner!r} to own it") from None
+    dfd = os.open(target.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    tmp = ""
+    try:
+        for _ in range(20):
+            tmp = f".{target.name}.restore-{os.urandom(6).hex()}"
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                             dir_fd=dfd)
+                break
+            except FileExistsError:
+                continue
+        else:
+            raise UnsafePath(target.parent, "no temporary file could be created in it")
+        with open(src, "rb") as source, os.fdopen(fd, "wb") as out:
+            shutil.copyfileobj(source, out, 1 << 20)
+            out.flush()
+            os.fchown(out.fileno(), pw.pw_uid, pw.pw_gid)
+            os.fchmod(out.fileno(), mode)
+            os.fsync(out.fileno())
+        removed = []
+        for suffix in sidecars:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(target.name + suffix, dir_fd=dfd)
+                removed.append(target.name + suffix)
+        os.rename(tmp, target.name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        tmp = ""
+        os.fsync(dfd)
+        return removed
+    finally:
+        if tmp:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=dfd)
+        os.close(dfd)

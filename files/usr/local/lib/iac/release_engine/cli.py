@@ -64,13 +64,13 @@ Exit codes: 0 live, 3 cannot fetch, 4 unknown revision, 5 migration (or data imp
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import subprocess
 import sys
 from pathlib import Path
 
+from engine_common import alerts
 from engine_common.safefs import UnsafePath
 
 from . import commands
@@ -112,16 +112,11 @@ def notify_command() -> int:
     if not url:
         print("IAC_ALERT_WEBHOOK_URL is not set", file=sys.stderr)
         return 1
-    # no mention in a message (an app name, a path) can ever ping anyone
-    body = json.dumps({"content": sys.stdin.read(), "allowed_mentions": {"parse": []}}).encode()
-    import urllib.request  # only alerts need it: 17 ms saved on every start (drift checks)
-    request = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json",
-                                                              "User-Agent": "iac-release"})
-    try:
-        with urllib.request.urlopen(request, timeout=15):
-            return 0
-    except OSError as e:  # the URL is a secret: only the kind of failure is shown
-        print(f"webhook failed: {type(e).__name__}", file=sys.stderr)
+    try:  # the repository's one alert client: retried after a rate limit or a server error
+        alerts.post(url, sys.stdin.read(), user_agent="iac-release")
+        return 0
+    except alerts.AlertFailed as e:  # the URL is a secret: the reason never carries it
+        print(f"webhook failed: {e}", file=sys.stderr)
         return 1
 
 

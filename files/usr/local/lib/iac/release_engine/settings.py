@@ -1,21 +1,20 @@
 """The release engine's settings: the contract between the converge (operations/app/release.py
 builds it from the model) and the engine (reads it on the host, /etc/iac/apps/<app>.release).
-Standard library only; unknown or missing keys are refused."""
+Standard library only; an unknown, missing or mistyped key is refused (engine_common/contract.py)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pwd
-import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from engine_common import contract
+from engine_common.contract import SettingsError
+
 SETTINGS_DIR = Path(os.environ.get("IAC_RELEASE_SETTINGS_DIR", "/etc/iac/apps"))
-
-
-class SettingsError(ValueError):
-    """A settings file this engine cannot take as it is (another version of the repository wrote it)."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -74,29 +73,18 @@ class Settings:
     alert_env_file: str = ""  # EnvironmentFile= holding IAC_ALERT_WEBHOOK_URL ('' = no alerts)
     settings_file: Path = Path()
 
-    def __post_init__(self) -> None:
-        hints = typing.get_type_hints(type(self))
-        for f in fields(self):
-            if not _is(getattr(self, f.name), hints[f.name]):
-                raise SettingsError(f"{f.name}: {getattr(self, f.name)!r} is not {hints[f.name]}")
-
     @classmethod
     def from_dict(cls, data: dict, settings_file: Path = Path()) -> Settings:
-        names = {f.name for f in fields(cls)} - {"settings_file"}
-        if unknown := sorted(set(data) - names):
-            raise SettingsError(f"unknown settings {', '.join(unknown)} (written by another version of the repo?)")
-        hints = typing.get_type_hints(cls)
-        values = {k: Path(v) if hints[k] is Path and isinstance(v, str) else v for k, v in data.items()}
-        try:
-            return cls(**values, settings_file=settings_file)
-        except TypeError as e:  # a required key missing
-            raise SettingsError(str(e)) from None
+        """``data`` (the parsed file) checked key by key (engine_common/contract.py)."""
+        if "settings_file" in data:
+            raise SettingsError("settings_file is not a setting")
+        return dataclasses.replace(contract.load(cls, data), settings_file=settings_file)
 
     def to_dict(self) -> dict:
         """What the converge writes (JSON: paths as strings; the file's own path left out)."""
-        out = asdict(self)
+        out = contract.dump(self)
         out.pop("settings_file")
-        return {k: str(v) if isinstance(v, Path) else v for k, v in out.items()}
+        return out
 
     @classmethod
     def load(cls, app: str, directory: Path = SETTINGS_DIR) -> Settings:
@@ -111,18 +99,3 @@ class Settings:
         return (f"ssh -i {self.key_path} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes "
                 f"-o UserKnownHostsFile={self.known_hosts}")
 
-
-def _is(value: object, hint: object) -> bool:
-    """Whether ``value`` has the type ``hint`` names (str, int, Path, list[...], dict[...], X | None)."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        return any(_is(value, a) for a in args)
-    if hint is type(None):
-        return value is None
-    if origin is list:
-        return isinstance(value, list) and all(_is(v, args[0]) for v in value)
-    if origin is dict:
-        return isinstance(value, dict) and all(_is(k, args[0]) and _is(v, args[1]) for k, v in value.items())
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    return isinstance(value, hint)  # type: ignore[arg-type]
