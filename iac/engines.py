@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import sys
 
+from iac.paths import HOST
 from iac.repo import FILES
 
 ENGINE_DIR = FILES / "usr/local/lib/iac"
@@ -24,7 +25,7 @@ from release_engine.settings import Settings as ReleaseSettings  # noqa: E402
 
 __all__ = ["ENGINE_DIR", "BackupSettings", "ReleaseSettings", "alerts", "contract", "envfile"]
 
-HOST_DIR = "/usr/local/lib/iac"
+HOST_DIR = HOST.engines
 LAUNCHERS = ("iac_release.py", "iac_backup.py")
 
 

@@ -16,18 +16,10 @@ from pydantic import (
     model_validator,
 )
 
-from iac.paths import (
-    GUNICORN_CONFIG,
-    NGINX_SITES_AVAILABLE,
-    NGINX_SITES_ENABLED,
-    RELEASE_SETTINGS_DIR,
-    RELEASE_STATE_DIR,
-    RUNTIME_DIR,
-)
 from iac.values import Ident, Strict, Username, option_error, path_under
 from operations.admin.options import AdminSection
 from operations.app.options import DjangoApp, PostgresDatabase, SqliteDatabase
-from operations.app.paths import AppPaths
+from operations.app.paths import AppPaths, app_paths
 from operations.backups.options import BackupsSection
 from operations.base.options import BaseSection, HostSection
 from operations.exposure.options import FirewallSection, SshSection, UpdatesSection
@@ -89,40 +81,8 @@ class HostConfig(Strict):
     updates: UpdatesSection = Field(default=UpdatesSection(), description="Automatic security updates.")
 
     def app_paths(self, name: str) -> AppPaths:
-        """The paths of app ``name`` (see AppPaths)."""
-        app = self.apps[name]
-        # manage.py's directory; '/srv/apps/<app>/' for an app at the top (as units always had it)
-        code = f"/srv/apps/{name}/{app.manage_dir}"
-        units = {proc: p.unit or f"{name}-{proc}" for proc, p in app.processes.items()}
-        return AppPaths(
-            env_file=f"{self.app_env_dir}/{name}.env",
-            release_settings=f"{RELEASE_SETTINGS_DIR}/{name}.release",
-            releases=f"/srv/releases/{name}",
-            state_dir=f"{RELEASE_STATE_DIR}/{name}",
-            deployed=f"{RELEASE_STATE_DIR}/{name}/deployed.json",
-            lock=f"{RUNTIME_DIR}/release-{name}.lock",
-            deploy_key=f"/home/{app.user}/.ssh/id_ed25519",
-            known_hosts=f"{RELEASE_SETTINGS_DIR}/{name}.known_hosts",
-            app_link=f"/srv/apps/{name}",
-            venv_link=f"/srv/venvs/{name}",
-            code_dir=code,
-            static_root=posixpath.join(code, app.static_dir),
-            gunicorn=f"/srv/venvs/{name}/bin/gunicorn",
-            gunicorn_config=GUNICORN_CONFIG,
-            runtime_dir=app.unit,
-            socket=f"/run/{app.unit}/gunicorn.sock",
-            socket_unit=f"{app.unit}.socket",
-            socket_unit_file=f"/etc/systemd/system/{app.unit}.socket",
-            unit_file=f"/etc/systemd/system/{app.unit}.service",
-            backup_dir=f"/var/backups/iac/{name}",
-            site_enabled=f"{NGINX_SITES_ENABLED}/{app.nginx.name}",
-            site_available=f"{NGINX_SITES_AVAILABLE}/{app.nginx.name}",
-            logrotate=(f"/etc/logrotate.d/{posixpath.basename(posixpath.dirname(app.log_dir))}-{name}"
-                       if app.log_dir else None),
-            venvs=f"/srv/venvs/.{name}-*",
-            process_units=units,
-            process_unit_files={u: f"/etc/systemd/system/{u}.service" for u in units.values()},
-        )
+        """The paths of app ``name`` (see AppPaths; derived in operations/app/paths.py)."""
+        return app_paths(name, self.apps[name], self.app_env_dir)
 
     def managed(self) -> list[dict[str, str | bool]]:
         """What the repository manages on this host, as recorded there (MANAGED_MANIFEST) by each

@@ -3,7 +3,18 @@ the app runs."""
 
 from __future__ import annotations
 
+import posixpath
 from dataclasses import dataclass
+
+from iac.paths import (
+    GUNICORN_CONFIG,
+    NGINX_SITES_AVAILABLE,
+    NGINX_SITES_ENABLED,
+    RELEASE_SETTINGS_DIR,
+    RELEASE_STATE_DIR,
+    RUNTIME_DIR,
+)
+from operations.app.options import DjangoApp
 
 # The sandboxing of everything an app runs: its gunicorn and process units (the templates write
 # these lines) and the release engine's transient units for builds, manage.py steps and the
@@ -49,3 +60,43 @@ class AppPaths:
     venvs: str             # its virtualenvs, one per requirements (the release engine names them)
     process_units: dict[str, str]  # process name -> unit name
     process_unit_files: dict[str, str]  # unit name -> unit file
+    candidate_unit: str    # the new release's gunicorn, checked before the switch (a transient unit)
+    candidate_socket: str  # its own socket
+
+
+def app_paths(name: str, app: DjangoApp, app_env_dir: str) -> AppPaths:
+    """The paths of app ``name`` (see AppPaths), derived here only."""
+    # manage.py's directory; '/srv/apps/<app>/' for an app at the top (as units always had it)
+    code = f"/srv/apps/{name}/{app.manage_dir}"
+    units = {proc: p.unit or f"{name}-{proc}" for proc, p in app.processes.items()}
+    return AppPaths(
+        env_file=f"{app_env_dir}/{name}.env",
+        release_settings=f"{RELEASE_SETTINGS_DIR}/{name}.release",
+        releases=f"/srv/releases/{name}",
+        state_dir=f"{RELEASE_STATE_DIR}/{name}",
+        deployed=f"{RELEASE_STATE_DIR}/{name}/deployed.json",
+        lock=f"{RUNTIME_DIR}/release-{name}.lock",
+        deploy_key=f"/home/{app.user}/.ssh/id_ed25519",
+        known_hosts=f"{RELEASE_SETTINGS_DIR}/{name}.known_hosts",
+        app_link=f"/srv/apps/{name}",
+        venv_link=f"/srv/venvs/{name}",
+        code_dir=code,
+        static_root=posixpath.join(code, app.static_dir),
+        gunicorn=f"/srv/venvs/{name}/bin/gunicorn",
+        gunicorn_config=GUNICORN_CONFIG,
+        runtime_dir=app.unit,
+        socket=f"/run/{app.unit}/gunicorn.sock",
+        socket_unit=f"{app.unit}.socket",
+        socket_unit_file=f"/etc/systemd/system/{app.unit}.socket",
+        unit_file=f"/etc/systemd/system/{app.unit}.service",
+        backup_dir=f"/var/backups/iac/{name}",
+        site_enabled=f"{NGINX_SITES_ENABLED}/{app.nginx.name}",
+        site_available=f"{NGINX_SITES_AVAILABLE}/{app.nginx.name}",
+        logrotate=(f"/etc/logrotate.d/{posixpath.basename(posixpath.dirname(app.log_dir))}-{name}"
+                   if app.log_dir else None),
+        venvs=f"/srv/venvs/.{name}-*",
+        process_units=units,
+        process_unit_files={u: f"/etc/systemd/system/{u}.service" for u in units.values()},
+        candidate_unit=f"iac-candidate-{name}",
+        candidate_socket=f"/run/iac-candidate-{name}/gunicorn.sock",
+    )

@@ -12,7 +12,7 @@ from pyinfra.api import OperationError, StringCommand, operation
 from pyinfra.operations import files
 
 from iac.engines import ReleaseSettings
-from iac.paths import GUNICORN_CONFIG
+from iac.paths import GUNICORN_CONFIG, HOST
 from iac.repo import FILES, TEMPLATES
 from operations.app.facts import COMMIT_RE, DeployedRelease, GitRemoteCommit, ReleaseDamage
 from operations.app.options import DjangoApp, PostgresDatabase, SqliteDatabase
@@ -22,7 +22,7 @@ from operations.host import HostConfig
 RELEASE_SCRIPT = "/usr/local/sbin/iac-app-release"
 
 
-RELEASE_ENGINE = "/usr/local/lib/iac/iac_release.py"
+RELEASE_ENGINE = HOST.release_engine
 
 
 # the commands an operator types; each a two-line wrapper of the engine (files/usr/local/sbin/)
@@ -91,6 +91,8 @@ def release_settings(config: HostConfig, name: str, app: DjangoApp, ctx: dict) -
                         *([app.log_dir] if app.log_dir else [])],
         # a failed release posts one message to the host's operator webhook (backups.alerts)
         "alert_env_file": config.backups.alerts.env_file if config.backups and config.backups.alerts else "",
+        "candidate_unit": paths.candidate_unit,
+        "candidate_socket": paths.candidate_socket,
     })
 
 

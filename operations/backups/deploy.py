@@ -30,13 +30,13 @@ from iac.errors import ConfigError
 from iac.formats import env_value
 from iac.guarded import differing_files, secret_file, validated_files
 from iac.packages import packages_present
-from iac.paths import STAGED
+from iac.paths import HOST, STAGED
 from iac.pyinfra_ext.shared_facts import EngineCall
 from iac.render import render, text_file
 from operations.backups.options import BackupsSection, ResticTarget
 from operations.host import HostConfig
 
-ENGINE = "/usr/local/lib/iac/iac_backup.py"
+ENGINE = HOST.backup_engine
 OPERATOR_COMMAND = "/usr/local/sbin/iac-backup"
 
 
@@ -240,7 +240,7 @@ def system_state_staged(staging_dir: str):
 
     .. code:: python
 
-        system_state_staged(name="System state staged", staging_dir="/var/lib/iac/restore/system-state")
+        system_state_staged(name="System state staged", staging_dir=f"{HOST.state_dir}/restore/system-state")
     """
     if host.get_fact(File, path=f"{staging_dir}/.iac-complete"):
         return

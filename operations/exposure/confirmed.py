@@ -19,13 +19,13 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import FactBase, FunctionCommand, StringCommand, operation
 
+from iac.paths import HOST, STAGED
 from iac.pyinfra_ext.sudo_staging import upload
 
 SCRIPT = "/usr/local/sbin/iac-confirmed-change"
-STAGED = "/etc/iac/staged"
 SSHD_DROPIN = "/etc/ssh/sshd_config.d/00-iac.conf"
 NFTABLES_CONF = "/etc/nftables.conf"
-NFT_RECORD = "/var/lib/iac/nft-iac.sha256"
+NFT_RECORD = f"{HOST.state_dir}/nft-iac.sha256"
 
 
 class ExposureState(FactBase):

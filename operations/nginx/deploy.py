@@ -56,7 +56,7 @@ def site_live(site: str, remove_default: bool = True):
     if default_on:
         host.noop(f"- delete {ENABLED}/default (Debian's default site is enabled again)")
     q = shlex.quote
-    backup = "/etc/iac/staged/nginx-backup.tar"
+    backup = f"{STAGED}/nginx-backup.tar"
     yield StringCommand(
         f"tar -C / -cf {backup} etc/nginx/sites-available etc/nginx/sites-enabled; "
         f"install -m 644 {q(staged)} {q(live)} && ln -sfn {q(live)} {q(link)}"

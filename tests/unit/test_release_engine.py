@@ -31,6 +31,7 @@ def settings(tmp_path: Path, **overrides) -> Settings:
         "unit_file": str(tmp_path / "demo.service"), "releases": str(tmp_path / "releases"),
         "state_dir": str(tmp_path / "state"), "lock_file": str(tmp_path / "run/release-demo.lock"),
         "key_path": "/home/demo/.ssh/id_ed25519", "known_hosts": "/etc/iac/apps/demo.known_hosts",
+        "candidate_unit": "iac-candidate-demo", "candidate_socket": "/run/iac-candidate-demo/gunicorn.sock",
         "app_link": str(tmp_path / "apps/demo"), "venv_link": str(tmp_path / "venvs/demo"), "keep_releases": 3,
         "backup_dir": str(tmp_path / "backups"), "db_engine": "sqlite", "sqlite_path": str(tmp_path / "db.sqlite3"),
         "health_socket": "/run/gunicorn-demo/gunicorn.sock", "health_headers": ["Host:demo.example"],

@@ -84,7 +84,7 @@ def candidate_command(s: Settings, unit: str, sock: str, release: Path, venv: Pa
     app's own unit is."""
     return ["systemd-run", "--quiet", "--collect", f"--unit={unit}", "--service-type=exec", f"--uid={s.user}",
             f"--gid={s.user}", *confined(s, s.state_paths), "-p", f"EnvironmentFile={s.env_file}",
-            "-p", f"WorkingDirectory={release / s.manage_dir}", "-p", f"RuntimeDirectory={unit}",
+            "-p", f"WorkingDirectory={release / s.manage_dir}", "-p", f"RuntimeDirectory={Path(sock).parent.name}",
             "-p", "RuntimeDirectoryMode=0755", f"--setenv=HOME=/home/{s.user}", "--",
             f"{venv}/bin/gunicorn", s.wsgi_app, *(["--config", s.gunicorn_config] if s.gunicorn_config else []),
             "--bind", f"unix:{sock}", "--workers", "1", "--timeout", str(s.timeout),

@@ -64,8 +64,7 @@ class GoingLive:
         """The new release under gunicorn on a socket of its own, before anything switches:
         users are never sent to a release that cannot answer its health check."""
         s = self.s
-        unit = f"iac-candidate-{s.app}"
-        sock = f"/run/{unit}/gunicorn.sock"
+        unit, sock = s.candidate_unit, s.candidate_socket
         commands.run(["systemctl", "stop", unit], check=False, stderr=subprocess.DEVNULL)  # a leftover
         commands.run(["systemctl", "reset-failed", unit], check=False, stderr=subprocess.DEVNULL)
         started = commands.run(candidate_command(s, unit, sock, release, venv), check=False)

@@ -71,6 +71,8 @@ class Settings:
     sandboxing: list[str] = field(default_factory=list)  # the app units' confinement (Key=value lines)
     state_paths: list[str] = field(default_factory=list)  # what manage.py steps may write (state, logs)
     alert_env_file: str = ""  # EnvironmentFile= holding IAC_ALERT_WEBHOOK_URL ('' = no alerts)
+    candidate_unit: str  # the new release's gunicorn before the switch (AppPaths.candidate_unit)
+    candidate_socket: str  # its own socket (RuntimeDirectory= of that unit)
     settings_file: Path = Path()
 
     @classmethod
