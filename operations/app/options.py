@@ -176,15 +176,16 @@ class SettingsEnv(Strict):
     allowed_hosts: EnvKey | None = Field(default="DJANGO_ALLOWED_HOSTS", description="Name of the "
                                          "comma-separated allowed hosts.", examples=["ALLOWED_HOSTS"])
     csrf_trusted_origins: EnvKey | None = Field(default="DJANGO_CSRF_TRUSTED_ORIGINS", description="Name of "
-                                                "the comma-separated trusted origins.", examples=[None])
+                                                "the comma-separated trusted origins.",
+                                                examples=["CSRF_TRUSTED_ORIGINS", None])
     secure_cookies: EnvKey | None = Field(default="DJANGO_SECURE_COOKIES", description="Name of the 1/0 flag "
                                           "for Secure session and CSRF cookies (on for TLS sites).",
-                                          examples=[None])
+                                          examples=["SECURE_COOKIES", None])
     static_root: EnvKey | None = Field(default="STATIC_ROOT", description="Name of the variable collectstatic "
                                        "reads its target from; None: the app's settings fix it (static_dir "
-                                       "must then say where).", examples=[None])
+                                       "must then say where).", examples=["STATIC_ROOT", None])
     use_sqlite: EnvKey | None = Field(default="USE_SQLITE", description="Name of the 1/0 SQLite switch.",
-                                      examples=[None])
+                                      examples=["USE_SQLITE", None])
     sqlite_path: EnvKey | None = Field(default="SQLITE_PATH", description="Name of the SQLite file's path.",
                                        examples=["DB_PATH"])
     postgres_db: EnvKey | None = Field(default="POSTGRES_DB", description="Name of the PostgreSQL database "

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     Field,
     SecretStr,
     model_validator,
@@ -35,16 +37,16 @@ class LocalBackups(Strict):
     Every PostgreSQL database the host declares (postgres.databases) and every app's SQLite
     database is dumped, unless `databases` names a subset."""
 
-    unit: UnitName = Field(default="pg-backup-gts", description="Name of the .service/.timer pair.",
+    unit: UnitName = Field(default="iac-db-dumps", description="Name of the .service/.timer pair.",
                            examples=["pg-backup-gts"])
-    script: Script = Field(default="/usr/local/sbin/pg_backup_gts_databases.sh",
+    script: Script = Field(default="/usr/local/sbin/iac-db-dumps.sh",
                             description="The backup command the service runs (a file of this repo).",
                             examples=["/usr/local/sbin/pg_backup_gts_databases.sh"])
     schedule: OnCalendar = Field(default="hourly", description="OnCalendar= of the timer.",
                                  examples=["hourly", "*-*-* 03:10:00"])
     mount: Annotated[str, path_under("/mnt", "/media", "/srv", example="/mnt/pg_backups",
                                      owned=False)] | None = Field(
-        default="/mnt/pg_backups",
+        default=None,
         description="Mount point of the dump disk. The converge declares its fstab line and checks that it is "
                     "mounted; it never formats or mounts anything. A backup run refuses to write when it is "
                     "not a mount point (nothing lands on the root filesystem). None: no separate disk.",
@@ -58,7 +60,7 @@ class LocalBackups(Strict):
                                                      examples=["ext4"])
     root: Annotated[str, path_under("/mnt", "/media", "/srv", "/var/backups", "/var/lib",
                                     example="/mnt/pg_backups/postgres")] = Field(
-        default="/mnt/pg_backups/postgres",
+        default="/var/backups/db-dumps",
                           description="Where db/<name>/, globals/ and logs/ are kept (under `mount` if set).",
                           examples=["/mnt/pg_backups/postgres"])
     databases: list[Ident] | None = Field(
@@ -83,15 +85,29 @@ class LocalBackups(Strict):
 
 
 DEFAULT_SYSTEM_STATE_INCLUDES = [
-    "/etc/gts", "/etc/nginx", "/etc/systemd/system", "/etc/ssh", "/home", "/root", "/etc/fstab",
-    "/usr/local/sbin", "/etc/gts/bootstrap",
+    "/etc/iac", "/etc/nginx", "/etc/systemd/system", "/etc/ssh", "/home", "/root", "/etc/fstab",
+    "/usr/local/sbin",
 ]
 
 
 DEFAULT_SYSTEM_STATE_EXCLUDES = [
-    "/mnt/pg_backups", "/var/lib/postgresql", "/var/log", "/tmp", "/var/cache", "/root/.cache",
+    "/var/lib/postgresql", "/var/log", "/tmp", "/var/cache", "/root/.cache",
     "/home/*/.cache", "/srv/apps", "/srv/venvs", "**/.venv", "**/venv",
 ]
+
+
+def _check_exclude(value: str) -> str:
+    """A restic --exclude-file pattern: absolute or **/, components of [A-Za-z0-9_.*-], which may
+    start with a dot (/root/.cache, **/.venv) but never be . or .. (no way out of what is named)."""
+    rest = value[3:] if value.startswith("**/") else value[1:] if value.startswith("/") else None
+    parts = (rest or "").rstrip("/").split("/")
+    if rest is None or not all(re.fullmatch(r"[A-Za-z0-9_.*-]+", p) and p not in (".", "..") for p in parts):
+        raise ValueError(f"{value!r} is not an exclude pattern (an absolute path or **/name, without . or .. "
+                         "components; example: '/root/.cache')")
+    return value
+
+
+ExcludePattern = Annotated[str, AfterValidator(_check_exclude)]
 
 
 class ResticTarget(Strict):
@@ -135,7 +151,7 @@ class ResticPostgres(ResticTarget):
     script: Script = Field(default="/usr/local/sbin/restic_backup_postgres_dumps.sh",
                             description="The command the service runs.",
                             examples=["/usr/local/sbin/restic_backup_postgres_dumps.sh"])
-    env_file: EtcFile = Field(default="/etc/gts/backup/restic.env", description="root 0600 KEY=value file.",
+    env_file: EtcFile = Field(default="/etc/iac/backup/restic.env", description="root 0600 KEY=value file.",
                               examples=["/etc/gts/backup/restic.env"])
     schedule: OnCalendar = Field(default="*-*-* 02:30:00", description="OnCalendar= of the backup timer.",
                                  examples=["*-*-* 02:30:00"])
@@ -156,7 +172,7 @@ class ResticSystemState(ResticTarget):
     script: Script = Field(default="/usr/local/sbin/restic-system-state-backup.sh",
                             description="The command the service runs.",
                             examples=["/usr/local/sbin/restic-system-state-backup.sh"])
-    env_file: EtcFile = Field(default="/etc/gts/backup/restic-system-state.env",
+    env_file: EtcFile = Field(default="/etc/iac/backup/restic-system-state.env",
                               description="root 0600 KEY=value file.",
                               examples=["/etc/gts/backup/restic-system-state.env"])
     schedule: OnCalendar = Field(default="*-*-* 02:20:00", description="OnCalendar= of the backup timer.",
@@ -166,14 +182,14 @@ class ResticSystemState(ResticTarget):
     includes: list[AbsPath] = Field(default=DEFAULT_SYSTEM_STATE_INCLUDES, min_length=1,
                                     description="includes.txt: what is backed up.",
                                     examples=[DEFAULT_SYSTEM_STATE_INCLUDES])
-    excludes: list[Annotated[str, Field(pattern=r"^(/|\*\*/)([A-Za-z0-9_*-][A-Za-z0-9_.*-]*/?)*$")]] = Field(
+    excludes: list[ExcludePattern] = Field(
         default=DEFAULT_SYSTEM_STATE_EXCLUDES, description="excludes.txt: restic --exclude-file patterns.",
         examples=[DEFAULT_SYSTEM_STATE_EXCLUDES])
-    lists_dir: EtcFile = Field(default="/etc/gts/backup/system-state",
+    lists_dir: EtcFile = Field(default="/etc/iac/backup/system-state",
                                description="Where includes.txt and excludes.txt live.",
                                examples=["/etc/gts/backup/system-state"])
     inventory_dir: EtcFile = Field(
-        default="/etc/gts/bootstrap",
+        default="/etc/iac/bootstrap",
         description="The inventory snapshot (packages, enabled services, mounts, nginx -T), regenerated "
                     "before each run.", examples=["/etc/gts/bootstrap"])
     staging_dir: Annotated[str, path_under("/var/lib", example="/var/lib/iac/restore/system-state")] = Field(
