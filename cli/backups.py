@@ -28,7 +28,7 @@ from typing import Any
 
 from cli.validate import load_inventory
 from iac.errors import ConfigError
-from operations.app.context import _context
+from operations.app.context import app_context
 from operations.app.facts import http_check_command
 from operations.backups.deploy import OPERATOR_COMMAND, offsite_targets
 from operations.host import HostConfig
@@ -166,7 +166,7 @@ def app_answers(target: Target, units: list[str]) -> list[str]:
     for name, app in target.config.apps.items():
         if app.unit not in units:
             continue
-        header = _context(target.config, name, app)["host_header"]
+        header = app_context(target.config, name, app)["host_header"]
         port = 443 if app.nginx.tls else app.nginx.port
         code = target.ssh(http_check_command("/", header, port, app.nginx.tls, attempts=30)).stdout.strip()
         print(f"{target.name}: {name} through nginx ({header}:{port}) answers HTTP {code}")

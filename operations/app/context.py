@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pydantic import SecretStr
+
 from operations.app.options import DjangoApp, PostgresDatabase, SqliteDatabase
 from operations.app.paths import APP_SANDBOXING
 from operations.host import HostConfig
@@ -11,7 +13,22 @@ def env_file_path(config: HostConfig, name: str) -> str:
     return config.app_paths(name).env_file
 
 
-def _context(config: HostConfig, name: str, app: DjangoApp) -> dict:
+def app_view(app: DjangoApp) -> DjangoApp:
+    """The app as templates other than its env file see it: its secrets left out (its secret key,
+    secret_env, the alert webhook), so no secret reaches a file that does not write it."""
+    return app.model_copy(update={"secret_key": SecretStr(""), "secret_env": {}, "discord_alerts": None})
+
+
+def env_context(config: HostConfig, name: str, app: DjangoApp) -> dict:
+    """What the env file is rendered from: the app's user and its environment (secrets included:
+    the one file that writes them, root:<app> 0640)."""
+    values = app_context(config, name, app)
+    return {"app": values["app"], "environment": app_environment(app, name, values["allowed_hosts"],
+                                                                 values["csrf_origins"])}
+
+
+def app_context(config: HostConfig, name: str, app: DjangoApp) -> dict:
+    """What an app's units, site and log rotation are rendered from: derived values, no secret."""
     paths = config.app_paths(name)
     pg = [db for db in [app.database, *app.extra_databases.values()] if isinstance(db, PostgresDatabase)]
     canonical = app.nginx.server_names[0]
@@ -26,9 +43,8 @@ def _context(config: HostConfig, name: str, app: DjangoApp) -> dict:
                     for h in app.nginx.server_names if h != "_"]
     return {
         "name": name,
-        "app": app,
+        "app": app_view(app),
         "paths": paths,
-        "environment": app_environment(app, name, allowed, csrf_origins),
         "allowed_hosts": allowed,
         "env_file": paths.env_file,
         "csrf_origins": csrf_origins,

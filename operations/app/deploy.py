@@ -24,7 +24,7 @@ from iac.guarded import secret_file, validated_file, validated_files
 from iac.packages import packages_present
 from iac.paths import STAGED
 from iac.render import render, text_file
-from operations.app.context import _context
+from operations.app.context import app_context, env_context
 from operations.app.identity import app_identity
 from operations.app.options import DjangoApp
 from operations.app.release import _inputs_hash, release_live, release_settings
@@ -44,7 +44,7 @@ def _verify_units(binaries: list[str]) -> str:
 
 def django_app(config: HostConfig, name: str, app: DjangoApp) -> None:
     """Declare one app, from packages to a live release (see module docstring for stages)."""
-    ctx = _context(config, name, app)
+    ctx = app_context(config, name, app)
 
     # ---- install
     # (Node.js for front-end builds comes from operations/node/deploy.py, before the apps)
@@ -57,7 +57,7 @@ def django_app(config: HostConfig, name: str, app: DjangoApp) -> None:
     # ---- configure
     files.directory(name="Directory for app env files", path=config.app_env_dir, user="root",
                     group="root", mode="755")
-    env_text = render("etc/iac/apps/app.env.j2", **ctx)
+    env_text = render("etc/iac/apps/app.env.j2", **env_context(config, name, app))
     secret_file(name=f"{name}: env file (secrets)", dest=ctx["env_file"], content=env_text,
                 user="root", group=app.user, mode="640", env=True)
     paths = ctx["paths"]

@@ -17,7 +17,7 @@ from iac.guarded import unless_ok
 from iac.packages import packages_present
 from iac.paths import NGINX_SITES_AVAILABLE, NGINX_SITES_ENABLED, STAGED
 from iac.render import render, text_file
-from operations.app.context import _context
+from operations.app.context import app_context
 from operations.app.facts import HttpStatus, http_check_command
 from operations.host import HostConfig
 
@@ -72,7 +72,7 @@ def nginx_sites(config: HostConfig) -> None:
     packages_present(["nginx"], config.base.apt_cache_hours, "nginx")
     files.directory(name="Staging directory for nginx sites", path=f"{STAGED}{AVAILABLE}", mode="755")
     for name, app in config.apps.items():
-        ctx = _context(config, name, app)
+        ctx = app_context(config, name, app)
         text = render("etc/nginx/sites-available/app.conf.j2", default_server=True, **ctx)
         files.put(name=f"nginx site {app.nginx.name} (staged)", src=text_file(text),
                   dest=f"{STAGED}{AVAILABLE}/{app.nginx.name}", mode="644")
@@ -119,7 +119,7 @@ def sites_answer(config: HostConfig, only: str | None = None) -> None:
     for name, app in config.apps.items():
         if only and name != only:
             continue
-        host_header = _context(config, name, app)["host_header"]
+        host_header = app_context(config, name, app)["host_header"]
         port = 443 if app.nginx.tls else app.nginx.port
         site_answers(name=f"{name}: {host_header} answers through nginx", url="/",
                      host_header=host_header, port=port, tls=app.nginx.tls)

@@ -14,7 +14,7 @@ import pytest
 
 from iac.errors import ConfigError
 from iac.render import render
-from operations.app.context import _context
+from operations.app.context import app_context, env_context
 from operations.app.release import release_settings
 from release_engine.settings import Settings
 from stack.load import build_host_config
@@ -56,8 +56,8 @@ def _refused(option: str, **changes: Any) -> str:
 def test_a_real_app_shape_is_declared_through_the_model_alone() -> None:
     config = _public()
     app, paths = config.apps["pinger"], config.app_paths("pinger")
-    ctx = _context(config, "pinger", app)
-    env = ctx["environment"]
+    ctx = app_context(config, "pinger", app)
+    env = env_context(config, "pinger", app)["environment"]
     # the names the app reads; none of the repo's defaults it would ignore
     assert env["SECRET_KEY"] and env["DEBUG"] == "0" and env["ALLOWED_HOSTS"] == "pinger.example"
     assert env["DB_NAME"] == "/var/lib/pinger/db.sqlite3"
@@ -82,7 +82,7 @@ def test_a_real_app_shape_is_declared_through_the_model_alone() -> None:
 
 def test_release_settings_of_the_real_app_shape_load_in_the_engine(tmp_path: Path) -> None:
     config = _public()
-    ctx = _context(config, "pinger", config.apps["pinger"])
+    ctx = app_context(config, "pinger", config.apps["pinger"])
     (tmp_path / "pinger.release").write_text(json.dumps(
         release_settings(config, "pinger", config.apps["pinger"], ctx).to_dict()))
     loaded = Settings.load("pinger", tmp_path)
@@ -139,8 +139,10 @@ def test_todays_apps_keep_their_files_byte_for_byte() -> None:
     for group, hostname in (("public", "srv1178562"), ("lan", "gts-server")):
         config = build_host_config(group, hostname)
         for name, app in config.apps.items():
-            ctx = _context(config, name, app)
-            for template in ("etc/systemd/system/gunicorn.service.j2", "etc/iac/apps/app.env.j2"):
-                assert render(template, **ctx) == golden[f"{name}:{template}"], (name, template)
+            ctx = app_context(config, name, app)
+            contexts = {"etc/systemd/system/gunicorn.service.j2": ctx, "etc/iac/apps/app.env.j2":
+                        env_context(config, name, app)}
+            for template, values in contexts.items():
+                assert render(template, **values) == golden[f"{name}:{template}"], (name, template)
             site = render("etc/nginx/sites-available/app.conf.j2", default_server=True, **ctx)
             assert site == golden[f"{name}:site"], name

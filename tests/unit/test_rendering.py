@@ -15,7 +15,7 @@ import pytest
 from engine_common import envfile
 from iac.formats import env_lines, nginx_token, shell_word, unit_word
 from iac.render import render
-from operations.app.context import _context
+from operations.app.context import app_context, env_context
 from operations.app.release import release_settings
 from release_engine.settings import Settings
 from stack.load import build_host_config
@@ -42,10 +42,10 @@ def lan(tmp_path: Path):
 
 def test_env_file_reads_back_byte_exact_with_every_metacharacter(lan) -> None:
     for name, app in lan.apps.items():
-        ctx = _context(lan, name, app)
+        ctx = env_context(lan, name, app)
         text = render("etc/iac/apps/app.env.j2", **ctx)
         assert envfile.parse_env_file(text) == ctx["environment"]
-    rental = _context(lan, "rental_scheduler", lan.apps["rental_scheduler"])["environment"]
+    rental = env_context(lan, "rental_scheduler", lan.apps["rental_scheduler"])["environment"]
     assert rental["DJANGO_SECRET_KEY"] == "k" + HOSTILE
     assert rental["SENTRY_DSN"].endswith(HOSTILE)
 
@@ -54,14 +54,14 @@ def test_managed_env_names_are_the_ones_the_model_reserves(lan, tmp_path: Path) 
     public = _config(tmp_path, "public", "srv1178562", {})
     for config in (lan, public):
         for name, app in config.apps.items():
-            env = _context(config, name, app)["environment"]
+            env = env_context(config, name, app)["environment"]
             assert set(env) - set(app.env) - set(app.secret_env) <= app.managed_env_keys()
 
 
 def test_release_settings_are_json_the_engine_loads(lan, tmp_path: Path) -> None:
     """The file the release engine reads: JSON from the model (no shell ever sources it)."""
     for name, app in lan.apps.items():
-        ctx = _context(lan, name, app)
+        ctx = app_context(lan, name, app)
         (tmp_path / f"{name}.release").write_text(json.dumps(release_settings(lan, name, app, ctx).to_dict()))
         loaded = Settings.load(name, tmp_path)
         assert (loaded.repo_url, loaded.revision, loaded.user) == (app.source.url, app.source.revision, app.user)
@@ -97,8 +97,26 @@ def test_unit_and_site_render_for_both_hosts(lan, tmp_path: Path) -> None:
     public = _config(tmp_path, "public", "srv1178562", {})
     for config in (lan, public):
         for name, app in config.apps.items():
-            ctx = _context(config, name, app)
+            ctx = app_context(config, name, app)
             unit = render("etc/systemd/system/gunicorn.service.j2", **ctx)
             site = render("etc/nginx/sites-available/app.conf.j2", default_server=True, **ctx)
             assert f"ExecStart=/srv/venvs/{name}/bin/gunicorn {app.wsgi_app}" in unit
             assert f"server_name {' '.join(app.nginx.server_names)};" in site
+
+
+def test_no_secret_reaches_a_template_that_does_not_write_it(lan) -> None:
+    """Units, sites and log rotation are rendered from a context without the app's secrets (only
+    the env file gets them): a template that printed ``app.secret_key`` would print nothing."""
+    for name, app in lan.apps.items():
+        ctx = app_context(lan, name, app)
+        secrets = [app.secret_key.get_secret_value(), *(v.get_secret_value() for v in app.secret_env.values()),
+                   *([app.discord_alerts.webhook_url.get_secret_value()] if app.discord_alerts else [])]
+        assert "environment" not in ctx
+        assert ctx["app"].secret_key.get_secret_value() == "" and not ctx["app"].secret_env
+        assert ctx["app"].discord_alerts is None
+        rendered = [render("etc/systemd/system/gunicorn.service.j2", **ctx),
+                    render("etc/nginx/sites-available/app.conf.j2", default_server=True, **ctx),
+                    render("etc/systemd/system/gunicorn.socket.j2", **ctx)]
+        assert not [s for s in secrets for text in rendered if s in text]
+        env = render("etc/iac/apps/app.env.j2", **env_context(lan, name, app))
+        assert all(envfile.quote_env_value(s) in env for s in secrets if "\n" not in s)
