@@ -16,7 +16,7 @@ export SANDBOX_NAME SANDBOX_SUBNET
 
 .PHONY: help deps venv venv-run sandbox sandbox-up sandbox-status sandbox-down plan apply drift bench deploy-keys \
         release rollback audit-mismatches alert-test backup-status backup-now restore restore-drill dr dr-drill \
-        validate test test-unit test-integration lint
+        validate options-doc test test-unit test-integration lint
 
 help: ## List the targets and what they do
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -64,6 +64,9 @@ sandbox-down: ## Remove everything the sandbox created, and prove nothing is lef
 
 validate: venv ## Validate both inventories' configuration offline (no host is contacted)
 	$(PY) -m cli.validate
+
+options-doc: venv ## Write docs/options.md, every option's type, default, description and examples, from the model
+	$(PY) -m cli.options_doc
 
 plan: $(RUN_VENV) ## Preview what a run would change on INVENTORY (nothing is applied)
 	@$(PY) -m cli.drift $(INVENTORY) || test $$? -eq 2

@@ -11,8 +11,8 @@ import shutil
 import subprocess
 import urllib.parse
 import zoneinfo
-from collections.abc import Mapping
-from typing import Annotated, Any, get_args
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, TypeVar, get_args
 
 from pydantic import (
     AfterValidator,
@@ -74,6 +74,22 @@ CRYPT_RE = re.compile(r"\$[0-9a-z]{1,3}\$[./A-Za-z0-9$=,]{8,}")
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 
 
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def type_name(name: str, plural: str | None = None) -> Callable[[_F], _F]:
+    """Name a validator's type for people: the options reference (docs/options.md, written by
+    ``python -m cli.options_doc``) shows ``name`` as the option's type ("DNS name" for one,
+    "list of DNS names" for a list; ``plural`` when adding an -s to the noun is wrong)."""
+
+    def mark(func: _F) -> _F:
+        func.type_name = name  # type: ignore[attr-defined]
+        func.type_name_plural = plural  # type: ignore[attr-defined]
+        return func
+
+    return mark
+
+
 def _check(pattern: re.Pattern[str], what: str, example: str):
     def validate(value: str) -> str:
         # fullmatch: a pattern's `$` also matches before a trailing newline
@@ -81,15 +97,17 @@ def _check(pattern: re.Pattern[str], what: str, example: str):
             raise ValueError(f"{value!r} is not a valid {what} (example: {example!r})")
         return value
 
-    return AfterValidator(validate)
+    return AfterValidator(type_name(what)(validate))
 
 
+@type_name("IANA time zone")
 def _check_timezone(value: str) -> str:
     if value not in zoneinfo.available_timezones():
         raise ValueError(f"{value!r} is not an IANA time zone (example: 'Etc/UTC', 'America/New_York')")
     return value
 
 
+@type_name("IPv4 address")
 def _check_ipv4(value: str) -> str:
     try:
         ipaddress.IPv4Address(value)
@@ -98,6 +116,7 @@ def _check_ipv4(value: str) -> str:
     return value
 
 
+@type_name("IPv4 address with prefix length")
 def _check_ipv4_interface(value: str) -> str:
     try:
         iface = ipaddress.IPv4Interface(value)
@@ -117,6 +136,7 @@ def _is_ip(value: str) -> bool:
     return True
 
 
+@type_name("nginx server name (DNS name, `*.` or `.` + DNS name, IP address, or `_`)")
 def _check_server_name(value: str) -> str:
     """nginx server_name: `_` (any), a DNS name, `*.` or `.` before a DNS name, or an IP address."""
     bare = value[2:] if value.startswith("*.") else value[1:] if value.startswith(".") else value
@@ -126,6 +146,7 @@ def _check_server_name(value: str) -> str:
                      f"'_' for any name; example: 'pravoo.in')")
 
 
+@type_name("Django allowed host (DNS name, `.` + DNS name, or IP address)")
 def _check_allowed_host(value: str) -> str:
     """Django ALLOWED_HOSTS entry: a DNS name, `.` + name (the name and its subdomains), an IP."""
     if value == "*":
@@ -138,6 +159,7 @@ def _check_allowed_host(value: str) -> str:
                      f"subdomains, or an IP address; example: 'pravoo.in')")
 
 
+@type_name("git tag, branch or commit id", "git tags, branches or commit ids")
 def _check_revision(value: str) -> str:
     """A git tag, branch or commit id (git's ref-name rules, no option-like or range syntax)."""
     ok = (re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,199}", value) and ".." not in value and "//" not in value
@@ -171,6 +193,7 @@ FOREIGN_TREES = (
 )
 
 
+@type_name("absolute path")
 def _check_abs_path(value: str, example: str = "/mnt/pg_backups") -> str:
     """An absolute, normalised path without `..`, spaces or shell/unit metacharacters."""
     if not value.startswith("/") or value != posixpath.normpath(value) or "/../" in f"{value}/" \
@@ -204,7 +227,9 @@ def path_under(*roots: str, example: str, owned: bool = True):
                                  f"service; use a directory of its own (example: {example!r})")
         return value
 
-    return AfterValidator(validate)
+    under = ", ".join(roots[:-1]) + f" or {roots[-1]}" if len(roots) > 1 else roots[0]
+    name = ("absolute path", "absolute paths") if roots == ("/",) else (f"path under {under}", f"paths under {under}")
+    return AfterValidator(type_name(*name)(validate))
 
 
 def _check_https_url(value: str, example: str, secret: bool = False) -> str:
@@ -225,6 +250,7 @@ def _check_https_url(value: str, example: str, secret: bool = False) -> str:
     return value
 
 
+@type_name("PEM certificate bundle")
 def _check_pem(value: str) -> str:
     blocks = re.findall(r"-----BEGIN CERTIFICATE-----\n[A-Za-z0-9+/=\n]+-----END CERTIFICATE-----\n?", value)
     if not blocks or "".join(blocks).strip() != value.strip():
@@ -233,6 +259,7 @@ def _check_pem(value: str) -> str:
     return value
 
 
+@type_name("relative path inside the repository", "relative paths inside the repository")
 def _check_repo_path(value: str) -> str:
     """A relative path inside a repository or release: no `..`, no leading `/` or `-`."""
     parts = value.split("/")
@@ -308,6 +335,7 @@ MANAGE_ARG_RE = re.compile(r"^[A-Za-z0-9_./:=@+,-]{1,200}$")
 URL_PATH_RE = re.compile(r"^(?!.*//)(?!.*/\.\.?(/|$|\?))/[A-Za-z0-9._~/-]{0,200}(\?[A-Za-z0-9._~=&-]{0,200})?$")
 
 
+@type_name("manage.py command (subcommand and arguments, no shell)")
 def _check_manage_command(value: list[str]) -> list[str]:
     if not value:
         raise ValueError("is empty; give manage.py's subcommand and its arguments (example: ['compress', '--force'])")
@@ -436,6 +464,7 @@ def parse_git_url(value: str) -> tuple[str | None, str, int | None, str]:
     return user, host, port, path
 
 
+@type_name("SSH git URL")
 def _check_git_url(value: str) -> str:
     parse_git_url(value)
     return value
@@ -488,6 +517,7 @@ def _calendar_complaint(value: str) -> str | None:
     return (proc.stderr.strip().splitlines() or ["rejected"])[-1]
 
 
+@type_name("systemd calendar expression (OnCalendar=)")
 def _check_calendar(value: str) -> str:
     """An OnCalendar= expression, checked by systemd's own parser when it is on this machine."""
     if not value.strip() or "\n" in value or "\x00" in value or ";" in value:

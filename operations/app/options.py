@@ -40,6 +40,7 @@ from iac.values import (
     _check_repo_path,
     option_error,
     path_under,
+    type_name,
 )
 from operations.nginx.options import NginxSite
 
@@ -63,6 +64,7 @@ class GitSource(Strict):
     )
 
 
+@type_name("path /var/lib/<dir>/<file>")
 def _check_sqlite_path(value: str) -> str:
     _check_abs_path(value, "/var/lib/chip_dashboard/db.sqlite3")
     parts = value.split("/")
@@ -73,6 +75,11 @@ def _check_sqlite_path(value: str) -> str:
         raise ValueError(f"{value!r}: /var/lib/{parts[3]} belongs to the system or another service "
                          "(example: '/var/lib/chip_dashboard/db.sqlite3')")
     return value
+
+
+@type_name("relative path inside the repository, or '' for its top")
+def _check_manage_dir(value: str) -> str:
+    return value and _check_repo_path(value)
 
 
 class SqliteDatabase(Strict):
@@ -228,7 +235,7 @@ class DjangoApp(Strict):
     user: Username = Field(description="Unprivileged system user (and group) the app runs as.",
                            examples=["rental_scheduler"])
     source: GitSource = Field(description="Where the code comes from.")
-    manage_dir: Annotated[str, AfterValidator(lambda v: v and _check_repo_path(v))] = Field(
+    manage_dir: Annotated[str, AfterValidator(_check_manage_dir)] = Field(
         default="", description="Subdirectory of the repository that holds manage.py ('' for the top).",
         examples=["chip_dashboard"],
     )

@@ -10,15 +10,19 @@ from pydantic import (
     Field,
 )
 
-from iac.values import FQDN_RE, Strict, _check, _check_https_url, _check_pem
+from iac.values import FQDN_RE, Strict, _check, _check_https_url, _check_pem, type_name
+
+
+@type_name("https:// URL (plain http:// for an IP address only)")
+def _check_acme_directory(value: str) -> str:
+    return _check_https_url(value, "https://acme-v02.api.letsencrypt.org/directory")
 
 
 class TlsSection(Strict):
     email: Annotated[str, _check(re.compile(r"[A-Za-z0-9._%+-]{1,64}@" + FQDN_RE.pattern.strip("^$")),
                                  "e-mail address", "admin@pravoo.in")] = Field(
         description="Account e-mail for the ACME CA (expiry notices).", examples=["admin@pravoo.in"])
-    acme_directory: Annotated[str, AfterValidator(lambda v: _check_https_url(
-            v, "https://acme-v02.api.letsencrypt.org/directory"))] = Field(
+    acme_directory: Annotated[str, AfterValidator(_check_acme_directory)] = Field(
         default="https://acme-v02.api.letsencrypt.org/directory",
         description="ACME directory URL (Let's Encrypt in production).",
         examples=["https://acme-v02.api.letsencrypt.org/directory"],
