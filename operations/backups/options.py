@@ -28,6 +28,7 @@ from iac.values import (
     Username,
     option_error,
     path_under,
+    type_name,
 )
 
 
@@ -96,6 +97,7 @@ DEFAULT_SYSTEM_STATE_EXCLUDES = [
 ]
 
 
+@type_name("restic exclude pattern")
 def _check_exclude(value: str) -> str:
     """A restic --exclude-file pattern: absolute or **/, components of [A-Za-z0-9_.*-], which may
     start with a dot (/root/.cache, **/.venv) but never be . or .. (no way out of what is named)."""
