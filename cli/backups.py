@@ -28,6 +28,7 @@ from typing import Any
 
 from cli.validate import load_inventory
 from iac.errors import ConfigError
+from iac.ssh import run_as_root
 from operations.app.context import app_context
 from operations.app.facts import http_check_command
 from operations.backups.deploy import OPERATOR_COMMAND, offsite_targets
@@ -52,21 +53,7 @@ class Target:
 
     def ssh(self, command: str, timeout: float = 3600, stream: bool = False) -> subprocess.CompletedProcess:
         """Run ``command`` on the host as root (through sudo where the inventory says so)."""
-        d = self.data
-        argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=15"]
-        if d.get("ssh_key"):
-            argv += ["-i", d["ssh_key"], "-o", "IdentitiesOnly=yes"]
-        if d.get("ssh_known_hosts_file"):
-            argv += ["-o", f"UserKnownHostsFile={d['ssh_known_hosts_file']}"]
-        if d.get("ssh_strict_host_key_checking"):
-            argv += ["-o", f"StrictHostKeyChecking={d['ssh_strict_host_key_checking']}"]
-        if d.get("ssh_port"):
-            argv += ["-p", str(d["ssh_port"])]
-        user = d.get("ssh_user")
-        argv.append(f"{user}@{d['ssh_hostname']}" if user else d["ssh_hostname"])
-        argv.append(f"sudo -n sh -c {shlex.quote(command)}" if d.get("_sudo") else command)
-        return subprocess.run(argv, text=True, check=False, timeout=timeout, stdin=subprocess.DEVNULL,
-                              capture_output=not stream)
+        return run_as_root(self.data, command, timeout, stream)
 
 
 def targets(inventory: str, limit: str | None = None) -> list[Target]:

@@ -21,6 +21,7 @@ from pyinfra.api import FactBase, FunctionCommand, StringCommand, operation
 
 from iac.paths import HOST, STAGED
 from iac.pyinfra_ext.sudo_staging import upload
+from iac.ssh import ssh_argv
 
 SCRIPT = "/usr/local/sbin/iac-confirmed-change"
 SSHD_DROPIN = "/etc/ssh/sshd_config.d/00-iac.conf"
@@ -62,18 +63,10 @@ def digest(text: str) -> str:
 def second_login(port: int) -> list[str]:
     """The ssh command line of a new connection to the current host, made the way the inventory
     says pyinfra connects (user, key, known hosts), on the port sshd is declared to listen on."""
-    data = host.data
-    argv = ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=8", "-o", "ServerAliveInterval=5",
-            "-o", "ServerAliveCountMax=2", "-p", str(port)]
-    if data.get("ssh_key"):
-        argv += ["-i", str(data.get("ssh_key")), "-o", "IdentitiesOnly=yes"]
-    if data.get("ssh_known_hosts_file"):
-        argv += ["-o", f"UserKnownHostsFile={data.get('ssh_known_hosts_file')}"]
-    if data.get("ssh_strict_host_key_checking"):
-        argv += ["-o", f"StrictHostKeyChecking={data.get('ssh_strict_host_key_checking')}"]
-    user = data.get("ssh_user")
-    target = data.get("ssh_hostname") or host.name
-    return [*argv, f"{user}@{target}" if user else str(target), "true"]
+    data = {k: host.data.get(k) for k in ("ssh_key", "ssh_known_hosts_file", "ssh_strict_host_key_checking",
+                                          "ssh_user")}
+    data["ssh_hostname"] = host.data.get("ssh_hostname") or host.name
+    return [*ssh_argv(data, port=port, connect_timeout=8, keepalive=True), "true"]
 
 
 def _confirm(state, host, kind: str, dest: str, login: list[str], deadline: float = 25.0) -> bool:  # noqa: ARG001
