@@ -1,5 +1,5 @@
 # Managed by this repo. The LAN server gts-server, runbook:
-# shared/runbooks/lan-host-gts-server.txt. Types, defaults and meaning: docs/options.md (each concern's operations/<concern>/options.py).
+# shared/runbooks/lan-host-gts-server.txt. Types, defaults and meaning: docs/options.md.
 
 # The hosts of this group: inventory name (= /etc/hostname) -> the values that differ on that host,
 # merged over this file's (one host today, so its values are the group's).
