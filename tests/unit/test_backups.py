@@ -16,25 +16,18 @@ import pytest
 
 from backup_engine import dumps, offsite, proc, restore, status
 from backup_engine.settings import BackupSettings, Database
-from cli.validate import load_inventory
 from engine_common import envfile
 from iac.engines import ENGINE_DIR
 from iac.errors import ConfigError
 from iac.render import render
 from operations.backups import deploy as ops
+from operations.host import HostConfig
 from stack.load import build_host_config
 
 REPO = Path(__file__).resolve().parents[2]
 
 HOSTILE = ["plain", "with space", "$(touch /tmp/pwned)", "`id`", "a'b\"c", "semi;colon & amp", "#hash",
            "back\\slash\\", "%percent%n", "trailing\\", '"quoted"', "${HOME}", "tab\there", "=equals="]
-
-
-@pytest.fixture
-def group_data(tmp_path: Path) -> Path:
-    dest = tmp_path / "group_data"
-    shutil.copytree(REPO / "group_data", dest)
-    return dest
 
 
 def _lan_with(group_data: Path, text: str) -> str:
@@ -46,8 +39,8 @@ def _lan_with(group_data: Path, text: str) -> str:
 
 # ---- the model -------------------------------------------------------------------------------
 
-def test_production_backups_follow_the_runbook() -> None:
-    lan = load_inventory(REPO / "inventory.py")["lan"][0][1]["config"]
+def test_production_backups_follow_the_runbook(lan_config: HostConfig, public_config: HostConfig) -> None:
+    lan = lan_config
     b = lan.backups
     assert (b.local.unit, b.local.script, b.local.schedule) == (
         "pg-backup-gts", "/usr/local/sbin/pg_backup_gts_databases.sh", "hourly")
@@ -69,7 +62,7 @@ def test_production_backups_follow_the_runbook() -> None:
         assert excluded in ss.excludes
     assert sorted(lan.backup_databases()) == ["gingerich_trailer", "gingerich_trailer_rentals",
                                                "gts_scheduler", "gts_shop_scheduler"]
-    public = load_inventory(REPO / "inventory.py")["public"][0][1]["config"]
+    public = public_config
     assert public.backup_databases() == {"chip_dashboard": {
         "engine": "sqlite", "path": "/var/lib/chip_dashboard/db.sqlite3", "owner": "chip_dashboard"}}
     assert public.backups.offsite.postgres is None  # off until production has a bucket
@@ -117,10 +110,10 @@ def test_bad_repository_url_is_refused(group_data: Path) -> None:
     assert "option 'backups.offsite.postgres.repository'" in msg and "example" in msg
 
 
-def test_restic_and_webhook_secrets_are_required_secrets() -> None:
+def test_restic_and_webhook_secrets_are_required_secrets(lan_config: HostConfig) -> None:
     from stack.load import secret_paths
 
-    lan = load_inventory(REPO / "inventory.py")["lan"][0][1]["config"].model_dump()
+    lan = lan_config.model_dump()
     paths = {".".join(p) for p in secret_paths(data=lan, required_only=True)}
     for target in ("postgres", "system_state"):
         for key in ("password", "access_key_id", "secret_access_key"):
@@ -191,17 +184,17 @@ def test_checksum_mismatch_is_detected(tmp_path: Path) -> None:
     assert not dumps.checksum_ok(dumps.dumps_in(tmp_path)[0])
 
 
-def _local_settings(tmp_path: Path) -> BackupSettings:
+def _local_settings(lan_config: HostConfig, tmp_path: Path) -> BackupSettings:
     """The LAN host's settings as the converge writes them, with the dumps under ``tmp_path`` and one
     database ``db``, kept 7 days (globals and logs 30)."""
-    settings = ops.backup_settings(_lan_config())
+    settings = ops.backup_settings(lan_config)
     local = replace(settings.local, root=str(tmp_path), databases={"db": Database("postgresql", owner="db_user")},
                     keep_dump_days=7, keep_globals_days=30, keep_log_days=30)
     return replace(settings, local=local)
 
 
-def test_retention_prunes_exactly_what_is_older_than_the_limits(tmp_path: Path) -> None:
-    settings = _local_settings(tmp_path)
+def test_retention_prunes_exactly_what_is_older_than_the_limits(lan_config: HostConfig, tmp_path: Path) -> None:
+    settings = _local_settings(lan_config, tmp_path)
     now = time.time()
     day = 86400
     made = _dumps(tmp_path / "db" / "db", ["20261101_010000", "20261102_010000", "20261103_010000"])
@@ -221,8 +214,8 @@ def test_retention_prunes_exactly_what_is_older_than_the_limits(tmp_path: Path) 
     assert made[0].with_name(made[0].name + ".sha256") in removed
 
 
-def test_newest_dump_is_never_pruned(tmp_path: Path) -> None:
-    settings = _local_settings(tmp_path)
+def test_newest_dump_is_never_pruned(lan_config: HostConfig, tmp_path: Path) -> None:
+    settings = _local_settings(lan_config, tmp_path)
     (only,) = _dumps(tmp_path / "db" / "db", ["20261101_010000"])
     old = time.time() - 100 * 86400
     os.utime(only, (old, old))
@@ -230,8 +223,8 @@ def test_newest_dump_is_never_pruned(tmp_path: Path) -> None:
     assert only.exists()  # a host whose dumps stopped keeps its last one
 
 
-def test_forget_arguments_follow_the_declared_policy() -> None:
-    target = ops.backup_settings(_lan_config()).offsite["postgres"]  # the runbook's policy, from the model
+def test_forget_arguments_follow_the_declared_policy(lan_config: HostConfig) -> None:
+    target = ops.backup_settings(lan_config).offsite["postgres"]  # the runbook's policy, from the model
     assert offsite.forget_args(target) == [
         "forget", "--tag", "postgres", "--group-by", "host,tags", "--prune", "--keep-hourly", "48",
         "--keep-daily", "30", "--keep-weekly", "12", "--keep-monthly", "12"]
@@ -251,12 +244,8 @@ def test_stamps_are_utc_and_parseable() -> None:
 
 # ---- what the converge writes ------------------------------------------------------------------
 
-def _lan_config():
-    return load_inventory(REPO / "inventory.py")["lan"][0][1]["config"]
-
-
-def test_settings_file_derives_every_path_from_the_model() -> None:
-    settings = ops.backup_settings(_lan_config())
+def test_settings_file_derives_every_path_from_the_model(lan_config: HostConfig) -> None:
+    settings = ops.backup_settings(lan_config)
     assert settings.local.root == "/mnt/pg_backups/postgres" and settings.local.globals is True
     assert settings.units == ["pg-backup-gts", "restic-postgres", "restic-postgres-check",
                                  "restic-system-state-backup"]
@@ -266,8 +255,8 @@ def test_settings_file_derives_every_path_from_the_model() -> None:
 
 
 @pytest.mark.skipif(not shutil.which("shellcheck"), reason="shellcheck is installed by sandbox/install-deps.sh")
-def test_command_wrappers_pass_shellcheck(tmp_path: Path) -> None:
-    config = _lan_config()
+def test_command_wrappers_pass_shellcheck(lan_config: HostConfig, tmp_path: Path) -> None:
+    config = lan_config
     for spec in ops.unit_specs(config):
         if not spec["script"]:
             continue
@@ -278,8 +267,8 @@ def test_command_wrappers_pass_shellcheck(tmp_path: Path) -> None:
 
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd's own parser")
-def test_rendered_units_carry_the_declared_schedules_and_alert() -> None:
-    config = _lan_config()
+def test_rendered_units_carry_the_declared_schedules_and_alert(lan_config: HostConfig) -> None:
+    config = lan_config
     specs = {s["unit"]: s for s in ops.unit_specs(config)}
     timer = render("etc/systemd/system/iac-backup.timer.j2", **specs["restic-postgres"])
     assert "OnCalendar=*-*-* 02:30:00" in timer and "Persistent=true" in timer

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -18,14 +17,6 @@ from stack.load import build_host_config, secret_paths
 from stack.secrets import SecretsFile, production_secrets
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture
-def group_data(tmp_path: Path) -> Path:
-    """A scratch copy of group_data/ to break."""
-    dest = tmp_path / "group_data"
-    shutil.copytree(REPO / "group_data", dest)
-    return dest
 
 
 def test_production_inventory_validates_offline() -> None:
@@ -80,11 +71,12 @@ def test_sandbox_may_only_override_listed_paths() -> None:
         check_overrides("sandbox", {"host": {"hostname": "elsewhere"}})
 
 
-def test_override_comparison_flags_paths_outside_the_allowed_list(tmp_path: Path) -> None:
+def test_override_comparison_flags_paths_outside_the_allowed_list(public_config: HostConfig,
+                                                                   tmp_path: Path) -> None:
     """The comparison the integration test runs on the real inventories, on synthetic stacks."""
     from stack.inventory import unexplained_differences
 
-    prod = load_inventory(REPO / "inventory.py")["public"][0][1]["config"].model_dump()
+    prod = public_config.model_dump()
     secrets = SecretsFile(tmp_path / "s.json", generate=True)
     key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl t"
     allowed = build_host_config("public", "srv1178562", {
