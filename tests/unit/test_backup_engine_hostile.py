@@ -19,10 +19,10 @@ import pytest
 
 from backup_engine import cli, drill, dumps, lock, proc, restore, sqlite
 from backup_engine.settings import Database
-from cli.validate import load_inventory
 from engine_common import safefs
 from iac.render import render
 from operations.backups import deploy as ops
+from operations.host import HostConfig
 from operations.postgres.deploy import DatabaseConnect
 
 REPO = Path(__file__).resolve().parents[2]
@@ -251,8 +251,8 @@ def test_restore_role_is_never_the_superuser_on_what_an_app_wrote() -> None:
         role("shared", pg(owner="postgres", users=["a_user", "b_user"]))
 
 
-def test_lan_settings_restore_every_app_database_as_an_app_role() -> None:
-    lan = load_inventory(REPO / "inventory.py")["lan"][0][1]["config"]
+def test_lan_settings_restore_every_app_database_as_an_app_role(lan_config: HostConfig) -> None:
+    lan = lan_config
     dbs = ops.backup_settings(lan).local.databases
     assert dbs["gingerich_trailer_rentals"].users == ["rental_scheduler_user"]
     roles = {db: restore.restore_role(db, info) for db, info in dbs.items()}

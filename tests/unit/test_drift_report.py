@@ -153,38 +153,6 @@ def test_the_drift_message_can_never_ping_anyone(tmp_path: Path, monkeypatch: py
     assert "app @everyone <@&123> @here" in body["content"]
 
 
-def test_bench_counts_remote_commands_per_host_from_pyinfras_debug_log() -> None:
-    from cli.bench import remote_commands
-
-    log = ("[pyinfra.connectors.ssh] Running command on srv1178562: (pty=None) sh -c 'uname -s'\n"
-           "[pyinfra.connectors.ssh] Running command on gts-server: (pty=None) sh -c 'cat /etc/group'\n"
-           "[pyinfra.connectors.ssh] Running command on srv1178562: (pty=None) sh -c 'dpkg -l'\n"
-           "[pyinfra.api.facts] Getting fact: server.Os (ensure_hosts: None)\n")
-    assert remote_commands(log) == {"srv1178562": 2, "gts-server": 1}
-
-
-def test_a_changed_env_file_names_its_variables_never_their_values(tmp_path: Path) -> None:
-    """The host side (EnvFileDigests, run here with sh as pyinfra runs it) and the declared side
-    (env_digests) hash each value the same way, whatever it holds; only names come out."""
-    import subprocess
-
-    from iac.guarded import EnvFileDigests, env_differences, env_digests
-
-    hostile = "CANARY-x $(touch /tmp/pwned)`id`&;#'\\\" %n\\\\x{}"
-    on_host = f'# managed\nDEBUG="false"\nSECRET_KEY="{hostile}"\nOLD="1"\n'
-    declared = f'# managed\nDEBUG="true"\nSECRET_KEY="{hostile}"\nNEW="2"\n'
-    path = tmp_path / "app.env"
-    path.write_text(on_host)
-    fact = EnvFileDigests()
-    out = subprocess.run(["sh", "-c", fact.command(path=str(path), salt="5a1t")], capture_output=True,
-                         text=True, check=True).stdout
-    assert "CANARY" not in out and not (tmp_path / "pwned").exists()
-    current = fact.process(out.splitlines())
-    assert current == env_digests(on_host, "5a1t")  # the two sides agree on every value
-    assert env_differences(current, env_digests(declared, "5a1t")) == ["DEBUG changed", "NEW to add",
-                                                                        "OLD to remove"]
-
-
 def test_each_resource_is_created_updated_or_deleted_and_the_plan_line_counts_them() -> None:
     plan = {"plan": [
         _op("Manifest", ["h"], details={"h": ["Will create /etc/iac/managed.json", "+ {"]}),
@@ -198,19 +166,6 @@ def test_each_resource_is_created_updated_or_deleted_and_the_plan_line_counts_th
     assert result.summary.line() == "Plan: 2 to add, 1 to change, 2 to delete"
     assert result.text().splitlines()[1:4] == ["  + h: Manifest", "      Will create /etc/iac/managed.json",
                                                "      + {"]
-
-
-def test_apply_asks_only_on_production_and_only_a_person_at_a_terminal_can_say_yes() -> None:
-    from cli.apply import confirmed
-
-    def never(prompt: str) -> str:
-        raise AssertionError("asked outside production or with --yes")
-
-    assert confirmed(False, False, ask=never, interactive=False)
-    assert confirmed(True, True, ask=never, interactive=False)
-    assert not confirmed(True, False, ask=never, interactive=False)  # CI without CONFIRM=yes: refused
-    assert confirmed(True, False, ask=lambda prompt: "apply\n", interactive=True)
-    assert not confirmed(True, False, ask=lambda prompt: "y", interactive=True)
 
 
 def test_a_usage_error_exits_1_not_argparses_2_which_means_drift() -> None:

@@ -1,6 +1,6 @@
 """The layout's promises, held against the code: the controller never imports a host engine's
-stages (only their settings and what the engines share), the engines' own defaults are the paths
-the controller derives (iac/paths.py), and no Python file grows past 700 lines."""
+stages (only their settings and what the engines share) nor the sandbox, the engines' own defaults
+are the paths the controller derives (iac/paths.py), and no Python file grows past 700 lines."""
 
 from __future__ import annotations
 
@@ -50,3 +50,16 @@ def test_no_python_file_is_over_700_lines() -> None:
     long = {f: n for f in files if "fixtures/apps" not in f and (REPO / f).exists()
             and (n := len((REPO / f).read_text().splitlines())) > 700}
     assert not long, long
+
+
+def test_iac_never_imports_the_sandbox() -> None:
+    """The stack code works without the sandbox: nothing under iac/ imports sandbox/."""
+    import ast
+
+    offenders = []
+    for path in (REPO / "iac").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else (
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            offenders += [f"{path.name}: {n}" for n in names if n.split(".")[0] == "sandbox"]
+    assert offenders == []

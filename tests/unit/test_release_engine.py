@@ -1,7 +1,8 @@
 """The release engine's stages without a host: settings, decisions (live and unchanged, which
 releases and caches to prune, the virtualenv key), fetching from a real git repository, the
 record it writes, and how manage.py steps get the app's environment (through systemd, never a
-shell).
+shell). A damaged live release: test_release_damage.py; alerts: test_release_alerts.py; rollback
+decisions: test_release_rollback.py.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,28 +17,12 @@ from pathlib import Path
 import pytest
 
 from engine_common import safefs
-from release_engine import cli, codes, commands, decisions, engine, log, manifest, records
+from release_engine import cli, codes, commands, decisions, engine, records
 from release_engine.settings import SETTINGS_DIR, Settings, SettingsError
+from tests.unit.release_demo import fake_release, settings
 
 REPO = Path(__file__).resolve().parents[2]
 Release = engine.Release
-
-
-def settings(tmp_path: Path, **overrides) -> Settings:
-    data = {
-        "app": "demo", "user": os.environ.get("USER", "root"), "repo_url": str(tmp_path / "origin.git"),
-        "revision": "v2", "manage_dir": "", "env_file": str(tmp_path / "demo.env"), "unit": "gunicorn-demo",
-        "unit_file": str(tmp_path / "demo.service"), "releases": str(tmp_path / "releases"),
-        "state_dir": str(tmp_path / "state"), "lock_file": str(tmp_path / "run/release-demo.lock"),
-        "key_path": "/home/demo/.ssh/id_ed25519", "known_hosts": "/etc/iac/apps/demo.known_hosts",
-        "candidate_unit": "iac-candidate-demo", "candidate_socket": "/run/iac-candidate-demo/gunicorn.sock",
-        "app_link": str(tmp_path / "apps/demo"), "venv_link": str(tmp_path / "venvs/demo"), "keep_releases": 3,
-        "backup_dir": str(tmp_path / "backups"), "db_engine": "sqlite", "sqlite_path": str(tmp_path / "db.sqlite3"),
-        "health_socket": "/run/gunicorn-demo/gunicorn.sock", "health_headers": ["Host:demo.example"],
-        **overrides,
-    }
-    (tmp_path / "demo.release").write_text(json.dumps(data))
-    return Settings.load("demo", tmp_path)
 
 
 def test_settings_load_paths_and_defaults(tmp_path: Path) -> None:
@@ -264,16 +248,8 @@ def test_engine_settings_dir_is_the_models() -> None:
     assert str(SETTINGS_DIR) == RELEASE_SETTINGS_DIR or "IAC_RELEASE_SETTINGS_DIR" in os.environ
 
 
-def _fake_release(tmp_path: Path, **overrides) -> tuple:
-    """A Release whose commands are recorded instead of run (no host): returns it and the log."""
-    s = settings(tmp_path, **overrides)
-    calls: list[list[str]] = []
-    release = Release(s, log=lambda msg: calls.append(["log", msg]))
-    return release, calls
-
-
 def test_release_commands_run_in_order_and_a_failure_restores_the_database(tmp_path: Path, monkeypatch) -> None:
-    release, calls = _fake_release(tmp_path, release_commands=[["compress", "--force"], ["ensure_triggers"]])
+    release, calls = fake_release(tmp_path, release_commands=[["compress", "--force"], ["ensure_triggers"]])
     ran: list[list[str]] = []
     restored: list[bool] = []
     monkeypatch.setattr(release, "manage",
@@ -287,7 +263,7 @@ def test_release_commands_run_in_order_and_a_failure_restores_the_database(tmp_p
 
 
 def test_health_check_wants_the_declared_status(tmp_path: Path, monkeypatch) -> None:
-    release, calls = _fake_release(tmp_path, health_status=302, health_url="http://localhost/api/status/")
+    release, calls = fake_release(tmp_path, health_status=302, health_url="http://localhost/api/status/")
     asked: list[list[str]] = []
 
     def fake_run(cmd, check=True, **kw):
@@ -304,7 +280,7 @@ def test_health_check_wants_the_declared_status(tmp_path: Path, monkeypatch) -> 
 
 
 def test_process_units_restart_and_stop_with_gunicorns(tmp_path: Path, monkeypatch) -> None:
-    release, _ = _fake_release(tmp_path, process_units={"demo-worker": "/etc/systemd/system/demo-worker.service"})
+    release, _ = fake_release(tmp_path, process_units={"demo-worker": "/etc/systemd/system/demo-worker.service"})
     ran: list[list[str]] = []
     monkeypatch.setattr(commands, "run", lambda cmd, check=True, **kw: ran.append(cmd) or
                         subprocess.CompletedProcess(cmd, 0, stdout="", stderr=""))
@@ -315,7 +291,7 @@ def test_process_units_restart_and_stop_with_gunicorns(tmp_path: Path, monkeypat
 def test_collectstatic_that_fills_nothing_fails_the_build(tmp_path: Path, monkeypatch) -> None:
     """An app whose STATIC_ROOT is not static_dir: the release fails before anything goes live
     (nginx would answer 404 for every static file)."""
-    release, _ = _fake_release(tmp_path, static_dir="static-collected", static_root_env="")
+    release, _ = fake_release(tmp_path, static_dir="static-collected", static_root_env="")
     rel = tmp_path / "releases" / ("a" * 40)
     (tmp_path / "venv").mkdir()
     ran: list[list[str]] = []
@@ -341,7 +317,7 @@ def test_database_is_restored_only_when_migrate_wrote_to_it(tmp_path: Path, monk
     assert not decisions.migrate_wrote(0, "Operations to perform:\n  No migrations to apply.\n")
     assert decisions.migrate_wrote(0, "Running migrations:\n  Applying api.0002_check_tags... OK\n")
     assert decisions.migrate_wrote(1, "  No migrations to apply.\n")
-    release, calls = _fake_release(tmp_path, pg_databases=["gts_shop"], pg_owners={"gts_shop": "shop"})
+    release, calls = fake_release(tmp_path, pg_databases=["gts_shop"], pg_owners={"gts_shop": "shop"})
     release.backups = [("sqlite", str(tmp_path / "db.sqlite3"), tmp_path / "db.backup"),
                        ("postgresql", "gts_shop", tmp_path / "shop.dump")]
     ran: list[list[str]] = []
@@ -366,226 +342,6 @@ def test_a_postgres_restore_runs_as_the_databases_owner_never_the_superuser(tmp_
         commands.restore_command("postgresql", "other_db", tmp_path / "d.dump", s)
 
 
-# ---- a damaged live release: seen by `verify`, rebuilt beside the damaged one ------------------
-
-
-def _records(tmp_path: Path):
-    return records.Records(tmp_path / "state")
-
-
-def _damage(release: Path, tmp_path: Path) -> list[str]:
-    return manifest.damage(release, _records(tmp_path), os.geteuid())
-
-
-def _built_release(tmp_path: Path) -> Path:
-    """A release as the engine leaves it live: its files, its virtualenv, root's records of both."""
-    release = tmp_path / "releases" / ("c" * 40)
-    (release / "app/__pycache__").mkdir(parents=True)
-    (release / "app/views.py").write_text("VERSION = 'v2'\n")
-    (release / "app/__pycache__/views.cpython-311.pyc").write_bytes(b"\0")
-    venv = tmp_path / "venvs/.demo-0123"
-    (venv / "bin").mkdir(parents=True)
-    (venv / "bin/python").touch()
-    for dist in ("Django-5.2.19", "gunicorn-23.0.0"):
-        (venv / f"lib/python3.11/site-packages/{dist}.dist-info").mkdir(parents=True)
-    (release / ".venv").symlink_to(venv)
-    records = _records(tmp_path)
-    records.set_venv(venv, manifest.venv_packages(venv))
-    records.set_built(release.name, {"venv": str(venv), "manifest": manifest.release_manifest(release)})
-    return release
-
-
-def test_manifest_holds_the_release_files_not_bytecode(tmp_path: Path) -> None:
-    release = _built_release(tmp_path)
-    found = manifest.release_manifest(release)
-    assert set(found) == {"app/views.py", ".venv"}
-    assert found[".venv"].startswith("-> ") and len(found["app/views.py"]) == 64
-    assert _damage(release, tmp_path) == []
-
-
-def test_records_live_where_only_root_writes(tmp_path: Path) -> None:
-    """The engine's records are never in the app's trees: nothing the app can write is trusted."""
-    release = _built_release(tmp_path)
-    assert not any(p.name.startswith(".iac") for p in release.rglob("*"))
-    state = tmp_path / "state"
-    assert oct(state.stat().st_mode & 0o777) == "0o700" and state.stat().st_uid == os.geteuid()
-    for record in state.rglob("*.json"):
-        assert oct(record.stat().st_mode & 0o777) == "0o600"
-
-
-def test_an_edited_added_or_removed_file_is_damage_named_by_path(tmp_path: Path) -> None:
-    release = _built_release(tmp_path)
-    (release / "app/views.py").write_text("VERSION = 'hotfix'\n")
-    (release / "app/extra.py").write_text("")
-    (release / "app/__pycache__/new.cpython-311.pyc").write_bytes(b"\0")  # Python's own: not damage
-    assert _damage(release, tmp_path) == ["changed: app/views.py", "added: app/extra.py"]
-    (release / "app/views.py").unlink()
-    assert "missing: app/views.py" in _damage(release, tmp_path)
-
-
-def test_a_fifo_or_a_link_in_a_release_is_named_never_opened(tmp_path: Path) -> None:
-    """A FIFO would hang a reader (every drift check); a link is recorded as a link, not followed."""
-    release = _built_release(tmp_path)
-    os.mkfifo(release / "app/pipe")
-    (release / "app/passwd").symlink_to("/etc/passwd")
-    found = manifest.release_manifest(release)
-    assert found["app/pipe"] == "special: fifo" and found["app/passwd"] == "-> /etc/passwd"
-    assert _damage(release, tmp_path) == ["added: app/passwd", "added: app/pipe"]
-
-
-def test_a_package_removed_from_the_virtualenv_is_damage(tmp_path: Path) -> None:
-    release = _built_release(tmp_path)
-    venv = (release / ".venv").resolve()
-    (venv / "lib/python3.11/site-packages/gunicorn-23.0.0.dist-info").rmdir()
-    assert _damage(release, tmp_path) == ["virtualenv: gunicorn-23.0.0 missing"]
-    import shutil
-    shutil.rmtree(venv)
-    assert _damage(release, tmp_path)[0].startswith("virtualenv missing")
-
-
-def test_the_venv_link_in_a_release_is_never_taken_for_its_virtualenv(tmp_path: Path) -> None:
-    """The app can point its release's .venv anywhere: damage names the changed link and checks
-    the virtualenv root recorded, never the link's target."""
-    release = _built_release(tmp_path)
-    elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
-    (release / ".venv").unlink()
-    (release / ".venv").symlink_to(elsewhere)
-    assert _damage(release, tmp_path) == ["changed: .venv"]
-
-
-def test_many_differences_are_capped_with_a_count() -> None:
-    lines = manifest.manifest_differences({f"f{i}": "x" for i in range(15)}, {})
-    assert len(lines) == 11 and lines[-1] == "... and 5 more"
-
-
-def test_damaged_release_is_set_aside_and_put_back_if_the_rebuild_fails(tmp_path: Path, monkeypatch) -> None:
-    release = _built_release(tmp_path)
-    venv = (release / ".venv").resolve()
-    (venv / "lib/python3.11/site-packages/gunicorn-23.0.0.dist-info").rmdir()
-    monkeypatch.setattr(commands, "as_user", lambda user, cmd: cmd)
-    engine, _ = _fake_release(tmp_path)
-    moved = engine.set_aside(release, _damage(release, tmp_path))
-    assert moved == {release: release.with_name(release.name + ".damaged"),
-                     venv: venv.with_name(venv.name + ".damaged")}
-    assert not release.exists() and not venv.exists()
-    release.mkdir()  # a half-made rebuild
-    monkeypatch.setattr(engine, "restart", lambda: None)
-    engine.put_back(moved, release.name, None, None)
-    assert (release / "app/views.py").is_file() and (venv / "bin/python").exists()
-    assert not release.with_name(release.name + ".damaged").exists()
-
-
-# ---- one alert per failed release -------------------------------------------------------------
-
-
-def test_alert_names_host_app_revision_step_and_what_serves() -> None:
-    text = decisions.alert_text("srv1", "pinger", "v1", "d" * 40, codes.EXIT_COMMAND,
-                                     "release command manage.py compress --no-such FAILED", "e" * 40 + "-0123")
-    assert text.startswith("Release FAILED on srv1: pinger v1 (dddddddddddd), step: release command.")
-    assert "release eeeeeeeeeeee still serves" in text
-    first = decisions.alert_text("srv1", "pinger", "v1", None, codes.EXIT_FETCH, "cannot fetch", None)
-    assert "pinger v1, step: fetch" in first and "nothing serves" in first
-
-
-def test_a_failed_release_sends_exactly_one_alert_through_the_alert_env_file(tmp_path: Path, monkeypatch) -> None:
-    """main(): the failure is logged and posted once; the webhook URL (a secret) reaches only the
-    notifier's environment, through systemd's EnvironmentFile=, never the command line."""
-    alert_env = tmp_path / "backup-alert.env"
-    alert_env.write_text('IAC_ALERT_WEBHOOK_URL="https://discord.invalid/api/webhooks/1/t"\n')
-    s = settings(tmp_path, alert_env_file=str(alert_env))
-    Path(s.env_file).write_text('A="1"\n')
-    Path(s.unit_file).write_text("[Service]\n")
-    s.releases.mkdir()
-    calls: list[tuple[list[str], dict]] = []
-
-    def fake_run(cmd, check=True, **kw):
-        calls.append((cmd, kw))
-        return subprocess.CompletedProcess(cmd, 0, stdout="", stderr="")
-
-    def failing_run(self):
-        self.commit = "f" * 40
-        raise codes.ReleaseFailed(codes.EXIT_HEALTH, "health check FAILED")
-
-    monkeypatch.setattr(commands, "run", fake_run)
-    load = Settings.load
-    monkeypatch.setattr(Settings, "load", lambda app: load(app, tmp_path))
-    monkeypatch.setattr(engine.Release, "run", failing_run)
-    monkeypatch.setattr(log, "LOG_FILE", tmp_path / "releases.log")
-    assert cli.main(["release", "demo"]) == codes.EXIT_HEALTH
-    sent = [(cmd, kw) for cmd, kw in calls if cmd[0] == "systemd-run"]
-    assert len(sent) == 1
-    cmd, kw = sent[0]
-    assert f"EnvironmentFile={alert_env}" in cmd and cmd[-2:] == ["notify", "demo"]
-    assert "demo v2 (ffffffffffff), step: health check" in kw["input"]
-    # the same release failing again (the next run retries it): logged with the count, not re-alerted
-    assert cli.main(["release", "demo"]) == codes.EXIT_HEALTH
-    assert len([c for c, _ in calls if c[0] == "systemd-run"]) == 1
-    failed = json.loads((s.state_dir / "failed.json").read_text())
-    assert failed["attempts"] == 2 and failed["step"] == "health check" and failed["commit"] == "f" * 40
-
-
-def test_failure_record_counts_attempts_of_the_same_release_only() -> None:
-    now = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
-    first = records.failure_after(None, "a" * 40, "h", "migrate", now)
-    assert first["attempts"] == 1 and first["first_at"] == "2026-11-29T12:00:00+00:00"
-    again = records.failure_after(first, "a" * 40, "h", "migrate", now.replace(hour=13))
-    assert again["attempts"] == 2 and again["first_at"] == first["first_at"]
-    assert records.failure_after(again, "b" * 40, "h", "migrate", now)["attempts"] == 1
-    assert records.failure_after(again, "a" * 40, "other", "migrate", now)["attempts"] == 1
-
-
-def test_notify_posts_the_message_to_the_webhook(monkeypatch, capsys) -> None:
-    import http.server
-    import io
-    import threading
-    got: list[bytes] = []
-
-    class Hook(http.server.BaseHTTPRequestHandler):
-        def do_POST(self):  # noqa: N802 (http.server's name)
-            got.append(self.rfile.read(int(self.headers["Content-Length"])))
-            self.send_response(204)
-            self.end_headers()
-
-        def log_message(self, *args):
-            pass
-
-    server = http.server.HTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.handle_request, daemon=True).start()
-    monkeypatch.setenv("IAC_ALERT_WEBHOOK_URL", f"http://127.0.0.1:{server.server_port}/api/webhooks/1/t")
-    monkeypatch.setattr(sys, "stdin", io.StringIO("Release FAILED on h: demo"))
-    assert cli.main(["notify", "demo"]) == 0
-    server.server_close()
-    assert json.loads(got[0]) == {"content": "Release FAILED on h: demo", "allowed_mentions": {"parse": []}}
-    monkeypatch.setenv("IAC_ALERT_WEBHOOK_URL", "http://127.0.0.1:9/api/webhooks/1/secret-token")
-    monkeypatch.setattr(sys, "stdin", io.StringIO("x"))
-    assert cli.main(["notify", "demo"]) == 1
-    assert "secret-token" not in capsys.readouterr().err
-
-
-def test_release_without_roots_record_is_rebuilt_once(tmp_path: Path) -> None:
-    """A release made before root kept records (its marks were the app's to forge), or whose
-    record is gone, is never taken for intact; a virtualenv without a record of its packages
-    neither."""
-    release = _built_release(tmp_path)
-    _records(tmp_path).forget("venvs", ".demo-0123")
-    assert _damage(release, tmp_path) == ["virtualenv: no record of its packages"]
-    _records(tmp_path).forget("built", release.name)
-    assert _damage(release, tmp_path)[0].startswith("no record of the release's files")
-
-
-def test_a_record_that_cannot_be_read_is_an_error_never_intact(tmp_path: Path, capsys, monkeypatch) -> None:
-    release = _built_release(tmp_path)
-    (tmp_path / "state/built" / f"{release.name}.json").write_text("{not json")
-    s = settings(tmp_path)
-    s.app_link.parent.mkdir(parents=True)
-    s.app_link.symlink_to(release)
-    s.venv_link.parent.mkdir(parents=True, exist_ok=True)
-    s.venv_link.symlink_to(tmp_path / "venvs/.demo-0123")
-    assert cli.verify_command(s) == 1
-    assert "cannot check" in capsys.readouterr().err
-
-
 # ---- zero downtime: the new release is checked before users reach it -----------------------------
 
 
@@ -605,7 +361,7 @@ def test_candidate_runs_the_new_release_as_the_app_on_a_socket_of_its_own(tmp_pa
 def test_release_that_fails_as_a_candidate_is_never_switched_to(tmp_path: Path, monkeypatch) -> None:
     """importfail's case: the links, the units and what serves stay as they were; a first release
     leaves every unit (the socket too) stopped and disabled."""
-    release, calls = _fake_release(tmp_path, wsgi_app="demo.wsgi:application", socket_unit="gunicorn-demo.socket")
+    release, calls = fake_release(tmp_path, wsgi_app="demo.wsgi:application", socket_unit="gunicorn-demo.socket")
     rel = tmp_path / "releases" / ("a" * 40)
     rel.mkdir(parents=True)
     ran: list[list[str]] = []
@@ -626,7 +382,7 @@ def test_release_that_fails_as_a_candidate_is_never_switched_to(tmp_path: Path, 
 
 
 def test_restart_keeps_the_socket_and_restarts_the_services(tmp_path: Path, monkeypatch) -> None:
-    release, _ = _fake_release(tmp_path, socket_unit="gunicorn-demo.socket")
+    release, _ = fake_release(tmp_path, socket_unit="gunicorn-demo.socket")
     ran: list[list[str]] = []
     monkeypatch.setattr(commands, "run", lambda cmd, check=True, **kw: ran.append(cmd) or
                         subprocess.CompletedProcess(cmd, 0, stdout="", stderr=""))
@@ -636,49 +392,7 @@ def test_restart_keeps_the_socket_and_restarts_the_services(tmp_path: Path, monk
         c[:2] == ["systemctl", "restart"] and "gunicorn-demo.socket" in c for c in ran)
 
 
-# ---- rollback decisions ------------------------------------------------------------------------
-
-SHOWMIGRATIONS = """[X]  contenttypes.0001_initial
-[X]  core.0001_initial
-[X]  core.0002_v2_change
-[ ]  core.0003_later
-"""
-
-
-def test_showmigrations_plan_is_read_in_order_with_what_is_applied() -> None:
-    assert decisions.showmigrations_plan(SHOWMIGRATIONS) == [
-        ("contenttypes.0001_initial", True), ("core.0001_initial", True), ("core.0002_v2_change", True),
-        ("core.0003_later", False)]
-
-
-def test_reversal_goes_back_to_the_last_migration_the_older_code_knows() -> None:
-    applied = ["contenttypes.0001_initial", "core.0001_initial", "core.0002_v2_change", "extra.0001_initial"]
-    known = ["contenttypes.0001_initial", "core.0001_initial"]
-    assert decisions.reversal_targets(applied, known) == {"core": "0001_initial", "extra": "zero"}
-    assert decisions.reversal_targets(known, known) == {}
-
-
-def test_irreversible_migrations_are_named_from_djangos_plan() -> None:
-    plan = """Planned operations:
-core.0004_data
-    Raw Python operation -> IRREVERSIBLE
-core.0003_field
-    Undo Add field tags to check
-"""
-    assert decisions.irreversible_migrations(plan) == ["core.0004_data"]
-    assert decisions.irreversible_migrations("Planned operations:\n  No planned migration operations.\n") == []
-
-
-def test_rollback_target_is_the_release_live_before_or_the_one_asked_for() -> None:
-    a, b, c = ("a" * 40 + "-k", "b" * 40 + "-k", "c" * 40 + "-k")
-    history = [{"release": a}, {"release": b}]
-    assert decisions.rollback_target(history, [a, b, c], c, None) == b
-    assert decisions.rollback_target(history, [a, c], c, None) == a  # b was pruned
-    assert decisions.rollback_target(history, [a, b, c], c, "aaaa") == a
-    with pytest.raises(codes.ReleaseFailed, match="no kept release matches 'ffff'"):
-        decisions.rollback_target(history, [a, b, c], c, "ffff")
-    with pytest.raises(codes.ReleaseFailed, match="no release that was live before"):
-        decisions.rollback_target([], [c], c, None)
+# ---- virtualenvs kept; health around the switch -------------------------------------------------
 
 
 def test_virtualenvs_go_with_the_last_release_that_uses_them(tmp_path: Path) -> None:
@@ -719,17 +433,6 @@ def test_the_switch_is_checked_through_nginx_only_once_the_site_is_this_repos(tm
     assert not decisions.site_proxies_to(str(site), "/run/broker_portal/gunicorn.sock")
     site.write_text("upstream app {\n    server unix:/run/broker_portal/gunicorn.sock fail_timeout=0;\n}\n")
     assert decisions.site_proxies_to(str(site), "/run/broker_portal/gunicorn.sock")
-
-
-def test_an_alert_before_the_alert_settings_exist_says_so_instead_of_failing_silently(tmp_path: Path,
-                                                                                      monkeypatch) -> None:
-    """A host's first run releases its apps before it writes backups.alerts' env file."""
-    release, calls = _fake_release(tmp_path, alert_env_file=str(tmp_path / "not-yet.env"))
-    ran: list[list[str]] = []
-    monkeypatch.setattr(commands, "run", lambda cmd, **kw: ran.append(cmd))
-    cli.alert(release, codes.EXIT_HEALTH, "health check FAILED")
-    assert ran == []
-    assert any("not written yet" in c[1] for c in calls if c[0] == "log"), calls
 
 
 # ---- root places files in an app's directory without writing through what the app put there ------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -17,6 +18,7 @@ from iac.formats import env_lines, nginx_token, shell_word, unit_word
 from iac.render import render
 from operations.app.context import app_context, env_context
 from operations.app.release import release_settings
+from operations.host import HostConfig
 from release_engine.settings import Settings
 from stack.load import build_host_config
 from stack.secrets import SecretsFile
@@ -24,16 +26,14 @@ from stack.secrets import SecretsFile
 HOSTILE = " $(touch /tmp/pwned-test)`id`&;#'\" %n\\x{}"
 
 
-def _config(tmp_path: Path, group: str, host: str, secrets: dict):
-    path = tmp_path / "secrets.json"
-    path.write_text(json.dumps({group: secrets}))
-    return build_host_config(group, host, secrets=SecretsFile(path, require=False))
+def _config(secrets_file: Callable[[dict], SecretsFile], group: str, host: str, secrets: dict) -> HostConfig:
+    return build_host_config(group, host, secrets=secrets_file({group: secrets}))
 
 
 @pytest.fixture
-def lan(tmp_path: Path):
+def lan(secrets_file: Callable[[dict], SecretsFile]) -> HostConfig:
     """The LAN host with hostile secrets and hostile (but valid) env values."""
-    return _config(tmp_path, "lan", "gts-server", {
+    return _config(secrets_file, "lan", "gts-server", {
         "apps": {"rental_scheduler": {"secret_key": "k" + HOSTILE,
                                       "discord_alerts": {"webhook_url": "https://discord.com/api/webhooks/1/t%n"},
                                       "secret_env": {"SENTRY_DSN": "https://a:b@s.example/1" + HOSTILE}},
@@ -50,8 +50,8 @@ def test_env_file_reads_back_byte_exact_with_every_metacharacter(lan) -> None:
     assert rental["SENTRY_DSN"].endswith(HOSTILE)
 
 
-def test_managed_env_names_are_the_ones_the_model_reserves(lan, tmp_path: Path) -> None:
-    public = _config(tmp_path, "public", "srv1178562", {})
+def test_managed_env_names_are_the_ones_the_model_reserves(lan, secrets_file: Callable[[dict], SecretsFile]) -> None:
+    public = _config(secrets_file, "public", "srv1178562", {})
     for config in (lan, public):
         for name, app in config.apps.items():
             env = env_context(config, name, app)["environment"]
@@ -92,9 +92,9 @@ def test_env_lines_refuse_a_newline_and_a_bad_name() -> None:
     assert env_lines({"A": "x y"}) == 'A="x y"\n'
 
 
-def test_unit_and_site_render_for_both_hosts(lan, tmp_path: Path) -> None:
+def test_unit_and_site_render_for_both_hosts(lan, secrets_file: Callable[[dict], SecretsFile]) -> None:
     """Every value of today's configuration passes the unit and nginx filters (no refusal)."""
-    public = _config(tmp_path, "public", "srv1178562", {})
+    public = _config(secrets_file, "public", "srv1178562", {})
     for config in (lan, public):
         for name, app in config.apps.items():
             ctx = app_context(config, name, app)
