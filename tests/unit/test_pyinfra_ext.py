@@ -32,7 +32,7 @@ from pyinfra.operations import server
 
 from iac import pyinfra_ext
 from iac.guarded import Sha256Files
-from iac.pyinfra_ext import fact_batch, fast_prepare, plan_report
+from iac.pyinfra_ext import fact_batch, fast_prepare, host_users, plan_report
 
 RUN_TARGETS = {p.target for p in pyinfra_ext.PATCHES if p.part in pyinfra_ext.RUN_PARTS}
 REPORT_TARGETS = {p.target for p in pyinfra_ext.PATCHES if p.part in pyinfra_ext.REPORT_PARTS}
@@ -303,7 +303,11 @@ def test_facts_through_the_patched_path_equal_pyinfras_own(files, tmp_path, monk
     second = local_host()
     commands.clear()
     assert fact_values(second, files) == own  # the next run: from the batch of what the first asked for
-    assert 1 <= len(commands) <= 2, commands  # one batch command per sudo/user setting (here one)
+    # one batch command per sudo/user setting (here one) answers every fact; Users too where
+    # host_users.py is sure of its answer here (else pyinfra's own loop runs after the batch)
+    users_in_batch = subprocess.run([sys.executable, host_users.__file__], capture_output=True,
+                                    check=False).returncode == 0
+    assert len(commands) == (1 if users_in_batch else 2), commands
     entry = second.state._iac_fact_batch["@local"]
     assert set(entry.asked) <= set(entry.values)
 
@@ -333,6 +337,8 @@ def probe(path: str):
     """An operation that asks for a fact while it decides, as this repo's do."""
     if not host_now().get_fact(File, path=path):
         yield f"touch {path}"
+    else:
+        host_now().noop(f"{path} is there")
 
 
 def host_now() -> Any:
@@ -366,11 +372,9 @@ def nested(paths: list[str], depth: int) -> None:
     probe(name="nested probe", path=paths[0], _chdir="/tmp")
 
 
-def plan(paths: list[str], layers: int) -> list[tuple]:
-    """What pyinfra's CLI would keep of these operations on the ``@local`` host with data at host,
-    group and all levels (the first ``layers`` of them): its operation hashes in order, each
-    operation's order, names and global arguments (``_if`` aside: callables), and whether it
-    would change."""
+def declared_state(paths: list[str], layers: int) -> Any:
+    """A CLI-mode pyinfra state after ``declare(paths)`` on its ``@local`` host, with data at
+    host, group and all levels (the first ``layers`` of them)."""
     host_data = {"_sudo_user": "host level", "_retries": 2, "_env": {"H": "1"}}
     # (no _sudo from the data: the probes' facts run here, where there is no sudo)
     groups = {"web": (["@local"], {"_preserve_sudo_env": True, "_env": {"W": "1"}, "_timeout": 30}),
@@ -387,6 +391,16 @@ def plan(paths: list[str], layers: int) -> list[tuple]:
     host.connect()
     with ctx_state.use(state), ctx_host.use(host):
         declare(paths)
+    return state
+
+
+def plan(paths: list[str], layers: int) -> list[tuple]:
+    """What pyinfra's CLI would keep of these operations on the ``@local`` host with data at host,
+    group and all levels (the first ``layers`` of them): its operation hashes in order, each
+    operation's order, names and global arguments (``_if`` aside: callables), and whether it
+    would change."""
+    state = declared_state(paths, layers)
+    host = state.inventory.get_host("@local")
     return [(op_hash, state.op_meta[op_hash].op_order, sorted(state.op_meta[op_hash].names),
              {k: v for k, v in state.get_op_data_for_host(host, op_hash).global_arguments.items() if k != "_if"},
              state.get_op_data_for_host(host, op_hash).operation_meta._maybe_is_change)
@@ -411,3 +425,21 @@ def test_operation_order_hashes_and_arguments_through_the_patched_path_equal_pyi
     assert [op[4] for op in own if op[2] == ["Probes | probe " + paths[1]]] == [True]
     assert [op[4] for op in own if op[2] == ["Probes | probe " + paths[0]]] == [False, False]
     assert through_the_layer == own
+
+
+def test_the_plan_runners_report_names_each_operation_per_host_and_keeps_what_it_said(files, tmp_path,
+                                                                                      monkeypatch) -> None:
+    from pyinfra_cli import prints
+
+    monkeypatch.setattr(pyinfra, "is_cli", True)
+    monkeypatch.setattr(fact_batch, "RECORD_DIR", tmp_path / "records")
+    monkeypatch.setattr(fact_batch.atexit, "register", lambda *_: None)
+    monkeypatch.setattr(plan_report, "DETAILS", {})
+    pyinfra_ext.install(report=True)
+    paths = [str(files["file"]), str(files["missing"]), str(files["dir"])]
+    entries = {entry["name"]: entry for entry in prints.build_plan_json(declared_state(paths, 1))}
+    assert entries["with arguments"]["host_names"] == {"@local": "with arguments"}
+    there = entries[f"Probes | probe {paths[0]}"]
+    assert there["host_details"] == {"@local": [f"{paths[0]} is there"]} and there["hosts_with_change"] == []
+    missing = entries[f"Probes | probe {paths[1]}"]
+    assert missing["host_details"] == {} and missing["hosts_with_change"] == ["@local"]
