@@ -443,3 +443,17 @@ def test_the_plan_runners_report_names_each_operation_per_host_and_keeps_what_it
     assert there["host_details"] == {"@local": [f"{paths[0]} is there"]} and there["hosts_with_change"] == []
     missing = entries[f"Probes | probe {paths[1]}"]
     assert missing["host_details"] == {} and missing["hosts_with_change"] == ["@local"]
+
+
+def test_the_drift_gate_passes_the_layers_warning_on(capsys) -> None:
+    """The plan runs in a pyinfra process whose log the drift gate keeps to itself: the warning
+    that the layer is not in place reaches the gate's own stderr."""
+    from cli.drift import finish_plan
+
+    warning = f"pyinfra 3.11.0 {OUTSIDE}"
+    script = f"import sys; print('{{}}'); print({warning!r}, file=sys.stderr); print('noise', file=sys.stderr)"
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    code, data, _ = finish_plan(proc)
+    assert (code, data) == (0, {})
+    assert capsys.readouterr().err == f"warning: {warning}\n"
