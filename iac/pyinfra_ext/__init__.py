@@ -208,6 +208,8 @@ def install(*, report: bool = False) -> None:
     for patch in todo:
         supplier = importlib.import_module(f"{__name__}.{patch.supplier}")
         current = _lookup(patch.target)
+        if patch.target in _INSTALLED and current is _INSTALLED[patch.target]:
+            continue  # put there meanwhile (deploy.py runs once per host, in greenlets): never wrapped twice
         replacement = getattr(supplier, patch.attribute)
         if patch.wraps:
             replacement = replacement(current)
