@@ -6,8 +6,9 @@ Each step reads the host's validated configuration (operations/host.py).
 
 from pyinfra import host
 
+from iac import pyinfra_ext
 from iac.engines import host_engines
-from iac.pyinfra_ext import fact_batch, fast_prepare, sudo_staging
+from iac.pyinfra_ext import sudo_staging
 from operations.admin.deploy import admin_account
 from operations.app.deploy import django_app
 from operations.app.release import release_engine
@@ -25,8 +26,8 @@ from operations.tls.deploy import certificate_links, certificates
 from stack.load import host_config, release_only
 
 # while pyinfra decides what to change: facts in a few batched commands per host, and less CPU
-fact_batch.install()
-fast_prepare.install()
+# (iac/pyinfra_ext/__init__.py: only on the pyinfra it was tested with; IAC_PYINFRA_EXT=off: none)
+pyinfra_ext.install()
 
 
 def whole_host(config: HostConfig) -> None:
@@ -82,4 +83,4 @@ if app := release_only(config):
     one_app(config, app)
 else:
     whole_host(config)
-fact_batch.deploy_loaded(host)
+pyinfra_ext.deploy_loaded(host)

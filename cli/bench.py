@@ -9,8 +9,8 @@ both alike):
   production: there an apply is never a measurement);
 * remote commands per host during one drift check (counted from pyinfra's ``--debug`` output;
   only counted, never printed: commands may name secret paths);
-* the same check once with ``IAC_FACT_BATCH=off`` (one command per fact, no
-  cache), its time and commands per host: the "before" of iac/pyinfra_ext/fact_batch.py, in the same run;
+* the same check once with ``IAC_PYINFRA_EXT=off`` (pyinfra's own code: one command per fact, no
+  cache), its time and commands per host: the "before" of iac/pyinfra_ext/, in the same run;
 * ms per checked operation (drift time / operations in the plan, all hosts).
 
 With ``--scale GROUP`` it measures how the check grows with hosts instead: floor and drift on the
@@ -125,13 +125,13 @@ def main(argv: list[str] | None = None) -> int:
         drift.append(seconds)
     code, data, stderr = plan(args.inventory, extra_args=["--debug"])
     counts = remote_commands(stderr)
-    os.environ["IAC_FACT_BATCH"] = "off"
+    os.environ["IAC_PYINFRA_EXT"] = "off"
     try:
         started = time.monotonic()
         _, _, alone_stderr = plan(args.inventory, extra_args=["--debug"])
         alone_s, alone_counts = time.monotonic() - started, remote_commands(alone_stderr)
     finally:
-        del os.environ["IAC_FACT_BATCH"]
+        del os.environ["IAC_PYINFRA_EXT"]
     n_ops = len(data["plan"]) if data and "plan" in data else 0
     apply_s = None
     if not production:
@@ -149,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
     for host in hosts:
         print(f"  remote commands, {host:<22}{counts.get(host, 0):4d}   (goal: at most 12; unbatched: "
               f"{alone_counts.get(host, 0)})")
-    print(f"  drift unbatched (IAC_FACT_BATCH=off: one command per fact, no cache; 1 run) {alone_s:6.2f} s")
+    print(f"  drift unbatched (IAC_PYINFRA_EXT=off: one command per fact, no cache; 1 run) {alone_s:6.2f} s")
     if n_ops:
         print(f"  per checked operation                  {1000 * d / n_ops:6.1f} ms ({n_ops} operations)")
     return 0

@@ -85,6 +85,7 @@ _EARLY = _early_start() if __name__ == "__main__" else None
 # the report's models (after the early start above: the order matters for speed only)
 from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
 
+from iac.pyinfra_ext import NOTICE  # noqa: E402
 from iac.pyinfra_ext.fact_policy import WARNING_PREFIX  # noqa: E402
 
 MAX_DETAILS = 40  # lines of what differs per operation and host (a new file's diff is all of it)
@@ -109,8 +110,10 @@ def finish_plan(proc: subprocess.Popen, timeout: int = 900) -> tuple[int, dict |
         data = json.loads(stdout) if stdout.strip() else None
     except json.JSONDecodeError:
         data = None
-    for line in stderr.splitlines():  # a fact record held something it did not run: say so here too
-        if line.strip().startswith(WARNING_PREFIX):
+    # a fact record held something it did not run, or the pyinfra extension layer is not in place
+    # (another pyinfra: iac/pyinfra_ext/__init__.py): say so here too
+    for line in stderr.splitlines():
+        if line.strip().startswith(WARNING_PREFIX) or NOTICE in line:
             print(f"warning: {line.strip()}", file=sys.stderr)
     return proc.returncode, data, stderr
 

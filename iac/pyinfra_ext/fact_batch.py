@@ -2,7 +2,8 @@
 
 pyinfra 3 runs one remote command for every fact an operation asks for, and keeps no cache: a
 converged drift check of both hosts ran 402 commands (``dpkg -l`` 30 times, 108 directory
-stats). Each costs an SSH round trip. This module, installed by deploy.py, changes two things
+stats). Each costs an SSH round trip. This module, installed by ``iac.pyinfra_ext.install()``
+(deploy.py calls it), changes two things
 (a fact cannot go stale while nothing changes the host; see below for what does):
 
 1. **Cache**: a fact asked for twice with the same arguments (and the same sudo/user settings) is
@@ -23,8 +24,8 @@ upload, forgets every cached fact of that host (``_changes_host``). A converged 
 nothing, so its whole apply is served from the batch; a host being changed reads fresh facts after
 each change, as pyinfra alone would.
 
-``IAC_FACT_BATCH=off`` turns both off (pyinfra's own behaviour); ``IAC_FACT_RECORDS`` moves the
-record directory.
+``IAC_PYINFRA_EXT=off`` turns both off (pyinfra's own behaviour, iac/pyinfra_ext/__init__.py);
+``IAC_FACT_RECORDS`` moves the record directory.
 """
 
 from __future__ import annotations
@@ -48,10 +49,10 @@ from pyinfra import logger
 from pyinfra.api import facts as pyinfra_facts
 from pyinfra.api.command import StringCommand
 from pyinfra.api.facts import FactBase
-from pyinfra.api.host import Host
 from pyinfra.api.state import StateStage
 from pyinfra.context import ContextObject
 
+from iac import pyinfra_ext
 from iac.pyinfra_ext import fact_policy
 from iac.pyinfra_ext.fact_calls import FactCall, fact_class, split_lines
 from iac.pyinfra_ext.shared_facts import Shared, shared_for
@@ -425,7 +426,7 @@ def prefetched(entry: HostFacts) -> dict[str, Any]:
 
 
 def enabled() -> bool:
-    return os.environ.get("IAC_FACT_BATCH") != "off"
+    return pyinfra_ext.enabled()
 
 
 def _changes_host(method: Any) -> Any:
@@ -447,7 +448,6 @@ def _changes_host(method: Any) -> Any:
             entry.values.clear()
         return method(host, *args, **kwargs)
 
-    wrapper._iac_changes_host = True  # type: ignore[attr-defined]
     return wrapper
 
 
@@ -465,11 +465,3 @@ def fresh_copy(values: dict[str, Any], key: str) -> Any:
 
 class Pickled(bytes):
     """A cached fact value, pickled."""
-
-
-def install() -> None:
-    """Serve facts from the batch and cache (idempotent; deploy.py calls it)."""
-    pyinfra_facts._get_fact = _get_fact
-    for name in ("run_shell_command", "put_file"):
-        if not getattr(getattr(Host, name), "_iac_changes_host", False):
-            setattr(Host, name, _changes_host(getattr(Host, name)))

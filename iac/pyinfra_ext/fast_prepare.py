@@ -15,8 +15,9 @@ the controller's time in pyinfra helpers that repeat work on every call:
   ``KeyError`` per layer that lacks the key, which is all of them here: 19,000 lookups, a third of
   the controller's time after the facts came back. The replacement reads the layers once per call.
 
-The replacements return exactly what the originals return (tests/unit/test_fact_batch.py
-compares them), so operation order and hashes do not change.
+The replacements return exactly what the originals return (tests/unit/test_fact_batch.py and
+tests/unit/test_pyinfra_ext.py compare them), so operation order and hashes do not change.
+``iac.pyinfra_ext.install()`` puts them in place (its ``PATCHES`` names each pyinfra symbol).
 """
 
 from __future__ import annotations
@@ -130,15 +131,3 @@ def pop_global_arguments(state: Any, host: Any, kwargs: dict[str, Any]) -> tuple
 
         found[key] = value
     return found, found_keys
-
-
-# the modules that imported pop_global_arguments by name, and so hold their own reference to it
-_POP_USERS = ("pyinfra.api.arguments", "pyinfra.api.operation", "pyinfra.api.facts", "pyinfra.api.deploy")
-
-
-def install() -> None:
-    """Use the cheap helpers (idempotent; deploy.py calls it)."""
-    operation.get_operation_order_from_stack = operation_order_from_stack
-    arguments.all_global_arguments = all_global_arguments
-    for name in _POP_USERS:
-        importlib.import_module(name).pop_global_arguments = pop_global_arguments

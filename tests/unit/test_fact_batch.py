@@ -1,5 +1,5 @@
 """Batched facts (iac/pyinfra_ext/fact_batch.py) and the cheap pyinfra helpers
-(iac/pyinfra_ext/fast_prepare.py), without a host.
+(iac/pyinfra_ext/fast_prepare.py), without a host; installing them: tests/unit/test_pyinfra_ext.py.
 
 The batch's framing is checked by running it in a real ``sh`` here: every fact command must come
 back with exactly the lines and exit status it gives when run on its own, whatever it prints.
@@ -182,15 +182,6 @@ def test_a_command_or_upload_forgets_the_hosts_cached_facts_but_a_fact_read_does
     assert ran == ["stat /etc/hosts", "systemctl restart nginx"]
 
 
-def test_install_wraps_host_methods_once() -> None:
-    from pyinfra.api.host import Host
-
-    fact_batch.install()
-    first = Host.run_shell_command
-    fact_batch.install()
-    assert Host.run_shell_command is first and first._iac_changes_host
-
-
 def test_a_batch_that_fails_only_costs_time() -> None:
     import gevent
 
@@ -199,15 +190,6 @@ def test_a_batch_that_fails_only_costs_time() -> None:
 
     entry = fact_batch.HostFacts(prefetch=gevent.spawn(broken))
     assert fact_batch.prefetched(entry) == {} and entry.prefetch is None
-
-
-def test_install_replaces_the_helpers_pyinfra_calls() -> None:
-    import importlib
-
-    fast_prepare.install()
-    assert importlib.import_module("pyinfra.api.operation").get_operation_order_from_stack \
-        is fast_prepare.operation_order_from_stack
-    assert importlib.import_module("pyinfra.api.arguments").all_global_arguments is fast_prepare.all_global_arguments
 
 
 # -- systemd unit facts answered from one shared `systemctl show` -----------------------------------
@@ -291,14 +273,6 @@ def test_global_arguments_popped_are_the_same_as_pyinfra_pops() -> None:
             fast_prepare.pop_global_arguments(state, host, {"_retries": "many"})
         with pytest.raises(ArgumentTypeError):
             fast_prepare._pop_global_arguments(state, host, {"_retries": "many"})
-
-
-def test_install_reaches_every_module_that_imported_pop_global_arguments() -> None:
-    import importlib
-
-    fast_prepare.install()
-    for name in fast_prepare._POP_USERS:
-        assert importlib.import_module(name).pop_global_arguments is fast_prepare.pop_global_arguments, name
 
 
 KERNEL = {"name": "Linux"}
