@@ -31,23 +31,11 @@ class JsonFile(FactBase):
             return None
 
 
-class DeployedRelease(FactBase):
+class DeployedRelease(JsonFile):
     """
     The release an app last made live (the engine's record at ``path``, ``AppPaths.deployed``),
     or ``None``.
     """
-
-    def command(self, path: str) -> str:
-        return f"cat {shlex.quote(path)} 2>/dev/null || true"
-
-    def process(self, output: list[str]) -> dict | None:
-        text = "\n".join(output).strip()
-        if not text:
-            return None
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError:
-            return None
 
 
 class ReleaseDamage(FactBase):
