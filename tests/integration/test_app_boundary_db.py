@@ -75,8 +75,10 @@ def drill(sandbox: Sandbox, role: str) -> dict:
 
 
 def snapshot_lan(sandbox: Sandbox) -> None:
-    """A fresh validated dump of gts_scheduler where the drill and restore look for the newest."""
-    sh(sandbox, "lan", f"iac-backup snapshot postgresql gts_scheduler {LAN_ROOT}/db/gts_scheduler gts_scheduler")
+    """A fresh validated dump of gts_scheduler where the drill and restore look for the newest (the
+    dump directories are made by the dump engine on a host whose timer has not fired yet)."""
+    sh(sandbox, "lan", f"test -d {LAN_ROOT}/db/gts_scheduler || iac-backup dump >/dev/null 2>&1; "
+                       f"iac-backup snapshot postgresql gts_scheduler {LAN_ROOT}/db/gts_scheduler gts_scheduler")
 
 
 def counts(sandbox: Sandbox, role: str) -> dict:
