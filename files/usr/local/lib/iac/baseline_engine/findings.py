@@ -5,18 +5,21 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 # what a repair does (the converge, never a drift check): quarantine moves the thing to
-# /var/lib/iac/quarantine/<utc>/<its path> with a manifest; reinstall puts a package's file back
-REPAIRS = ("quarantine", "reinstall", "remove-keys", "renew", "report")
+# /var/lib/iac/quarantine/<utc>/<its path> with a manifest; reinstall puts a package's file back;
+# remove-keys keeps only the declared key lines; renew asks for a new certificate; restore puts
+# a held file back; report is for the operator (a second root, an undeclared listener)
+REPAIRS = ("quarantine", "reinstall", "remove-keys", "renew", "restore", "report")
 
 
 @dataclass(frozen=True)
 class Finding:
-    """``category``: where it was found (packages, systemd, units, nginx, sshd, sudoers, accounts,
-    keys, cron, apt, libraries, postgres, setuid, sockets, tls); ``path``: the file, unit, account,
-    port or name it is about; ``mark``: + present but not declared, ~ differs, - declared but
-    missing; ``what``: one line, never a secret; ``repair``: one of REPAIRS, ``argument`` what it
-    needs (the package to reinstall, the key lines to keep); ``diff``: a short unified diff of a
-    text file when one can be told (at most 40 lines)."""
+    """``category``: where it was found (packages, systemd, units, nginx, sshd, sudoers,
+    accounts, keys, cron, apt, libraries, login, resolver, held, postgres, setuid, sockets,
+    tls); ``path``: the file, unit, account, port or name it is about; ``mark``: + present
+    but not declared, ~ differs, - declared but missing; ``what``: one line, never a secret;
+    ``repair``: one of REPAIRS, ``argument`` what it needs (the package to reinstall, the key
+    lines to keep); ``diff``: a short unified diff of a text file when one can be told (at
+    most 40 lines)."""
 
     category: str
     path: str

@@ -1,0 +1,63 @@
+"""Files Debian's installer or a maintainer script writes (no package lists them, this repository
+does not write them): held as the first converge found them. A later change is drift; a converge
+puts the held copy back (the changed one goes to the quarantine)."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+from pathlib import Path
+
+from engine_common.safefs import root_dir
+
+from .findings import Finding
+from .owners import owned
+from .settings import BaselineSettings
+
+CANDIDATES = ("/etc/hosts", "/etc/resolv.conf", "/etc/nsswitch.conf", "/etc/apt/sources.list",
+              "/etc/apt/apt.conf.d/20auto-upgrades", "/etc/apt/apt.conf.d/01autoremove-kernels", "/etc/crontab",
+              "/etc/fstab", "/etc/environment", "/etc/sudoers", "/etc/ssh/sshd_config")
+
+
+def held_paths(settings: BaselineSettings) -> list[str]:
+    """The candidates present on the host that neither a package nor this repository declares."""
+    declared = set(settings.files) | {a.path for a in settings.allowed}
+    return [p for p in CANDIDATES if os.path.isfile(p) and not os.path.islink(p) and p not in declared
+            and not owned(p)]
+
+
+def _digest(path: str) -> str:
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()
+
+
+def record_of(settings: BaselineSettings, path: str) -> Path:
+    return Path(settings.state) / "held" / path.lstrip("/")
+
+
+def check(settings: BaselineSettings) -> list[Finding]:
+    found = []
+    for path in held_paths(settings):
+        record = record_of(settings, path)
+        if record.is_file() and _digest(path) != _digest(str(record)):
+            found.append(Finding("held", path, "~", "changed since the converge that recorded it", "restore"))
+    return found
+
+
+def record_missing(settings: BaselineSettings) -> list[str]:
+    """Hold every candidate not held yet, as it is now (the converge does, after its repairs)."""
+    made = []
+    for path in held_paths(settings):
+        record = record_of(settings, path)
+        if not record.is_file():
+            root_dir(Path(settings.state))
+            record.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            shutil.copy2(path, record)
+            os.chmod(record, 0o600)
+            made.append(path)
+    return made
+
+
+def restore(settings: BaselineSettings, path: str) -> None:
+    shutil.copy2(record_of(settings, path), path)
