@@ -20,6 +20,7 @@ from pyinfra import host
 from pyinfra.api import FactBase, StringCommand, operation
 from pyinfra.facts.files import File, Sha256File
 
+from iac import declared
 from iac.pyinfra_ext.sudo_staging import upload
 
 
@@ -77,6 +78,7 @@ def secret_file(dest: str, content: str, user: str = "root", group: str = "root"
 
         secret_file(name="App env", dest="/etc/gts/apps/x.env", content=text, group="x", mode="640")
     """
+    declared.current().file(dest)
     data = content.encode()
     want = hashlib.sha256(data).hexdigest()
     current = host.get_fact(Sha256File, path=dest)
@@ -142,6 +144,8 @@ def validated_file(staged: str, dest: str, validate: str, activate: str):
             activate="systemctl reload nginx",
         )
     """
+    declared.current().file(staged)
+    declared.current().file(dest)
     staged_sum = host.get_fact(Sha256File, path=staged)
     live_sum = host.get_fact(Sha256File, path=dest)
     if staged_sum is not None and staged_sum == live_sum:
@@ -205,6 +209,8 @@ def validated_files(files: dict[str, str], validate: str, activate: str, staging
                         validate="systemd-analyze verify {paths}", activate="systemctl daemon-reload",
                         staging="/etc/iac/staged")
     """
+    for path in files:
+        declared.current().file(path)
     changed = differing_files(files)
     if not changed:
         return
@@ -244,6 +250,8 @@ def files_present(files: dict[str, str], executable: tuple[str, ...] = ()):
         files_present(name="Host engines", files={"/usr/local/lib/iac/iac_release.py": text},
                       executable=("/usr/local/lib/iac/iac_release.py",))
     """
+    for path in files:
+        declared.current().file(path)
     changed = differing_files(files)
     if not changed:
         return

@@ -18,9 +18,8 @@ import json
 import shlex
 from pathlib import Path
 
-from pyinfra.operations import files, systemd
-
 from iac.guarded import secret_file, validated_file, validated_files
+from iac.ops import files, systemd
 from iac.packages import packages_present
 from iac.paths import STAGED
 from iac.render import render, text_file

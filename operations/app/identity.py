@@ -10,8 +10,8 @@ from pathlib import Path
 from pyinfra import host
 from pyinfra.api import OperationError, StringCommand, operation
 from pyinfra.facts.files import Directory, File
-from pyinfra.operations import files, server
 
+from iac.ops import files, server
 from iac.render import text_file
 from operations.app.options import DjangoApp
 from operations.host import HostConfig

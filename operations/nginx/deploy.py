@@ -11,9 +11,9 @@ import shlex
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
 from pyinfra.facts.files import Link, Sha256File
-from pyinfra.operations import files, systemd
 
 from iac.guarded import unless_ok
+from iac.ops import files, systemd
 from iac.packages import packages_present
 from iac.paths import NGINX_SITES_AVAILABLE, NGINX_SITES_ENABLED, STAGED
 from iac.render import render, text_file

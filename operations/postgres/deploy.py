@@ -14,9 +14,9 @@ import shlex
 
 from pyinfra import host
 from pyinfra.api import FactBase, StringCommand, operation
-from pyinfra.operations import files, postgres, systemd
 
 from iac.guarded import validated_file
+from iac.ops import files, postgres, systemd
 from iac.packages import packages_present
 from iac.paths import STAGED
 from iac.render import render, text_file
