@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from baseline_engine import tls
 from baseline_engine.findings import Finding
 
