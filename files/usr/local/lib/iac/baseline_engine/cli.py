@@ -1,7 +1,14 @@
 """iac-baseline: the whole host held against Debian's packages and this repository's declaration.
 
-Commands (settings: /etc/iac/baseline.json, written by the converge; no secrets):
+Usage: iac_baseline.py check|repair|timings SETTINGS_JSON
+
+SETTINGS_JSON is the declaration (baseline_engine/settings.py), built by the controller from the
+model on every run and passed whole: a check is held against what the repository declares now,
+never against a copy on the host someone could edit. It holds no secrets.
+
+Commands:
   check    every finding as JSON lines (a drift check's fact: nothing is changed)
+  timings  the CPU seconds each check costs (make bench)
   repair   what a converge repairs here: undeclared files moved to the quarantine
            (/var/lib/iac/quarantine/<utc>/<path>, with MANIFEST.json), package files put back
            (the changed one kept in the quarantine), held files restored; daemon-reload and
@@ -17,10 +24,12 @@ import subprocess
 import sys
 import time
 
+from engine_common.contract import SettingsError
+
 from . import accounts, held, places, setuid, sockets, systemd
 from .findings import Finding
 from .quarantine import Quarantine
-from .settings import BaselineSettings, load_settings
+from .settings import BaselineSettings, settings_from
 
 # repaired here by moving the thing away; then what has to read its configuration again
 RELOAD = {"systemd": ["systemctl", "daemon-reload"], "units": ["systemctl", "daemon-reload"],
@@ -82,11 +91,16 @@ def repair(settings: BaselineSettings) -> dict:
         else:
             done["left"].append(f.line())
     conffiles = []
+    known_conffiles = packages.conffile_paths() if reinstall else set()
     for items in reinstall.values():
         for f in items:
-            if f.mark == "~":  # the changed file kept; a conffile has to be missing for dpkg to put it back
-                quarantine.keep(f, move=True)
+            if f.path in known_conffiles:
+                # dpkg puts back a conffile only when it is missing: the changed one is moved away
+                if f.mark == "~":
+                    quarantine.keep(f, move=True)
                 conffiles.append(f.path)
+            elif f.mark == "~":
+                quarantine.keep(f, move=False)  # a copy: the reinstall writes over it in place
     if reinstall:
         proc = subprocess.run(packages.reinstall_command(sorted(reinstall), conffiles), capture_output=True,
                               text=True, check=False)
@@ -103,18 +117,24 @@ def repair(settings: BaselineSettings) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if not args or args[0] not in ("check", "repair", "timings"):
+    if len(args) != 2 or args[0] not in ("check", "repair", "timings"):
         print(__doc__, file=sys.stderr)
         return 2
-    settings = load_settings()
+    try:
+        settings = settings_from(args[1])
+    except (ValueError, SettingsError) as e:
+        print(f"iac-baseline: the settings argument: {e}", file=sys.stderr)
+        return 2
     if args[0] == "check":
         for f in findings(settings):
             print(json.dumps(f.to_dict(), sort_keys=True))
         return 0
     if args[0] == "timings":
         timings: dict[str, float] = {}
+        started = time.process_time()
         found = findings(settings, timings)
-        print(json.dumps({"findings": len(found), "cpu_seconds": timings}, indent=2))
+        print(json.dumps({"findings": len(found), "cpu_seconds": timings,
+                          "cpu_seconds_total": round(time.process_time() - started, 3)}, indent=2))
         return 0
     print(json.dumps(repair(settings), indent=2))
     return 0

@@ -119,6 +119,12 @@ def check(managed: set[str], allowed: set[str], cache: Path, dpkg_info: Path = P
     return sorted(run.findings, key=lambda f: (f.path, f.argument))
 
 
+def conffile_paths(status: Path = Path("/var/lib/dpkg/status")) -> set[str]:
+    """Every conffile of the installed packages (a changed one is moved, not copied, before a
+    reinstall: dpkg puts back only a conffile that is missing)."""
+    return {path for _name, conffiles in _installed(status).values() for path, _md5 in conffiles}
+
+
 def reinstall_command(pkgs: list[str], conffiles: list[str]) -> list[str]:
     """The command that puts package files back as the packages ship them: an ``apt-get install
     --reinstall`` of ``pkgs`` (names as dpkg spells them, ``libc6:amd64`` included), run without a

@@ -1,18 +1,13 @@
 """The baseline engine's settings: the contract between the converge (operations/baseline/deploy.py
-builds them from the whole declaration) and the engine (reads them on the host,
-/etc/iac/baseline.json). Standard library only; an unknown, missing or mistyped key is refused
-(engine_common/contract.py)."""
+builds them from the whole declaration) and the engine (takes them as its argument). Standard
+library only; an unknown, missing or mistyped key is refused (engine_common/contract.py)."""
 
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from engine_common import contract
-
-SETTINGS = Path(os.environ.get("IAC_BASELINE_SETTINGS", "/etc/iac/baseline.json"))
 
 
 @dataclass(frozen=True)
@@ -79,5 +74,6 @@ class BaselineSettings:
     state: str  # the engine's own records (the package check's cache)
 
 
-def load_settings(path: Path = SETTINGS) -> BaselineSettings:
-    return contract.load(BaselineSettings, json.loads(path.read_text()))
+def settings_from(text: str) -> BaselineSettings:
+    """The settings from their JSON text (the engine's argument), checked key by key."""
+    return contract.load(BaselineSettings, json.loads(text))
