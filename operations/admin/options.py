@@ -21,8 +21,8 @@ class AdminSection(Strict):
     ssh_authorized_keys: list[SshPublicKey] = Field(
         default=[],
         description=(
-            "Public keys allowed to log in as the admin. Keys are added, never removed: an empty "
-            "list leaves existing keys alone (how the production hosts are adopted)."
+            "The only keys that may log in as the admin: a key not listed is drift, removed by a "
+            "converge commit-confirm style (kept in the quarantine)."
         ),
         examples=[["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops@laptop"]],
     )

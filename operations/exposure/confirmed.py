@@ -19,6 +19,7 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import FactBase, FunctionCommand, StringCommand, operation
 
+from iac import declared
 from iac.paths import HOST, STAGED
 from iac.pyinfra_ext.sudo_staging import upload
 from iac.ssh import ssh_argv
@@ -113,6 +114,7 @@ def confirmed_file(kind: str, dest: str, content: str, in_sync: bool, login: lis
         confirmed_file(name="sshd: keys only", kind="sshd", dest=SSHD_DROPIN, content=text,
                        in_sync=False, login=second_login(22))
     """
+    declared.current().file(dest)
     if in_sync:
         return
     staged = f"{STAGED}{dest}"

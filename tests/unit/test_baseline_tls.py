@@ -428,7 +428,7 @@ def test_a_service_that_never_ran_is_in_order(systemctl) -> None:
 ])
 def test_each_renewal_failure_is_one_finding(systemctl, answers: dict, what: str) -> None:
     systemctl(**answers)
-    assert tls.timer_check() == [Finding(category="tls", path="certbot.timer", mark="~", what=what, repair="report")]
+    assert tls.timer_check() == [Finding(category="tls", path="certbot.timer", mark="~", what=what, repair="renew")]
 
 
 def test_no_systemctl_is_a_finding_not_a_crash(systemctl) -> None:

@@ -4,12 +4,18 @@ give power (sudo, root, adm, shadow, disk, ...), and every account's authorized_
 from __future__ import annotations
 
 import grp
+import json
 import os
 import pwd
 import stat
+import subprocess
+import tempfile
 from pathlib import Path
 
+from engine_common.safefs import install_file, read_app_file, read_record, write_record
+
 from .findings import Finding
+from .quarantine import Quarantine
 from .settings import BaselineSettings
 
 NO_LOGIN = ("/usr/sbin/nologin", "/sbin/nologin", "/bin/false", "/usr/bin/false", "/bin/sync")
@@ -46,36 +52,115 @@ def check(settings: BaselineSettings) -> list[Finding]:
     found: list[Finding] = []
     for pw in pwd.getpwall():
         if pw.pw_uid == 0 and pw.pw_name != "root":
-            found.append(Finding("accounts", pw.pw_name, "+", "has UID 0 (a second root)", "report"))
-        if pw.pw_shell not in NO_LOGIN and pw.pw_name not in declared and pw.pw_name != "root" and pw.pw_uid >= 1000:
+            found.append(Finding("accounts", pw.pw_name, "+", "has UID 0 (a second root)", "remove-account",
+                                 pw.pw_name))
+        elif pw.pw_shell not in NO_LOGIN and pw.pw_name not in declared and pw.pw_uid >= 1000 \
+                and pw.pw_uid != 65534:
             found.append(Finding("accounts", pw.pw_name, "+", f"a login account not declared (shell {pw.pw_shell})",
-                                 "report"))
+                                 "lock-account", pw.pw_name))
         # authorized keys: every account's, declared or not (a system account's key is a door too)
         home = Path(pw.pw_dir)
         for name in ("authorized_keys", "authorized_keys2"):
             path = home / ".ssh" / name
             lines = key_lines(path)
-            if lines is None:
+            if not lines:
                 continue
             account = declared.get(pw.pw_name)
-            if account is None or account.keys is None:
-                if account is None and lines:
-                    found.append(Finding("keys", str(path), "+", f"{len(lines)} key(s) for {pw.pw_name}, an account "
-                                         "whose keys are not declared", "remove-keys", ""))
-                continue
-            wanted = {key_of(k) for k in account.keys}
+            wanted = {key_of(k) for k in account.keys} if account and account.keys is not None else set()
+            if account is not None and account.keys is None:
+                continue  # keys not managed here (an account the model leaves alone)
             extra = [line for line in lines if key_of(line) not in wanted]
-            if extra or name == "authorized_keys2":
-                what = (f"{len(extra)} key(s) not declared: " + ", ".join(key_of(x).split()[-1][-12:] for x in extra)
-                        if extra else "a second authorized_keys file")
-                found.append(Finding("keys", str(path), "+", what, "remove-keys", "\n".join(account.keys)))
+            if name == "authorized_keys2":
+                extra = lines  # sshd reads it too: a second file is never declared
+            if extra:
+                who = "" if account else f" (the account {pw.pw_name} has no declared keys)"
+                what = f"{len(extra)} key(s) not declared: " + ", ".join(_short(x) for x in extra) + who
+                keep = [] if name == "authorized_keys2" else sorted(wanted)
+                found.append(Finding("keys", str(path), "+", what, "remove-keys",
+                                     json.dumps({"user": pw.pw_name, "keep": keep})))
     for group in POWER_GROUPS:
         try:
             members = set(grp.getgrnam(group).gr_mem)
         except KeyError:
             continue
-        extra = sorted(members - set(settings.privileged_groups.get(group, [])))
-        if extra:
-            found.append(Finding("accounts", f"group {group}", "+", f"members not declared: {', '.join(extra)}",
-                                 "report"))
+        for member in sorted(members - set(settings.privileged_groups.get(group, []))):
+            found.append(Finding("accounts", f"group {group}", "+", f"member {member} not declared", "leave-group",
+                                 json.dumps({"user": member, "group": group})))
     return found
+
+
+def _short(line: str) -> str:
+    """A key named for the report: its type and the end of its base64, and its comment."""
+    parts = key_of(line).split()
+    comment = line.split()[-1] if len(line.split()) > len(parts) else ""
+    return f"{parts[0]} ...{parts[-1][-12:]}" + (f" {comment[:40]}" if comment else "")
+
+
+# -- repairs (the converge) ------------------------------------------------------------------------
+
+def keep_keys(finding: Finding, quarantine: Quarantine, pending: Path) -> None:
+    """Only the declared key lines stay in the file (their own text, options included); the file as
+    it was goes to the quarantine and is recorded in ``pending`` until the converge's second login
+    commits the change (``revert_keys`` puts it back). Nothing in the account's home is followed."""
+    argument = json.loads(finding.argument)
+    path = Path(finding.path)
+    original = read_app_file(path.parent, path.name)
+    if original is None:
+        return
+    kept_copy = quarantine.keep(finding, move=False)
+    wanted = set(argument["keep"])
+    lines = original.decode("utf-8", "replace").splitlines()
+    new = [line for line in lines if line.strip() and not line.lstrip().startswith("#") and key_of(line) in wanted]
+    record = read_record(pending) or {"files": []}
+    record["files"].append({"path": str(path), "user": argument["user"], "kept": str(kept_copy)})
+    write_record(pending, record)
+    with tempfile.NamedTemporaryFile("w", dir=quarantine.dir, delete=False) as tmp:
+        tmp.write("".join(f"{line}\n" for line in new))
+    try:
+        install_file(Path(tmp.name), path, argument["user"], 0o600)
+    finally:
+        os.unlink(tmp.name)
+
+
+def revert_keys(pending: Path) -> list[str]:
+    """Every authorized_keys file of the last uncommitted key repair as it was (a failed second login)."""
+    record = read_record(pending) or {"files": []}
+    done = []
+    for item in record["files"]:
+        install_file(Path(item["kept"]), Path(item["path"]), item["user"], 0o600)
+        done.append(item["path"])
+    pending.unlink(missing_ok=True)
+    return done
+
+
+def leave_group(finding: Finding, quarantine: Quarantine) -> None:
+    argument = json.loads(finding.argument)
+    quarantine.note(finding, f"{argument['user']} was a member of {argument['group']}")
+    _run(["gpasswd", "--delete", argument["user"], argument["group"]])
+
+
+def lock_account(finding: Finding, quarantine: Quarantine) -> None:
+    shell = pwd.getpwnam(finding.argument).pw_shell
+    quarantine.note(finding, f"{finding.argument} had the shell {shell}; password locked, shell nologin")
+    _run(["usermod", "--lock", "--shell", "/usr/sbin/nologin", finding.argument])
+
+
+def remove_account(finding: Finding, quarantine: Quarantine) -> None:
+    """A second root: its lines of passwd, shadow, group and gshadow are kept, then it is deleted
+    (its home is left where it is)."""
+    name = finding.argument
+    kept = []
+    for db in ("/etc/passwd", "/etc/shadow", "/etc/group", "/etc/gshadow"):
+        try:
+            with open(db) as f:
+                kept += [f"{db}: {line.rstrip()}" for line in f if line.split(":", 1)[0] == name]
+        except OSError:
+            continue
+    quarantine.note(finding, "deleted; its account lines: " + " | ".join(kept), secret=True)
+    _run(["userdel", "--force", name])
+
+
+def _run(argv: list[str]) -> None:
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:2])} failed: {proc.stderr.strip()[-300:]}")

@@ -7,13 +7,19 @@ model on every run and passed whole: a check is held against what the repository
 never against a copy on the host someone could edit. It holds no secrets.
 
 Commands:
-  check    every finding as JSON lines (a drift check's fact: nothing is changed)
-  timings  the CPU seconds each check costs (make bench)
-  repair   what a converge repairs here: undeclared files moved to the quarantine
-           (/var/lib/iac/quarantine/<utc>/<path>, with MANIFEST.json), package files put back
-           (the changed one kept in the quarantine), held files restored; daemon-reload and
-           nginx/sshd reloads as needed; the access category's keys and certificates are the
-           converge's own steps (commit-confirm, certbot). Prints what it did as JSON.
+  check        every finding as JSON lines (a drift check's fact: nothing is changed)
+  repair       what a converge repairs here, each thing taken away kept in the quarantine
+               (/var/lib/iac/quarantine/<utc>/<path>, with MANIFEST.json): undeclared files, units,
+               drop-ins and links moved there, package files put back (the changed one kept),
+               held files restored, units restarted, undeclared listeners' units stopped,
+               accounts locked or taken out of privileged groups; then daemon-reload and the
+               reloads each place needs. Certificates are the converge's certbot step. Prints what
+               it did as JSON.
+  repair-keys  the access category alone: only declared key lines stay; the files as they were
+               are recorded for keys-revert until keys-commit (the converge arms a revert first
+               and commits after a second login)
+  keys-revert STATE / keys-commit STATE   (STATE: the settings' state directory)
+  timings      the CPU seconds each check costs (make bench)
 Exit codes: 0 done, 1 error, 2 usage.
 """
 
@@ -23,10 +29,11 @@ import json
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from engine_common.contract import SettingsError
 
-from . import accounts, held, places, setuid, sockets, systemd
+from . import accounts, held, places, setuid, sockets, systemd, ucf
 from .findings import Finding
 from .quarantine import Quarantine
 from .settings import BaselineSettings, settings_from
@@ -34,13 +41,17 @@ from .settings import BaselineSettings, settings_from
 # repaired here by moving the thing away; then what has to read its configuration again
 RELOAD = {"systemd": ["systemctl", "daemon-reload"], "units": ["systemctl", "daemon-reload"],
           "nginx": ["sh", "-c", "nginx -t && systemctl reload nginx"],
-          "sshd": ["sh", "-c", "sshd -t && systemctl reload ssh"]}
+          "sshd": ["sh", "-c", "sshd -t && systemctl reload ssh"],
+          "postgres": ["systemctl", "reload", "postgresql"],
+          "libraries": ["ldconfig"]}
 
 
 def findings(settings: BaselineSettings, timings: dict[str, float] | None = None) -> list[Finding]:
     """Every check, in the order the report lists categories."""
     from . import packages, tls  # the two heaviest: loaded only when checking
 
+    accepted = set(settings.files) | {a.path for a in settings.allowed}
+    sites = [tls.Site(name=s.name, port=s.port, ca_bundle=s.ca_bundle, key_path=s.key_path) for s in settings.tls]
     checks = [
         ("systemd", lambda: systemd.files(settings) + systemd.properties(settings)),
         ("places", lambda: places.check(settings) + places.nginx(settings) + places.postgres(settings)),
@@ -49,9 +60,8 @@ def findings(settings: BaselineSettings, timings: dict[str, float] | None = None
         ("sockets", lambda: sockets.check(settings)),
         ("setuid", lambda: setuid.check(settings)),
         ("packages", lambda: packages.check(set(settings.files), {a.path for a in settings.allowed},
-                                            cache=_cache(settings))),
-        ("tls", lambda: tls.check([tls.Site(s.name, s.port, s.ca_bundle, s.key_path) for s in settings.tls],
-                                  settings.tls_min_days) + (tls.timer_check() if settings.tls else [])),
+                                            cache=_cache(settings)) + ucf.check(accepted)),
+        ("tls", lambda: tls.check(sites, settings.tls_min_days) + (tls.timer_check() if sites else [])),
     ]
     out: list[Finding] = []
     for name, run in checks:
@@ -62,36 +72,66 @@ def findings(settings: BaselineSettings, timings: dict[str, float] | None = None
     return out
 
 
-def _cache(settings: BaselineSettings):
-    from pathlib import Path
-
+def _cache(settings: BaselineSettings) -> Path:
     return Path(settings.state) / "packages.cache"
 
 
-def repair(settings: BaselineSettings) -> dict:
-    """The repairs this engine does itself (see the module docstring)."""
+def repair(settings: BaselineSettings, only_keys: bool = False) -> dict:
+    """The repairs this engine does itself (see the module docstring), each keeping what it takes
+    away in the quarantine. The keys (``only_keys``: the access category, its own command, between
+    a revert armed on the host and the converge's second login) and certificates (the converge's
+    certbot step) are left to the converge; what nothing may safely repair is returned as ``left``."""
     from . import packages
 
     quarantine = Quarantine(settings.quarantine)
-    done: dict[str, list[str]] = {"quarantined": [], "reinstalled": [], "restored": [], "left": []}
+    done: dict[str, list[str]] = {"quarantined": [], "reinstalled": [], "restored": [], "restarted": [],
+                                  "stopped": [], "accounts": [], "keys": [], "left": []}
     reload: set[str] = set()
+    restart: set[str] = set()
     reinstall: dict[str, list[Finding]] = {}
-    for f in findings(settings):
-        if f.repair == "quarantine":
+    found = [f for f in findings(settings) if (f.repair == "remove-keys") == only_keys]
+    for f in found:
+        if f.repair == "remove-keys":
+            accounts.keep_keys(f, quarantine, _pending_keys(settings))
+            done["keys"].append(f.path)
+        elif f.repair == "quarantine":
             quarantine.keep(f)
             done["quarantined"].append(f.path)
-            if f.category in RELOAD:
-                reload.add(f.category)
+            reload.add(f.category)
+            unit = systemd.unit_of_drop_in(f.path)
+            if unit:
+                restart.add(unit)  # it still runs as the drop-in made it
         elif f.repair == "reinstall":
             reinstall.setdefault(f.argument, []).append(f)
         elif f.repair == "restore":
             quarantine.keep(f, move=False)
             held.restore(settings, f.path)
             done["restored"].append(f.path)
-        else:
+        elif f.repair == "restart":
+            restart.add(f.argument)
+        elif f.repair == "stop-unit":
+            quarantine.note(f, f"unit {f.argument} was running; stopped")
+            subprocess.run(["systemctl", "stop", "--", f.argument], check=False, capture_output=True)
+            done["stopped"].append(f.argument)
+        elif f.repair == "leave-group":
+            accounts.leave_group(f, quarantine)
+            done["accounts"].append(f"{f.path}: {json.loads(f.argument)['user']}")
+        elif f.repair == "lock-account":
+            accounts.lock_account(f, quarantine)
+            done["accounts"].append(f.path)
+        elif f.repair == "remove-account":
+            accounts.remove_account(f, quarantine)
+            done["accounts"].append(f.path)
+        elif f.repair == "reset-settings":
+            quarantine.keep(f, move=False)
+            places.reset_postgres_settings()
+            reload.add("postgres")
+            done["restored"].append(f.path)
+        elif f.repair != "renew":
             done["left"].append(f.line())
     conffiles = []
-    known_conffiles = packages.conffile_paths() if reinstall else set()
+    # ucf's files too: the package's maintainer script installs one again only when it is missing
+    known_conffiles = packages.conffile_paths() | set(ucf.registry()) if reinstall else set()
     for items in reinstall.values():
         for f in items:
             if f.path in known_conffiles:
@@ -107,17 +147,31 @@ def repair(settings: BaselineSettings) -> dict:
         if proc.returncode != 0:
             raise RuntimeError(f"putting package files back failed: {proc.stderr.strip()[-300:]}")
         done["reinstalled"] = sorted(reinstall)
-    for category in sorted(reload):
-        subprocess.run(RELOAD[category], check=False)
+        reload.update(f.category for items in reinstall.values() for f in items)
+    if reload & {"systemd", "units"} or restart:
+        subprocess.run(["systemctl", "daemon-reload"], check=False)
+    for category in sorted(reload & set(RELOAD)):
+        if category not in ("systemd", "units"):
+            subprocess.run(RELOAD[category], check=False, capture_output=True)
+    for unit in sorted(restart):
+        # only a unit that runs: a stopped one starts as declared the next time it is started
+        subprocess.run(["systemctl", "try-restart", "--", unit], check=False, capture_output=True)
+        done["restarted"].append(unit)
     done["recorded"] = held.record_missing(settings)
     manifest = quarantine.write_manifest()
     done["manifest"] = [str(manifest)] if manifest else []
     return done
 
 
+def _pending_keys(settings: BaselineSettings) -> Path:
+    return Path(settings.state) / "keys-pending.json"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2 or args[0] not in ("check", "repair", "timings"):
+    if args[:1] in (["keys-revert"], ["keys-commit"]) and len(args) == 2:
+        return _keys_end(args[0], Path(args[1]))
+    if len(args) != 2 or args[0] not in ("check", "repair", "repair-keys", "timings"):
         print(__doc__, file=sys.stderr)
         return 2
     try:
@@ -136,5 +190,17 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"findings": len(found), "cpu_seconds": timings,
                           "cpu_seconds_total": round(time.process_time() - started, 3)}, indent=2))
         return 0
-    print(json.dumps(repair(settings), indent=2))
+    done = repair(settings, only_keys=args[0] == "repair-keys")
+    print(json.dumps(done, indent=2))
+    return 0
+
+
+def _keys_end(command: str, state: Path) -> int:
+    """keys-revert STATE: the last key repair undone (the second login failed, or nobody came back
+    to commit it: the armed timer runs this); keys-commit STATE: it stays."""
+    pending = state / "keys-pending.json"
+    if command == "keys-revert":
+        print(json.dumps({"reverted": accounts.revert_keys(pending)}))
+    else:
+        pending.unlink(missing_ok=True)
     return 0

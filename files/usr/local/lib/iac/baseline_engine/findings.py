@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-# what a repair does (the converge, never a drift check): quarantine moves the thing to
-# /var/lib/iac/quarantine/<utc>/<its path> with a manifest; reinstall puts a package's file back;
-# remove-keys keeps only the declared key lines; renew asks for a new certificate; restore puts
-# a held file back; report is for the operator (a second root, an undeclared listener)
-REPAIRS = ("quarantine", "reinstall", "remove-keys", "renew", "restore", "report")
+# what a repair does (the converge, never a drift check), each keeping what it takes away in the
+# quarantine (/var/lib/iac/quarantine/<utc>/<its path>, with MANIFEST.json):
+#   quarantine      the file, unit, drop-in or link is moved there
+#   reinstall       a package's file is put back by reinstalling the package (``argument``)
+#   restore         a held installer-made file is put back as the first converge found it
+#   remove-keys     only the declared key lines stay (commit-confirm: a second login proves access)
+#   renew           the certificate is issued again (the converge's certbot step)
+#   restart         the unit is restarted after a daemon-reload (its drop-ins are gone)
+#   stop-unit       the unit holding an undeclared listener is stopped (``argument``)
+#   leave-group     the account leaves the privileged group (``argument``: the group)
+#   lock-account    an undeclared login account gets no shell and a locked password
+#   remove-account  a second UID 0 account is deleted (its passwd and shadow lines kept)
+#   reset-settings  ALTER SYSTEM's settings are reset (postgresql.auto.conf kept)
+#   report          nothing a converge may safely do: the run fails, naming it
+REPAIRS = ("quarantine", "reinstall", "restore", "remove-keys", "renew", "restart", "stop-unit", "leave-group",
+           "lock-account", "remove-account", "reset-settings", "report")
 
 
 @dataclass(frozen=True)

@@ -11,20 +11,25 @@ from pathlib import Path
 
 from engine_common.safefs import root_dir
 
+from . import ucf
 from .findings import Finding
 from .owners import owned
 from .settings import BaselineSettings
 
+# made by Debian's installer, debootstrap or a maintainer script (pam-auth-update, postgresql-common's
+# pg_updateaptconfig, the kernel's postinst), listed by no package
 CANDIDATES = ("/etc/hosts", "/etc/resolv.conf", "/etc/nsswitch.conf", "/etc/apt/sources.list",
-              "/etc/apt/apt.conf.d/20auto-upgrades", "/etc/apt/apt.conf.d/01autoremove-kernels", "/etc/crontab",
-              "/etc/fstab", "/etc/environment", "/etc/sudoers", "/etc/ssh/sshd_config")
+              "/etc/apt/apt.conf.d/01autoremove-kernels", "/etc/apt/apt.conf.d/02autoremove-postgresql",
+              "/etc/crontab", "/etc/fstab", "/etc/environment", "/etc/sudoers", "/etc/pam.d/common-account",
+              "/etc/pam.d/common-auth", "/etc/pam.d/common-password", "/etc/pam.d/common-session",
+              "/etc/pam.d/common-session-noninteractive", "/etc/ld.so.conf.d/x86_64-linux-gnu.conf")
 
 
 def held_paths(settings: BaselineSettings) -> list[str]:
     """The candidates present on the host that neither a package nor this repository declares."""
     declared = set(settings.files) | {a.path for a in settings.allowed}
     return [p for p in CANDIDATES if os.path.isfile(p) and not os.path.islink(p) and p not in declared
-            and not owned(p)]
+            and not owned(p) and p not in ucf.registry()]
 
 
 def _digest(path: str) -> str:

@@ -9,6 +9,7 @@ import glob
 import os
 import subprocess
 
+from . import held, ucf
 from .findings import Finding
 from .owners import owned
 from .settings import BaselineSettings
@@ -25,13 +26,12 @@ PLACES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "login": (("/etc/pam.d", "/etc/profile.d", "/etc/security/limits.d"), ()),
     "resolver": ((), ("/etc/hosts", "/etc/resolv.conf", "/etc/nsswitch.conf")),
 }
-# files a package's maintainer script makes (not in its file list) that are Debian's defaults
-GENERATED = {"/etc/apt/sources.list", "/etc/hosts", "/etc/resolv.conf", "/etc/nsswitch.conf",
-             "/etc/apt/apt.conf.d/01autoremove-kernels", "/etc/ld.so.conf.d/x86_64-linux-gnu.conf"}
 
 
 def _accepted(path: str, declared: set[str]) -> bool:
-    return path in declared or owned(path)
+    """Declared, a package's (its content is the package check's), installed through ucf (ucf's
+    check) or made by the installer or a maintainer script (held: a change is the held check's)."""
+    return path in declared or owned(path) or path in ucf.registry() or path in held.CANDIDATES
 
 
 def check(settings: BaselineSettings) -> list[Finding]:
@@ -49,7 +49,7 @@ def check(settings: BaselineSettings) -> list[Finding]:
                 if not _accepted(entry.path, declared):
                     found.append(Finding(category, entry.path, "+", "not declared and no package's", "quarantine"))
         for path in singles:
-            if os.path.lexists(path) and not _accepted(path, declared) and path not in GENERATED:
+            if os.path.lexists(path) and not _accepted(path, declared):
                 found.append(Finding(category, path, "+", "not declared and no package's", "quarantine"))
     return found
 
@@ -87,5 +87,16 @@ def postgres(settings: BaselineSettings) -> list[Finding]:
         except OSError:
             continue
         if lines and path not in declared:
-            found.append(Finding("postgres", path, "~", f"ALTER SYSTEM settings: {len(lines)} line(s)", "report"))
+            names = sorted({line.split("=", 1)[0].strip() for line in lines if "=" in line})
+            found.append(Finding("postgres", path, "~", f"ALTER SYSTEM settings: {', '.join(names)[:200]}",
+                                 "reset-settings"))
     return found
+
+
+def reset_postgres_settings() -> None:
+    """``ALTER SYSTEM RESET ALL``: postgresql.auto.conf empty again (the caller kept a copy; the
+    cluster reloads after)."""
+    proc = subprocess.run(["runuser", "-u", "postgres", "--", "psql", "-X", "-q", "-c", "ALTER SYSTEM RESET ALL"],
+                          capture_output=True, text=True, check=False, cwd="/")
+    if proc.returncode != 0:
+        raise RuntimeError(f"ALTER SYSTEM RESET ALL failed: {proc.stderr.strip()[-300:]}")

@@ -51,6 +51,21 @@ class Quarantine:
                            "why": finding.what})
         return target
 
+    def note(self, finding: Finding, what: str, secret: bool = False) -> None:
+        """A repair that moves no file (a group membership, an account): what it was, in the
+        manifest; ``secret`` text (a shadow line) goes to a file of its own (0600), never printed."""
+        if secret:
+            target = self._target(f"/accounts/{finding.path}")
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w") as f:
+                f.write(what + "\n")
+            what = f"kept in {target}"
+        else:
+            root_dir(self.root)
+            root_dir(self.dir)
+        self.moved.append({"path": finding.path, "kept": what, "moved": False, "category": finding.category,
+                           "why": finding.what})
+
     def write_manifest(self) -> Path | None:
         if not self.moved:
             return None

@@ -4,8 +4,10 @@ a service nobody meant to run (its unit or cron entry is the thing to quarantine
 from __future__ import annotations
 
 import os
+import re
 
 from .findings import Finding
+from .owners import owned
 from .settings import BaselineSettings
 
 LISTEN = "0A"
@@ -45,17 +47,21 @@ def listening(proc: str = "/proc/net") -> list[tuple[str, str, int, str]]:
     return found
 
 
-def owner(inode: str) -> str:
-    """The process holding a socket (its name and pid), for the report."""
+def owner(inode: str) -> tuple[str, str]:
+    """The process holding a socket (its name and pid, for the report) and the systemd unit it
+    runs in ("" when none can be told)."""
     target = f"socket:[{inode}]"
     for pid in (p for p in os.listdir("/proc") if p.isdigit()):
         try:
             for fd in os.listdir(f"/proc/{pid}/fd"):
                 if os.readlink(f"/proc/{pid}/fd/{fd}") == target:
-                    return f"{open(f'/proc/{pid}/comm').read().strip()} (pid {pid})"
+                    with open(f"/proc/{pid}/comm") as comm, open(f"/proc/{pid}/cgroup") as cgroup:
+                        name, groups = comm.read().strip(), cgroup.read()
+                    units = re.findall(r"/([A-Za-z0-9_.@:-]+\.service)(?:/|$)", groups, re.M)
+                    return f"{name} (pid {pid})", units[-1] if units else ""
         except OSError:
             continue
-    return "unknown"
+    return "unknown", ""
 
 
 def check(settings: BaselineSettings) -> list[Finding]:
@@ -69,6 +75,19 @@ def check(settings: BaselineSettings) -> list[Finding]:
             continue
         if f"{proto}/{port}" in allowed:
             continue
-        found.append(Finding("sockets", f"{proto}/{port}", "+", f"listening on {ip}: not declared ({owner(inode)})",
-                             "report"))
+        who, unit = owner(inode)
+        declared_unit = unit in {u.name for u in settings.units} or unit in settings.enabled
+        # stopped only when nothing but this check would start it again and nobody else needs it: a
+        # transient unit (systemd-run) or a unit file no package or declaration accounts for (the
+        # systemd check quarantines that file); anything else (a package's service, cron) is reported
+        stoppable = bool(unit) and not declared_unit and (
+            os.path.exists(f"/run/systemd/transient/{unit}") or _undeclared_unit_file(unit, settings))
+        found.append(Finding("sockets", f"{proto}/{port}", "+", f"listening on {ip}: not declared ({who}"
+                             f"{', unit ' + unit if unit else ''})", "stop-unit" if stoppable else "report",
+                             unit if stoppable else ""))
     return sorted(set(found), key=lambda f: f.path)
+
+
+def _undeclared_unit_file(unit: str, settings: BaselineSettings) -> bool:
+    path = f"/etc/systemd/system/{unit}"
+    return os.path.isfile(path) and path not in settings.files and not owned(path)

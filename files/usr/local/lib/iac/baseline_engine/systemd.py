@@ -21,7 +21,7 @@ _UNIT_NAME = re.compile(r"[\w@.-]+\.(service|socket|timer|target|path)")
 UNIT_DIRS = ("/etc/systemd/system", "/run/systemd/system", "/etc/systemd/system.control",
              "/run/systemd/system.control", "/usr/local/lib/systemd/system")
 WANTS = re.compile(r"\.(wants|requires|upholds)$")
-PROPERTIES = ("LoadState", "User", "Group", "DropInPaths", "FragmentPath")
+PROPERTIES = ("LoadState", "User", "Group", "DropInPaths", "FragmentPath", "NeedDaemonReload")
 
 
 @functools.cache
@@ -100,10 +100,19 @@ def properties(settings: BaselineSettings) -> list[Finding]:
             continue  # not there (yet): its own operation says so
         for key, want in (("User", unit.user), ("Group", unit.group)):
             if want and props.get(key, "") != want:
-                found.append(Finding("systemd", unit.name, "~", f"runs as {key} {props.get(key) or 'root'}, "
-                                     f"declared {want}", "report"))
+                found.append(Finding("units", unit.name, "~", f"runs as {key} {props.get(key) or 'root'}, "
+                                     f"declared {want}", "restart", unit.name))
+        if props.get("NeedDaemonReload") == "yes":
+            found.append(Finding("units", unit.name, "~", "systemd runs a definition other than its files on disk "
+                                 "(changed without a daemon-reload)", "restart", unit.name))
         extra = [p for p in props.get("DropInPaths", "").split() if p not in unit.drop_ins]
         for path in extra:
             if not any(path.startswith(top + "/") for top in UNIT_DIRS):
                 found.append(Finding("systemd", path, "+", f"drop-in for {unit.name} not declared", "quarantine"))
     return found
+
+
+def unit_of_drop_in(path: str) -> str | None:
+    """The unit a drop-in file changes (``.../x.service.d/y.conf`` -> ``x.service``), else None."""
+    parent = os.path.basename(os.path.dirname(path))
+    return parent[:-2] if parent.endswith(".d") and _UNIT_NAME.fullmatch(parent[:-2]) else None

@@ -371,14 +371,15 @@ def _first_word(out: str) -> str:
 
 def timer_check(timer: str = "certbot.timer", service: str = "certbot.service") -> list[Finding]:
     """The renewal timer is enabled and active, and the last run of its service succeeded (or it
-    has not run yet): else a finding each (category tls, path the timer, repair report)."""
+    has not run yet): else a finding each (category tls, path the timer, repair renew: the
+    converge renews every certificate, enables and starts the timer, and clears the failure)."""
     for unit in (timer, service):
         if not UNIT_RE.match(unit):
             raise ValueError(f"unit name {unit!r}")
     findings: list[Finding] = []
 
     def found(what: str) -> None:
-        findings.append(Finding(category="tls", path=timer, mark="~", what=what, repair="report"))
+        findings.append(Finding(category="tls", path=timer, mark="~", what=what, repair="renew"))
 
     try:
         rc, out = _systemctl("is-enabled", timer)
