@@ -20,7 +20,7 @@ from pyinfra import host
 from pyinfra.api import FactBase, StringCommand, operation
 from pyinfra.facts.files import File, Sha256File
 
-from iac import declared
+from iac.declared import declares
 from iac.pyinfra_ext.sudo_staging import upload
 
 
@@ -59,6 +59,7 @@ class EnvFileDigests(FactBase):
         return dict(line.split(" ", 1) for line in output if " " in line)
 
 
+@declares("dest")
 @operation()
 def secret_file(dest: str, content: str, user: str = "root", group: str = "root", mode: str = "600",
                 env: bool = False):
@@ -78,7 +79,6 @@ def secret_file(dest: str, content: str, user: str = "root", group: str = "root"
 
         secret_file(name="App env", dest="/etc/gts/apps/x.env", content=text, group="x", mode="640")
     """
-    declared.current().file(dest)
     data = content.encode()
     want = hashlib.sha256(data).hexdigest()
     current = host.get_fact(Sha256File, path=dest)
@@ -121,6 +121,7 @@ def unless_ok(check: str, otherwise: str) -> str:
     return f"if ! iac_out=$( ( {check} ) 2>&1 ); then printf '%s\\n' \"$iac_out\" >&2; {otherwise}; fi"
 
 
+@declares("staged", "dest")
 @operation()
 def validated_file(staged: str, dest: str, validate: str, activate: str):
     """
@@ -144,8 +145,6 @@ def validated_file(staged: str, dest: str, validate: str, activate: str):
             activate="systemctl reload nginx",
         )
     """
-    declared.current().file(staged)
-    declared.current().file(dest)
     staged_sum = host.get_fact(Sha256File, path=staged)
     live_sum = host.get_fact(Sha256File, path=dest)
     if staged_sum is not None and staged_sum == live_sum:
@@ -187,6 +186,7 @@ def differing_files(files: dict[str, str]) -> list[str]:
     return [p for p, text in sorted(files.items()) if live.get(p) != hashlib.sha256(text.encode()).hexdigest()]
 
 
+@declares("files")
 @operation()
 def validated_files(files: dict[str, str], validate: str, activate: str, staging: str):
     """
@@ -209,8 +209,6 @@ def validated_files(files: dict[str, str], validate: str, activate: str, staging
                         validate="systemd-analyze verify {paths}", activate="systemctl daemon-reload",
                         staging="/etc/iac/staged")
     """
-    for path in files:
-        declared.current().file(path)
     changed = differing_files(files)
     if not changed:
         return
@@ -234,6 +232,7 @@ def validated_files(files: dict[str, str], validate: str, activate: str, staging
     )
 
 
+@declares("files")
 @operation()
 def files_present(files: dict[str, str], executable: tuple[str, ...] = ()):
     """
@@ -250,8 +249,6 @@ def files_present(files: dict[str, str], executable: tuple[str, ...] = ()):
         files_present(name="Host engines", files={"/usr/local/lib/iac/iac_release.py": text},
                       executable=("/usr/local/lib/iac/iac_release.py",))
     """
-    for path in files:
-        declared.current().file(path)
     changed = differing_files(files)
     if not changed:
         return

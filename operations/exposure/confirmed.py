@@ -19,7 +19,7 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import FactBase, FunctionCommand, StringCommand, operation
 
-from iac import declared
+from iac.declared import declares
 from iac.paths import HOST, STAGED
 from iac.pyinfra_ext.sudo_staging import upload
 from iac.ssh import ssh_argv
@@ -95,6 +95,7 @@ def _confirm(state, host, kind: str, dest: str, login: list[str], deadline: floa
     return False
 
 
+@declares("dest")
 @operation()
 def confirmed_file(kind: str, dest: str, content: str, in_sync: bool, login: list[str], revert_seconds: int = 45):
     """
@@ -114,7 +115,6 @@ def confirmed_file(kind: str, dest: str, content: str, in_sync: bool, login: lis
         confirmed_file(name="sshd: keys only", kind="sshd", dest=SSHD_DROPIN, content=text,
                        in_sync=False, login=second_login(22))
     """
-    declared.current().file(dest)
     if in_sync:
         return
     staged = f"{STAGED}{dest}"

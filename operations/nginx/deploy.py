@@ -12,7 +12,7 @@ from pyinfra import host
 from pyinfra.api import StringCommand, operation
 from pyinfra.facts.files import Link, Sha256File
 
-from iac import declared
+from iac.declared import declares
 from iac.guarded import unless_ok
 from iac.ops import files, systemd
 from iac.packages import packages_present
@@ -25,6 +25,12 @@ from operations.host import HostConfig
 AVAILABLE, ENABLED = NGINX_SITES_AVAILABLE, NGINX_SITES_ENABLED
 
 
+def _site_files(kwargs: dict) -> list[str]:
+    site = kwargs["site"]
+    return [f"{STAGED}{AVAILABLE}/{site}", f"{AVAILABLE}/{site}", f"{ENABLED}/{site}"]
+
+
+@declares(files=_site_files)
 @operation()
 def site_live(site: str, remove_default: bool = True):
     """
@@ -44,10 +50,6 @@ def site_live(site: str, remove_default: bool = True):
     """
     staged = f"{STAGED}{AVAILABLE}/{site}"
     live, link = f"{AVAILABLE}/{site}", f"{ENABLED}/{site}"
-    for path in (staged, live, link):
-        declared.current().file(path)
-    if remove_default:
-        declared.current().absent.add(f"{ENABLED}/default")
     same = host.get_fact(Sha256File, path=staged) == host.get_fact(Sha256File, path=live)
     link_fact = host.get_fact(Link, path=link)
     linked = bool(link_fact) and link_fact.get("link_target") in (live, f"../sites-available/{site}")
