@@ -25,7 +25,9 @@ Exit codes: 0 done, 1 error, 2 usage.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 import subprocess
 import sys
 import time
@@ -69,7 +71,19 @@ def findings(settings: BaselineSettings, timings: dict[str, float] | None = None
         out += run()
         if timings is not None:
             timings[name] = round(time.process_time() - started, 3)
-    return out
+    return [_with_content(f) for f in out]
+
+
+def _with_content(finding: Finding) -> Finding:
+    """An undeclared text file's lines as its diff (what it would add), at most 40 (held.text_diff)."""
+    if finding.mark != "+" or finding.repair != "quarantine" or finding.diff:
+        return finding
+    path = Path(finding.path)
+    if path.is_symlink():
+        return dataclasses.replace(finding, diff=f"+-> {os.readlink(path)}")
+    if not path.is_file():
+        return finding
+    return dataclasses.replace(finding, diff=held.text_diff(Path(os.devnull), path))
 
 
 def _cache(settings: BaselineSettings) -> Path:
@@ -104,9 +118,10 @@ def repair(settings: BaselineSettings, only_keys: bool = False) -> dict:
         elif f.repair == "reinstall":
             reinstall.setdefault(f.argument, []).append(f)
         elif f.repair == "restore":
-            quarantine.keep(f, move=False)
-            held.restore(settings, f.path)
-            done["restored"].append(f.path)
+            if f.mark == "~":
+                quarantine.keep(f, move=False)
+            if held.restore(settings, f.path):
+                done["restored"].append(f.path)
         elif f.repair == "restart":
             restart.add(f.argument)
         elif f.repair == "stop-unit":

@@ -4,8 +4,10 @@ puts the held copy back (the changed one goes to the quarantine)."""
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -45,9 +47,33 @@ def check(settings: BaselineSettings) -> list[Finding]:
     found = []
     for path in held_paths(settings):
         record = record_of(settings, path)
-        if record.is_file() and _digest(path) != _digest(str(record)):
-            found.append(Finding("held", path, "~", "changed since the converge that recorded it", "restore"))
+        if not record.is_file():
+            found.append(Finding("held", path, "-", "no held copy yet: the next converge holds it as it is now",
+                                 "restore"))
+        elif _digest(path) != _digest(str(record)):
+            found.append(Finding("held", path, "~", "changed since the converge that held it", "restore",
+                                 diff=text_diff(record, Path(path))))
     return found
+
+
+def text_diff(old: Path, new: Path, limit: int = 40) -> str:
+    """A unified diff of two small text files (at most ``limit`` lines), "" when either is not one.
+    A line that looks like it sets a secret shows its name only."""
+    try:
+        if old.stat().st_size > 65536 or new.stat().st_size > 65536:
+            return ""
+        a, b = old.read_text().splitlines(), new.read_text().splitlines()
+    except (OSError, UnicodeDecodeError):
+        return ""
+    lines = [_masked(line) for line in difflib.unified_diff(a, b, "held", "now", n=1, lineterm="")][2:]
+    return "\n".join(lines[:limit] + ([f"... {len(lines) - limit} more line(s)"] if len(lines) > limit else []))
+
+
+_SECRET = re.compile(r"(?i)^([+\- ]\s*[^=:#]*(pass|secret|token|key)[^=:]*[=:])\s*\S.*$")
+
+
+def _masked(line: str) -> str:
+    return _SECRET.sub(r"\1 **********", line)
 
 
 def record_missing(settings: BaselineSettings) -> list[str]:
@@ -64,5 +90,11 @@ def record_missing(settings: BaselineSettings) -> list[str]:
     return made
 
 
-def restore(settings: BaselineSettings, path: str) -> None:
-    shutil.copy2(record_of(settings, path), path)
+def restore(settings: BaselineSettings, path: str) -> bool:
+    """The held copy put back (True); with none yet, the file is held as it is now (False)."""
+    record = record_of(settings, path)
+    if not record.is_file():
+        record_missing(settings)
+        return False
+    shutil.copy2(record, path)
+    return True
