@@ -22,7 +22,7 @@ from .settings import BaselineSettings
 # pg_updateaptconfig, the kernel's postinst), listed by no package
 CANDIDATES = ("/etc/hosts", "/etc/resolv.conf", "/etc/nsswitch.conf", "/etc/apt/sources.list",
               "/etc/apt/apt.conf.d/01autoremove-kernels", "/etc/apt/apt.conf.d/02autoremove-postgresql",
-              "/etc/crontab", "/etc/fstab", "/etc/environment", "/etc/sudoers", "/etc/pam.d/common-account",
+              "/etc/fstab", "/etc/environment", "/etc/pam.d/common-account",
               "/etc/pam.d/common-auth", "/etc/pam.d/common-password", "/etc/pam.d/common-session",
               "/etc/pam.d/common-session-noninteractive", "/etc/ld.so.conf.d/x86_64-linux-gnu.conf")
 

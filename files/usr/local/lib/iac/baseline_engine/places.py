@@ -19,7 +19,7 @@ PLACES: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "sshd": (("/etc/ssh/sshd_config.d",), ()),
     "sudoers": (("/etc/sudoers.d",), ()),
     "cron": (("/etc/cron.d", "/etc/cron.hourly", "/etc/cron.daily", "/etc/cron.weekly", "/etc/cron.monthly",
-              "/etc/cron.yearly", "/var/spool/cron/crontabs"), ()),
+              "/etc/cron.yearly", "/var/spool/cron/crontabs"), ("/etc/crontab",)),
     "apt": (("/etc/apt/sources.list.d", "/etc/apt/trusted.gpg.d", "/etc/apt/apt.conf.d", "/etc/apt/preferences.d",
              "/etc/apt/auth.conf.d"), ("/etc/apt/sources.list", "/etc/apt/trusted.gpg")),
     "libraries": (("/etc/ld.so.conf.d",), ("/etc/ld.so.preload",)),
