@@ -62,13 +62,14 @@ def whole_host(config: HostConfig) -> None:
     certificates(config)
     # after the apps and their databases: dumps of every declared database, offsite copies, alerts
     backups(config)
-    # each app answers through nginx with the Host header its users send (pravoo.in)
-    sites_answer(config)
     # only a run that got this far records what it manages (the next run's orphans)
     managed_manifest(config)
-    # last, when every concern above has declared what it writes: the rest of the host is held
-    # against Debian's packages and that declaration (undeclared configuration quarantined)
+    # when every concern above has declared what it writes: the rest of the host is held against
+    # Debian's packages and that declaration (undeclared configuration quarantined, units that a
+    # drop-in made run as root restarted as declared)
     baseline(config)
+    # last: each app answers through nginx with the Host header its users send (pravoo.in)
+    sites_answer(config)
 
 
 def one_app(config: HostConfig, app: str) -> None:

@@ -17,6 +17,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+# the baseline operation's name: the drift report reads its findings under it (cli/drift.py)
+BASELINE_OPERATION = "Baseline: nothing beyond Debian's packages and this declaration"
+
 
 @dataclass
 class Declared:

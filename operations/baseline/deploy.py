@@ -25,6 +25,7 @@ from pyinfra import host
 from pyinfra.api import FactBase, FunctionCommand, StringCommand, operation
 
 from iac import declared
+from iac.declared import BASELINE_OPERATION
 from iac.engines import BaselineSettings, contract
 from iac.ops import files
 from iac.paths import HOST
@@ -226,7 +227,7 @@ def baseline(config: HostConfig) -> None:
     settings = baseline_settings(config, declared.current(), host.name)
     text = json.dumps(contract.dump(settings), sort_keys=True, separators=(",", ":"))
     renew = {domain: _renew(domain, config) for domain in tls_domains(config)}
-    host_matches_baseline(name="Baseline: nothing beyond Debian's packages and this declaration", settings=text,
+    host_matches_baseline(name=BASELINE_OPERATION, settings=text,
                           renew=renew, login=second_login(config.ssh.port))
 
 

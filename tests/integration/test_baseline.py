@@ -101,7 +101,7 @@ MUTATIONS = [
     Mutation("public", "/root/.ssh/authorized_keys", r"1 key\(s\) not declared",
              "echo 'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBaselineTestKeyBaselineTestKeyBaselineTe intruder' "
              ">> /root/.ssh/authorized_keys"),
-    Mutation("lan", "/home/shop_scheduler/.ssh/authorized_keys", r"no declared keys",
+    Mutation("lan", "/home/shop_scheduler/.ssh/authorized_keys", r"1 key\(s\) not declared",
              "runuser -u shop_scheduler -- sh -c 'mkdir -p ~/.ssh && echo \"ssh-ed25519 "
              "AAAAC3NzaC1lZDI1NTE5AAAAIAppUserKeyAppUserKeyAppUserKeyAppUserKeyAp app\" >> ~/.ssh/authorized_keys'"),
     # -- scheduled execution
@@ -141,7 +141,7 @@ MUTATIONS = [
              "systemd-run --quiet --unit=iac-test-listener python3 -m http.server 8088 --bind 0.0.0.0 && sleep 2",
              kept=True),
     # -- TLS as users see it: a self-signed certificate served for pravoo.in, the renewal timer off
-    Mutation("public", "pravoo.in", r"does not chain to the declared CA",
+    Mutation("public", "pravoo.in", r"not from the declared CA",
              "f=$(readlink -f /etc/letsencrypt/live/pravoo.in/fullchain.pem) && "
              "cat /etc/ssl/certs/ssl-cert-snakeoil.pem > $f && "
              "k=$(readlink -f /etc/letsencrypt/live/pravoo.in/privkey.pem) && "

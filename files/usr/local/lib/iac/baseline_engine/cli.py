@@ -117,6 +117,12 @@ def repair(settings: BaselineSettings, only_keys: bool = False) -> dict:
                 restart.add(unit)  # it still runs as the drop-in made it
         elif f.repair == "reinstall":
             reinstall.setdefault(f.argument, []).append(f)
+        elif f.repair == "restore" and f.argument == "ucf":
+            if f.mark == "~":
+                quarantine.keep(f, move=False)
+            ucf.restore(f.path)
+            reload.add({"/etc/ssh/sshd_config": "sshd"}.get(f.path, f.category))
+            done["restored"].append(f.path)
         elif f.repair == "restore":
             if f.mark == "~":
                 quarantine.keep(f, move=False)
@@ -145,8 +151,7 @@ def repair(settings: BaselineSettings, only_keys: bool = False) -> dict:
         elif f.repair != "renew":
             done["left"].append(f.line())
     conffiles = []
-    # ucf's files too: the package's maintainer script installs one again only when it is missing
-    known_conffiles = packages.conffile_paths() | set(ucf.registry()) if reinstall else set()
+    known_conffiles = packages.conffile_paths() if reinstall else set()
     for items in reinstall.values():
         for f in items:
             if f.path in known_conffiles:
@@ -160,7 +165,8 @@ def repair(settings: BaselineSettings, only_keys: bool = False) -> dict:
         proc = subprocess.run(packages.reinstall_command(sorted(reinstall), conffiles), capture_output=True,
                               text=True, check=False)
         if proc.returncode != 0:
-            raise RuntimeError(f"putting package files back failed: {proc.stderr.strip()[-300:]}")
+            tail = (proc.stdout.strip()[-300:] + " / " + proc.stderr.strip()[-300:]).strip(" /")
+            raise RuntimeError(f"putting package files back failed: {tail}")
         done["reinstalled"] = sorted(reinstall)
         reload.update(f.category for items in reinstall.values() for f in items)
     if reload & {"systemd", "units"} or restart:

@@ -1,8 +1,11 @@
 """Configuration files a package's maintainer script installs through ucf (sshd_config,
 unattended-upgrades' 20auto-upgrades and 50unattended-upgrades, ...): no package's file list
 names them, but ucf records which package each belongs to and the md5 of the version the package
-shipped. A file that no longer has that md5 was changed on the host: drift, unless this
-repository writes it (its own operation holds the content) or allows it."""
+shipped, and keeps that version in its cache. A file that no longer has that md5 was changed on
+the host: drift, unless this repository writes it (its own operation holds the content) or allows
+it. The repair puts the cached version back (``restore``), after checking it still has that md5;
+reinstalling the package would not (its maintainer script keeps a changed file, and fails on a
+missing one)."""
 
 from __future__ import annotations
 
@@ -54,12 +57,31 @@ def check(declared: set[str]) -> list[Finding]:
             with open(path, "rb") as f:
                 got = hashlib.md5(f.read()).hexdigest()  # noqa: S324 (ucf's own digest)
         except FileNotFoundError:
-            found.append(Finding("packages", path, "-", f"missing (package {package}, through ucf)", "reinstall",
-                                 package))
+            found.append(Finding("packages", path, "-", f"missing (package {package}, through ucf)", "restore",
+                                 "ucf"))
             continue
         except OSError:
             got = ""
         if got != want:
-            found.append(Finding("packages", path, "~", f"differs from package {package}'s (ucf)", "reinstall",
-                                 package))
+            found.append(Finding("packages", path, "~", f"differs from package {package}'s (ucf)", "restore",
+                                 "ucf"))
     return found
+
+
+def cached(path: str, root: Path = UCF) -> Path:
+    """ucf's copy of the version the package shipped (``/etc/ssh/sshd_config`` ->
+    ``cache/:etc:ssh:sshd_config``)."""
+    return root / "cache" / path.replace("/", ":")
+
+
+def restore(path: str) -> None:
+    """The package's version put back from ucf's cache, refused unless it has ucf's md5."""
+    source = cached(path)
+    data = source.read_bytes()
+    if hashlib.md5(data).hexdigest() != hashes().get(path):  # noqa: S324
+        raise RuntimeError(f"ucf's cached {path} is not the version ucf recorded: not restored")
+    tmp = f"{path}.iac-new"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o644)
+    with os.fdopen(fd, "wb") as f:
+        f.write(data)
+    os.replace(tmp, path)
