@@ -77,7 +77,7 @@ MUTATIONS = [
     # -- nginx: a site enabled by hand, a conf.d file, the main file
     Mutation("lan", "/etc/nginx/sites-enabled/iac-test-extra", r"loaded by nginx",
              "printf 'server { listen 8090; return 200 extra; }\\n' > /etc/nginx/sites-available/iac-test-extra"
-             " && ln -s /etc/nginx/sites-available/iac-test-extra /etc/nginx/sites-enabled/iac-test-extra"
+             " && ln -sfn /etc/nginx/sites-available/iac-test-extra /etc/nginx/sites-enabled/iac-test-extra"
              " && systemctl reload nginx"),
     Mutation("public", "/etc/nginx/conf.d/iac-test.conf", r"loaded by nginx",
              "echo 'server_tokens on;' > /etc/nginx/conf.d/iac-test.conf && systemctl reload nginx"),
@@ -95,7 +95,8 @@ MUTATIONS = [
     # -- accounts and keys
     Mutation("lan", "iac-test-root", r"has UID 0", "useradd -o -u 0 -g 0 -M -s /bin/bash iac-test-root"),
     Mutation("public", "iac-test-login", r"a login account not declared",
-             "useradd -m -s /bin/bash iac-test-login"),
+             "(id -u iac-test-login >/dev/null 2>&1 || useradd -m iac-test-login)"
+             " && usermod -s /bin/bash iac-test-login"),
     Mutation("public", "group sudo", r"member chip_dashboard not declared",
              "gpasswd -a chip_dashboard sudo >/dev/null"),
     Mutation("public", "/root/.ssh/authorized_keys", r"1 key\(s\) not declared",
@@ -119,6 +120,8 @@ MUTATIONS = [
     Mutation("lan", "/etc/apt/trusted.gpg.d/iac-test.asc", r"not declared",
              "echo 'not a key' > /etc/apt/trusted.gpg.d/iac-test.asc"),
     # -- resolver, libraries, login
+    Mutation("lan", "/etc/nsswitch.conf", r"replaced by a link to /tmp/nsswitch.conf",
+             "cp /etc/nsswitch.conf /tmp/nsswitch.conf && ln -sfn /tmp/nsswitch.conf /etc/nsswitch.conf"),
     Mutation("public", "/etc/resolv.conf", r"changed since the converge that held it",
              "cp --remove-destination /etc/resolv.conf /tmp/resolv.conf.orig && "
              "cat /tmp/resolv.conf.orig > /etc/resolv.conf.new && echo 'nameserver 10.9.9.9' >> /etc/resolv.conf.new"
@@ -198,7 +201,7 @@ def test_the_catalogue_covers_every_category(mutated: dict) -> None:
     lines = [line for host in HOSTS.values() for line in _baseline_lines(mutated["report"], host)]
     categories = {line.split()[1] for line in lines if line[:2] in ("+ ", "~ ", "- ")}
     assert {"systemd", "units", "packages", "nginx", "sshd", "sudoers", "accounts", "keys", "cron", "apt",
-            "resolver", "held", "libraries", "login", "postgres", "setuid", "sockets", "tls"} <= categories
+            "resolver", "libraries", "login", "postgres", "setuid", "sockets", "tls"} <= categories
     assert len(MUTATIONS) >= 30
 
 

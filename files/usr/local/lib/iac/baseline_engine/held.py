@@ -30,8 +30,18 @@ CANDIDATES = ("/etc/hosts", "/etc/resolv.conf", "/etc/nsswitch.conf", "/etc/apt/
 def held_paths(settings: BaselineSettings) -> list[str]:
     """The candidates present on the host that neither a package nor this repository declares."""
     declared = set(settings.files) | {a.path for a in settings.allowed}
-    return [p for p in CANDIDATES if os.path.isfile(p) and not os.path.islink(p) and p not in declared
-            and not owned(p) and p not in ucf.registry()]
+    return [p for p in CANDIDATES if os.path.lexists(p) and p not in declared and not owned(p)
+            and p not in ucf.registry()]
+
+
+def category(path: str) -> str:
+    """The place a held file belongs to, as the report names it."""
+    if path in ("/etc/hosts", "/etc/resolv.conf", "/etc/nsswitch.conf"):
+        return "resolver"
+    for prefix, name in (("/etc/pam.d/", "login"), ("/etc/apt/", "apt"), ("/etc/ld.so", "libraries")):
+        if path.startswith(prefix):
+            return name
+    return "held"
 
 
 def _digest(path: str) -> str:
@@ -48,10 +58,15 @@ def check(settings: BaselineSettings) -> list[Finding]:
     for path in held_paths(settings):
         record = record_of(settings, path)
         if not record.is_file():
-            found.append(Finding("held", path, "-", "no held copy yet: the next converge holds it as it is now",
-                                 "restore"))
+            if not os.path.islink(path):
+                found.append(Finding(category(path), path, "-", "no held copy yet: the next converge holds it as it "
+                                     "is now", "restore"))
+        elif os.path.islink(path) or not os.path.isfile(path):
+            target = os.readlink(path) if os.path.islink(path) else "something else"
+            found.append(Finding(category(path), path, "~", f"replaced by a link to {target} since the converge that "
+                                 "held it", "restore"))
         elif _digest(path) != _digest(str(record)):
-            found.append(Finding("held", path, "~", "changed since the converge that held it", "restore",
+            found.append(Finding(category(path), path, "~", "changed since the converge that held it", "restore",
                                  diff=text_diff(record, Path(path))))
     return found
 
@@ -81,7 +96,7 @@ def record_missing(settings: BaselineSettings) -> list[str]:
     made = []
     for path in held_paths(settings):
         record = record_of(settings, path)
-        if not record.is_file():
+        if not record.is_file() and os.path.isfile(path) and not os.path.islink(path):
             root_dir(Path(settings.state))
             record.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             shutil.copy2(path, record)
@@ -96,5 +111,7 @@ def restore(settings: BaselineSettings, path: str) -> bool:
     if not record.is_file():
         record_missing(settings)
         return False
+    if os.path.islink(path) or not os.path.isfile(path):
+        os.unlink(path)  # a link put in its place: the link goes (the caller kept it), the file comes back
     shutil.copy2(record, path)
     return True
