@@ -27,11 +27,11 @@ _PATH = re.compile(r"/[A-Za-z0-9_.@:+/-]+")
 @type_name("absolute path of one file, unit file, drop-in or link")
 def _check_allowed_path(value: str) -> str:
     example = "/etc/systemd/system/getty.target.wants/console-getty.service"
-    if not _PATH.fullmatch(value) or value != posixpath.normpath(value) or value.startswith("//"):
-        raise ValueError(f"{value!r} is not an absolute, normalised path of letters, digits and _ . @ : + / - "
-                         f"(example: {example!r})")
     if any(c in value for c in "*?[]"):
         raise ValueError(f"{value!r}: a pattern would allow whatever matches it later; name each path "
+                         f"(example: {example!r})")
+    if not _PATH.fullmatch(value) or value != posixpath.normpath(value) or value.startswith("//"):
+        raise ValueError(f"{value!r} is not an absolute, normalised path of letters, digits and _ . @ : + / - "
                          f"(example: {example!r})")
     if value in CHECKED_DIRECTORIES or value.rstrip("/") in {p.rstrip("/") for p in ACCESS_PLACES}:
         raise ValueError(f"{value!r} is a whole directory the baseline checks: name the one file in it "

@@ -72,6 +72,10 @@ def check(settings: BaselineSettings) -> list[Finding]:
             extra = [line for line in lines if key_of(line) not in wanted]
             if name == "authorized_keys2":
                 extra = lines  # sshd reads it too: a second file is never declared
+            if lines[0].startswith("(not a regular file"):
+                # never read or rewritten through a link in an account's own directory
+                found.append(Finding("keys", str(path), "~", f"{lines[0][1:-1]}: an operator must look", "report"))
+                continue
             if extra:
                 who = "" if account else f" (the account {pw.pw_name} has no declared keys)"
                 what = f"{len(extra)} key(s) not declared: " + ", ".join(_short(x) for x in extra) + who

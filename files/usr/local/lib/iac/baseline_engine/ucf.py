@@ -20,8 +20,9 @@ UCF = Path(os.environ.get("IAC_UCF_DIR", "/var/lib/ucf"))
 
 
 @functools.cache
-def registry(root: Path = UCF) -> dict[str, str]:
+def registry(root: Path | None = None) -> dict[str, str]:
     """path -> the package that installed it through ucf."""
+    root = root or UCF
     out = {}
     try:
         for line in (root / "registry").read_text().splitlines():
@@ -34,8 +35,9 @@ def registry(root: Path = UCF) -> dict[str, str]:
 
 
 @functools.cache
-def hashes(root: Path = UCF) -> dict[str, str]:
+def hashes(root: Path | None = None) -> dict[str, str]:
     """path -> md5 of the version its package shipped (ucf's hashfile)."""
+    root = root or UCF
     out = {}
     try:
         for line in (root / "hashfile").read_text().splitlines():
@@ -68,10 +70,10 @@ def check(declared: set[str]) -> list[Finding]:
     return found
 
 
-def cached(path: str, root: Path = UCF) -> Path:
+def cached(path: str, root: Path | None = None) -> Path:
     """ucf's copy of the version the package shipped (``/etc/ssh/sshd_config`` ->
     ``cache/:etc:ssh:sshd_config``)."""
-    return root / "cache" / path.replace("/", ":")
+    return (root or UCF) / "cache" / path.replace("/", ":")
 
 
 def restore(path: str) -> None:
