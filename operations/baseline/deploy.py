@@ -106,10 +106,15 @@ def units(config: HostConfig, record: declared.Declared) -> list[dict]:
 
 def accounts(config: HostConfig) -> list[dict]:
     """The accounts whose keys the model declares: root, the admin, every app user (none)."""
-    out = [{"name": "root", "home": "/root", "keys": list(config.ssh.root_authorized_keys)},
+    def keys(declared: list[str] | None) -> list[str] | None:
+        return None if declared is None else list(declared)  # None: not declared yet (reported, kept)
+
+    out = [{"name": "root", "home": "/root", "keys": keys(config.ssh.root_authorized_keys),
+            "option": "ssh.root_authorized_keys"},
            {"name": config.admin.name, "home": f"/home/{config.admin.name}",
-            "keys": list(config.admin.ssh_authorized_keys)}]
-    out += [{"name": app.user, "home": f"/home/{app.user}", "keys": []} for app in config.apps.values()]
+            "keys": keys(config.admin.ssh_authorized_keys), "option": "admin.ssh_authorized_keys"}]
+    out += [{"name": app.user, "home": f"/home/{app.user}", "keys": [], "option": f"apps.{name}"}
+            for name, app in config.apps.items()]
     return out
 
 

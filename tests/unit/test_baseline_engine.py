@@ -92,6 +92,20 @@ def test_every_door_is_a_finding_with_its_repair(tmp_path: Path, people) -> None
     assert "intruder" in root_keys.what and json.loads(root_keys.argument)["keep"] == [accounts.key_of(KEY_A)]
 
 
+def test_keys_not_declared_yet_are_reported_naming_the_option_and_never_removed(tmp_path: Path, people) -> None:
+    _keys(people.home("root"), KEY_A, KEY_B)
+    _keys(people.home("ops"), KEY_A)
+    declared = [Account("root", str(tmp_path / "root"), None, "ssh.root_authorized_keys"),
+                Account("ops", str(tmp_path / "ops"), [], "admin.ssh_authorized_keys")]
+    found = [f for f in accounts.check(_settings(tmp_path, accounts=declared)) if f.category == "keys"]
+    by_path = {Path(f.path).parent.parent.name: f for f in found}
+    assert by_path["root"].repair == "report"  # unset: an operator declares them, nothing is removed
+    assert "2 key(s) while ssh.root_authorized_keys is not declared" in by_path["root"].what
+    assert "declare them in ssh.root_authorized_keys" in by_path["root"].what
+    assert by_path["ops"].repair == "remove-keys"  # []: no key at all
+    assert json.loads(by_path["ops"].argument)["keep"] == []
+
+
 def test_a_linked_authorized_keys_is_never_read_through(tmp_path: Path, people) -> None:
     (people.home("app") / ".ssh").mkdir(parents=True)
     secret = tmp_path / "shadow"

@@ -67,8 +67,15 @@ def check(settings: BaselineSettings) -> list[Finding]:
                 continue
             account = declared.get(pw.pw_name)
             wanted = {key_of(k) for k in account.keys} if account and account.keys is not None else set()
-            if account is not None and account.keys is None:
-                continue  # keys not managed here (an account the model leaves alone)
+            if account is not None and account.keys is None and name == "authorized_keys" \
+                    and not lines[0].startswith("(not a regular file"):
+                # not declared yet: an operator copies them into the option (never removed unasked)
+                option = account.option or f"the keys of {pw.pw_name}"
+                found.append(Finding("keys", str(path), "+",
+                                     f"{len(lines)} key(s) while {option} is not declared: "
+                                     + ", ".join(_short(x) for x in lines)
+                                     + f" (declare them in {option}, or [] for none)", "report"))
+                continue
             extra = [line for line in lines if key_of(line) not in wanted]
             if name == "authorized_keys2":
                 extra = lines  # sshd reads it too: a second file is never declared

@@ -23,11 +23,12 @@ class Unit:
 @dataclass(frozen=True)
 class Account:
     """A login this repository declares, with the only keys its authorized_keys may hold
-    (``keys`` None: its keys are not managed here)."""
+    (``keys`` None: not declared yet, so the keys found are reported naming ``option``, never removed)."""
 
     name: str
     home: str
     keys: list[str] | None = None
+    option: str = ""  # the option that declares these keys (named in the report)
 
 
 @dataclass(frozen=True)
