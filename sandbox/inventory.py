@@ -109,13 +109,15 @@ _NSPAWN_IMAGE = [
 
 def _overrides(group: str) -> dict:
     """The sandbox's differences from production (each allowed in stack.inventory.ALLOWED_OVERRIDES)."""
+    declared = read_group_file(GROUP_DATA / f"{group}.py")
     values: dict = {
         "admin": {"ssh_authorized_keys": [_world.ssh_key.with_suffix(".pub").read_text().strip()]},
         "ssh": {"root_authorized_keys": [_world.ssh_key.with_suffix(".pub").read_text().strip()]},
-        "baseline": {"allow": _NSPAWN_IMAGE},
+        # the group's own allowances stay; the image's are added (a list override would replace them)
+        "baseline": {"allow": [*declared.get("baseline", {}).get("allow", []), *_NSPAWN_IMAGE]},
         "apps": {
             name: {"source": {"url": _world.repo_url(name), "host_key": _world.forge_host_key()}}
-            for name in read_group_file(GROUP_DATA / f"{group}.py").get("apps", {})
+            for name in declared.get("apps", {})
         },
     }
     if group == "public":
