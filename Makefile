@@ -16,7 +16,7 @@ export SANDBOX_NAME SANDBOX_SUBNET
 
 .PHONY: help deps venv venv-run sandbox sandbox-up sandbox-status sandbox-down plan apply drift bench deploy-keys \
         release rollback audit-mismatches alert-test backup-status backup-now restore restore-drill dr dr-drill \
-        validate test test-unit test-integration lint
+        validate options-doc test test-unit test-integration lint
 
 help: ## List the targets and what they do
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -63,23 +63,26 @@ sandbox-down: ## Remove everything the sandbox created, and prove nothing is lef
 	@$(PY) -m sandbox.world down
 
 validate: venv ## Validate both inventories' configuration offline (no host is contacted)
-	$(PY) -m iac.validate
+	$(PY) -m cli.validate
+
+options-doc: venv ## Write docs/options.md, every option's type, default, description and examples, from the model
+	$(PY) -m cli.options_doc
 
 plan: $(RUN_VENV) ## Preview what a run would change on INVENTORY (nothing is applied)
-	@$(PY) -m iac.drift $(INVENTORY) || test $$? -eq 2
+	@$(PY) -m cli.drift $(INVENTORY) || test $$? -eq 2
 
 apply: $(RUN_VENV) ## Converge INVENTORY: the preview (+ ~ -, Plan: line), then the apply (production asks; CONFIRM=yes)
-	@$(PY) -m iac.apply $(INVENTORY) $(if $(LIMIT),--limit $(LIMIT)) $(if $(filter yes,$(CONFIRM)),--yes)
+	@$(PY) -m cli.apply $(INVENTORY) $(if $(LIMIT),--limit $(LIMIT)) $(if $(filter yes,$(CONFIRM)),--yes)
 
 drift: $(RUN_VENV) ## Drift gate on INVENTORY: 0 in sync, 2 drift (what differs), 1 error (FORMAT=json|markdown, JSON_OUT=file)
-	@$(PY) -m iac.drift $(INVENTORY) --format $(FORMAT) $(if $(JSON_OUT),--json-out $(JSON_OUT))
+	@$(PY) -m cli.drift $(INVENTORY) --format $(FORMAT) $(if $(JSON_OUT),--json-out $(JSON_OUT))
 
 RUNS ?= 5
 bench: venv ## Drift check vs pyinfra's floor on the same hosts: times, ratio, commands per host (RUNS=5; HOSTS=8: 8 public hosts vs 1)
 	@if [ -n "$(HOSTS)" ]; then \
 	  test "$(INVENTORY)" = sandbox/inventory.py || { echo "bench: HOSTS=N makes sandbox hosts; not with INVENTORY=$(INVENTORY)" >&2; exit 1; }; \
 	  $(PY) -m sandbox.scale $(HOSTS) --runs $(RUNS); \
-	else $(PY) -m iac.bench $(INVENTORY) --runs $(RUNS); fi
+	else $(PY) -m cli.bench $(INVENTORY) --runs $(RUNS); fi
 
 deploy-keys: venv ## Make each app's deploy key on its host (once) and print the public keys to register
 	@out=$$($(PYINFRA) $(INVENTORY) deploy_keys.py -y 2>&1) || { printf '%s\n' "$$out" >&2; exit 1; }; \
@@ -90,11 +93,11 @@ APP ?= rental_scheduler
 REPORT ?= /tmp/mismatch_report.csv
 release: venv ## Release APP [REV=tag|branch|commit]: pin the commit in the stack's config, preview, apply that app only
 	@test "$(origin APP)" != file || { echo "make release: give APP=<app>, e.g. APP=chip_dashboard" >&2; exit 1; }
-	@$(PY) -m iac.release $(INVENTORY) $(APP) $(if $(REV),--rev $(REV)) $(if $(filter yes,$(CONFIRM)),--yes)
+	@$(PY) -m cli.release $(INVENTORY) $(APP) $(if $(REV),--rev $(REV)) $(if $(filter yes,$(CONFIRM)),--yes)
 
 rollback: venv ## Switch APP to the release live before (or TO=<commit>) without rebuilding; migrations reversed, or refused naming them (BACKUP=1: restore the pre-migrate backup)
 	@test "$(origin APP)" != file || { echo "make rollback: give APP=<app>, e.g. APP=chip_dashboard" >&2; exit 1; }
-	@$(PY) -m iac.rollback $(INVENTORY) $(APP) $(if $(TO),--to $(TO)) $(if $(BACKUP),--from-backup) \
+	@$(PY) -m cli.rollback $(INVENTORY) $(APP) $(if $(TO),--to $(TO)) $(if $(BACKUP),--from-backup) \
 	  $(if $(filter yes,$(CONFIRM)),--yes)
 
 audit-mismatches: venv ## rental_scheduler's invoice audit on the LAN host (START=YYYY-MM-DD END=... REPORT=path)
@@ -106,24 +109,24 @@ alert-test: venv ## The runbook's controlled test exception through APP's Discor
 	@$(PYINFRA) $(INVENTORY) --limit lan -y exec -- /usr/local/sbin/iac-alert-test $(APP)
 
 backup-status: venv ## Newest dump per database, newest offsite snapshot, last unit results: exit 0 fresh, 2 stale/failed, 1 error (FORMAT=json)
-	@$(PY) -m iac.backups $(INVENTORY) status --format $(FORMAT)
+	@$(PY) -m cli.backups $(INVENTORY) status --format $(FORMAT)
 
 WHAT ?= all
 backup-now: venv ## Run the backup units now and wait for them (WHAT=dumps|offsite|system-state|all)
-	@$(PY) -m iac.backups $(INVENTORY) now --what $(WHAT)
+	@$(PY) -m cli.backups $(INVENTORY) now --what $(WHAT)
 
 FROM ?= local
 restore: venv ## Restore DB=<name> [FROM=local|offsite] [AT='YYYY-MM-DD HH:MM:SS' UTC]: stop its apps, restore, start, check (production asks)
 	@test -n "$(DB)" || { echo "make restore: give DB=<database>, e.g. DB=gts_shop_scheduler" >&2; exit 1; }
-	@$(PY) -m iac.backups $(INVENTORY) restore --db "$(DB)" --from $(FROM) $(if $(AT),--at "$(AT)") $(if $(filter yes,$(CONFIRM)),--yes)
+	@$(PY) -m cli.backups $(INVENTORY) restore --db "$(DB)" --from $(FROM) $(if $(AT),--at "$(AT)") $(if $(filter yes,$(CONFIRM)),--yes)
 
 restore-drill: venv ## Restore the newest local and offsite dumps into scratch databases and compare row counts (FORMAT=json)
-	@$(PY) -m iac.backups $(INVENTORY) drill --format $(FORMAT)
+	@$(PY) -m cli.backups $(INVENTORY) drill --format $(FORMAT)
 
 SHELL_SCRIPTS = $(shell git ls-files | grep -v '\.j2$$' | xargs grep -lE '^#!(/bin/(ba)?sh|/usr/bin/env (ba)?sh)' 2>/dev/null)
 dr: venv ## Rebuild HOST=<group or host> from a bare Debian 12 box and its offsite backups (production asks)
 	@test -n "$(HOST)" || { echo "make dr: give HOST=<group or host>, e.g. HOST=lan" >&2; exit 1; }
-	@$(PY) -m iac.dr $(INVENTORY) --limit $(HOST)
+	@$(PY) -m cli.dr $(INVENTORY) --limit $(HOST)
 
 dr-drill: venv ## Sandbox only: destroy the LAN host, rebuild it with `make dr`, compare row counts, print phase times
 	@$(PY) -m sandbox.dr_drill

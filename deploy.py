@@ -1,30 +1,33 @@
 """What the hosts are: read top to bottom, this is the table of contents.
 
 Run: pyinfra sandbox/inventory.py deploy.py   (production: pyinfra inventory.py deploy.py)
-Each step reads the host's validated configuration (iac/model.py).
+Each step reads the host's validated configuration (operations/host.py).
 """
 
 from pyinfra import host
 
-from iac import fact_batch, fast_prepare, sudo_staging
-from iac.model import HostConfig
-from iac.stack import host_config, release_only
-from operations.admin import admin_account
-from operations.backups import backup_engine, backups
-from operations.base import base_system
-from operations.django_app import django_app, release_engine
-from operations.exposure import exposure
-from operations.network import static_network
-from operations.nginx import nginx_sites, sites_answer
-from operations.node import nodejs
-from operations.orphans import managed_manifest, orphans
-from operations.postgres import postgresql
-from operations.tailscale import tailscale
-from operations.tls import certificate_links, certificates
+from iac import pyinfra_ext
+from iac.engines import host_engines
+from iac.pyinfra_ext import sudo_staging
+from operations.admin.deploy import admin_account
+from operations.app.deploy import django_app
+from operations.app.release import release_engine
+from operations.backups.deploy import backups
+from operations.base.deploy import base_system
+from operations.exposure.deploy import exposure
+from operations.host import HostConfig
+from operations.network.deploy import static_network
+from operations.nginx.deploy import nginx_sites, sites_answer
+from operations.node.deploy import nodejs
+from operations.orphans.deploy import managed_manifest, orphans
+from operations.postgres.deploy import postgresql
+from operations.tailscale.deploy import tailscale
+from operations.tls.deploy import certificate_links, certificates
+from stack.load import host_config, release_only
 
 # while pyinfra decides what to change: facts in a few batched commands per host, and less CPU
-fact_batch.install()
-fast_prepare.install()
+# (iac/pyinfra_ext/__init__.py: only on the pyinfra it was tested with; IAC_PYINFRA_EXT=off: none)
+pyinfra_ext.install()
 
 
 def whole_host(config: HostConfig) -> None:
@@ -42,9 +45,9 @@ def whole_host(config: HostConfig) -> None:
 
     # nginx reads certificates through links that exist before the first certificate does
     certificate_links(config)
-    # one dump implementation: the scheduled backups and each release's pre-migrate backup use it
-    backup_engine()
-    # the release engine every app's release runs (it takes its pre-migrate backups with the above)
+    # the host engines: one dump and restore implementation (the scheduled backups, each release's
+    # pre-migrate backup and its restore use it) and the release engine every app's release runs
+    host_engines()
     release_engine()
     # apps before their sites: a new release is checked on its own socket, and on an adopted host
     # the old site keeps proxying to the old process until the new one is up
@@ -65,8 +68,9 @@ def whole_host(config: HostConfig) -> None:
 
 
 def one_app(config: HostConfig, app: str) -> None:
-    """`make release APP=x` (iac/release.py): that app's own steps and its check through nginx;
+    """`make release APP=x` (cli/release.py): that app's own steps and its check through nginx;
     everything else of the host waits for a whole run (`make apply`)."""
+    host_engines()
     release_engine()
     django_app(config, app, config.apps[app])
     sites_answer(config, only=app)
@@ -79,4 +83,4 @@ if app := release_only(config):
     one_app(config, app)
 else:
     whole_host(config)
-fact_batch.deploy_loaded(host)
+pyinfra_ext.deploy_loaded(host)

@@ -9,9 +9,9 @@ from pyinfra import host
 from pyinfra.facts.files import FileContents
 from pyinfra.operations import python
 
-from iac import sudo_staging
-from iac.stack import host_config
-from operations.django_app import app_identity
+from iac.pyinfra_ext import sudo_staging
+from operations.app.identity import app_identity
+from stack.load import host_config
 
 # first, before any fact or upload: through sudo, files are staged in the login's private directory
 sudo_staging.prepare(host)

@@ -1,15 +1,15 @@
 """Disaster recovery, first step: on a bare Debian 12 box, stage the old host's system state.
 
-Run by `make dr` (iac/dr.py) before deploy.py; it installs restic, writes the system-state
+Run by `make dr` (cli/dr.py) before deploy.py; it installs restic, writes the system-state
 repository's env file from the secrets file and restores the newest snapshot into a staging
 directory (never over the live system). See README, "Disaster recovery".
 """
 
 from pyinfra import host
 
-from iac import sudo_staging
-from iac.stack import host_config
-from operations.backups import dr_bootstrap
+from iac.pyinfra_ext import sudo_staging
+from operations.backups.deploy import dr_bootstrap
+from stack.load import host_config
 
 # first, before any fact or upload: through sudo, files are staged in the login's private directory
 sudo_staging.prepare(host)

@@ -6,8 +6,8 @@ connects to these hosts (see README, "Safety"). Use: pyinfra inventory.py deploy
 
 from pyinfra.context import ctx_state
 
-from iac.inventory import group_entries, strict_ssh
-from iac.secrets import production_secrets
+from stack.inventory import group_entries, strict_ssh
+from stack.secrets import production_secrets
 
 # Secrets are required only when pyinfra itself loads this file to run against the hosts.
 _secrets = production_secrets(required=ctx_state.isset())

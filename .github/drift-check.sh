@@ -19,7 +19,7 @@ code=$(.venv/bin/python -c 'import json, sys; print(json.load(open(sys.argv[1]))
 case "$code" in
     0) echo "drift: in sync" ;;
     2) echo "drift: DRIFT (see the job summary)" >&2
-       .venv/bin/python -m iac.drift_notify "$report" || echo "drift: the webhook message was not posted" >&2 ;;
+       .venv/bin/python -m cli.drift_notify "$report" || echo "drift: the webhook message was not posted" >&2 ;;
     *) code=1
        echo "drift: ERROR: the check could not tell (the reason is above and in the job summary)" >&2 ;;
 esac

@@ -1,4 +1,4 @@
-# Managed by this repo. Values for every host; types, defaults and meaning are in iac/model.py.
+# Managed by this repo. Values for every host; types, defaults and meaning: docs/options.md.
 # Values only: no logic, no secrets (secrets come from the secrets file, see README).
 
 base = {

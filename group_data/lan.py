@@ -1,5 +1,5 @@
 # Managed by this repo. The LAN server gts-server, runbook:
-# shared/runbooks/lan-host-gts-server.txt. Types and defaults: iac/model.py.
+# shared/runbooks/lan-host-gts-server.txt. Types, defaults and meaning: docs/options.md.
 
 # The hosts of this group: inventory name (= /etc/hostname) -> the values that differ on that host,
 # merged over this file's (one host today, so its values are the group's).
@@ -81,11 +81,15 @@ apps = {
     },
 }
 
-# Runbook "Backups (implemented)" and "System-state backups": names, paths, schedules and
-# retention are the model's defaults (iac/model.py, BackupsSection); only the repositories are set
-# here. Passwords and keys come from the secrets file.
+# Runbook "Backups (implemented)" and "System-state backups": the runbook's names and paths (the
+# dump disk /mnt/pg_backups, pg-backup-gts, /etc/gts/backup); schedules and retention are the
+# model's defaults (operations/backups/options.py). Passwords and keys come from the secrets file.
 backups = {
     "local": {
+        "unit": "pg-backup-gts",
+        "script": "/usr/local/sbin/pg_backup_gts_databases.sh",
+        "mount": "/mnt/pg_backups",
+        "root": "/mnt/pg_backups/postgres",
         # CONFIRM on the server before the first production run (`blkid /dev/sdX1` of the WD Red);
         # until then the fstab line is left as it is and only the mount is checked.
         "disk_uuid": None,
@@ -93,9 +97,17 @@ backups = {
     "offsite": {
         "postgres": {
             "repository": "s3:https://nyc3.digitaloceanspaces.com/rocksolid-storage/backups/gts-server/postgres",
+            "env_file": "/etc/gts/backup/restic.env",
         },
         "system_state": {
             "repository": "s3:https://nyc3.digitaloceanspaces.com/rocksolid-storage/backups/gts-server/system-state",
+            "env_file": "/etc/gts/backup/restic-system-state.env",
+            "lists_dir": "/etc/gts/backup/system-state",
+            "inventory_dir": "/etc/gts/bootstrap",
+            "includes": ["/etc/gts", "/etc/nginx", "/etc/systemd/system", "/etc/ssh", "/home", "/root", "/etc/fstab",
+                         "/usr/local/sbin", "/etc/gts/bootstrap"],
+            "excludes": ["/mnt/pg_backups", "/var/lib/postgresql", "/var/log", "/tmp", "/var/cache", "/root/.cache",
+                         "/home/*/.cache", "/srv/apps", "/srv/venvs", "**/.venv", "**/venv"],
         },
     },
     "alerts": {},

@@ -1,5 +1,5 @@
 # Managed by this repo. The public VPS srv1178562 (pravoo.in), runbook:
-# shared/runbooks/public-host-chip_dashboard.txt. Types and defaults: iac/model.py.
+# shared/runbooks/public-host-chip_dashboard.txt. Types, defaults and meaning: docs/options.md.
 
 # The hosts of this group: inventory name (= /etc/hostname) -> the values that differ on that host,
 # merged over this file's. A second VPS of this stack is one more entry, e.g.

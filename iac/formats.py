@@ -12,37 +12,17 @@ the meaning of the file it lands in. Templates use them as jinja filters (``oper
 
 from __future__ import annotations
 
-import importlib.util
 import re
 import shlex
-import sys
-from pathlib import Path
-from types import ModuleType
 
-REPO = Path(__file__).resolve().parent.parent
-BACKUP_ENGINE = REPO / "files/usr/local/lib/iac/iac_backup.py"
-
-
-def _load_engine() -> ModuleType:
-    """The host-side backup engine as a module: env files are written with the quoting that it
-    (and systemd) parse back, from one implementation."""
-    if "iac_backup" in sys.modules:
-        return sys.modules["iac_backup"]
-    spec = importlib.util.spec_from_file_location("iac_backup", BACKUP_ENGINE)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
-
-
-engine = _load_engine()
+from iac.engines import envfile
 
 
 def env_value(value: object) -> str:
     """A value for a ``KEY=value`` line of a systemd EnvironmentFile=: systemd reads back exactly
-    ``value`` ($, `, #, ;, quotes, % and backslashes included); a newline or NUL is refused."""
-    return engine.quote_env_value(str(value))
+    ``value`` ($, `, #, ;, quotes, % and backslashes included); a newline or NUL is refused. The
+    engines' own quoting (engine_common/envfile.py): one implementation, and they parse it back."""
+    return envfile.quote_env_value(str(value))
 
 
 def env_lines(values: dict[str, str]) -> str:

@@ -3,8 +3,8 @@
 1. back up now (dumps, offsite, system state) and record the rows per table of every database;
 2. destroy the LAN host: a bare Debian 12 copy boots in its place (the dump disk is kept, as a
    disk that survived; the rebuild does not use it);
-3. rebuild it with the one command an operator would run (`python -m iac.dr INVENTORY --limit lan`,
-   iac/dr.py): system state staged, converge from bare, databases from the offsite dumps;
+3. rebuild it with the one command an operator would run (`python -m cli.dr INVENTORY --limit lan`,
+   cli/dr.py): system state staged, converge from bare, databases from the offsite dumps;
 4. prove both apps answer through nginx, drift is 0 and the row counts are the same.
 Each phase's time is printed; the JSON report goes to stdout.
 """
@@ -16,15 +16,15 @@ import json
 import sys
 import time
 
-from iac.backups import cmd_now
-from iac.dr import find, phase, rebuild
-from iac.stack import ConfigError
+from cli.backups import cmd_now
+from cli.dr import find, phase, rebuild
+from iac.errors import ConfigError
 from sandbox.world import World
 
 INVENTORY = "sandbox/inventory.py"
 
 
-def counts(target) -> dict:  # noqa: ANN001 (iac.backups.Target)
+def counts(target) -> dict:  # noqa: ANN001 (cli.backups.Target)
     proc = target.ssh("/usr/local/sbin/iac-backup counts")
     if proc.returncode != 0:
         raise ConfigError(f"cannot count rows: {proc.stderr.strip()[-300:]}")

@@ -1,7 +1,7 @@
 """Sandbox inventory: the same groups and hosts as inventory.py, on the local sandbox.
 
 Differs from production only in connection details and in the overrides below, each of which
-must be listed in iac.inventory.ALLOWED_OVERRIDES. SANDBOX_NAME / SANDBOX_SUBNET select which
+must be listed in stack.inventory.ALLOWED_OVERRIDES. SANDBOX_NAME / SANDBOX_SUBNET select which
 sandbox (see sandbox/world/). Use: pyinfra sandbox/inventory.py deploy.py
 """
 
@@ -9,10 +9,11 @@ import hashlib
 import json
 import os
 
-from iac.inventory import group_entries
-from iac.secrets import SecretsFile, crypt_sha512
-from iac.stack import GROUP_DATA, ConfigError, declared_hosts, deep_merge, read_group_file
+from iac.errors import ConfigError
 from sandbox.world import World
+from stack.inventory import group_entries
+from stack.load import GROUP_DATA, declared_hosts, deep_merge, read_group_file
+from stack.secrets import SecretsFile, crypt_sha512
 
 _world = World()
 if not _world.ssh_key.exists():
@@ -97,7 +98,7 @@ def _connection(role: str) -> dict:
 
 
 def _overrides(group: str) -> dict:
-    """The sandbox's differences from production (each allowed in iac.inventory.ALLOWED_OVERRIDES)."""
+    """The sandbox's differences from production (each allowed in stack.inventory.ALLOWED_OVERRIDES)."""
     values: dict = {
         "admin": {"ssh_authorized_keys": [_world.ssh_key.with_suffix(".pub").read_text().strip()]},
         "apps": {

@@ -5,7 +5,7 @@
 2. the inventory then holds them in the public group (``SANDBOX_PUBLIC_HOSTS=N``), each with the
    values a second VPS would set in group_data/public.py's ``hosts`` (domain, offsite repository);
 3. they are converged the way a fresh server is (sandbox/converge.py, ``--limit`` to the group);
-4. iac/bench.py times the check on 1 host and on N (``--scale public``) and prints the ratio;
+4. cli/bench.py times the check on 1 host and on N (``--scale public``) and prints the ratio;
 5. the replicas are stopped again (their disks stay, so the next run converges nothing), and the
    inventory without SANDBOX_PUBLIC_HOSTS is the usual two hosts.
 
@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"bench: converging the replicas failed (exit {converge.returncode})", file=sys.stderr)
                 return 1
             print(f"[scale] replicas converged in {time.monotonic() - started:.0f} s", file=sys.stderr)
-        return subprocess.run([PY, "-m", "iac.bench", "sandbox/inventory.py", "--runs", str(args.runs),
+        return subprocess.run([PY, "-m", "cli.bench", "sandbox/inventory.py", "--runs", str(args.runs),
                                "--scale", "public"], cwd=REPO, env=env, check=False).returncode
     finally:
         if not args.keep:

@@ -1,9 +1,10 @@
 """Integration tests run against the local sandbox only (sandbox/inventory.py), never production.
 
 The session brings the sandbox up if needed (reusing a running one) and converges it once. Every
-pyinfra run's output is kept under .sandbox/<name>/outputs/ so the secrets test can search all
-of it for canary values. With CI=true the sandbox is torn down at the end and checked for
-leftovers.
+pyinfra run's output is kept under .sandbox/<name>/outputs/; when the session ends, after every
+test, all of it and the fact records are searched for the sandbox's canary secrets (the fixture
+canary_search: a leak is an error of the session, whichever tests ran and in whatever order).
+With CI=true the sandbox is torn down at the end and checked for leftovers.
 """
 
 from __future__ import annotations
@@ -13,13 +14,16 @@ import os
 import shutil
 import subprocess
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import testinfra
 
+from iac.pyinfra_ext import fact_batch
 from sandbox.world import World
+from tests.canary_search import canaries_of, leaks_in_files, session_files
 
 REPO = Path(__file__).resolve().parents[2]
 SANDBOX_INVENTORY = "sandbox/inventory.py"
@@ -55,12 +59,15 @@ class Sandbox:
         self.outputs = world.dir / "outputs"
         self.outputs.mkdir(parents=True, exist_ok=True)
         self._count = len(list(self.outputs.iterdir()))
+        self.kept: list[Path] = []  # this session's outputs, in order
 
     def keep(self, label: str, run: Run) -> Run:
         self._count += 1
-        (self.outputs / f"{self._count:03d}-{label}.log").write_text(
+        path = self.outputs / f"{self._count:03d}-{label}.log"
+        path.write_text(
             f"$ {' '.join(run.args)}\nexit {run.returncode} in {run.seconds:.1f}s\n"
             f"--- stdout\n{run.stdout}\n--- stderr\n{run.stderr}\n")
+        self.kept.append(path)
         return run
 
     def command(self, label: str, args: list[str], cwd: Path = REPO, **env: str) -> Run:
@@ -85,8 +92,8 @@ class Sandbox:
         return run, json.loads(run.stdout)
 
     def drift(self, label: str = "drift", *extra: str, **env: str) -> Run:
-        """`python -m iac.drift sandbox/inventory.py` (``extra``: e.g. "--limit", "public")."""
-        return self.command(label, [str(REPO / ".venv/bin/python"), "-m", "iac.drift",
+        """`python -m cli.drift sandbox/inventory.py` (``extra``: e.g. "--limit", "public")."""
+        return self.command(label, [str(REPO / ".venv/bin/python"), "-m", "cli.drift",
                                     SANDBOX_INVENTORY, *extra], **env)
 
     def webhook_messages(self, path: str = "/api/webhooks/2/") -> list[str]:
@@ -164,6 +171,32 @@ def sandbox() -> Sandbox:
         world.down()
         left = world.leftovers()
         assert not left, f"sandbox teardown left behind: {left}"
+
+
+@pytest.fixture(scope="session")
+def canary_search(sandbox: Sandbox) -> Iterator[None]:
+    """At the end of the session, after every test: no canary secret in any output kept under
+    .sandbox/<name>/outputs/ (every pyinfra run, drift check and make target, of this session
+    and of earlier ones on the same sandbox) nor in any fact record. A leak fails the session
+    (an error at teardown naming the file), whichever tests ran and in whatever order. Torn down
+    before ``sandbox`` (which it uses), so before CI removes the sandbox's directory."""
+    yield
+    files = session_files(sandbox.outputs, fact_batch.RECORD_DIR)
+    problems = []
+    if unsearched := [p.name for p in sandbox.kept if p not in files]:
+        problems.append(f"outputs of this session missing from the canary search: {unsearched}")
+    if leaks := leaks_in_files(files, canaries_of(sandbox.world.dir / "secrets.json")):
+        problems.append(f"canary secrets found in this session's outputs or fact records: {leaks}")
+    if problems:
+        pytest.fail("; ".join(problems))
+
+
+@pytest.fixture(autouse=True)
+def _outputs_searched_at_the_end(request: pytest.FixtureRequest) -> None:
+    """Every test that uses the sandbox brings in ``canary_search`` (once per session); a test
+    that needs no sandbox (a few check the model only) brings up nothing."""
+    if "sandbox" in request.fixturenames:
+        request.getfixturevalue("canary_search")
 
 
 @pytest.fixture(scope="module")

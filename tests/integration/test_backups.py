@@ -376,7 +376,7 @@ def test_drift_names_a_disabled_timer_an_edited_script_and_a_changed_retention(s
     lan(sandbox, "systemctl disable --now pg-backup-gts.timer")
     lan(sandbox, "echo '# edited by hand' >> /usr/local/sbin/pg_backup_gts_databases.sh")
     lan(sandbox, "sed -i 's/\"keep_dump_days\": 7/\"keep_dump_days\": 3/' /etc/iac/backup.json")
-    drift = sandbox.command("drift-backups", [str(REPO / ".venv/bin/python"), "-m", "iac.drift",
+    drift = sandbox.command("drift-backups", [str(REPO / ".venv/bin/python"), "-m", "cli.drift",
                                               SANDBOX_INVENTORY, "--limit", "lan"])
     assert drift.returncode == 2, drift.output[-2000:]
     for name in ("Timer pg-backup-gts.timer enabled and running",

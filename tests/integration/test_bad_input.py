@@ -62,7 +62,7 @@ def test_bad_group_data_stops_before_any_host_is_contacted(sandbox: Sandbox, cop
 def test_drift_gate_reports_bad_config_as_error(sandbox: Sandbox, copy: Path) -> None:
     lan = copy / "group_data/lan.py"
     lan.write_text(lan.read_text() + CASES["unknown-key"][0])
-    run = sandbox.command("drift-bad-config", [str(REPO / ".venv/bin/python"), "-m", "iac.drift",
+    run = sandbox.command("drift-bad-config", [str(REPO / ".venv/bin/python"), "-m", "cli.drift",
                                                "sandbox/inventory.py"], cwd=copy)
     assert run.returncode == 1
     assert "unknown option 'admin.shel'" in run.stderr

@@ -138,7 +138,7 @@ def test_unreachable_git_remote_is_an_error_not_drift(sandbox: Sandbox, converge
     forge = sandbox.world.host_ip("forge")
     sandbox.ssh("public", f"ip route add blackhole {forge}/32")
     try:
-        run = sandbox.command("drift-forge-down", [str(REPO / ".venv/bin/python"), "-m", "iac.drift",
+        run = sandbox.command("drift-forge-down", [str(REPO / ".venv/bin/python"), "-m", "cli.drift",
                                                    SANDBOX_INVENTORY, "--limit", "public"])
     finally:
         sandbox.ssh("public", f"ip route del blackhole {forge}/32", check=False)

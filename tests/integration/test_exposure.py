@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from iac.stack import build_host_config
+from stack.load import build_host_config
 from tests.integration.conftest import REPO, Run, Sandbox
 
 DECLARED = {"public": {22, 80, 443}, "lan": {22, 8001, 8002}}
@@ -96,7 +96,7 @@ def test_drift_names_a_reenabled_password_login_and_an_opened_port(sandbox: Sand
     sandbox.ssh("public", "sed -i 's/^PasswordAuthentication no/PasswordAuthentication yes/' "
                           "/etc/ssh/sshd_config.d/00-iac.conf && systemctl reload ssh && "
                           "nft add rule inet iac input tcp dport 8080 accept")
-    drift = sandbox.command("drift-exposure", [str(REPO / ".venv/bin/python"), "-m", "iac.drift",
+    drift = sandbox.command("drift-exposure", [str(REPO / ".venv/bin/python"), "-m", "cli.drift",
                                                "sandbox/inventory.py", "--limit", "public"])
     assert drift.returncode == 2, drift.output[-2000:]
     assert "srv1178562: sshd: password login refused" in drift.stdout
@@ -105,6 +105,6 @@ def test_drift_names_a_reenabled_password_login_and_an_opened_port(sandbox: Sand
     assert fixed.returncode == 0, fixed.output[-3000:]
     assert "passwordauthentication no" in sandbox.ssh("public", "sshd -T").stdout
     assert "8080" not in sandbox.ssh("public", "nft list table inet iac").stdout
-    again = sandbox.command("drift-exposure-repaired", [str(REPO / ".venv/bin/python"), "-m", "iac.drift",
+    again = sandbox.command("drift-exposure-repaired", [str(REPO / ".venv/bin/python"), "-m", "cli.drift",
                                                         "sandbox/inventory.py", "--limit", "public"])
     assert again.returncode == 0, again.output[-2000:]

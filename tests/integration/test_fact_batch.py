@@ -1,6 +1,6 @@
 """Batched facts on the real sandbox hosts: the same values as pyinfra's own, in a few commands.
 
-iac/fact_batch.py gathers every fact a host asked for last time in one command per sudo/user
+iac/pyinfra_ext/fact_batch.py gathers every fact a host asked for last time in one command per sudo/user
 setting. These tests prove, on both converged hosts, that (1) each batched value equals what
 pyinfra's own one-command fetch returns, and (2) a converged drift check then runs at most 12
 remote commands per host (the issue's goal; it was 92 and 177 before batching) and still says
@@ -12,8 +12,8 @@ from __future__ import annotations
 import ipaddress
 import json
 
-from iac import fact_batch
-from iac.bench import remote_commands
+from cli.bench import remote_commands
+from iac.pyinfra_ext import fact_batch, fact_calls
 from tests.integration.conftest import HOSTNAMES, REPO, SANDBOX_INVENTORY, Sandbox
 
 
@@ -32,7 +32,8 @@ def test_every_batched_fact_equals_pyinfras_own_fetch(sandbox: Sandbox, converge
 
 
 def test_a_converged_drift_check_runs_at_most_12_remote_commands_per_host(sandbox: Sandbox, converged) -> None:
-    run = sandbox.command("plan-debug", [str(REPO / ".venv/bin/python"), "-m", "iac.plan_runner", SANDBOX_INVENTORY,
+    run = sandbox.command("plan-debug", [str(REPO / ".venv/bin/python"), "-m", "iac.pyinfra_ext.plan_runner",
+                                         SANDBOX_INVENTORY,
                                          "deploy.py", "--dry", "--json", "--debug"], PYINFRA_PROGRESS="off")
     assert run.returncode == 0, run.stderr[-3000:]
     plan = json.loads(run.stdout)["plan"]
@@ -43,9 +44,11 @@ def test_a_converged_drift_check_runs_at_most_12_remote_commands_per_host(sandbo
 
 
 def test_without_batching_the_plan_is_the_same(sandbox: Sandbox, converged) -> None:
-    """IAC_FACT_BATCH=off: pyinfra's own fetching, one command per fact; the same operations and verdict."""
+    """IAC_PYINFRA_EXT=off: pyinfra's own code paths, one command per fact; the same operations and verdict
+    (the plan runner's report hooks stay: iac/pyinfra_ext/__init__.py)."""
     def plan(label: str, **env: str) -> dict:
-        run = sandbox.command(label, [str(REPO / ".venv/bin/python"), "-m", "iac.plan_runner", SANDBOX_INVENTORY,
+        run = sandbox.command(label, [str(REPO / ".venv/bin/python"), "-m", "iac.pyinfra_ext.plan_runner",
+                                      SANDBOX_INVENTORY,
                                       "deploy.py", "--dry", "--diff", "--json", "--limit", "public"],
                               PYINFRA_PROGRESS="off", **env)
         assert run.returncode == 0, run.stderr[-3000:]
@@ -53,7 +56,7 @@ def test_without_batching_the_plan_is_the_same(sandbox: Sandbox, converged) -> N
         return {(name, op["op_hash"].count("-")): (h in op["hosts_with_change"], op["host_details"].get(h))
                 for op in ops for h, name in op["host_names"].items()}
 
-    assert plan("plan-unbatched", IAC_FACT_BATCH="off") == plan("plan-batched")
+    assert plan("plan-unbatched", IAC_PYINFRA_EXT="off") == plan("plan-batched")
 
 
 def test_records_hold_fact_names_and_arguments_only(sandbox: Sandbox, converged) -> None:
@@ -65,7 +68,7 @@ def test_records_hold_fact_names_and_arguments_only(sandbox: Sandbox, converged)
         for entry in json.loads(path.read_text()):
             assert set(entry) == {"fact", "kwargs", "executor", "unused"}
             assert fact_batch.entry_refusal(entry) is None, entry  # what a run records, the next accepts
-            assert not any(word in name for name in entry["kwargs"] for word in fact_batch.SECRET_ARGUMENTS
+            assert not any(word in name for name in entry["kwargs"] for word in fact_calls.SECRET_ARGUMENTS
                            if entry["kwargs"][name])
 
 

@@ -1,11 +1,11 @@
 """Both inventories describe the same hosts: the sandbox differs from production only where
-iac.inventory.ALLOWED_OVERRIDES says it may (plus secret values and connection details)."""
+stack.inventory.ALLOWED_OVERRIDES says it may (plus secret values and connection details)."""
 
 from __future__ import annotations
 
-from iac.inventory import unexplained_differences
-from iac.stack import secret_paths
-from iac.validate import load_inventory
+from cli.validate import load_inventory
+from stack.inventory import unexplained_differences
+from stack.load import secret_paths
 from tests.integration.conftest import REPO, Sandbox
 
 

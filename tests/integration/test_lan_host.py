@@ -10,7 +10,7 @@ import uuid
 
 import pytest
 
-from iac.formats import engine
+from engine_common import envfile
 from tests.integration.conftest import TIMINGS, Run, Sandbox, changed_operations, failure_excerpt
 
 APPS = {"rental_scheduler": 8001, "shop_scheduler": 8002}
@@ -123,11 +123,11 @@ def test_each_env_file_is_readable_by_its_app_and_no_other(sandbox: Sandbox, con
         path = f"/etc/gts/apps/{app}.env"
         f = sandbox.host("lan").file(path)
         assert (f.user, f.group, f.mode) == ("root", app, 0o640)
-        assert engine.parse_env_file(f.content_string)["DJANGO_DEBUG"] == "0"
+        assert envfile.parse_env_file(f.content_string)["DJANGO_DEBUG"] == "0"
         for reader in [*APPS, "gts", "www-data"]:
             ok = sandbox.ssh("lan", f"runuser -u {reader} -- head -c1 {path} >/dev/null", check=False).returncode == 0
             assert ok == (reader == app), f"{reader} reading {path}"
-    rental = engine.parse_env_file(sandbox.host("lan").file("/etc/gts/apps/rental_scheduler.env").content_string)
+    rental = envfile.parse_env_file(sandbox.host("lan").file("/etc/gts/apps/rental_scheduler.env").content_string)
     for line in ["DISCORD_ALERTS_ENABLED=true", "DISCORD_ALERTS_DEDUP_SECONDS=300",
                  "DISCORD_ALERTS_TIMEOUT_SECONDS=2", "DISCORD_ALERTS_APP_NAME=rental_scheduler",
                  "DISCORD_ALERTS_ENV=prod", "POSTGRES_DB=gts_scheduler",

@@ -16,7 +16,7 @@ import threading
 import time
 from pathlib import Path
 
-from iac.stack import read_group_file
+from stack.load import read_group_file
 from tests.integration.conftest import REPO, Run, Sandbox, failure_excerpt, repo_copy
 
 APP, USER, DB = "shop_scheduler", "shop_scheduler", "gts_shop_scheduler"
@@ -54,7 +54,7 @@ def test_removing_an_app_deletes_its_units_site_files_and_user_and_keeps_its_dat
     _without_shop(copy_dir)
     uid, gid = (sandbox.ssh("lan", f"id -{flag} {USER}").stdout.strip() for flag in ("u", "g"))
     try:
-        preview = sandbox.command("orphans-preview", [str(REPO / ".venv/bin/python"), "-m", "iac.drift",
+        preview = sandbox.command("orphans-preview", [str(REPO / ".venv/bin/python"), "-m", "cli.drift",
                                                       "sandbox/inventory.py", "--limit", "lan"], cwd=copy_dir)
         assert preview.returncode == 2, preview.output[-3000:]
         for line in ("- delete unit gunicorn-shop_scheduler.service (app shop_scheduler)",
@@ -95,7 +95,7 @@ def test_removing_an_app_deletes_its_units_site_files_and_user_and_keeps_its_dat
                                   f"datname = '{DB}'\"", check=False)
         assert kept.returncode == 0 and kept.stdout.strip().endswith("1"), kept.stdout + kept.stderr
 
-        after = sandbox.command("orphans-drift", [str(REPO / ".venv/bin/python"), "-m", "iac.drift",
+        after = sandbox.command("orphans-drift", [str(REPO / ".venv/bin/python"), "-m", "cli.drift",
                                                   "sandbox/inventory.py", "--limit", "lan"], cwd=copy_dir)
         assert after.returncode == 0, after.output[-3000:]
     finally:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from iac.formats import engine
+from engine_common import envfile
 from tests.integration.conftest import (
     REPO,
     TIMINGS,
@@ -147,7 +147,7 @@ def test_unit_is_hardened_and_restarts_on_failure(sandbox: Sandbox, bare_public:
 def test_env_file_is_readable_by_root_and_the_app_only(sandbox: Sandbox, bare_public: Run) -> None:
     f = sandbox.host("public").file("/etc/iac/apps/chip_dashboard.env")
     assert (f.user, f.group, f.mode) == ("root", APP, 0o640)
-    env = engine.parse_env_file(f.content_string)
+    env = envfile.parse_env_file(f.content_string)
     assert env["DJANGO_SETTINGS_MODULE"] == "broker_portal.settings"
     assert env["DJANGO_ALLOWED_HOSTS"] == "pravoo.in,72.61.148.117"
     assert sandbox.ssh("public", f"runuser -u {APP} -- head -c1 /etc/iac/apps/chip_dashboard.env",

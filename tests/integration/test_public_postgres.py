@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from iac.formats import engine
+from engine_common import envfile
 from tests.integration.conftest import REPO, TIMINGS, Run, Sandbox, failure_excerpt, repo_copy
 
 TABLES = ["core_chip", "core_customuser"]
@@ -47,14 +47,14 @@ def test_switch_to_postgresql_moves_every_row(sandbox: Sandbox, converged: Run, 
     assert run.returncode == 0, failure_excerpt(run)
     TIMINGS["public: SQLite to PostgreSQL switch"] = run.seconds
     assert _pg_counts(sandbox) == before
-    env = engine.parse_env_file(sandbox.ssh("public", "cat /etc/iac/apps/chip_dashboard.env").stdout)
+    env = envfile.parse_env_file(sandbox.ssh("public", "cat /etc/iac/apps/chip_dashboard.env").stdout)
     assert env["USE_SQLITE"] == "0" and env["POSTGRES_DB"] == "chip_dashboard"
     page = sandbox.command("pg-page", ["curl", "-sS", "-k", "--resolve",
                                        f"pravoo.in:443:{sandbox.world.host_ip('public')}", "https://pravoo.in/"])
     assert f"rows: {before['core_chip']}" in page.stdout
     # the SQLite file is kept, and a second run changes nothing
     assert _sqlite_counts(sandbox) == before
-    drift = sandbox.command("drift-postgres", [str(REPO / ".venv/bin/python"), "-m", "iac.drift",
+    drift = sandbox.command("drift-postgres", [str(REPO / ".venv/bin/python"), "-m", "cli.drift",
                                                "sandbox/inventory.py", "--limit", "public"], cwd=copy)
     assert drift.returncode == 0, drift.output
 

@@ -93,7 +93,7 @@ def test_worker_process_runs_as_its_own_unit_from_the_release(sandbox: Sandbox, 
 
 
 def _drift(sandbox: Sandbox, copy: Path, label: str) -> Run:
-    return sandbox.command(label, [str(REPO / ".venv/bin/python"), "-m", "iac.drift", "sandbox/inventory.py",
+    return sandbox.command(label, [str(REPO / ".venv/bin/python"), "-m", "cli.drift", "sandbox/inventory.py",
                                    "--limit", "public"], cwd=copy)
 
 

@@ -23,7 +23,7 @@ def _release(sandbox: Sandbox, label: str, *extra: str) -> Run:
 
 
 def _drift(sandbox: Sandbox, label: str) -> Run:
-    return sandbox.command(label, [str(REPO / ".venv/bin/python"), "-m", "iac.drift", SANDBOX_INVENTORY,
+    return sandbox.command(label, [str(REPO / ".venv/bin/python"), "-m", "cli.drift", SANDBOX_INVENTORY,
                                    "--limit", "public"])
 
 

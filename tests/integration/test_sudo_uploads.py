@@ -3,7 +3,7 @@
 The LAN host is reached as its admin ``gts`` with ``_sudo`` and the sandbox's canary sudo password
 (SANDBOX_LAN_LOGIN=admin, sandbox/inventory.py). pyinfra stages each upload as ``gts`` and then
 ``sudo cp``s it into place; by default it staged in /tmp, readable by every local account
-(iac/sudo_staging.py says why it no longer does). Here three secret files on the host differ from
+(iac/pyinfra_ext/sudo_staging.py says why it no longer does). Here three secret files on the host differ from
 the declared ones, so the converge must upload each again, while a watcher on the host
 (inotify_capture.py, as root) copies every file written under /tmp, /var/tmp, /dev/shm and the
 admin's home. Then:
@@ -28,8 +28,8 @@ from pathlib import Path
 
 import pytest
 
-from iac import sudo_staging
-from iac.secrets import all_secret_values
+from iac.pyinfra_ext import sudo_staging
+from stack.secrets import all_secret_values
 from tests.integration.conftest import TIMINGS, Run, Sandbox, failure_excerpt
 
 ADMIN = "gts"

@@ -7,14 +7,19 @@ the option's path and an example; the defaults keep today's apps' files as they 
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from iac.stack import ConfigError, build_host_config
-from operations import django_app
-from tests.unit.test_release_engine import release_engine
+from iac.errors import ConfigError
+from iac.render import render
+from operations.app.context import app_context, env_context
+from operations.app.release import release_settings
+from operations.host import HostConfig
+from release_engine.settings import Settings
+from stack.load import build_host_config
 
 # shaped like healthchecks.io: no gunicorn in requirements.txt, /api/v3/status/, compress after
 # collectstatic, static-collected/, SECRET_KEY/DEBUG/ALLOWED_HOSTS, a sendalerts worker
@@ -53,36 +58,36 @@ def _refused(option: str, **changes: Any) -> str:
 def test_a_real_app_shape_is_declared_through_the_model_alone() -> None:
     config = _public()
     app, paths = config.apps["pinger"], config.app_paths("pinger")
-    ctx = django_app._context(config, "pinger", app)
-    env = ctx["environment"]
+    ctx = app_context(config, "pinger", app)
+    env = env_context(config, "pinger", app)["environment"]
     # the names the app reads; none of the repo's defaults it would ignore
     assert env["SECRET_KEY"] and env["DEBUG"] == "0" and env["ALLOWED_HOSTS"] == "pinger.example"
     assert env["DB_NAME"] == "/var/lib/pinger/db.sqlite3"
     assert not {"DJANGO_SECRET_KEY", "DJANGO_DEBUG", "USE_SQLITE", "DJANGO_SECURE_COOKIES"} & set(env)
     # nginx serves the app's own static directory
-    site = django_app.render("etc/nginx/sites-available/app.conf.j2", default_server=True, **ctx)
+    site = render("etc/nginx/sites-available/app.conf.j2", default_server=True, **ctx)
     assert "alias /srv/apps/pinger/static-collected/;" in site
     assert f"server unix:{paths.socket} fail_timeout=0;" in site
     # the worker: its own unit, same env file, user and release
-    unit = django_app.render("etc/systemd/system/app-process.service.j2", process="sendalerts",
+    unit = render("etc/systemd/system/app-process.service.j2", process="sendalerts",
                              process_unit="pinger-sendalerts", command=["sendalerts"], **ctx)
     assert "ExecStart=/srv/venvs/pinger/bin/python manage.py sendalerts\n" in unit
     assert f"EnvironmentFile={paths.env_file}\n" in unit and "User=pinger\n" in unit
     assert paths.process_units == {"sendalerts": "pinger-sendalerts"}
     # what the release engine is told
-    settings = django_app.release_settings(config, "pinger", app, ctx)
-    assert settings["extra_requirements"] == ["gunicorn==23.0.0"]
-    assert settings["health_url"] == "http://localhost/api/v3/status/" and settings["health_status"] == 200
-    assert settings["release_commands"] == [["compress", "--force"]] and settings["static_root_env"] == ""
-    assert settings["process_units"] == {"pinger-sendalerts": "/etc/systemd/system/pinger-sendalerts.service"}
+    settings = release_settings(config, "pinger", app, ctx)
+    assert settings.extra_requirements == ["gunicorn==23.0.0"]
+    assert settings.health_url == "http://localhost/api/v3/status/" and settings.health_status == 200
+    assert settings.release_commands == [["compress", "--force"]] and settings.static_root_env == ""
+    assert settings.process_units == {"pinger-sendalerts": "/etc/systemd/system/pinger-sendalerts.service"}
 
 
 def test_release_settings_of_the_real_app_shape_load_in_the_engine(tmp_path: Path) -> None:
     config = _public()
-    ctx = django_app._context(config, "pinger", config.apps["pinger"])
+    ctx = app_context(config, "pinger", config.apps["pinger"])
     (tmp_path / "pinger.release").write_text(json.dumps(
-        django_app.release_settings(config, "pinger", config.apps["pinger"], ctx)))
-    loaded = release_engine.Settings.load("pinger", tmp_path)
+        release_settings(config, "pinger", config.apps["pinger"], ctx).to_dict()))
+    loaded = Settings.load("pinger", tmp_path)
     assert loaded.static_dir == "static-collected" and loaded.sqlite_env == ["", "DB_NAME"]
 
 
@@ -123,7 +128,7 @@ def test_unknown_app_option_lists_the_known_ones_and_suggests_the_closest() -> N
         _public(extra_requirement=["gunicorn==23.0.0"])
 
 
-def test_todays_apps_keep_their_files_byte_for_byte() -> None:
+def test_todays_apps_keep_their_files_byte_for_byte(production: Mapping[str, HostConfig]) -> None:
     """The new options' defaults are today's behaviour: env files, units and sites of the
     declared apps do not change (a change would restart every app on the next run). The golden
     files were rendered before the options existed; one change since is deliberate: the units
@@ -133,11 +138,13 @@ def test_todays_apps_keep_their_files_byte_for_byte() -> None:
     them), so the service requires it and no longer has a RuntimeDirectory= to delete it. The sites
     since carry `server_tokens off` and the security headers in every server block (issue 20)."""
     golden = json.loads((Path(__file__).parent / "golden_app_files.json").read_text())
-    for group, hostname in (("public", "srv1178562"), ("lan", "gts-server")):
-        config = build_host_config(group, hostname)
+    for group in ("public", "lan"):
+        config = production[group]
         for name, app in config.apps.items():
-            ctx = django_app._context(config, name, app)
-            for template in ("etc/systemd/system/gunicorn.service.j2", "etc/iac/apps/app.env.j2"):
-                assert django_app.render(template, **ctx) == golden[f"{name}:{template}"], (name, template)
-            site = django_app.render("etc/nginx/sites-available/app.conf.j2", default_server=True, **ctx)
+            ctx = app_context(config, name, app)
+            contexts = {"etc/systemd/system/gunicorn.service.j2": ctx, "etc/iac/apps/app.env.j2":
+                        env_context(config, name, app)}
+            for template, values in contexts.items():
+                assert render(template, **values) == golden[f"{name}:{template}"], (name, template)
+            site = render("etc/nginx/sites-available/app.conf.j2", default_server=True, **ctx)
             assert site == golden[f"{name}:site"], name

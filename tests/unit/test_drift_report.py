@@ -1,4 +1,4 @@
-"""The drift report without a host: from a pyinfra plan (as iac.plan_runner prints it) to text,
+"""The drift report without a host: from a pyinfra plan (as iac.pyinfra_ext.plan_runner prints it) to text,
 JSON (checked against the committed schema docs/drift-report.schema.json with a JSON Schema
 validator) and Markdown (the same facts, for a CI job summary); secrets never printed."""
 
@@ -12,7 +12,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
-from iac.drift import DRIFT, ERROR, IN_SYNC, DriftReport, main, report
+from cli.drift import DRIFT, ERROR, IN_SYNC, DriftReport, main, report
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA = json.loads((REPO / "docs/drift-report.schema.json").read_text())
@@ -38,7 +38,7 @@ PLAN = {"plan": [
 def test_the_schema_file_is_the_models_schema() -> None:
     """docs/drift-report.schema.json is what consumers read: it must be the model's own."""
     assert DriftReport.model_json_schema(by_alias=True) == SCHEMA, \
-        "regenerate docs/drift-report.schema.json from iac.drift.DriftReport"
+        "regenerate docs/drift-report.schema.json from cli.drift.DriftReport"
 
 
 def test_a_drifted_plan_names_host_operation_and_difference_and_redacts_secrets() -> None:
@@ -93,7 +93,7 @@ def test_a_failed_plan_is_an_error_with_the_reason_redacted() -> None:
 def test_invalid_configuration_exits_1_with_the_reason_on_stderr_in_every_format(
         tmp_path: Path, fmt: str, capsys: pytest.CaptureFixture) -> None:
     inventory = tmp_path / "inventory.py"
-    inventory.write_text("from iac.stack import ConfigError\nraise ConfigError('apps.x.workers: must be >= 1')\n")
+    inventory.write_text("from iac.errors import ConfigError\nraise ConfigError('apps.x.workers: must be >= 1')\n")
     out = tmp_path / "drift.json"
     assert main([str(inventory), "--format", fmt, "--json-out", str(out)]) == ERROR
     captured = capsys.readouterr()
@@ -106,7 +106,7 @@ def test_invalid_configuration_exits_1_with_the_reason_on_stderr_in_every_format
 
 
 def test_the_drift_message_names_hosts_and_operations_and_fits_discord() -> None:
-    from iac.drift_notify import LIMIT, message, run_url
+    from cli.drift_notify import LIMIT, message, run_url
 
     result = report("inventory.py", 0, PLAN, "", [SECRET])
     url = run_url({"GITHUB_SERVER_URL": "https://github.com", "GITHUB_REPOSITORY": "o/r", "GITHUB_RUN_ID": "7"})
@@ -123,7 +123,7 @@ def test_the_drift_message_names_hosts_and_operations_and_fits_discord() -> None
 def test_the_drift_message_can_never_ping_anyone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A name that reaches the message (an app, a path: "@everyone") stays text: the webhook body
     tells Discord to parse no mention at all."""
-    from iac import drift_notify
+    from cli import drift_notify
 
     hostile = {"plan": [_op("app @everyone <@&123> @here", ["srv1178562"])]}
     (tmp_path / "drift.json").write_text(report("inventory.py", 0, hostile, "").model_dump_json(by_alias=True))
@@ -143,45 +143,14 @@ def test_the_drift_message_can_never_ping_anyone(tmp_path: Path, monkeypatch: py
         sent.append((request.full_url, request.get_header("Content-type"), json.loads(request.data)))
         return Response()
 
-    monkeypatch.setattr(drift_notify.urllib.request, "urlopen", urlopen)
+    import urllib.request
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
     monkeypatch.setenv("DRIFT_WEBHOOK_URL", "https://discord.example/api/webhooks/1/t")
     assert drift_notify.main([str(tmp_path / "drift.json")]) == 0
     [(url, content_type, body)] = sent
     assert url == "https://discord.example/api/webhooks/1/t" and content_type == "application/json"
     assert body["allowed_mentions"] == {"parse": []} and set(body) == {"content", "allowed_mentions"}
     assert "app @everyone <@&123> @here" in body["content"]
-
-
-def test_bench_counts_remote_commands_per_host_from_pyinfras_debug_log() -> None:
-    from iac.bench import remote_commands
-
-    log = ("[pyinfra.connectors.ssh] Running command on srv1178562: (pty=None) sh -c 'uname -s'\n"
-           "[pyinfra.connectors.ssh] Running command on gts-server: (pty=None) sh -c 'cat /etc/group'\n"
-           "[pyinfra.connectors.ssh] Running command on srv1178562: (pty=None) sh -c 'dpkg -l'\n"
-           "[pyinfra.api.facts] Getting fact: server.Os (ensure_hosts: None)\n")
-    assert remote_commands(log) == {"srv1178562": 2, "gts-server": 1}
-
-
-def test_a_changed_env_file_names_its_variables_never_their_values(tmp_path: Path) -> None:
-    """The host side (EnvFileDigests, run here with sh as pyinfra runs it) and the declared side
-    (env_digests) hash each value the same way, whatever it holds; only names come out."""
-    import subprocess
-
-    from operations.guarded import EnvFileDigests, env_differences, env_digests
-
-    hostile = "CANARY-x $(touch /tmp/pwned)`id`&;#'\\\" %n\\\\x{}"
-    on_host = f'# managed\nDEBUG="false"\nSECRET_KEY="{hostile}"\nOLD="1"\n'
-    declared = f'# managed\nDEBUG="true"\nSECRET_KEY="{hostile}"\nNEW="2"\n'
-    path = tmp_path / "app.env"
-    path.write_text(on_host)
-    fact = EnvFileDigests()
-    out = subprocess.run(["sh", "-c", fact.command(path=str(path), salt="5a1t")], capture_output=True,
-                         text=True, check=True).stdout
-    assert "CANARY" not in out and not (tmp_path / "pwned").exists()
-    current = fact.process(out.splitlines())
-    assert current == env_digests(on_host, "5a1t")  # the two sides agree on every value
-    assert env_differences(current, env_digests(declared, "5a1t")) == ["DEBUG changed", "NEW to add",
-                                                                        "OLD to remove"]
 
 
 def test_each_resource_is_created_updated_or_deleted_and_the_plan_line_counts_them() -> None:
@@ -199,22 +168,9 @@ def test_each_resource_is_created_updated_or_deleted_and_the_plan_line_counts_th
                                                "      + {"]
 
 
-def test_apply_asks_only_on_production_and_only_a_person_at_a_terminal_can_say_yes() -> None:
-    from iac.apply import confirmed
-
-    def never(prompt: str) -> str:
-        raise AssertionError("asked outside production or with --yes")
-
-    assert confirmed(False, False, ask=never, interactive=False)
-    assert confirmed(True, True, ask=never, interactive=False)
-    assert not confirmed(True, False, ask=never, interactive=False)  # CI without CONFIRM=yes: refused
-    assert confirmed(True, False, ask=lambda prompt: "apply\n", interactive=True)
-    assert not confirmed(True, False, ask=lambda prompt: "y", interactive=True)
-
-
 def test_a_usage_error_exits_1_not_argparses_2_which_means_drift() -> None:
     for argv in (["--format", "bad", "sandbox/inventory.py"], []):
-        run = subprocess.run([sys.executable, "-m", "iac.drift", *argv], capture_output=True, text=True,
+        run = subprocess.run([sys.executable, "-m", "cli.drift", *argv], capture_output=True, text=True,
                              cwd=Path(__file__).resolve().parents[2], check=False)
         assert run.returncode == 1, (argv, run.returncode, run.stderr)
         assert "error:" in run.stderr and run.stderr.count("usage:") == 1

@@ -3,26 +3,23 @@ files that enforce it render as declared."""
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
-from iac.stack import ConfigError, build_host_config
-from operations.confirmed import ExposureState
-from operations.django_app import render
-
-REPO = Path(__file__).resolve().parents[2]
-
-
-def test_open_ports_public_and_lan() -> None:
-    assert build_host_config("public", "srv1178562").open_tcp_ports() == [22, 80, 443]
-    assert build_host_config("lan", "gts-server").open_tcp_ports() == [22, 8001, 8002]
+from iac.errors import ConfigError
+from iac.render import render
+from operations.exposure.confirmed import ExposureState
+from operations.host import HostConfig
+from stack.load import build_host_config
 
 
-def test_extra_port_already_open_is_refused(tmp_path: Path) -> None:
-    group_data = tmp_path / "group_data"
-    shutil.copytree(REPO / "group_data", group_data, ignore=shutil.ignore_patterns("__pycache__"))
+def test_open_ports_public_and_lan(public_config: HostConfig, lan_config: HostConfig) -> None:
+    assert public_config.open_tcp_ports() == [22, 80, 443]
+    assert lan_config.open_tcp_ports() == [22, 8001, 8002]
+
+
+def test_extra_port_already_open_is_refused(group_data: Path) -> None:
     lan = group_data / "lan.py"
     lan.write_text(lan.read_text() + '\nfirewall["extra_tcp_ports"] = [8001]\n')
     with pytest.raises(ConfigError, match=r"group_data/lan.py: option 'firewall.extra_tcp_ports.0': port 8001 is "
@@ -37,8 +34,8 @@ def test_ruleset_opens_exactly_the_declared_ports() -> None:
     assert 'iifname "tailscale0" accept' in text and not any("flush" in line for line in rules)
 
 
-def test_sshd_dropin_is_keys_only_by_default() -> None:
-    config = build_host_config("public", "srv1178562")
+def test_sshd_dropin_is_keys_only_by_default(public_config: HostConfig) -> None:
+    config = public_config
     text = render("etc/ssh/sshd_config.d/00-iac.conf.j2", ssh=config.ssh)
     for line in ("PasswordAuthentication no", "KbdInteractiveAuthentication no", "PermitRootLogin prohibit-password",
                  "Port 22"):

@@ -1,4 +1,5 @@
-"""Batched facts (iac/fact_batch.py) and the cheap pyinfra helpers (iac/fast_prepare.py), without a host.
+"""Batched facts (iac/pyinfra_ext/fact_batch.py) and the cheap pyinfra helpers
+(iac/pyinfra_ext/fast_prepare.py), without a host; installing them: tests/unit/test_pyinfra_ext.py.
 
 The batch's framing is checked by running it in a real ``sh`` here: every fact command must come
 back with exactly the lines and exit status it gives when run on its own, whatever it prints.
@@ -19,9 +20,9 @@ from pyinfra.api.command import MaskString, StringCommand
 from pyinfra.facts.files import File
 from pyinfra.facts.server import Hostname
 
-from iac import fact_batch, fast_prepare
-from iac.fact_batch import FactCall, batch_script, parse_batch, split_lines
-from iac.shared_facts import SystemdUnits
+from iac.pyinfra_ext import fact_batch, fact_calls, fast_prepare
+from iac.pyinfra_ext.fact_batch import FactCall, batch_script, parse_batch, split_lines
+from iac.pyinfra_ext.shared_facts import SystemdUnits
 
 SYSTEMD = SystemdUnits()
 
@@ -79,7 +80,7 @@ def test_a_call_is_keyed_by_fact_arguments_and_how_it_runs() -> None:
     # a tuple and a list key alike (a record is JSON)
     assert (FactCall.describe(File, {"path": ("a", "b")}, {}).key
             == FactCall.describe(File, {"path": ["a", "b"]}, {}).key)
-    assert fact_batch.fact_class(plain.fact) is File
+    assert fact_calls.fact_class(plain.fact) is File
 
 
 @pytest.mark.parametrize(("kwargs", "executor"), [
@@ -181,15 +182,6 @@ def test_a_command_or_upload_forgets_the_hosts_cached_facts_but_a_fact_read_does
     assert ran == ["stat /etc/hosts", "systemctl restart nginx"]
 
 
-def test_install_wraps_host_methods_once() -> None:
-    from pyinfra.api.host import Host
-
-    fact_batch.install()
-    first = Host.run_shell_command
-    fact_batch.install()
-    assert Host.run_shell_command is first and first._iac_changes_host
-
-
 def test_a_batch_that_fails_only_costs_time() -> None:
     import gevent
 
@@ -200,19 +192,10 @@ def test_a_batch_that_fails_only_costs_time() -> None:
     assert fact_batch.prefetched(entry) == {} and entry.prefetch is None
 
 
-def test_install_replaces_the_helpers_pyinfra_calls() -> None:
-    import importlib
-
-    fast_prepare.install()
-    assert importlib.import_module("pyinfra.api.operation").get_operation_order_from_stack \
-        is fast_prepare.operation_order_from_stack
-    assert importlib.import_module("pyinfra.api.arguments").all_global_arguments is fast_prepare.all_global_arguments
-
-
 # -- systemd unit facts answered from one shared `systemctl show` -----------------------------------
 
-def _systemd_call(fact: str, services, **extra) -> fact_batch.FactCall:
-    return fact_batch.FactCall(f"pyinfra.facts.systemd:{fact}", {"services": services, **extra}, {})
+def _systemd_call(fact: str, services, **extra) -> fact_calls.FactCall:
+    return fact_calls.FactCall(f"pyinfra.facts.systemd:{fact}", {"services": services, **extra}, {})
 
 
 SHARED_OUTPUT = ["Id=nginx.service", "SubState=running", "UnitFileState=enabled", "",
@@ -227,7 +210,7 @@ def test_only_plain_named_units_share_one_systemctl() -> None:
                  _systemd_call("SystemdStatus", ["nginx"]),  # no suffix: pyinfra's own command
                  _systemd_call("SystemdStatus", ["nginx.service"], user_mode=True),
                  _systemd_call("SystemdStatus", ["nginx.service"], machine="other"),
-                 fact_batch.FactCall("pyinfra.facts.server:Users", {}, {})):
+                 fact_calls.FactCall("pyinfra.facts.server:Users", {}, {})):
         assert SYSTEMD.keys(call, None) is None, call
 
 
@@ -292,14 +275,6 @@ def test_global_arguments_popped_are_the_same_as_pyinfra_pops() -> None:
             fast_prepare._pop_global_arguments(state, host, {"_retries": "many"})
 
 
-def test_install_reaches_every_module_that_imported_pop_global_arguments() -> None:
-    import importlib
-
-    fast_prepare.install()
-    for name in fast_prepare._POP_USERS:
-        assert importlib.import_module(name).pop_global_arguments is fast_prepare.pop_global_arguments, name
-
-
 KERNEL = {"name": "Linux"}
 
 
@@ -311,7 +286,7 @@ class KernelDependentFact(FactBase):
 
 
 def test_a_fact_is_prepared_per_host_unless_a_shared_command_answers_it() -> None:
-    own = FactCall(fact_batch.fact_path(KernelDependentFact), {}, {})
+    own = FactCall(fact_calls.fact_path(KernelDependentFact), {}, {})
     assert fact_batch.prepare("linux-host", own).command == "echo Linux"
     KERNEL["name"] = "FreeBSD"
     try:
@@ -331,13 +306,13 @@ POISONED_ENTRIES = {
     "an unknown class": {"fact": "subprocess:Popen", "kwargs": {"args": "touch {marker}"}, "executor": {}},
     "pyinfra's own Command fact": {"fact": "pyinfra.facts.server:Command", "kwargs": {"command": "touch {marker}"},
                                    "executor": {}},
-    "an argument the command does not quote": {"fact": "operations.facts:GitRemoteCommit",
+    "an argument the command does not quote": {"fact": "operations.app.facts:GitRemoteCommit",
                                                "kwargs": {"url": "git@h:o/r.git", "revision": "main",
                                                           "user": "x; touch {marker}; #"}, "executor": {}},
     "a path of a hostile shape": {"fact": "pyinfra.facts.files:File", "kwargs": {"path": "/x$(touch {marker})"},
                                   "executor": {}},
     "a path with ..": {"fact": "pyinfra.facts.files:File", "kwargs": {"path": "/etc/../{marker}"}, "executor": {}},
-    "an argument of another type": {"fact": "operations.facts:HttpStatus",
+    "an argument of another type": {"fact": "operations.app.facts:HttpStatus",
                                     "kwargs": {"url": "/", "host_header": "a.example", "port": "443; touch {marker}",
                                                "tls": True}, "executor": {}},
     "an argument the class does not have": {"fact": "pyinfra.facts.files:File",
@@ -383,8 +358,8 @@ def run_from_record(monkeypatch, tmp_path: Path, record: str) -> tuple[Recording
     monkeypatch.setattr(fact_batch, "_WARNED", set())
     monkeypatch.setattr(fact_batch.atexit, "register", lambda *_: None)
     imported: list[str] = []
-    real_import = fact_batch.importlib.import_module
-    monkeypatch.setattr(fact_batch.importlib, "import_module", lambda name: imported.append(name) or real_import(name))
+    real_import = fact_calls.importlib.import_module
+    monkeypatch.setattr(fact_calls.importlib, "import_module", lambda name: imported.append(name) or real_import(name))
     host = RecordingHost("web1")
     fact_batch.record_file(host, "deploy.py").write_text(record)
     state = types.SimpleNamespace(current_deploy_filename="deploy.py",
@@ -441,7 +416,7 @@ def test_a_good_record_batches_without_a_warning(monkeypatch, tmp_path, caplog) 
                {"fact": "pyinfra.facts.files:FindInFile", "executor": GOOD_ENTRY["executor"],
                 "kwargs": {"path": "/etc/hosts", "pattern": "^127.0.1.1\\tname it$", "interpolate_variables": False,
                            "extended_regex": False}},
-               {"fact": "operations.guarded:Sha256Files", "kwargs": {"paths": ["/etc/hostname", "/etc/hosts"]},
+               {"fact": "iac.guarded:Sha256Files", "kwargs": {"paths": ["/etc/hostname", "/etc/hosts"]},
                 "executor": GOOD_ENTRY["executor"]}]
     with caplog.at_level(logging.WARNING, logger="pyinfra"):
         host, gathered, _ = run_from_record(monkeypatch, tmp_path, json.dumps(entries))

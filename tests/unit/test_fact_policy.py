@@ -1,4 +1,4 @@
-"""The fact-record policy (iac/fact_policy.py) against the fact classes it names, without a host."""
+"""The fact-record policy (iac/pyinfra_ext/fact_policy.py) against the fact classes it names, without a host."""
 
 from __future__ import annotations
 
@@ -9,19 +9,32 @@ import pkgutil
 import pytest
 from pyinfra.api import FactBase
 
+import iac
 import operations
-from iac import fact_batch, fact_policy
-from iac.fact_policy import ALLOWED_FACTS, EXECUTOR, GIT_URL, HOSTNAME, NAME, PATH, TEXT, UNIT, URL_PATH, refusal
+from iac.pyinfra_ext import fact_calls, fact_policy
+from iac.pyinfra_ext.fact_policy import (
+    ALLOWED_FACTS,
+    EXECUTOR,
+    GIT_URL,
+    HOSTNAME,
+    NAME,
+    PATH,
+    TEXT,
+    UNIT,
+    URL_PATH,
+    refusal,
+)
 
 
 def repo_fact_classes() -> dict[str, type[FactBase]]:
-    """Every fact class defined in operations/ (by import path)."""
+    """Every fact class defined in operations/ and the library (by import path)."""
     found = {}
-    for module_info in pkgutil.iter_modules(operations.__path__):
-        module = importlib.import_module(f"operations.{module_info.name}")
+    for module_info in [*pkgutil.walk_packages(operations.__path__, "operations."),
+                        *pkgutil.walk_packages(iac.__path__, "iac.")]:
+        module = importlib.import_module(module_info.name)
         for _, cls in inspect.getmembers(module, inspect.isclass):
             if issubclass(cls, FactBase) and cls.__module__ == module.__name__:
-                found[fact_batch.fact_path(cls)] = cls
+                found[fact_calls.fact_path(cls)] = cls
     return found
 
 
@@ -29,12 +42,12 @@ def test_every_fact_class_of_the_repo_is_allowed_or_said_why_not() -> None:
     classes = repo_fact_classes()
     assert len(classes) >= 14
     missing = set(classes) - set(ALLOWED_FACTS) - set(fact_policy.NEVER_RECORDED)
-    assert not missing, f"add to iac/fact_policy.py ALLOWED_FACTS with the kind of each argument: {missing}"
+    assert not missing, f"add to iac/pyinfra_ext/fact_policy.py ALLOWED_FACTS with the kind of each argument: {missing}"
 
 
 @pytest.mark.parametrize("path", sorted(ALLOWED_FACTS))
 def test_each_allowed_fact_exists_and_its_arguments_are_its_commands(path: str) -> None:
-    cls = fact_batch.fact_class(path)
+    cls = fact_calls.fact_class(path)
     parameters = [p for p in inspect.signature(cls.command).parameters if p != "self"]
     assert sorted(parameters) == sorted(ALLOWED_FACTS[path]), path
 
@@ -74,6 +87,6 @@ def test_refusal_names_the_reason() -> None:
     assert refusal("pyinfra.facts.files:File", {"path": "/x y"}, {}) == "argument 'path' is not a path"
     assert refusal("pyinfra.facts.files:File", [], {}) == "its arguments are not a mapping"
     assert refusal("pyinfra.facts.server:Hostname", {}, {"_env": {}}) == "unknown executor setting '_env'"
-    assert refusal("operations.facts:HttpStatus", {"port": True}, {}) == "argument 'port' is not a int 1..65535"
+    assert refusal("operations.app.facts:HttpStatus", {"port": True}, {}) == "argument 'port' is not a int 1..65535"
     assert refusal("pyinfra.facts.server:Hostname", {}, {"_success_exit_codes": [0, "1"]}) is not None
 

@@ -1,4 +1,4 @@
-"""Validated changes (operations/guarded.py, operations/nginx.py) run here in sh: a rejected change
+"""Validated changes (iac/guarded.py, operations/nginx/deploy.py) run here in sh: a rejected change
 is put back and the check's output is shown, through no file with a fixed name (issue 20)."""
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from pyinfra.api import FileUploadCommand, StringCommand
 
-from iac import sudo_staging
-from operations import guarded, nginx
+from iac import guarded
+from iac.pyinfra_ext import sudo_staging
+from operations.nginx import deploy as nginx
 
 
 class FakeHost:
@@ -19,7 +20,7 @@ class FakeHost:
 
     def __init__(self, facts: dict) -> None:
         self.facts = facts
-        self.data: dict = {}  # no _temp_dir: a host reached as root (iac/sudo_staging.py)
+        self.data: dict = {}  # no _temp_dir: a host reached as root (iac/pyinfra_ext/sudo_staging.py)
         self.current_op_global_arguments: dict = {}
 
     def get_fact(self, fact: type, **kwargs: object) -> object:

@@ -1,4 +1,4 @@
-"""iac/host_users.py prints what pyinfra's ``server.Users`` loop prints, or steps aside.
+"""iac/pyinfra_ext/host_users.py prints what pyinfra's ``server.Users`` loop prints, or steps aside.
 
 The byte-for-byte comparison runs both on this machine (Debian 12, as root: /etc/shadow is read
 as on the hosts); the integration test test_fact_batch.py compares the parsed facts on both
@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from pyinfra.facts.server import Users
 
-from iac import fact_batch, host_users, shared_facts
-from iac.fact_batch import FactCall, split_lines
-from iac.host_users import Unsure, dedup_groups, stage_lastlog, stage_read_passwd, stage_shadow
+from iac.pyinfra_ext import fact_batch, host_users, shared_facts
+from iac.pyinfra_ext.fact_batch import FactCall, split_lines
+from iac.pyinfra_ext.host_users import Unsure, dedup_groups, stage_lastlog, stage_read_passwd, stage_shadow
 
 SCRIPT = Path(host_users.__file__)
 
@@ -57,7 +57,7 @@ USERS = FactCall("pyinfra.facts.server:Users", {}, {})
 
 
 def test_in_a_batch_the_engine_runner_gives_the_same_fact_as_pyinfras_loop() -> None:
-    """In a batch the script runs inside the one python3 of the engine runner (iac/shared_facts.py)."""
+    """In a batch the script runs inside the one python3 of the engine runner (iac/pyinfra_ext/shared_facts.py)."""
     own = _sh(Users().command()).stdout
     assert shared_facts.shared_for(USERS, None)[0].name == "engine calls"  # (its own command is not needed)
     values = fact_batch.gather(None, LocalHost(), [USERS])

@@ -9,26 +9,18 @@ from __future__ import annotations
 
 import copy
 import functools
-import json
-import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import SecretStr
 
-from iac.secrets import SecretsFile
-from iac.stack import ConfigError, build_host_config
+from iac.errors import ConfigError
+from stack.load import build_host_config
+from stack.secrets import SecretsFile
 
-REPO = Path(__file__).resolve().parents[2]
 HOSTS = {"public": "srv1178562", "lan": "gts-server"}
-
-
-@pytest.fixture
-def group_data(tmp_path: Path) -> Path:
-    dest = tmp_path / "group_data"
-    shutil.copytree(REPO / "group_data", dest, ignore=shutil.ignore_patterns("__pycache__"))
-    return dest
 
 
 def refusal(group_data: Path, group: str, snippet: str) -> str:
@@ -166,42 +158,37 @@ def test_unknown_group_file_is_refused_with_the_closest_name(group_data: Path) -
         build_host_config("lan", "gts-server", group_data=group_data)
 
 
-def _secrets_file(tmp_path: Path, data: dict) -> SecretsFile:
-    path = tmp_path / "secrets.json"
-    path.write_text(json.dumps(data))
-    return SecretsFile(path, require=False)
-
-
-def test_unknown_secrets_key_is_refused_with_the_closest_name(tmp_path: Path) -> None:
-    source = _secrets_file(tmp_path, {"lan": {"apps": {"rental_scheduler": {"secret_kye": "x"}}}})
+def test_unknown_secrets_key_is_refused_with_the_closest_name(secrets_file: Callable[[dict], SecretsFile]) -> None:
+    source = secrets_file({"lan": {"apps": {"rental_scheduler": {"secret_kye": "x"}}}})
     with pytest.raises(ConfigError, match=r"unknown secret 'apps.rental_scheduler.secret_kye'.*did you mean "
                                           r"'apps.rental_scheduler.secret_key'\?"):
         build_host_config("lan", "gts-server", secrets=source)
 
 
-def test_unknown_secrets_group_is_refused(tmp_path: Path) -> None:
+def test_unknown_secrets_group_is_refused(secrets_file: Callable[[dict], SecretsFile]) -> None:
     with pytest.raises(ConfigError, match=r"unknown group 'pubic'; did you mean 'public'\?"):
-        _secrets_file(tmp_path, {"pubic": {}})
+        secrets_file({"pubic": {}})
 
 
-def test_secret_env_comes_from_the_secrets_file(tmp_path: Path) -> None:
-    source = _secrets_file(tmp_path, {"lan": {"apps": {"rental_scheduler": {
+def test_secret_env_comes_from_the_secrets_file(secrets_file: Callable[[dict], SecretsFile]) -> None:
+    source = secrets_file({"lan": {"apps": {"rental_scheduler": {
         "secret_env": {"SENTRY_DSN": "https://k@sentry.example/1"}}}}})
     config = build_host_config("lan", "gts-server", secrets=source)
     assert config.apps["rental_scheduler"].secret_env["SENTRY_DSN"].get_secret_value() == "https://k@sentry.example/1"
 
 
 @pytest.mark.parametrize("value", ["s3cr3t-part\nbreak", "s3cr3t-part\x00byte"])
-def test_secret_with_a_newline_or_nul_is_refused_without_showing_it(tmp_path: Path, value: str) -> None:
-    source = _secrets_file(tmp_path, {"public": {"apps": {"chip_dashboard": {"secret_key": value}}}})
+def test_secret_with_a_newline_or_nul_is_refused_without_showing_it(secrets_file: Callable[[dict], SecretsFile],
+                                                                    value: str) -> None:
+    source = secrets_file({"public": {"apps": {"chip_dashboard": {"secret_key": value}}}})
     with pytest.raises(ConfigError) as err:
         build_host_config("public", "srv1178562", secrets=source)
     assert "apps.chip_dashboard.secret_key" in str(err.value) and "control character" in str(err.value)
     assert "s3cr3t-part" not in str(err.value)
 
 
-def test_plain_password_is_not_taken_for_a_hash(tmp_path: Path) -> None:
-    source = _secrets_file(tmp_path, {"lan": {"admin": {"password_hash": "hunter2"}}})
+def test_plain_password_is_not_taken_for_a_hash(secrets_file: Callable[[dict], SecretsFile]) -> None:
+    source = secrets_file({"lan": {"admin": {"password_hash": "hunter2"}}})
     with pytest.raises(ConfigError, match=r"admin.password_hash': is not a crypt\(3\) hash"):
         build_host_config("lan", "gts-server", secrets=source)
 

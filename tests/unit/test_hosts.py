@@ -3,25 +3,17 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
 
-from iac.inventory import check_overrides, group_entries
-from iac.stack import ConfigError, build_host_config, declared_hosts
+from iac.errors import ConfigError
+from stack.inventory import check_overrides, group_entries
+from stack.load import build_host_config, declared_hosts
 
-REPO = Path(__file__).resolve().parents[2]
 SECOND = ('    "srv2": {"apps": {"chip_dashboard": {"allowed_hosts": ["b.pravoo.in"],\n'
           '                                       "nginx": {"server_names": ["b.pravoo.in"]}}}},\n')
 CONNECTIONS = {"srv1178562": {"ssh_hostname": "72.61.148.117"}, "srv2": {"ssh_hostname": "203.0.113.7"}}
-
-
-@pytest.fixture
-def group_data(tmp_path: Path) -> Path:
-    dest = tmp_path / "group_data"
-    shutil.copytree(REPO / "group_data", dest, ignore=shutil.ignore_patterns("__pycache__"))
-    return dest
 
 
 def _add_second_vps(group_data: Path) -> None:

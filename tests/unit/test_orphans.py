@@ -5,13 +5,13 @@ tampered manifest on the host cannot make a run delete anything an app never had
 from __future__ import annotations
 
 import copy
-import shutil
 from pathlib import Path
 
 import pytest
 
-from iac.stack import GROUP_DATA, build_host_config, read_group_file
-from operations import orphans
+from operations.host import HostConfig
+from operations.orphans import deploy as orphans
+from stack.load import build_host_config, read_group_file
 
 
 class FakeHost:
@@ -37,9 +37,9 @@ def _plan(monkeypatch: pytest.MonkeyPatch, recorded: object, declared: list[dict
 
 
 def test_removing_an_app_deletes_its_units_files_and_user_and_retains_its_data(
-        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    before = build_host_config("lan", "gts-server")
-    after = build_host_config("lan", "gts-server", overrides=None, group_data=_group_data_without_shop(tmp_path))
+        monkeypatch: pytest.MonkeyPatch, lan_config: HostConfig, group_data: Path) -> None:
+    before = lan_config
+    after = build_host_config("lan", "gts-server", overrides=None, group_data=_group_data_without_shop(group_data))
     commands, notes = _plan(monkeypatch, {"entries": before.managed()}, after.managed(), after)
     deleted = {n for n in notes if n.startswith("- delete")}
     assert {"- delete unit gunicorn-shop_scheduler.service (app shop_scheduler)",
@@ -64,8 +64,9 @@ def test_removing_an_app_deletes_its_units_files_and_user_and_retains_its_data(
     assert "rm -rf" not in text and "dropdb" not in text
 
 
-def test_nothing_to_do_when_the_manifest_matches_or_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
-    config = build_host_config("lan", "gts-server")
+def test_nothing_to_do_when_the_manifest_matches_or_is_missing(monkeypatch: pytest.MonkeyPatch,
+                                                              lan_config: HostConfig) -> None:
+    config = lan_config
     assert _plan(monkeypatch, {"entries": config.managed()}, config.managed(), config) == ([], [])
     assert _plan(monkeypatch, None, config.managed(), config) == ([], [])  # first run: nothing recorded
 
@@ -82,21 +83,19 @@ def test_nothing_to_do_when_the_manifest_matches_or_is_missing(monkeypatch: pyte
     ({"kind": "package", "name": "nginx"}, "unknown kind 'package'"),
     ("rm -rf /", "not an entry"),
 ])
-def test_a_tampered_manifest_entry_is_ignored_and_said(monkeypatch: pytest.MonkeyPatch, entry: object,
-                                                       why: str) -> None:
-    config = build_host_config("lan", "gts-server")
+def test_a_tampered_manifest_entry_is_ignored_and_said(monkeypatch: pytest.MonkeyPatch, lan_config: HostConfig,
+                                                       entry: object, why: str) -> None:
+    config = lan_config
     commands, notes = _plan(monkeypatch, {"entries": [entry]}, config.managed(), config)
     assert commands == []
     assert len(notes) == 1 and notes[0].startswith("ignored manifest entry") and notes[0].endswith(why)
 
 
-def _group_data_without_shop(tmp_path: Path) -> Path:
-    """A group_data directory like the repository's, with the shop app and its database gone."""
-    for name in ("all.py", "public.py"):
-        shutil.copy(GROUP_DATA / name, tmp_path / name)
-    values = copy.deepcopy(read_group_file(GROUP_DATA / "lan.py"))
+def _group_data_without_shop(group_data: Path) -> Path:
+    """``group_data`` (a copy of the repository's) with the shop app and its database gone."""
+    values = copy.deepcopy(read_group_file(group_data / "lan.py"))
     del values["apps"]["shop_scheduler"]
     values["postgres"]["roles"].remove("shop_scheduler_user")
     del values["postgres"]["databases"]["gts_shop_scheduler"]
-    (tmp_path / "lan.py").write_text("".join(f"{k} = {v!r}\n" for k, v in values.items()))
-    return tmp_path
+    (group_data / "lan.py").write_text("".join(f"{k} = {v!r}\n" for k, v in values.items()))
+    return group_data

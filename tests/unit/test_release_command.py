@@ -4,13 +4,13 @@ tells a release pending upstream from a change made on the host."""
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 
-from iac.stack import (
-    GROUP_DATA,
+from operations.app.release import release_difference
+from operations.host import HostConfig
+from stack.load import (
     RELEASE_ONLY_ENV,
     ConfigError,
     build_host_config,
@@ -20,25 +20,23 @@ from iac.stack import (
     release_only,
     unpin_stack_revision,
 )
-from operations.django_app import release_difference
 
 C1, C2 = "1" * 40, "2" * 40
 
 
-def test_pinning_a_production_revision_changes_one_line_of_group_data_and_nothing_else(tmp_path: Path) -> None:
-    for name in ("all.py", "lan.py", "public.py"):
-        shutil.copy(GROUP_DATA / name, tmp_path / name)
-    before = (tmp_path / "lan.py").read_text()
-    old, new = pin_group_file_revision(tmp_path / "lan.py", "shop_scheduler", C1, "main on 2026-12-03, by make release")
-    after = (tmp_path / "lan.py").read_text()
+def test_pinning_a_production_revision_changes_one_line_of_group_data_and_nothing_else(group_data: Path) -> None:
+    before = (group_data / "lan.py").read_text()
+    old, new = pin_group_file_revision(group_data / "lan.py", "shop_scheduler", C1,
+                                       "main on 2026-12-03, by make release")
+    after = (group_data / "lan.py").read_text()
     changed = [(a, b) for a, b in zip(before.splitlines(), after.splitlines(), strict=True) if a != b]
     assert changed == [(old, new)]
     assert f"'revision': {C1!r}" in new.replace('"', "'") and new.endswith("# main on 2026-12-03, by make release")
-    values = read_group_file(tmp_path / "lan.py")
+    values = read_group_file(group_data / "lan.py")
     assert values["apps"]["shop_scheduler"]["source"]["revision"] == C1
     assert values["apps"]["rental_scheduler"]["source"]["revision"] == "main"  # the other app untouched
     # the result is still a valid stack
-    config = build_host_config("lan", "gts-server", group_data=tmp_path)
+    config = build_host_config("lan", "gts-server", group_data=group_data)
     assert config.apps["shop_scheduler"].source.revision == C1
 
 
@@ -62,8 +60,9 @@ def test_a_sandbox_pin_goes_to_the_stack_values_file_and_can_be_put_back(tmp_pat
     assert "revision" not in json.loads(values.read_text())["public"]["apps"]["chip_dashboard"]["source"]
 
 
-def test_a_release_only_run_names_an_app_of_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
-    config = build_host_config("public", "srv1178562")
+def test_a_release_only_run_names_an_app_of_the_host(monkeypatch: pytest.MonkeyPatch,
+                                                    public_config: HostConfig) -> None:
+    config = public_config
     assert release_only(config) is None
     monkeypatch.setenv(RELEASE_ONLY_ENV, "chip_dashboard")
     assert release_only(config) == "chip_dashboard"

@@ -1,4 +1,4 @@
-"""Facts answered together in a batch (iac/shared_facts.py): the same value as each fact's own command.
+"""Facts answered together in a batch (iac/pyinfra_ext/shared_facts.py): the same value as each fact's own command.
 
 Every comparison runs real commands in a real ``sh`` on this machine (Debian 12, as the hosts): the
 shared ``stat``/``sha1sum``/``sha256sum`` of many paths, and pyinfra's own command for each path,
@@ -17,8 +17,8 @@ from pyinfra.api import FactBase
 from pyinfra.api import facts as pyinfra_facts
 from pyinfra.api.command import StringCommand
 
-from iac import fact_batch, shared_facts
-from iac.fact_batch import FactCall, split_lines
+from iac.pyinfra_ext import fact_batch, fact_calls, shared_facts
+from iac.pyinfra_ext.fact_batch import FactCall, split_lines
 
 FILE_FACTS = ["File", "Link", "Directory", "Socket"]
 HASH_FACTS = ["Sha1File", "Sha256File"]
@@ -40,7 +40,7 @@ class LocalHost:
 
 def own_command(call: FactCall) -> str:
     """The text of the fact's own command (what the batch passes to ``shared_for``)."""
-    command = pyinfra_facts._make_command(fact_batch.fact_class(call.fact)().command, dict(call.kwargs))
+    command = pyinfra_facts._make_command(fact_calls.fact_class(call.fact)().command, dict(call.kwargs))
     return command if isinstance(command, str) else command.get_raw_value()
 
 
@@ -51,7 +51,7 @@ def shared_for(call: FactCall):  # noqa: ANN201
 
 def own_value(call: FactCall):  # noqa: ANN201
     """The value pyinfra's own command and process() give, run here."""
-    fact = fact_batch.fact_class(call.fact)()
+    fact = fact_calls.fact_class(call.fact)()
     command = pyinfra_facts._make_command(fact.command, dict(call.kwargs))
     raw = command if isinstance(command, str) else command.get_raw_value()
     proc = subprocess.run(["sh", "-c", raw], capture_output=True, check=False)
@@ -207,13 +207,13 @@ class FakeEngineFact(FactBase):
 
 
 def test_our_engine_facts_are_answered_together() -> None:
-    from operations.backups import ENGINE, ResticRepositoryState
-    from operations.django_app import RELEASE_ENGINE
-    from operations.facts import ReleaseDamage
+    from operations.app.facts import ReleaseDamage
+    from operations.app.release import RELEASE_ENGINE
+    from operations.backups.deploy import ENGINE, ResticRepositoryState
 
     for cls, kwargs in ((ReleaseDamage, {"engine": RELEASE_ENGINE, "app": "shop"}),
                         (ResticRepositoryState, {"env_file": "/etc/gts/backup/restic.env"})):
-        found = shared_for(FactCall(fact_batch.fact_path(cls), kwargs, {}))
+        found = shared_for(FactCall(fact_calls.fact_path(cls), kwargs, {}))
         assert found is not None and isinstance(found[0], shared_facts.EngineCalls), cls
     assert ENGINE in ResticRepositoryState().command(env_file="/etc/x.env")
 
@@ -224,7 +224,7 @@ def test_every_engine_call_gets_what_its_own_python3_prints(tmp_path: Path) -> N
     from the one shared python3 equals its own command's, run in sh."""
     engine = tmp_path / "engine.py"
     engine.write_text(ENGINE_SOURCE)
-    fact = fact_batch.fact_path(FakeEngineFact)
+    fact = fact_calls.fact_path(FakeEngineFact)
     cases = [{"kind": "print", "arg": "x y $(id)"}, {"kind": "child", "arg": ""},
              {"kind": "fail", "arg": "", "tolerate": True}, {"kind": "raise", "arg": "", "tolerate": True},
              {"kind": "exit", "arg": "0"}, {"kind": "exit", "arg": "256"},  # python3 exits 0 for 256

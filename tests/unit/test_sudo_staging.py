@@ -1,4 +1,4 @@
-"""Uploads through sudo are staged in the login's private directory (iac/sudo_staging.py), without a host.
+"""Uploads through sudo are staged in the login's private directory (iac/pyinfra_ext/sudo_staging.py), without a host.
 
 No pyinfra patch does it: pyinfra's ``_temp_dir`` global argument in the host's data does. The
 tests below pin the pyinfra 3.10 behaviour that relies on (facts, the askpass script, the SSH
@@ -9,7 +9,6 @@ tests/integration/test_sudo_uploads.py watches a real converge through sudo.
 from __future__ import annotations
 
 import ast
-import os
 import re
 import subprocess
 from pathlib import Path
@@ -22,10 +21,9 @@ from pyinfra.connectors.util import CommandOutput, OutputLine, make_unix_command
 from pyinfra.context import ctx_host, ctx_state
 from pyinfra.facts.files import File
 
-from iac import sudo_staging
-from iac.secrets import SecretsFile, crypt_sha512
-from iac.stack import ConfigError
-from iac.validate import load_inventory
+from cli.validate import load_inventory
+from iac.errors import ConfigError
+from iac.pyinfra_ext import sudo_staging
 
 REPO = Path(__file__).resolve().parents[2]
 STAGING = "/home/gts/.cache/iac-staging"
@@ -157,26 +155,3 @@ def test_prepare_makes_a_private_directory_and_refuses_a_link(tmp_path: Path) ->
 def test_prepare_does_nothing_on_a_host_reached_as_root() -> None:
     host = SimpleNamespace(name="h", data={}, run_shell_command=lambda *a, **k: pytest.fail("no command"))
     sudo_staging.prepare(host)
-
-
-def test_a_sandbox_keeps_a_secret_of_its_own_and_a_value_derived_from_it(tmp_path: Path) -> None:
-    path = tmp_path / "secrets.json"
-    secrets = SecretsFile(path, generate=True)
-    password = secrets.own_secret("lan", ("sandbox", "admin_sudo_password"), lambda t: f"{t} $(x)")
-    assert password.startswith("CANARY-sandbox.admin_sudo_password-") and password.endswith(" $(x)")
-    assert (path.stat().st_mode & 0o777) == 0o600
-    again = SecretsFile(path, generate=True)
-    assert again.own_secret("lan", ("sandbox", "admin_sudo_password")) == password  # kept, not made anew
-    hashed = crypt_sha512(password, "0123456789abcdef")
-    assert hashed.startswith("$6$0123456789abcdef$") and hashed == crypt_sha512(password, "0123456789abcdef")
-    again.keep("lan", ("admin", "password_hash"), hashed)
-    before = path.stat().st_mtime_ns
-    os.utime(path, ns=(0, 0))
-    SecretsFile(path, generate=True).keep("lan", ("admin", "password_hash"), hashed)  # unchanged: not rewritten
-    assert path.stat().st_mtime_ns == 0 != before
-    provided = SecretsFile(path, generate=True).provide("lan", [("admin", "password_hash")], [])
-    assert provided == {"admin": {"password_hash": hashed}}
-    with pytest.raises(ConfigError, match="only a generated"):
-        SecretsFile(path).own_secret("lan", ("sandbox", "x"))
-    with pytest.raises(ConfigError, match="newline"):
-        crypt_sha512("a\nb", "salt")

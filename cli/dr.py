@@ -1,0 +1,122 @@
+"""Rebuild a host from a bare Debian 12 box and the offsite backups, with one command.
+
+The runbook's disaster-recovery sequence ("Disaster recovery (high-level)"), each step as it is
+done here:
+
+  1-3. Debian installed, network and SSH reachable; restic and the system-state env file
+       (from the secrets file)              -> dr_bootstrap.py (pyinfra), which also
+  4.   restores the newest system-state snapshot, into a staging directory (not over /)
+  5-6. daemon-reload, users, repositories, venvs, migrate, collectstatic -> deploy.py (the
+       converge); the apps' deploy keys are taken from the staged state, so nothing has to be
+       registered on the git host again
+  7.   databases from the offsite dumps     -> `iac-backup restore DB --from offsite` per database
+  then each app answers through nginx, and the drift check reports the host in sync.
+
+Usage: python -m cli.dr INVENTORY --limit GROUP [--yes]
+Production (a stack named "production") asks for the host name unless --yes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+
+from cli import drift
+from cli.backups import Target, app_answers, targets
+from iac.errors import ConfigError
+from iac.repo import REPO
+
+PYINFRA = str(REPO / ".venv/bin/pyinfra")
+
+
+def phase(times: dict[str, float], label: str, started: float) -> None:
+    times[label] = round(time.monotonic() - started, 1)
+    print(f"dr: {label}: {times[label]}s", file=sys.stderr, flush=True)
+
+
+def pyinfra(inventory: str, deploy: str, limit: str) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "PYINFRA_YES"}
+    env.setdefault("PYINFRA_PROGRESS", "off")
+    proc = subprocess.run([PYINFRA, inventory, deploy, "-y", "--limit", limit], cwd=REPO, env=env,
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-30:])
+        raise ConfigError(f"{deploy} failed on {limit}:\n{tail}")
+
+
+def restore_databases(target: Target) -> list[str]:
+    """Every backed-up database of the host, from the newest offsite snapshot."""
+    done = []
+    for db in target.config.backup_databases():
+        proc = target.ssh(f"/usr/local/sbin/iac-backup restore {db} --from offsite")
+        if proc.returncode != 0:
+            raise ConfigError(f"restore of {db} from offsite failed: {proc.stderr.strip()[-500:]}")
+        done.append(json.loads(proc.stdout)["database"])
+    return done
+
+
+def find(inventory: str, limit: str) -> Target:
+    found = [t for t in targets(inventory) if limit in (t.group, t.name)]
+    if len(found) != 1:
+        raise ConfigError(f"{inventory}: --limit {limit} must name one host that declares backups")
+    return found[0]
+
+
+def confirmed(target: Target) -> bool:
+    if not sys.stdin.isatty():
+        return False
+    return input(f"Rebuild {target.name} from its backups? Type its name: ").strip() == target.name
+
+
+def rebuild(inventory: str, target: Target, times: dict[str, float]) -> None:
+    """Run the whole sequence against one host; raise ConfigError naming the failed step."""
+    limit = target.name
+    started = time.monotonic()
+    pyinfra(inventory, "dr_bootstrap.py", limit)
+    phase(times, "restic + system state staged", started)
+    started = time.monotonic()
+    pyinfra(inventory, "deploy.py", limit)
+    phase(times, "converge from bare (deploy.py)", started)
+    started = time.monotonic()
+    restored = restore_databases(target)
+    phase(times, f"databases restored from offsite ({len(restored)})", started)
+    started = time.monotonic()
+    units = [app.unit for app in target.config.apps.values()]
+    if app_answers(target, units):
+        raise ConfigError("an app does not answer through nginx after the rebuild")
+    code, report = drift.check(inventory, extra_args=["--limit", limit])
+    phase(times, "apps answer through nginx + drift check", started)
+    if code != drift.IN_SYNC:
+        raise ConfigError(f"the rebuilt host is not in sync with the repository:\n{report}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="cli.dr", description=__doc__.splitlines()[0])
+    p.add_argument("inventory")
+    p.add_argument("--limit", required=True, help="the group or host to rebuild, e.g. lan")
+    p.add_argument("--yes", action="store_true")
+    args = p.parse_args(argv)
+    times: dict[str, float] = {}
+    try:
+        target = find(args.inventory, args.limit)
+        if target.production and not args.yes and not confirmed(target):
+            print("not confirmed; nothing changed", file=sys.stderr)
+            return 1
+        started = time.monotonic()
+        with contextlib.redirect_stdout(sys.stderr):  # progress to stderr: stdout is the JSON report alone
+            rebuild(args.inventory, target, times)
+        phase(times, "total", started)
+    except (ConfigError, subprocess.TimeoutExpired) as exc:
+        print(f"dr: FAILED: {exc}", file=sys.stderr)
+        return 1
+    print(json.dumps({"host": target.name, "seconds": times}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Paths on every host that are not one app's (those are AppPaths, operations/app/paths.py),
+derived here once and passed on: to operations, templates, the engines' settings and the tests
+that hold the engines' own defaults equal to them (tests/unit/test_layout.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class HostPaths:
+    """Where this repository keeps its own things on a host."""
+
+    # rendered files wait here until their check passes (iac/guarded.py validated_file(s))
+    staged: str = "/etc/iac/staged"
+    # the host engines: packages and their launchers (files/usr/local/lib/iac/, iac/engines.py)
+    engines: str = "/usr/local/lib/iac"
+    # each app's release settings, env-free JSON the release engine reads, and its pinned host key
+    release_settings_dir: str = "/etc/iac/apps"
+    # what root records about each app's releases: only root can write there, so no app can
+    # forge a record root later acts on
+    release_state_dir: str = "/var/lib/iac/releases"
+    # the engines' records of other kinds (the packet filter's digest, restic repositories seen)
+    state_dir: str = "/var/lib/iac"
+    # root-only runtime directory of the host engines: their locks (never world-writable /run/lock)
+    runtime_dir: str = "/run/iac"
+    nginx_sites_available: str = "/etc/nginx/sites-available"
+    nginx_sites_enabled: str = "/etc/nginx/sites-enabled"
+    # what the repository manages on a host (HostConfig.managed), written by every whole run
+    managed_manifest: str = "/etc/iac/managed.json"
+
+    @property
+    def release_engine(self) -> str:
+        return f"{self.engines}/iac_release.py"
+
+    @property
+    def backup_engine(self) -> str:
+        return f"{self.engines}/iac_backup.py"
+
+    @property
+    def gunicorn_config(self) -> str:
+        """Settings some gunicorn versions lack, shared by every app's gunicorn."""
+        return f"{self.engines}/gunicorn_conf.py"
+
+
+HOST = HostPaths()
+
+# the names the rest of the repository imports (each is HOST's)
+STAGED = HOST.staged
+RELEASE_SETTINGS_DIR = HOST.release_settings_dir
+RELEASE_STATE_DIR = HOST.release_state_dir
+RUNTIME_DIR = HOST.runtime_dir
+NGINX_SITES_AVAILABLE = HOST.nginx_sites_available
+NGINX_SITES_ENABLED = HOST.nginx_sites_enabled
+MANAGED_MANIFEST = HOST.managed_manifest
+GUNICORN_CONFIG = HOST.gunicorn_config

@@ -1,0 +1,38 @@
+"""Reaching a host over SSH from this machine, the way its inventory entry says pyinfra does
+(user, key, known hosts, host key checking, port): the one place the ssh command line is built,
+for the operator commands (cli/) and the commit-confirm check of a second login."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+from collections.abc import Mapping
+from typing import Any
+
+
+def ssh_argv(data: Mapping[str, Any], *, port: int | None = None, connect_timeout: int = 15,
+             keepalive: bool = False) -> list[str]:
+    """``ssh`` with the inventory entry's connection settings and the destination, without a
+    command (BatchMode: never a prompt)."""
+    argv = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={connect_timeout}"]
+    if keepalive:
+        argv += ["-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=2"]
+    if data.get("ssh_key"):
+        argv += ["-i", str(data["ssh_key"]), "-o", "IdentitiesOnly=yes"]
+    if data.get("ssh_known_hosts_file"):
+        argv += ["-o", f"UserKnownHostsFile={data['ssh_known_hosts_file']}"]
+    if data.get("ssh_strict_host_key_checking"):
+        argv += ["-o", f"StrictHostKeyChecking={data['ssh_strict_host_key_checking']}"]
+    if port or data.get("ssh_port"):
+        argv += ["-p", str(port or data["ssh_port"])]
+    user, hostname = data.get("ssh_user"), data["ssh_hostname"]
+    return [*argv, f"{user}@{hostname}" if user else str(hostname)]
+
+
+def run_as_root(data: Mapping[str, Any], command: str, timeout: float = 3600,
+                stream: bool = False) -> subprocess.CompletedProcess:
+    """Run ``command`` on the host as root (through sudo where the inventory says so); its output
+    captured unless ``stream``."""
+    remote = f"sudo -n sh -c {shlex.quote(command)}" if data.get("_sudo") else command
+    return subprocess.run([*ssh_argv(data), remote], text=True, check=False, timeout=timeout,
+                          stdin=subprocess.DEVNULL, capture_output=not stream)

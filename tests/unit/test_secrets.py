@@ -1,0 +1,155 @@
+"""Secrets without a host (stack/secrets.py, stack/load.py): which options are secrets, the
+secrets file (canaries generated once and kept, 0600 from its first byte, never left half
+written, a missing secret named) and that a secret never prints."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+
+from iac.errors import ConfigError
+from iac.values import Strict
+from stack.load import secret_paths
+from stack.secrets import SecretsFile, crypt_sha512, production_secrets
+
+
+class _Inner(Strict):
+    token: SecretStr
+    maybe: SecretStr | None = None
+
+
+class _WithSecret(Strict):
+    inner: _Inner
+    plain: str = "x"
+
+
+def test_secret_fields_are_found_in_the_model_tree() -> None:
+    from stack.load import secret_paths as paths
+
+    assert paths(_WithSecret) == [("inner", "token"), ("inner", "maybe")]
+    assert paths(_WithSecret, required_only=True) == [("inner", "token")]
+    assert ("admin", "password_hash") in paths()
+
+
+def test_secret_paths_follow_declared_apps() -> None:
+    data = {"apps": {"shop": {"user": "shop"}, "rental": {"discord_alerts": {"enabled": True}}}}
+    found = secret_paths(data=data, required_only=True)
+    assert ("apps", "shop", "secret_key") in found and ("apps", "rental", "secret_key") in found
+    assert ("apps", "rental", "discord_alerts", "webhook_url") in found
+    assert ("apps", "shop", "discord_alerts", "webhook_url") not in found
+
+
+def test_sandbox_canaries_are_generated_once_and_kept(tmp_path: Path) -> None:
+    path = tmp_path / "secrets.json"
+    paths = [("inner", "token"), ("hook", "url")]
+    source = SecretsFile(path, generate=True, special={("hook", "url"): lambda t: f"http://x/{t}"})
+    first = source.provide("lan", paths, required=paths)
+    token = first["inner"]["token"]
+    assert token.startswith("CANARY-inner.token-") and len(token) > 30
+    assert first["hook"]["url"].startswith("http://x/CANARY-hook.url-")
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    again = SecretsFile(path, generate=True).provide("lan", paths, required=paths)
+    assert again == first, "a second load must not regenerate secrets"
+
+
+def test_the_secrets_file_is_0600_from_its_first_byte_whatever_the_umask(tmp_path: Path, monkeypatch) -> None:
+    """Created exclusively with mode 0600 beside the file, then renamed over it: at no moment is
+    a file there readable by others, even under umask 000, and a planted link is never followed."""
+    import os
+
+    from stack import secrets as secrets_module
+
+    path = tmp_path / "sbx" / "secrets.json"
+    seen: list[tuple[str, int, int]] = []  # (what, flags or 0, mode of the file at that moment)
+    real_open, real_replace = os.open, os.replace
+
+    def watched_open(file, flags, mode=0o777, *args, **kwargs):  # noqa: ANN001, ANN202
+        fd = real_open(file, flags, mode, *args, **kwargs)
+        seen.append(("open", flags, os.fstat(fd).st_mode & 0o777))
+        return fd
+
+    def watched_replace(src, dst):  # noqa: ANN001, ANN202
+        seen.append(("replace", 0, os.stat(src).st_mode & 0o777))
+        assert Path(src).parent == Path(dst).parent  # same directory: an atomic rename
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(secrets_module.os, "open", watched_open)
+    monkeypatch.setattr(secrets_module.os, "replace", watched_replace)
+    old = os.umask(0)
+    try:
+        SecretsFile(path, generate=True).provide("lan", [("inner", "token")], required=[("inner", "token")])
+        # a second write replaces the first the same way
+        SecretsFile(path, generate=True).provide("lan", [("inner", "other")], required=[("inner", "other")])
+    finally:
+        os.umask(old)
+    assert [what for what, _, _ in seen] == ["open", "replace", "open", "replace"]
+    for what, flags, mode in seen:
+        assert mode == 0o600, (what, oct(mode))
+        if what == "open":
+            assert flags & os.O_CREAT and flags & os.O_EXCL and flags & os.O_NOFOLLOW
+    assert path.stat().st_mode & 0o777 == 0o600 and path.parent.stat().st_mode & 0o777 == 0o700
+    assert sorted(p.name for p in path.parent.iterdir()) == ["secrets.json"]  # no temporary left
+
+
+def test_a_failed_secrets_write_leaves_the_old_file_and_no_temporary(tmp_path: Path, monkeypatch) -> None:
+    from stack import secrets as secrets_module
+
+    path = tmp_path / "secrets.json"
+    secrets_module.write_private(path, '{"lan": {}}')
+
+    def broken(*_: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(secrets_module.os, "fsync", broken)
+    with pytest.raises(OSError, match="No space"):
+        secrets_module.write_private(path, '{"lan": {"x": 1}}')
+    assert path.read_text() == '{"lan": {}}' and [p.name for p in tmp_path.iterdir()] == ["secrets.json"]
+
+
+def test_missing_required_secret_is_named(tmp_path: Path) -> None:
+    path = tmp_path / "prod.json"
+    path.write_text('{"lan": {}}')
+    with pytest.raises(ConfigError, match=r"group lan: missing secrets in the secrets file .*\n  inner.token"):
+        SecretsFile(path).provide("lan", [("inner", "token")], required=[("inner", "token")])
+    offline = SecretsFile(path, require=False).provide("lan", [("inner", "token")], [("inner", "token")])
+    assert offline == {"inner": {"token": "(not provided: offline validation)"}}
+
+
+def test_secrets_never_print() -> None:
+    cfg = _WithSecret(inner=_Inner(token=SecretStr("CANARY-x-123")))
+    for text in (repr(cfg), str(cfg), str(cfg.model_dump()), cfg.model_dump_json()):
+        assert "CANARY-x-123" not in text
+
+
+def test_production_run_without_secrets_file_is_refused(monkeypatch) -> None:
+    """Under pyinfra (required=True) a host whose model needs a secret refuses to load."""
+    monkeypatch.delenv("IAC_SECRETS_FILE", raising=False)
+    source = production_secrets(required=True)
+    with pytest.raises(ConfigError, match="IAC_SECRETS_FILE"):
+        source.provide("public", [("apps", "x", "secret_key")], [("apps", "x", "secret_key")])
+
+
+def test_a_sandbox_keeps_a_secret_of_its_own_and_a_value_derived_from_it(tmp_path: Path) -> None:
+    path = tmp_path / "secrets.json"
+    secrets = SecretsFile(path, generate=True)
+    password = secrets.own_secret("lan", ("sandbox", "admin_sudo_password"), lambda t: f"{t} $(x)")
+    assert password.startswith("CANARY-sandbox.admin_sudo_password-") and password.endswith(" $(x)")
+    assert (path.stat().st_mode & 0o777) == 0o600
+    again = SecretsFile(path, generate=True)
+    assert again.own_secret("lan", ("sandbox", "admin_sudo_password")) == password  # kept, not made anew
+    hashed = crypt_sha512(password, "0123456789abcdef")
+    assert hashed.startswith("$6$0123456789abcdef$") and hashed == crypt_sha512(password, "0123456789abcdef")
+    again.keep("lan", ("admin", "password_hash"), hashed)
+    before = path.stat().st_mtime_ns
+    os.utime(path, ns=(0, 0))
+    SecretsFile(path, generate=True).keep("lan", ("admin", "password_hash"), hashed)  # unchanged: not rewritten
+    assert path.stat().st_mtime_ns == 0 != before
+    provided = SecretsFile(path, generate=True).provide("lan", [("admin", "password_hash")], [])
+    assert provided == {"admin": {"password_hash": hashed}}
+    with pytest.raises(ConfigError, match="only a generated"):
+        SecretsFile(path).own_secret("lan", ("sandbox", "x"))
+    with pytest.raises(ConfigError, match="newline"):
+        crypt_sha512("a\nb", "salt")
