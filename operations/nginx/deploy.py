@@ -76,7 +76,8 @@ def site_live(site: str, remove_default: bool = True):
 
 def nginx_sites(config: HostConfig) -> None:
     """nginx in front of every app on the host."""
-    packages_present(["nginx"], config.base.apt_cache_hours, "nginx")
+    # logrotate: nginx's own /etc/logrotate.d/nginx is read by it (a minimal image lacks it; logs grew forever)
+    packages_present(["nginx", "logrotate"], config.base.apt_cache_hours, "nginx")
     files.directory(name="Staging directory for nginx sites", path=f"{STAGED}{AVAILABLE}", mode="755")
     for name, app in config.apps.items():
         ctx = app_context(config, name, app)

@@ -126,6 +126,8 @@ MUTATIONS = [
              "cp --remove-destination /etc/resolv.conf /tmp/resolv.conf.orig && "
              "cat /tmp/resolv.conf.orig > /etc/resolv.conf.new && echo 'nameserver 10.9.9.9' >> /etc/resolv.conf.new"
              " && mv /etc/resolv.conf.new /etc/resolv.conf"),
+    Mutation("lan", "/etc/pam.d/common-session", r"mode 0666, held 0644", "chmod 0666 /etc/pam.d/common-session",
+             kept=False),
     Mutation("public", "/etc/ld.so.preload", r"not declared", "touch /etc/ld.so.preload"),
     Mutation("lan", "/etc/ld.so.conf.d/iac-test.conf", r"not declared",
              "echo /tmp > /etc/ld.so.conf.d/iac-test.conf"),
@@ -229,6 +231,10 @@ def test_what_the_intruder_left_no_longer_works(sandbox: Sandbox, repaired: dict
     assert sandbox.ssh("public", "getent passwd iac-test-login | cut -d: -f7").stdout.strip() == "/usr/sbin/nologin"
     assert "intruder" not in sandbox.ssh("public", "cat /root/.ssh/authorized_keys").stdout
     assert "chip_dashboard" not in sandbox.ssh("public", "getent group sudo").stdout
+    # held files are back as they were held, mode included: an unprivileged user resolves names again
+    assert sandbox.ssh("public", "stat -c %a /etc/resolv.conf").stdout.strip() == "644"
+    assert sandbox.ssh("lan", "stat -c %a /etc/pam.d/common-session").stdout.strip() == "644"
+    assert sandbox.ssh("public", "runuser -u nobody -- getent ahosts deb.debian.org", check=False).returncode == 0
     # the site serves a certificate from the declared CA again
     served = sandbox.command("baseline-tls", ["sh", "-c",
                              f"openssl s_client -connect {world.host_ip('public')}:443 -servername pravoo.in "

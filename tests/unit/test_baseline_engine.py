@@ -9,6 +9,7 @@ import hashlib
 import json
 import os
 import pwd
+import stat
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -157,6 +158,22 @@ def test_a_held_file_is_held_on_first_sight_then_a_change_is_drift_and_repaired(
     assert (finding.mark, finding.what) == ("~", "changed since the converge that held it")
     assert "+nameserver 10.9.9.9" in finding.diff and "hunter2" not in finding.diff
     assert held.restore(settings, str(resolv)) and resolv.read_text() == "nameserver 10.0.0.1\n"
+    assert stat.S_IMODE(resolv.stat().st_mode) == 0o644  # as it was held, never the root-only copy's 0600
+
+
+def test_a_held_files_mode_is_held_too(tmp_path: Path, installer_files: Path) -> None:
+    """A resolver everyone must read made root-only (apt's _apt cannot resolve), or a file made
+    writable by all: drift, and put back with the held mode."""
+    settings = _settings(tmp_path)
+    resolv = installer_files / "resolv.conf"
+    resolv.chmod(0o644)
+    held.record_missing(settings)
+    for mode in (0o600, 0o666):
+        resolv.chmod(mode)
+        (finding,) = held.check(settings)
+        assert (finding.mark, finding.what, finding.diff) == ("~", f"mode {mode:04o}, held 0644", "")
+        held.restore(settings, str(resolv))
+        assert stat.S_IMODE(resolv.stat().st_mode) == 0o644 and held.check(settings) == []
 
 
 def test_a_held_file_replaced_by_a_link_is_drift(tmp_path: Path, installer_files: Path) -> None:

@@ -1,17 +1,20 @@
 """Files Debian's installer or a maintainer script writes (no package lists them, this repository
 does not write them): held as the first converge found them. A later change is drift; a converge
-puts the held copy back (the changed one goes to the quarantine)."""
+puts the held copy back (the changed one goes to the quarantine). Its mode and owner are held too:
+a held copy is kept root-only, and the file is put back as it was, never as the copy is kept."""
 
 from __future__ import annotations
 
 import difflib
 import hashlib
 import os
+import pwd
 import re
 import shutil
+import stat
 from pathlib import Path
 
-from engine_common.safefs import root_dir
+from engine_common.safefs import install_file, read_record, root_dir, write_record
 
 from . import ucf
 from .findings import Finding
@@ -53,6 +56,28 @@ def record_of(settings: BaselineSettings, path: str) -> Path:
     return Path(settings.state) / "held" / path.lstrip("/")
 
 
+def _meta_of(record: Path) -> Path:
+    return record.with_name(record.name + ".iac-stat")
+
+
+def _stat_of(path: str) -> dict:
+    st = os.lstat(path)
+    return {"mode": stat.S_IMODE(st.st_mode), "uid": st.st_uid, "gid": st.st_gid}
+
+
+def _stat_change(held: dict | None, path: str) -> str:
+    """How the file's mode and owner differ from the held ones ("" when they do not)."""
+    if held is None:
+        return ""
+    now = _stat_of(path)
+    parts = []
+    if now["mode"] != held["mode"]:
+        parts.append(f"mode {now['mode']:04o}, held {held['mode']:04o}")
+    if (now["uid"], now["gid"]) != (held["uid"], held["gid"]):
+        parts.append(f"owner {now['uid']}:{now['gid']}, held {held['uid']}:{held['gid']}")
+    return "; ".join(parts)
+
+
 def check(settings: BaselineSettings) -> list[Finding]:
     found = []
     for path in held_paths(settings):
@@ -65,9 +90,14 @@ def check(settings: BaselineSettings) -> list[Finding]:
             target = os.readlink(path) if os.path.islink(path) else "something else"
             found.append(Finding(category(path), path, "~", f"replaced by a link to {target} since the converge that "
                                  "held it", "restore"))
-        elif _digest(path) != _digest(str(record)):
-            found.append(Finding(category(path), path, "~", "changed since the converge that held it", "restore",
-                                 diff=text_diff(record, Path(path))))
+        else:
+            edited = _digest(path) != _digest(str(record))
+            changed = ["changed since the converge that held it"] if edited else []
+            if moved := _stat_change(read_record(_meta_of(record)), path):
+                changed.append(moved)
+            if changed:
+                found.append(Finding(category(path), path, "~", "; ".join(changed), "restore",
+                                     diff=text_diff(record, Path(path)) if edited else ""))
     return found
 
 
@@ -96,12 +126,17 @@ def record_missing(settings: BaselineSettings) -> list[str]:
     made = []
     for path in held_paths(settings):
         record = record_of(settings, path)
-        if not record.is_file() and os.path.isfile(path) and not os.path.islink(path):
+        if not os.path.isfile(path) or os.path.islink(path):
+            continue
+        if not record.is_file():
             root_dir(Path(settings.state))
             record.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
             shutil.copy2(path, record)
-            os.chmod(record, 0o600)
+            os.chmod(record, 0o600)  # the copy is root's; the file's own mode and owner are held beside it
+            write_record(_meta_of(record), _stat_of(path))
             made.append(path)
+        elif not _meta_of(record).exists():
+            write_record(_meta_of(record), _stat_of(path))  # a copy held before modes were
     return made
 
 
@@ -111,7 +146,10 @@ def restore(settings: BaselineSettings, path: str) -> bool:
     if not record.is_file():
         record_missing(settings)
         return False
-    if os.path.islink(path) or not os.path.isfile(path):
+    held = read_record(_meta_of(record)) or {"mode": 0o644, "uid": 0, "gid": 0}
+    if os.path.islink(path) or (os.path.lexists(path) and not os.path.isfile(path)):
         os.unlink(path)  # a link put in its place: the link goes (the caller kept it), the file comes back
-    shutil.copy2(record, path)
+    # written beside it and renamed over it, with the held mode and owner (never the copy's 0600)
+    install_file(record, Path(path), pwd.getpwuid(held["uid"]).pw_name, held["mode"])
+    os.chown(path, held["uid"], held["gid"], follow_symlinks=False)
     return True
