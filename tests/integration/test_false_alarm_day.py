@@ -83,6 +83,12 @@ def _deb(version: str, conf: str) -> bytes:
 def _tar(files: dict[str, str], mode_of=lambda name: 0o644) -> bytes:
     out = io.BytesIO()
     with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        # each directory before what it holds, as dpkg-deb builds a package
+        dirs = sorted({"/".join(name.split("/")[:i]) for name in files for i in range(1, name.count("/") + 1)})
+        for name in ["", *dirs]:
+            info = tarfile.TarInfo(f"./{name}")
+            info.type, info.mode, info.mtime = tarfile.DIRTYPE, 0o755, 1700000000
+            tar.addfile(info)
         for name, text in files.items():
             data = text.encode()
             info = tarfile.TarInfo(f"./{name}")
@@ -141,10 +147,10 @@ def test_a_security_update_by_unattended_upgrades_is_no_drift(sandbox: Sandbox, 
                                                               allowing_the_test_repository: Path) -> None:
     copy = allowing_the_test_repository
     v1, v2 = _deb("1.0", "setting = 1\n"), _deb("1.0+deb12u1", "setting = 2\n")
-    _publish(sandbox, {f"{PACKAGE}_1.0_all.deb": v1})
-    sandbox.ssh("public", f"echo 'deb [trusted=yes] file:{REPO_DIR} ./' > {SOURCE} && apt-get update -qq "
-                          f"&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {PACKAGE}")
     try:
+        _publish(sandbox, {f"{PACKAGE}_1.0_all.deb": v1})
+        sandbox.ssh("public", f"echo 'deb [trusted=yes] file:{REPO_DIR} ./' > {SOURCE} && apt-get update -qq "
+                              f"&& DEBIAN_FRONTEND=noninteractive apt-get install -y -qq {PACKAGE}")
         run = sandbox.converge("false-alarm-update-before", "--limit", "public", cwd=copy)
         assert run.returncode == 0, failure_excerpt(run)
         _drift_in_sync(sandbox, "false-alarm-update-v1", "--limit", "public", cwd=copy)

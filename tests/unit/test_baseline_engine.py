@@ -176,6 +176,21 @@ def test_a_held_files_mode_is_held_too(tmp_path: Path, installer_files: Path) ->
         assert stat.S_IMODE(resolv.stat().st_mode) == 0o644 and held.check(settings) == []
 
 
+def test_a_copy_held_before_modes_were_gets_its_mode_held_by_the_next_converge(tmp_path: Path,
+                                                                              installer_files: Path) -> None:
+    settings = _settings(tmp_path)
+    resolv = installer_files / "resolv.conf"
+    held.record_missing(settings)
+    meta = held.record_of(settings, str(resolv)).with_name("resolv.conf.iac-stat")
+    meta.unlink()
+    (finding,) = held.check(settings)
+    assert (finding.mark, finding.repair) == ("-", "restore") and "not held yet" in finding.what
+    assert held.restore(settings, str(resolv)) is False  # nothing put back: held as it is
+    assert held.check(settings) == []
+    resolv.chmod(0o600)
+    assert [f.what for f in held.check(settings)] == ["mode 0600, held 0644"]
+
+
 def test_a_held_file_replaced_by_a_link_is_drift(tmp_path: Path, installer_files: Path) -> None:
     settings = _settings(tmp_path)
     held.record_missing(settings)

@@ -93,7 +93,11 @@ def check(settings: BaselineSettings) -> list[Finding]:
         else:
             edited = _digest(path) != _digest(str(record))
             changed = ["changed since the converge that held it"] if edited else []
-            if moved := _stat_change(read_record(_meta_of(record)), path):
+            meta = read_record(_meta_of(record))
+            if meta is None and not edited:
+                found.append(Finding(category(path), path, "-", "its mode and owner are not held yet: the next "
+                                     "converge holds them as they are now", "restore"))
+            elif moved := _stat_change(meta, path):
                 changed.append(moved)
             if changed:
                 found.append(Finding(category(path), path, "~", "; ".join(changed), "restore",
@@ -135,18 +139,24 @@ def record_missing(settings: BaselineSettings) -> list[str]:
             os.chmod(record, 0o600)  # the copy is root's; the file's own mode and owner are held beside it
             write_record(_meta_of(record), _stat_of(path))
             made.append(path)
-        elif not _meta_of(record).exists():
-            write_record(_meta_of(record), _stat_of(path))  # a copy held before modes were
     return made
 
 
 def restore(settings: BaselineSettings, path: str) -> bool:
-    """The held copy put back (True); with none yet, the file is held as it is now (False)."""
+    """The held copy put back with its held mode and owner (True); with none yet, or nothing to put
+    back, the file is held as it is now (False)."""
     record = record_of(settings, path)
     if not record.is_file():
         record_missing(settings)
         return False
-    held = read_record(_meta_of(record)) or {"mode": 0o644, "uid": 0, "gid": 0}
+    held = read_record(_meta_of(record))
+    if held is None:  # a copy held before modes were: its mode and owner as they are now
+        held = _stat_of(path) if os.path.isfile(path) and not os.path.islink(path) else \
+            {"mode": 0o644, "uid": 0, "gid": 0}
+        write_record(_meta_of(record), held)
+    if os.path.isfile(path) and not os.path.islink(path) and _digest(path) == _digest(str(record)) \
+            and not _stat_change(held, path):
+        return False  # nothing to put back (its mode and owner are held now)
     if os.path.islink(path) or (os.path.lexists(path) and not os.path.isfile(path)):
         os.unlink(path)  # a link put in its place: the link goes (the caller kept it), the file comes back
     # written beside it and renamed over it, with the held mode and owner (never the copy's 0600)
