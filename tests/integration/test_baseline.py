@@ -232,7 +232,8 @@ def test_what_the_intruder_left_no_longer_works(sandbox: Sandbox, repaired: dict
     assert "intruder" not in sandbox.ssh("public", "cat /root/.ssh/authorized_keys").stdout
     assert "chip_dashboard" not in sandbox.ssh("public", "getent group sudo").stdout
     # held files are back as they were held, mode included: an unprivileged user resolves names again
-    assert sandbox.ssh("public", "stat -c %a /etc/resolv.conf").stdout.strip() == "644"
+    resolv_mode = int(sandbox.ssh("public", "stat -c %a /etc/resolv.conf").stdout.strip(), 8)
+    assert resolv_mode & 0o004 and not resolv_mode & 0o022, oct(resolv_mode)  # everyone reads it, root writes it
     assert sandbox.ssh("lan", "stat -c %a /etc/pam.d/common-session").stdout.strip() == "644"
     assert sandbox.ssh("public", "runuser -u nobody -- getent ahosts deb.debian.org", check=False).returncode == 0
     # the site serves a certificate from the declared CA again
