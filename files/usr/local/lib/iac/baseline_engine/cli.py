@@ -52,10 +52,11 @@ RELOAD = {"systemd": ["systemctl", "daemon-reload"], "units": ["systemctl", "dae
 
 
 def findings(settings: BaselineSettings, timings: dict[str, float] | None = None) -> list[Finding]:
-    """Every check, in the order the report lists categories."""
+    """Every check; the report lists them in this order."""
     from . import packages, tls  # the two heaviest: loaded only when checking
 
     accepted = set(settings.files) | {a.path for a in settings.allowed}
+    walk = setuid.start()  # walks the disk while the checks below run
     sites = [tls.Site(name=s.name, port=s.port, ca_bundle=s.ca_bundle, key_path=s.key_path) for s in settings.tls]
     checks = [
         ("systemd", lambda: systemd.files(settings) + systemd.properties(settings)),
@@ -63,10 +64,10 @@ def findings(settings: BaselineSettings, timings: dict[str, float] | None = None
         ("held", lambda: held.check(settings)),
         ("accounts", lambda: accounts.check(settings)),
         ("sockets", lambda: sockets.check(settings)),
-        ("setuid", lambda: setuid.check(settings)),
         ("packages", lambda: packages.check(set(settings.files), {a.path for a in settings.allowed},
                                             cache=_cache(settings)) + ucf.check(accepted)),
         ("tls", lambda: tls.check(sites, settings.tls_min_days) + (tls.timer_check() if sites else [])),
+        ("setuid", lambda: setuid.check(settings, walk)),  # last: its walk ran beside the others
     ]
     out: list[Finding] = []
     for name, run in checks:

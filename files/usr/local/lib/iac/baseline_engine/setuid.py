@@ -16,22 +16,27 @@ ROOTS = ("/usr", "/etc", "/opt", "/root", "/home", "/srv", "/var", "/tmp", "/boo
 SKIP = ("/var/lib/postgresql", "/var/cache", "/var/log", "/srv/releases", "/srv/venvs", "/var/lib/iac/quarantine")
 
 
-def candidates() -> list[str]:
-    """Regular files with a set-ID bit under ROOTS (find(1): a C walk, several times cheaper than
-    Python's for the tens of thousands of files a host has)."""
+def start() -> subprocess.Popen:
+    """find(1) over ROOTS, started so that it walks while the other checks run (a C walk, several
+    times cheaper than Python's for the tens of thousands of files a host has)."""
     prune: list[str] = []
     for path in SKIP:
         prune += ["-path", path, "-o"]
     roots = [r for r in ROOTS if os.path.isdir(r)]
-    out = subprocess.run(["find", *roots, "-xdev", "(", *prune[:-1], ")", "-prune", "-o", "-type", "f",
-                          "-perm", "/6000", "-print0"], capture_output=True, check=False).stdout
+    return subprocess.Popen(["find", *roots, "-xdev", "(", *prune[:-1], ")", "-prune", "-o", "-type", "f",
+                             "-perm", "/6000", "-print0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+
+
+def candidates(walk: subprocess.Popen | None = None) -> list[str]:
+    """Regular files with a set-ID bit under ROOTS (from ``walk``, or a walk of its own)."""
+    out, _ = (walk or start()).communicate()
     return [p.decode("utf-8", "replace") for p in out.split(b"\0") if p]
 
 
-def check(settings: BaselineSettings) -> list[Finding]:
+def check(settings: BaselineSettings, walk: subprocess.Popen | None = None) -> list[Finding]:
     allowed = {a.path for a in settings.allowed}
     found = []
-    for path in candidates():
+    for path in candidates(walk):
         if owned(path) or path in allowed:
             continue
         try:
