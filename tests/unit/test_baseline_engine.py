@@ -312,3 +312,34 @@ def test_a_finding_refuses_an_unknown_mark_or_repair() -> None:
         Finding("systemd", "/x", "?", "what")
     with pytest.raises(ValueError):
         Finding("systemd", "/x", "+", "what", "delete")
+
+
+# -- set-ID files -----------------------------------------------------------------------------------
+
+def test_the_set_id_walk_reads_again_only_what_moved_and_is_not_fooled_by_a_chmod(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from baseline_engine import setuid
+
+    root = tmp_path / "usr"
+    (root / "bin").mkdir(parents=True)
+    (root / "skip").mkdir()
+    (root / "bin/tool").write_text("#!/bin/sh\n")
+    (root / "bin/packaged").write_text("binary\n")
+    (root / "skip/rootsh").write_text("x")
+    (root / "skip/rootsh").chmod(0o4755)
+    owned = {str(root / "bin/packaged")}
+    monkeypatch.setattr(setuid, "owned", lambda p: p in owned)
+    record = tmp_path / "state" / "setuid-walk.json"
+    walk = lambda: setuid.candidates(record, roots=(str(root),), skip=frozenset({str(root / "skip")}))  # noqa: E731
+    assert walk() == [] and record.exists()  # a skipped tree is never read
+    reads = []
+    real_read = setuid._read
+    monkeypatch.setattr(setuid, "_read", lambda d, s: reads.append(d) or real_read(d, s))
+    assert walk() == [] and reads == []  # warm: no directory read again
+    (root / "bin/tool").chmod(0o4755)  # moves the file's ctime only, never its directory's
+    assert walk() == [str(root / "bin/tool")] and reads == []
+    (root / "bin/new").write_text("x")
+    (root / "bin/new").chmod(0o2755)
+    assert sorted(walk()) == [str(root / "bin/new"), str(root / "bin/tool")] and reads == [str(root / "bin")]
+    (root / "bin/packaged").chmod(0o4755)  # a package's own file: the package check's (dpkg's checksums)
+    assert str(root / "bin/packaged") not in walk()

@@ -444,3 +444,27 @@ def test_unit_names_that_could_be_options_are_refused(systemctl) -> None:
     with pytest.raises(ValueError):
         tls.timer_check(service="x.socket")
     assert fake.calls == []
+
+
+def test_a_good_verdict_is_kept_for_the_day_and_judged_again_when_anything_it_stands_on_moves(
+        pki, serve, tmp_path, monkeypatch) -> None:
+    memo = tmp_path / "state" / "tls-verdicts.json"
+    good = site(pki, serve("good"))
+    assert tls.check([good], 20, memo=memo) == [] and memo.exists()
+    judged = []
+    real_chain, real_key = tls.chain_problem, tls.key_problem
+    monkeypatch.setattr(tls, "chain_problem", lambda *a: judged.append("chain") or real_chain(*a))
+    monkeypatch.setattr(tls, "key_problem", lambda *a: judged.append("key") or real_key(*a))
+    assert tls.check([good], 20, memo=memo) == [] and judged == []  # the same bytes, key file and day
+    assert tls.check([good], 20, now=time.time() + 2 * DAY, memo=memo) == [] and judged == ["chain", "key"]
+    judged.clear()
+    Path(good.key_path).write_bytes(Path(good.key_path).read_bytes())  # rewritten: its ctime moves
+    assert tls.check([good], 20, memo=memo) == [] and judged == ["chain", "key"]
+    judged.clear()
+    # another certificate served: judged (and a failing verdict is never kept)
+    bad = site(pki, serve("self_signed"))
+    for _ in range(2):
+        assert whats(tls.check([bad], 20, memo=memo)) == ["served certificate is self-signed, not from the declared CA"]
+    assert judged.count("chain") == 2
+    # expiry and names are checked every time, whatever the memo holds
+    assert whats(tls.check([good], 20, now=time.time() + 75 * DAY, memo=memo)) == ["expires in 14 days (under 20)"]

@@ -56,7 +56,6 @@ def findings(settings: BaselineSettings, timings: dict[str, float] | None = None
     from . import packages, tls  # the two heaviest: loaded only when checking
 
     accepted = set(settings.files) | {a.path for a in settings.allowed}
-    walk = setuid.start()  # walks the disk while the checks below run
     sites = [tls.Site(name=s.name, port=s.port, ca_bundle=s.ca_bundle, key_path=s.key_path) for s in settings.tls]
     checks = [
         ("systemd", lambda: systemd.files(settings) + systemd.properties(settings)),
@@ -66,8 +65,9 @@ def findings(settings: BaselineSettings, timings: dict[str, float] | None = None
         ("sockets", lambda: sockets.check(settings)),
         ("packages", lambda: packages.check(set(settings.files), {a.path for a in settings.allowed},
                                             cache=_cache(settings)) + ucf.check(accepted)),
-        ("tls", lambda: tls.check(sites, settings.tls_min_days) + (tls.timer_check() if sites else [])),
-        ("setuid", lambda: setuid.check(settings, walk)),  # last: its walk ran beside the others
+        ("tls", lambda: tls.check(sites, settings.tls_min_days, memo=Path(settings.state) / "tls-verdicts.json")
+         + (tls.timer_check() if sites else [])),
+        ("setuid", lambda: setuid.check(settings)),
     ]
     out: list[Finding] = []
     for name, run in checks:

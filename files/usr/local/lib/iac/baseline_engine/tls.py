@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import base64
 import calendar
+import contextlib
+import hashlib
 import os
 import re
 import socket
@@ -38,6 +40,9 @@ import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+
+from engine_common.safefs import UnsafePath, read_record, write_record
 
 from .findings import Finding
 
@@ -312,11 +317,43 @@ def key_problem(leaf: bytes, key_path: str) -> tuple[str, str] | None:
     return None
 
 
-def check(sites: list[Site], min_days: int, now: float | None = None) -> list[Finding]:
+def _verdict_key(leaf: bytes, chain: list[bytes], site: Site, at: float) -> str | None:
+    """What a good verdict on chain and key stands on: the served bytes, the CA bundle's, the key
+    file's ``lstat`` (its ctime moves on any write) and the day. None when a part cannot be read."""
+    try:
+        with open(site.ca_bundle, "rb") as f:
+            bundle = f.read()
+        st = os.lstat(site.key_path)
+    except OSError:
+        return None
+    digest = hashlib.sha256()
+    for part in (leaf, *chain, bundle, site.key_path.encode(), site.name.encode()):
+        digest.update(hashlib.sha256(part).digest())
+    digest.update(f"{st.st_dev} {st.st_ino} {st.st_size} {st.st_mtime_ns} {st.st_ctime_ns} {int(at // DAY)}".encode())
+    return digest.hexdigest()
+
+
+def _good_verdicts(memo: Path | None) -> list[str]:
+    if memo is None:
+        return []
+    try:
+        data = read_record(memo)
+    except (OSError, ValueError, UnsafePath):
+        return []
+    good = data.get("good") if data else None
+    return [k for k in good if isinstance(k, str)] if isinstance(good, list) else []
+
+
+def check(sites: list[Site], min_days: int, now: float | None = None, memo: Path | None = None) -> list[Finding]:
     """One finding per failure per site (category tls, path the name); none when every site is
-    served as declared. ``now`` (seconds since the epoch) shifts the clock, for tests and previews."""
+    served as declared. ``now`` (seconds since the epoch) shifts the clock, for tests and previews.
+
+    ``memo`` (root's record) keeps today's good verdicts on chain and key: the same served bytes,
+    CA bundle and key file are not judged again by three openssl runs the same day (the served
+    certificate and chain are fetched each time; expiry and names are always checked)."""
     at = time.time() if now is None else now
     findings: list[Finding] = []
+    good, seen = _good_verdicts(memo), []
     for site in sites:
         def found(what: str, mark: str = "~", repair: str = "renew", site: Site = site) -> None:
             findings.append(Finding(category="tls", path=site.name, mark=mark, what=what, repair=repair))
@@ -334,12 +371,22 @@ def check(sites: list[Site], min_days: int, now: float | None = None) -> list[Fi
             found(f"the declared CA bundle {site.ca_bundle} is missing", mark="-", repair="report")
         else:
             chain = served_chain(site.name, site.port)
-            problem = chain_problem(leaf, chain[1:], site.ca_bundle, at)
-            if problem:
-                found(problem)
-        key = key_problem(leaf, site.key_path)
-        if key:
-            found(key[1], mark=key[0])
+            verdict = _verdict_key(leaf, chain, site, at)
+            if verdict is not None and verdict in good:
+                seen.append(verdict)
+            else:
+                problem = chain_problem(leaf, chain[1:], site.ca_bundle, at)
+                key = key_problem(leaf, site.key_path)
+                if problem:
+                    found(problem)
+                if key:
+                    found(key[1], mark=key[0])
+                if not problem and not key and verdict is not None:
+                    seen.append(verdict)
+        if not os.path.isfile(site.ca_bundle):
+            key = key_problem(leaf, site.key_path)
+            if key:
+                found(key[1], mark=key[0])
         if not covers(facts.dns_names, site.name):
             found(f"does not cover {site.name}")
         left = facts.not_after - at
@@ -347,6 +394,9 @@ def check(sites: list[Site], min_days: int, now: float | None = None) -> list[Fi
             found(f"expired {int(-left // DAY)} days ago")
         elif left <= min_days * DAY:
             found(f"expires in {int(left // DAY)} days (under {min_days})")
+    if memo is not None and sorted(seen) != sorted(good):
+        with contextlib.suppress(OSError, ValueError, UnsafePath):
+            write_record(memo, {"good": seen})
     return findings
 
 
