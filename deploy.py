@@ -14,6 +14,7 @@ from operations.app.deploy import django_app
 from operations.app.release import release_engine
 from operations.backups.deploy import backups
 from operations.base.deploy import base_system
+from operations.baseline.deploy import baseline
 from operations.exposure.deploy import exposure
 from operations.host import HostConfig
 from operations.network.deploy import static_network
@@ -61,10 +62,14 @@ def whole_host(config: HostConfig) -> None:
     certificates(config)
     # after the apps and their databases: dumps of every declared database, offsite copies, alerts
     backups(config)
-    # each app answers through nginx with the Host header its users send (pravoo.in)
-    sites_answer(config)
-    # last: only a run that got this far records what it manages (the next run's orphans)
+    # only a run that got this far records what it manages (the next run's orphans)
     managed_manifest(config)
+    # when every concern above has declared what it writes: the rest of the host is held against
+    # Debian's packages and that declaration (undeclared configuration quarantined, units that a
+    # drop-in made run as root restarted as declared)
+    baseline(config)
+    # last: each app answers through nginx with the Host header its users send (pravoo.in)
+    sites_answer(config)
 
 
 def one_app(config: HostConfig, app: str) -> None:

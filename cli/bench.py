@@ -11,7 +11,9 @@ both alike):
   only counted, never printed: commands may name secret paths);
 * the same check once with ``IAC_PYINFRA_EXT=off`` (pyinfra's own code: one command per fact, no
   cache), its time and commands per host: the "before" of iac/pyinfra_ext/, in the same run;
-* ms per checked operation (drift time / operations in the plan, all hosts).
+* ms per checked operation (drift time / operations in the plan, all hosts);
+* the host CPU the baseline's checks cost per host (what its engine recorded of its last check,
+  ``/var/lib/iac/baseline/last-check.json``: its own CPU and the programs it ran), by check.
 
 With ``--scale GROUP`` it measures how the check grows with hosts instead: floor and drift on the
 group's first host alone (``--limit``) and on every host of the group, paired, and the ratio
@@ -24,6 +26,7 @@ Usage: python -m cli.bench INVENTORY [--runs N] [--scale GROUP]
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import resource
@@ -152,7 +155,33 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  drift unbatched (IAC_PYINFRA_EXT=off: one command per fact, no cache; 1 run) {alone_s:6.2f} s")
     if n_ops:
         print(f"  per checked operation                  {1000 * d / n_ops:6.1f} ms ({n_ops} operations)")
+    for host, cost in baseline_cpu(args.inventory).items():
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in sorted(cost["cpu_seconds"].items(), key=lambda kv: -kv[1]))
+        print(f"  baseline host CPU, {host:<20}{cost['cpu_seconds_total']:6.2f} s   ({parts})")
     return 0
+
+
+def baseline_cpu(inventory: str) -> dict[str, dict]:
+    """Each host's record of its last baseline check (after the drift runs above)."""
+    from iac.paths import HOST
+
+    proc = subprocess.run([str(REPO / ".venv/bin/pyinfra"), inventory, "fact", "files.FileContents",
+                           f"path={HOST.baseline_state}/last-check.json", "--json"], cwd=REPO, capture_output=True,
+                          text=True, check=False, stdin=subprocess.DEVNULL)
+    line = next((x for x in proc.stdout.splitlines() if x.startswith("{")), "{}")
+    try:
+        answers = next(iter(json.loads(line).values()), {})
+    except json.JSONDecodeError:
+        return {}
+    out = {}
+    for host, lines in (answers or {}).items():
+        try:
+            record = json.loads("\n".join(lines or []))
+            out[host] = {"cpu_seconds": dict(record["cpu_seconds"]),
+                         "cpu_seconds_total": float(record["cpu_seconds_total"])}
+        except (ValueError, KeyError, TypeError):
+            continue
+    return out
 
 
 if __name__ == "__main__":

@@ -3,7 +3,7 @@
 Exit codes: 0 in sync, 2 drift (each drifted operation and host is named, with what differs when
 the operation can tell), 1 error (invalid configuration, unreachable host or git remote, pyinfra
 failure; the reason is always on stderr). ``--format json`` prints a DriftReport (schema
-``iac-drift/1``, ``docs/drift-report.schema.json``), ``--format markdown`` the same facts for a CI
+``iac-drift/2``, ``docs/drift-report.schema.json``), ``--format markdown`` the same facts for a CI
 job summary; ``--json-out FILE`` writes the JSON beside either.
 
 It runs ``pyinfra INVENTORY deploy.py --dry --json`` and reads the plan. It never passes ``-y``
@@ -22,12 +22,14 @@ import contextlib
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from iac.declared import BASELINE_OPERATION  # standard library only
 from iac.repo import REPO  # pathlib only: cheap before the early start
 
 IN_SYNC, ERROR, DRIFT = 0, 1, 2
@@ -56,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("inventory", help="inventory file, e.g. sandbox/inventory.py")
     parser.add_argument("--limit", help="only these hosts or groups, comma-separated (pyinfra --limit)")
     parser.add_argument("--format", choices=["text", "json", "markdown"], default="text",
-                        help="text (default), json (schema iac-drift/1, README) or markdown (a CI job summary)")
+                        help="text (default), json (schema iac-drift/2, README) or markdown (a CI job summary)")
     parser.add_argument("--json-out", type=Path, help="also write the JSON report to this file")
     return parser
 
@@ -89,6 +91,7 @@ from iac.pyinfra_ext import NOTICE  # noqa: E402
 from iac.pyinfra_ext.fact_policy import WARNING_PREFIX  # noqa: E402
 
 MAX_DETAILS = 40  # lines of what differs per operation and host (a new file's diff is all of it)
+MAX_BASELINE_LINES = 4000  # the baseline's findings with their diffs (each at most 40 lines)
 
 
 def redact(text: str, secret_values: list[str]) -> str:
@@ -124,6 +127,37 @@ def plan(inventory: str, deploy: str = "deploy.py", extra_args: list[str] | None
     return finish_plan(start_plan(inventory, deploy, extra_args), timeout)
 
 
+class HostFinding(BaseModel):
+    """One difference the baseline found between the host and Debian's packages plus the declaration."""
+
+    model_config = ConfigDict(extra="forbid")
+    mark: Literal["+", "~", "-"] = Field(description="+ present but not declared, ~ differs, - declared but missing")
+    category: str = Field(description="where: systemd, units, packages, nginx, sshd, sudoers, accounts, keys, cron, "
+                                      "apt, libraries, login, resolver, held, postgres, setuid, sockets, tls",
+                          examples=["systemd"])
+    path: str = Field(description="the file, unit, account, group, listener or name it is about",
+                      examples=["/etc/systemd/system/broker_portal.service.d/override.conf"])
+    what: str = Field(description="what differs, in one line (never a secret)")
+    diff: list[str] = Field(default=[], description="a text file's difference, at most 40 lines (values that look "
+                                                    "like secrets masked)")
+
+
+# a baseline finding as the baseline operation says it (operations/baseline/deploy.py describe())
+FINDING_LINE = re.compile(r"^([+~-]) ([a-z]+) (\S+): (.*)$")
+
+
+def host_findings(details: list[str]) -> list[HostFinding]:
+    """The baseline operation's details as findings (its lines ``<mark> <category> <path>: <what>``,
+    each followed by its diff, indented four spaces)."""
+    out: list[HostFinding] = []
+    for line in details:
+        if line.startswith("    ") and out:
+            out[-1].diff.append(line[4:])
+        elif match := FINDING_LINE.match(line):
+            out.append(HostFinding(mark=match[1], category=match[2], path=match[3], what=match[4]))
+    return out
+
+
 class DriftItem(BaseModel):
     """One operation that would change one host."""
 
@@ -135,6 +169,8 @@ class DriftItem(BaseModel):
                                                        "(secrets redacted as **********)")
     conditional: bool = Field(default=False, description="runs only because an operation above changes "
                                                          "(a reload after a changed file)")
+    findings: list[HostFinding] = Field(default=[], description="the baseline's findings (its operation only): what "
+                                        "the host holds beyond Debian's packages and the declaration")
 
     @property
     def action(self) -> Literal["create", "update", "delete"]:
@@ -163,10 +199,10 @@ class PlanSummary(BaseModel):
 
 
 class DriftReport(BaseModel):
-    """``make drift FORMAT=json``: the drift gate's result (schema ``iac-drift/1``, README "Drift")."""
+    """``make drift FORMAT=json``: the drift gate's result (schema ``iac-drift/2``, README "Drift")."""
 
     model_config = ConfigDict(extra="forbid")
-    schema_: Literal["iac-drift/1"] = Field(default="iac-drift/1", alias="schema")
+    schema_: Literal["iac-drift/2"] = Field(default="iac-drift/2", alias="schema")
     inventory: str = Field(description="the inventory checked, e.g. inventory.py")
     status: Literal["in_sync", "drift", "error"]
     exit_code: Literal[0, 1, 2] = Field(description="0 in sync, 2 drift, 1 error (the exit code of the command)")
@@ -214,9 +250,16 @@ class DriftReport(BaseModel):
             return "\n".join([*lines, "Every host is as declared.", ""])
         lines += [f"**{self.summary.line()}**", "", "| | host | operation | what differs |", "|---|---|---|---|"]
         for item in self.drift:
-            what = "; ".join(item.details) or ("runs after a change above" if item.conditional else "")
+            what = ("the host holds what is not declared: see below" if item.findings else
+                    "; ".join(item.details) or ("runs after a change above" if item.conditional else ""))
             sign = "" if item.conditional else item.symbol
             lines.append(f"| {sign} | {cell(item.host)} | {cell(item.operation)} | {cell(what)} |")
+        found = [(item.host, f) for item in self.drift for f in item.findings]
+        if found:
+            lines += ["", "### The hosts beyond their declaration", "", "| | host | category | path | what differs |",
+                      "|---|---|---|---|---|"]
+            lines += [f"| {f.mark} | {cell(h)} | {f.category} | {cell(f.path)} | "
+                      f"{cell(f.what + (': ' + ' / '.join(f.diff[:5]) if f.diff else ''))} |" for h, f in found]
         return "\n".join([*lines, ""])
 
 
@@ -235,9 +278,14 @@ def report(inventory: str, code: int, data: dict | None, stderr: str,
         details = op.get("host_details", {})
         for host in op["hosts_with_change"]:
             said = [redact(d, secrets) for d in details.get(host, [])]
-            if len(said) > MAX_DETAILS:
-                said = [*said[:MAX_DETAILS], f"... {len(said) - MAX_DETAILS} more line(s)"]
-            items.append(DriftItem(host=host, operation=redact(own.get(host, op["name"]), secrets), details=said))
+            name = redact(own.get(host, op["name"]), secrets)
+            # the baseline names every finding (each diff is short already); any other operation's
+            # difference is cut at MAX_DETAILS lines
+            found = host_findings(said) if name == BASELINE_OPERATION else []
+            limit = MAX_BASELINE_LINES if found else MAX_DETAILS
+            if len(said) > limit:
+                said = [*said[:limit], f"... {len(said) - limit} more line(s)"]
+            items.append(DriftItem(host=host, operation=name, details=said, findings=found))
     for op in data["plan"]:
         own = op.get("host_names", {})
         for host in op["hosts_with_conditional_change"]:

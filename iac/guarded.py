@@ -20,6 +20,7 @@ from pyinfra import host
 from pyinfra.api import FactBase, StringCommand, operation
 from pyinfra.facts.files import File, Sha256File
 
+from iac.declared import declares
 from iac.pyinfra_ext.sudo_staging import upload
 
 
@@ -58,6 +59,7 @@ class EnvFileDigests(FactBase):
         return dict(line.split(" ", 1) for line in output if " " in line)
 
 
+@declares("dest")
 @operation()
 def secret_file(dest: str, content: str, user: str = "root", group: str = "root", mode: str = "600",
                 env: bool = False):
@@ -119,6 +121,7 @@ def unless_ok(check: str, otherwise: str) -> str:
     return f"if ! iac_out=$( ( {check} ) 2>&1 ); then printf '%s\\n' \"$iac_out\" >&2; {otherwise}; fi"
 
 
+@declares("staged", "dest")
 @operation()
 def validated_file(staged: str, dest: str, validate: str, activate: str):
     """
@@ -183,6 +186,7 @@ def differing_files(files: dict[str, str]) -> list[str]:
     return [p for p, text in sorted(files.items()) if live.get(p) != hashlib.sha256(text.encode()).hexdigest()]
 
 
+@declares("files")
 @operation()
 def validated_files(files: dict[str, str], validate: str, activate: str, staging: str):
     """
@@ -228,6 +232,7 @@ def validated_files(files: dict[str, str], validate: str, activate: str, staging
     )
 
 
+@declares("files")
 @operation()
 def files_present(files: dict[str, str], executable: tuple[str, ...] = ()):
     """

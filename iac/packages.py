@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from pyinfra import host
 from pyinfra.facts.deb import DebPackages
-from pyinfra.operations import apt
+
+from iac.ops import apt
 
 
 def packages_present(packages: list[str], cache_hours: int, purpose: str) -> None:

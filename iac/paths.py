@@ -28,6 +28,12 @@ class HostPaths:
     nginx_sites_enabled: str = "/etc/nginx/sites-enabled"
     # what the repository manages on a host (HostConfig.managed), written by every whole run
     managed_manifest: str = "/etc/iac/managed.json"
+    # what a converge takes away from a host (undeclared configuration), kept: <utc>/<path> + MANIFEST.json
+    quarantine: str = "/var/lib/iac/quarantine"
+    # the baseline engine's own records (the package check's cache, the held copies of installer files)
+    baseline_state: str = "/var/lib/iac/baseline"
+    # the CA certificates a served certificate must chain to (tls.issuer_ca_bundle)
+    tls_issuers: str = "/etc/iac/tls-issuers.pem"
 
     @property
     def release_engine(self) -> str:
@@ -36,6 +42,10 @@ class HostPaths:
     @property
     def backup_engine(self) -> str:
         return f"{self.engines}/iac_backup.py"
+
+    @property
+    def baseline_engine(self) -> str:
+        return f"{self.engines}/iac_baseline.py"
 
     @property
     def gunicorn_config(self) -> str:

@@ -22,6 +22,7 @@ from operations.app.options import DjangoApp, PostgresDatabase, SqliteDatabase
 from operations.app.paths import AppPaths, app_paths
 from operations.backups.options import BackupsSection
 from operations.base.options import BaseSection, HostSection
+from operations.baseline.options import BaselineSection
 from operations.exposure.options import FirewallSection, SshSection, UpdatesSection
 from operations.network.options import NetworkSection
 from operations.node.options import NodeSection
@@ -79,6 +80,8 @@ class HostConfig(Strict):
     ssh: SshSection = Field(default=SshSection(), description="sshd.")
     firewall: FirewallSection = Field(default=FirewallSection(), description="Packet filter (nftables).")
     updates: UpdatesSection = Field(default=UpdatesSection(), description="Automatic security updates.")
+    baseline: BaselineSection = Field(default=BaselineSection(), description="The whole host against Debian's "
+                                      "packages and this declaration: local additions and TLS expiry.")
 
     def app_paths(self, name: str) -> AppPaths:
         """The paths of app ``name`` (see AppPaths; derived in operations/app/paths.py)."""

@@ -97,13 +97,27 @@ def _connection(role: str) -> dict:
     return connection
 
 
+# what the sandbox's systemd-nspawn image holds that a VPS does not (baseline.allow)
+_NSPAWN_IMAGE = [
+    {"path": "/etc/systemd/system/console-getty.service",
+     "reason": "systemd-nspawn: the container's login prompt is on /dev/console"},
+    {"path": "/etc/systemd/system/getty@tty1.service", "reason": "systemd-nspawn: a container has no tty1 (masked)"},
+    {"path": "/etc/systemd/system/getty.target.wants/getty@tty1.service",
+     "reason": "systemd-nspawn: the image's getty link, to the masked tty1"},
+]
+
+
 def _overrides(group: str) -> dict:
     """The sandbox's differences from production (each allowed in stack.inventory.ALLOWED_OVERRIDES)."""
+    declared = read_group_file(GROUP_DATA / f"{group}.py")
     values: dict = {
         "admin": {"ssh_authorized_keys": [_world.ssh_key.with_suffix(".pub").read_text().strip()]},
+        "ssh": {"root_authorized_keys": [_world.ssh_key.with_suffix(".pub").read_text().strip()]},
+        # the group's own allowances stay; the image's are added (a list override would replace them)
+        "baseline": {"allow": [*declared.get("baseline", {}).get("allow", []), *_NSPAWN_IMAGE]},
         "apps": {
             name: {"source": {"url": _world.repo_url(name), "host_key": _world.forge_host_key()}}
-            for name in read_group_file(GROUP_DATA / f"{group}.py").get("apps", {})
+            for name in declared.get("apps", {})
         },
     }
     if group == "public":
@@ -113,7 +127,8 @@ def _overrides(group: str) -> dict:
             "script": "/usr/local/sbin/restic_backup_chip_dashboard.sh", "env_file": "/etc/iac/backup/restic.env",
             "check_unit": "restic-chip-dashboard-check", "tag": "chip-dashboard"}}}
         values["tls"] = {"acme_directory": _world.acme_directory,
-                         "acme_ca_bundle": _world.acme_ca_file.read_text()}
+                         "acme_ca_bundle": _world.acme_ca_file.read_text(),
+                         "issuer_ca_bundle": _world.acme_issuer_file.read_text()}
     if group == "lan":
         values["network"] = {"address": f"{_world.host_ip('lan')}/24", "gateway": _world.gateway_ip("lan"),
                              "dns": _world.resolvers()}

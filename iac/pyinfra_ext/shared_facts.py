@@ -222,6 +222,8 @@ class EngineCall:
     programs: list[str] = field(default_factory=list)  # each must be on PATH
     otherwise: str = ""  # printed instead when one is missing
     tolerate_failure: bool = False  # a failing engine prints what it printed (else the fact fails)
+    # the longest check: its own python3, side by side with the others in the batch (not after them)
+    alone: bool = False
 
     def shell(self) -> str:
         tests = [f"command -v {shlex.quote(p)} >/dev/null" for p in self.programs]
@@ -314,7 +316,7 @@ class EngineCalls:
             found = engine_call(**call.kwargs) if engine_call else None
         except Exception:  # noqa: BLE001 (its own command, in the batch)
             return None
-        if not isinstance(found, EngineCall) or own != found.shell():
+        if not isinstance(found, EngineCall) or own != found.shell() or found.alone:
             return None
         return [json.dumps([found.as_json(), found.tolerate_failure], sort_keys=True)]
 

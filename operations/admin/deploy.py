@@ -12,8 +12,8 @@ import shlex
 
 from pyinfra import host
 from pyinfra.api import FactBase, StringCommand, deploy, operation
-from pyinfra.operations import server
 
+from iac.ops import server
 from iac.pyinfra_ext.sudo_staging import upload
 from operations.host import HostConfig
 

@@ -18,11 +18,12 @@ class AdminSection(Strict):
         description="Login of the human administrator (a real account with a home directory).",
         examples=["gts"],
     )
-    ssh_authorized_keys: list[SshPublicKey] = Field(
-        default=[],
+    ssh_authorized_keys: list[SshPublicKey] | None = Field(
+        default=None,
         description=(
-            "Public keys allowed to log in as the admin. Keys are added, never removed: an empty "
-            "list leaves existing keys alone (how the production hosts are adopted)."
+            "The only keys that may log in as the admin: a key not listed is drift, removed by a "
+            "converge commit-confirm style (kept in the quarantine). Unset (not declared yet): the keys "
+            "on the host are reported as drift naming this option, never removed; [] means no key at all."
         ),
         examples=[["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops@laptop"]],
     )

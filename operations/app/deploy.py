@@ -18,14 +18,13 @@ import json
 import shlex
 from pathlib import Path
 
-from pyinfra.operations import files, systemd
-
 from iac.guarded import secret_file, validated_file, validated_files
+from iac.ops import files, systemd
 from iac.packages import packages_present
 from iac.paths import STAGED
 from iac.render import render, text_file
 from operations.app.context import app_context, env_context
-from operations.app.identity import app_identity
+from operations.app.identity import app_files_owned, app_identity
 from operations.app.options import DjangoApp
 from operations.app.release import _inputs_hash, release_live, release_settings
 from operations.host import HostConfig
@@ -95,9 +94,12 @@ def django_app(config: HostConfig, name: str, app: DjangoApp) -> None:
     if app.database.engine == "sqlite":
         files.directory(name=f"{name}: SQLite directory", path=str(Path(app.database.path).parent),
                         user=app.user, group=app.user, mode="750")
+        app_files_owned(name=f"{name}: the SQLite directory's files are its own",
+                        user=app.user, path=str(Path(app.database.path).parent))
     if app.log_dir:
         files.directory(name=f"{name}: log directory", path=app.log_dir, user=app.user,
                         group=app.user, mode="750")
+        app_files_owned(name=f"{name}: the log directory's files are its own", user=app.user, path=app.log_dir)
         rotate = paths.logrotate
         files.directory(name="Staging directory for logrotate", path=f"{STAGED}/etc/logrotate.d", mode="755")
         files.put(name=f"{name}: log rotation (staged)", src=text_file(render("etc/logrotate.d/gts-app.j2", **ctx)),

@@ -8,10 +8,10 @@ import shlex
 from pathlib import Path
 
 from pyinfra import host
-from pyinfra.api import OperationError, StringCommand, operation
+from pyinfra.api import FactBase, OperationError, StringCommand, operation
 from pyinfra.facts.files import Directory, File
-from pyinfra.operations import files, server
 
+from iac.ops import files, server
 from iac.render import text_file
 from operations.app.options import DjangoApp
 from operations.host import HostConfig
@@ -110,3 +110,50 @@ def app_user_directory(user: str, path: str, mode: str):
     if info is False:
         raise OperationError(f"{path} exists and is not a directory (a link?): remove it, then run again")
     yield StringCommand(f"runuser -u {user} -- sh -c {shlex.quote(f'mkdir -p {path} && chmod {mode} {path}')}")
+
+
+class NotOwnedBy(FactBase):
+    """How many files and directories under ``path`` (not crossing into other filesystems, never
+    following a link) are not owned by ``user``, and the first few of them; ``{"count": 0}`` when
+    none or when ``path`` is missing."""
+
+    def command(self, path: str, user: str) -> str:
+        q = shlex.quote
+        return (f"test -d {q(path)} || exit 0; find {q(path)} -xdev ! -user {q(user)} -print0 2>/dev/null "
+                f"| tr '\\0\\n' '\\n?' | awk 'NR<=5 {{print}} END {{print \"count=\" NR}}'")
+
+    def process(self, output: list[str]) -> dict:
+        count = next((int(line[6:]) for line in output if line.startswith("count=") and line[6:].isdigit()), 0)
+        return {"count": count, "first": [line for line in output if not line.startswith("count=")][:5]}
+
+    @staticmethod
+    def default() -> dict:
+        return {"count": 0, "first": []}
+
+
+@operation()
+def app_files_owned(user: str, path: str):
+    """
+    Ensure everything in an app's own data directory belongs to the app user (a file root or
+    another account left there, by running the app as root or by hand, breaks the app: SQLite
+    "unable to open database file").
+
+    + user: the app user
+    + path: its data directory (the SQLite directory, its log directory)
+
+    Never follows a link: ``find`` walks without following, ``chown -h`` changes a link itself.
+
+    **Example:**
+
+    .. code:: python
+
+        app_files_owned(name="chip_dashboard: its data is its own", user="chip_dashboard",
+                        path="/var/lib/chip_dashboard")
+    """
+    found = host.get_fact(NotOwnedBy, path=path, user=user)
+    if not found["count"]:
+        return
+    shown = ", ".join(found["first"][:3])
+    host.noop(f"~ {found['count']} file(s) in {path} not owned by {user}: {shown}")
+    q = shlex.quote
+    yield StringCommand(f"find {q(path)} -xdev ! -user {q(user)} -exec chown -h {q(user)}:{q(user)} {{}} +")

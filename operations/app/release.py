@@ -9,9 +9,9 @@ from pathlib import Path
 
 from pyinfra import host
 from pyinfra.api import OperationError, StringCommand, operation
-from pyinfra.operations import files
 
 from iac.engines import ReleaseSettings
+from iac.ops import files
 from iac.paths import GUNICORN_CONFIG, HOST
 from iac.repo import FILES, TEMPLATES
 from operations.app.facts import COMMIT_RE, DeployedRelease, GitRemoteCommit, ReleaseDamage

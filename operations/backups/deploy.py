@@ -23,12 +23,12 @@ from pathlib import Path
 from pyinfra import host
 from pyinfra.api import FactBase, StringCommand, operation
 from pyinfra.facts.files import File
-from pyinfra.operations import files, systemd
 
 from iac.engines import BackupSettings, contract, host_engines
 from iac.errors import ConfigError
 from iac.formats import env_value
 from iac.guarded import differing_files, secret_file, validated_files
+from iac.ops import files, systemd
 from iac.packages import packages_present
 from iac.paths import HOST, STAGED
 from iac.pyinfra_ext.shared_facts import EngineCall

@@ -9,8 +9,8 @@ from __future__ import annotations
 from io import StringIO
 
 from pyinfra.api import deploy
-from pyinfra.operations import files, server
 
+from iac.ops import files, server
 from iac.packages import packages_present
 from operations.host import HostConfig
 

@@ -19,6 +19,7 @@ from typing import Any
 from pyinfra import host
 from pyinfra.api import FactBase, FunctionCommand, StringCommand, operation
 
+from iac.declared import declares
 from iac.paths import HOST, STAGED
 from iac.pyinfra_ext.sudo_staging import upload
 from iac.ssh import ssh_argv
@@ -94,6 +95,7 @@ def _confirm(state, host, kind: str, dest: str, login: list[str], deadline: floa
     return False
 
 
+@declares("dest")
 @operation()
 def confirmed_file(kind: str, dest: str, content: str, in_sync: bool, login: list[str], revert_seconds: int = 45):
     """

@@ -11,8 +11,8 @@ from __future__ import annotations
 from io import StringIO
 
 from pyinfra import host
-from pyinfra.operations import files, systemd
 
+from iac.ops import files, systemd
 from iac.packages import packages_present
 from iac.render import render
 from iac.repo import FILES

@@ -9,7 +9,7 @@ from pydantic import (
     Field,
 )
 
-from iac.values import Port, Strict, _check
+from iac.values import Port, SshPublicKey, Strict, _check
 
 
 class SshSection(Strict):
@@ -28,6 +28,13 @@ class SshSection(Strict):
         description="Root login: by key only ('prohibit-password'), or not at all ('no': the inventory must "
                     "then connect as the admin with sudo).",
         examples=["prohibit-password"])
+    root_authorized_keys: list[SshPublicKey] | None = Field(
+        default=None,
+        description="The only keys that may log in as root (root's authorized_keys): a key not listed is drift, "
+                    "removed by a converge commit-confirm style (kept in the quarantine). Unset (not declared "
+                    "yet): the keys on the host are reported as drift naming this option, never removed; [] "
+                    "means no key at all.",
+        examples=[["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl ops@laptop"]])
 
 
 class FirewallSection(Strict):

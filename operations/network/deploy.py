@@ -13,8 +13,8 @@ import shlex
 
 from pyinfra import host
 from pyinfra.api import FactBase, OperationError, StringCommand, operation
-from pyinfra.operations import files
 
+from iac.ops import files
 from iac.packages import packages_present
 from iac.render import render, text_file
 from operations.host import HostConfig

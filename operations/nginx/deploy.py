@@ -11,9 +11,10 @@ import shlex
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
 from pyinfra.facts.files import Link, Sha256File
-from pyinfra.operations import files, systemd
 
+from iac.declared import declares
 from iac.guarded import unless_ok
+from iac.ops import files, systemd
 from iac.packages import packages_present
 from iac.paths import NGINX_SITES_AVAILABLE, NGINX_SITES_ENABLED, STAGED
 from iac.render import render, text_file
@@ -24,6 +25,12 @@ from operations.host import HostConfig
 AVAILABLE, ENABLED = NGINX_SITES_AVAILABLE, NGINX_SITES_ENABLED
 
 
+def _site_files(kwargs: dict) -> list[str]:
+    site = kwargs["site"]
+    return [f"{STAGED}{AVAILABLE}/{site}", f"{AVAILABLE}/{site}", f"{ENABLED}/{site}"]
+
+
+@declares(files=_site_files)
 @operation()
 def site_live(site: str, remove_default: bool = True):
     """
@@ -69,7 +76,8 @@ def site_live(site: str, remove_default: bool = True):
 
 def nginx_sites(config: HostConfig) -> None:
     """nginx in front of every app on the host."""
-    packages_present(["nginx"], config.base.apt_cache_hours, "nginx")
+    # logrotate: nginx's own /etc/logrotate.d/nginx is read by it (a minimal image lacks it; logs grew forever)
+    packages_present(["nginx", "logrotate"], config.base.apt_cache_hours, "nginx")
     files.directory(name="Staging directory for nginx sites", path=f"{STAGED}{AVAILABLE}", mode="755")
     for name, app in config.apps.items():
         ctx = app_context(config, name, app)

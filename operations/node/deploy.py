@@ -3,8 +3,7 @@ package (the sandbox, which cannot reach NodeSource)."""
 
 from __future__ import annotations
 
-from pyinfra.operations import apt, files
-
+from iac.ops import apt, files
 from iac.packages import packages_present
 from operations.host import HostConfig
 

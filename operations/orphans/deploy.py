@@ -23,8 +23,8 @@ from io import StringIO
 
 from pyinfra import host
 from pyinfra.api import operation
-from pyinfra.operations import files
 
+from iac.ops import files
 from iac.paths import MANAGED_MANIFEST, NGINX_SITES_AVAILABLE, NGINX_SITES_ENABLED, RELEASE_SETTINGS_DIR
 from operations.app.facts import JsonFile
 from operations.host import HostConfig

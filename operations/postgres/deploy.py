@@ -14,9 +14,10 @@ import shlex
 
 from pyinfra import host
 from pyinfra.api import FactBase, StringCommand, operation
-from pyinfra.operations import files, postgres, systemd
+from pyinfra.facts.deb import DebPackages
 
 from iac.guarded import validated_file
+from iac.ops import files, postgres, systemd
 from iac.packages import packages_present
 from iac.paths import STAGED
 from iac.render import render, text_file
@@ -123,6 +124,13 @@ def postgresql(config: HostConfig) -> None:
     """The local PostgreSQL server, if the host declares one."""
     pg = config.postgres
     if pg is None:
+        # a server the model no longer declares (an app moved back to SQLite): stopped and
+        # disabled, never removed; its clusters and their data stay where they are
+        if "postgresql" in (host.get_fact(DebPackages) or {}):
+            systemd.service(name="PostgreSQL not declared: stopped and disabled (its data kept)",
+                            service="postgresql", running=False, enabled=False)
+            systemd.service(name="PostgreSQL's cluster not declared: stopped", service="postgresql@15-main",
+                            running=False)
         return
     packages_present(["postgresql", "postgresql-client"], config.base.apt_cache_hours, "PostgreSQL")
     systemd.service(name="PostgreSQL running and enabled", service="postgresql", running=True, enabled=True)

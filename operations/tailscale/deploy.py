@@ -4,8 +4,7 @@ person with an auth key and stays manual."""
 
 from __future__ import annotations
 
-from pyinfra.operations import apt, files, systemd
-
+from iac.ops import apt, files, systemd
 from iac.packages import packages_present
 from operations.host import HostConfig
 

@@ -12,8 +12,8 @@ import shlex
 
 from pyinfra import host
 from pyinfra.api import StringCommand, operation
-from pyinfra.operations import files, systemd
 
+from iac.ops import files, systemd
 from iac.packages import packages_present
 from iac.render import text_file
 from iac.repo import TEMPLATES

@@ -32,3 +32,9 @@ class TlsSection(Strict):
         description="PEM of the CA that signs the ACME server's own HTTPS certificate, if not a public one.",
         examples=[None], json_schema_extra={"multiline": True},
     )
+    issuer_ca_bundle: Annotated[str, AfterValidator(_check_pem)] | None = Field(
+        default=None,
+        description="PEM of the root CA(s) the served certificates must chain to (the baseline's TLS check). "
+                    "None: Let's Encrypt's ISRG Root X1 and X2 (files/etc/iac/letsencrypt-roots.pem).",
+        examples=[None], json_schema_extra={"multiline": True},
+    )

@@ -130,6 +130,11 @@ class Addresses:
         return self.dir / "pebble" / "listener-ca.pem"
 
     @property
+    def acme_issuer_file(self) -> Path:
+        """The root pebble issues under now (saved each time pebble is started)."""
+        return self.dir / "pebble" / "issuer-root.pem"
+
+    @property
     def s3_endpoint(self) -> str:
         return f"http://{self.s3_ip}:9000"
 

@@ -4,7 +4,9 @@ and the webhook receiver (the Discord stand-in)."""
 from __future__ import annotations
 
 import json
+import ssl
 import sys
+import urllib.request
 
 from .common import REPO, run
 
@@ -48,6 +50,18 @@ class StandIns:
             env={"PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": "0"},
             ready=(self.svc_ip, 14000),
         )
+        self.save_pebble_root()
+
+    def save_pebble_root(self) -> None:
+        """pebble makes a new root CA each time it starts: the one it issues under now, which the
+        sandbox declares as tls.issuer_ca_bundle (what a served certificate must chain to)."""
+        context = ssl.create_default_context(cafile=str(self.acme_ca_file))
+        with urllib.request.urlopen(f"https://{self.svc_ip}:15000/roots/0", context=context, timeout=10) as answer:
+            pem = answer.read().decode()
+        if "BEGIN CERTIFICATE" not in pem:
+            raise RuntimeError("pebble's /roots/0 gave no certificate")
+        if not self.acme_issuer_file.exists() or self.acme_issuer_file.read_text() != pem:
+            self.acme_issuer_file.write_text(pem)
 
     def ensure_s3(self) -> None:
         self.ensure_process(

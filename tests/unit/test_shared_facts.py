@@ -218,6 +218,16 @@ def test_our_engine_facts_are_answered_together() -> None:
     assert ENGINE in ResticRepositoryState().command(env_file="/etc/x.env")
 
 
+def test_the_baseline_check_runs_beside_the_other_engine_calls_not_after_them() -> None:
+    """The whole host's check is the batch's longest job: its own python3 (a background job of the
+    one batch command), never queued in the shared runner behind the other engines' calls."""
+    from operations.baseline.deploy import BaselineFindings
+
+    call = FactCall(fact_calls.fact_path(BaselineFindings), {"settings": '{"host": "h"}'}, {})
+    assert shared_for(call) is None
+    assert BaselineFindings().command(settings='{"host": "h"}').startswith("if ")
+
+
 def test_every_engine_call_gets_what_its_own_python3_prints(tmp_path: Path) -> None:
     """Output with and without a final newline, a child's output, a failure (tolerated or not),
     an exception, sys.exit with a code and with a message, a missing engine: each fact's value
