@@ -18,12 +18,10 @@ import hashlib
 import io
 import subprocess
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
 
-from sandbox.world import port_open
 from tests.integration.conftest import (
     REPO,
     SANDBOX_INVENTORY,
@@ -167,15 +165,6 @@ def test_a_security_update_by_unattended_upgrades_is_no_drift(sandbox: Sandbox, 
 
 
 def test_a_reboot_is_no_drift(sandbox: Sandbox, converged: Run) -> None:
-    world = sandbox.world
-    sandbox.ssh("public", "touch /run/false-alarm-before-reboot")  # /run is emptied by a reboot
-    started = time.monotonic()
-    world.ssh("public", "systemctl reboot", check=False, multiplex=False)
-    back = ""
-    while time.monotonic() - started < 120 and back not in ("running", "degraded"):
-        time.sleep(0.5)
-        if port_open(world.host_ip("public"), 22):
-            back = world.ssh("public", "test ! -e /run/false-alarm-before-reboot && systemctl is-system-running "
-                                       "--wait", check=False, multiplex=False).stdout.strip()
+    back = sandbox.world.reboot("public", timeout=120)
     assert back == "running", f"public host not back within 120 s (last state {back!r})"
     _drift_in_sync(sandbox, "false-alarm-reboot", "--limit", "public")
