@@ -238,6 +238,22 @@ class Hosts:
             check=check, text=True, capture_output=True, input=input,
         )
 
+    def reboot(self, role: str, timeout: float = 90) -> str:
+        """``systemctl reboot`` on a host, as an operator would, then wait for it to be back: its
+        supervisor boots the container again. Returns systemd's state once back ("running",
+        "degraded"), or the last state seen when ``timeout`` ran out ("" when never reached)."""
+        marker = "/run/sandbox-before-reboot"  # /run is emptied by a reboot: gone means a new boot
+        self.ssh(role, f"touch {marker}")
+        started = time.monotonic()
+        self.ssh(role, "systemctl reboot", check=False, multiplex=False)
+        back = ""
+        while time.monotonic() - started < timeout and back not in ("running", "degraded"):
+            time.sleep(0.5)
+            if port_open(self.host_ip(role), 22):
+                back = self.ssh(role, f"test ! -e {marker} && systemctl is-system-running --wait", check=False,
+                                multiplex=False).stdout.strip()
+        return back
+
     def wait_booted(self, role: str, timeout: float = 120) -> None:
         deadline = time.monotonic() + timeout
         proc = self.find_process(f"nspawn-{role}")

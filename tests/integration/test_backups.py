@@ -7,10 +7,12 @@ and undone in place. Drift is checked once, for all three backup edits together.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import subprocess
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -56,6 +58,17 @@ def start(sandbox: Sandbox, role: str, unit: str) -> subprocess.CompletedProcess
 
 def lan(sandbox: Sandbox, command: str) -> str:
     return sandbox.ssh("lan", command).stdout
+
+
+@contextlib.contextmanager
+def hourly_dumps_paused(sandbox: Sandbox) -> Iterator[None]:
+    """No hourly dump lands while a test picks a dump and restores it (at 02:00:01 once, a restore
+    took the timer's new, good dump instead of the one the test had corrupted)."""
+    lan(sandbox, "systemctl stop pg-backup-gts.timer")
+    try:
+        yield
+    finally:
+        lan(sandbox, "systemctl start pg-backup-gts.timer")
 
 
 @pytest.fixture(scope="module")
@@ -269,43 +282,45 @@ def test_dump_that_fails_validation_is_never_published(sandbox: Sandbox, backed_
 
 def test_corrupted_dump_is_reported_and_never_restored(sandbox: Sandbox, backed_up: Run) -> None:
     d = f"{ROOT}/db/gingerich_trailer"
-    newest = lan(sandbox, f"ls -1t {d}/*.dump | head -n1").strip()
-    lan(sandbox, f"printf x >> {newest}")
-    status = make(sandbox, "backup-status-corrupt", "backup-status", "FORMAT=json")
-    assert status.returncode == 2
-    lan_report = next(h for h in json.loads(status.stdout)["hosts"] if h["host"] == "gts-server")
-    assert lan_report["databases"]["gingerich_trailer"]["sha256_ok"] is False
-    refused = make(sandbox, "restore-corrupt", "restore", "DB=gingerich_trailer")
-    assert refused.returncode != 0 and "does not match its .sha256" in refused.output
+    with hourly_dumps_paused(sandbox):
+        newest = lan(sandbox, f"ls -1t {d}/*.dump | head -n1").strip()
+        lan(sandbox, f"printf x >> {newest}")
+        status = make(sandbox, "backup-status-corrupt", "backup-status", "FORMAT=json")
+        assert status.returncode == 2
+        lan_report = next(h for h in json.loads(status.stdout)["hosts"] if h["host"] == "gts-server")
+        assert lan_report["databases"]["gingerich_trailer"]["sha256_ok"] is False
+        refused = make(sandbox, "restore-corrupt", "restore", "DB=gingerich_trailer")
+        assert refused.returncode != 0 and "does not match its .sha256" in refused.output
     assert start(sandbox, "lan", "pg-backup-gts").returncode == 0
     assert make(sandbox, "backup-status-after-corrupt", "backup-status").returncode == 0
 
 
 def test_restore_brings_back_deleted_rows_while_the_other_app_serves(sandbox: Sandbox, backed_up: Run) -> None:
     psql = "runuser -u postgres -- psql -d gts_shop_scheduler -tAc"
-    lan(sandbox, f"cd /tmp && {psql} \"insert into shop_workorder (title, created) "
-                 "select 'order ' || g, now() from generate_series(1, 25) g\"")
-    assert start(sandbox, "lan", "pg-backup-gts").returncode == 0
-    count = lan(sandbox, f"cd /tmp && {psql} 'select count(*) from shop_workorder'").strip()
-    lan(sandbox, f"cd /tmp && {psql} 'delete from shop_workorder'")
+    with hourly_dumps_paused(sandbox):  # no hourly dump of the emptied table
+        lan(sandbox, f"cd /tmp && {psql} \"insert into shop_workorder (title, created) "
+                     "select 'order ' || g, now() from generate_series(1, 25) g\"")
+        assert start(sandbox, "lan", "pg-backup-gts").returncode == 0
+        count = lan(sandbox, f"cd /tmp && {psql} 'select count(*) from shop_workorder'").strip()
+        lan(sandbox, f"cd /tmp && {psql} 'delete from shop_workorder'")
 
-    codes: list[str] = []
-    stop = threading.Event()
+        codes: list[str] = []
+        stop = threading.Event()
 
-    def poll_rental() -> None:
-        url = f"http://{sandbox.world.host_ip('lan')}:8001/"
-        while not stop.is_set():
-            codes.append(subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5",
-                                         url], capture_output=True, text=True, check=False).stdout)
-            time.sleep(0.2)
+        def poll_rental() -> None:
+            url = f"http://{sandbox.world.host_ip('lan')}:8001/"
+            while not stop.is_set():
+                codes.append(subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "5",
+                                             url], capture_output=True, text=True, check=False).stdout)
+                time.sleep(0.2)
 
-    poller = threading.Thread(target=poll_rental)
-    poller.start()
-    try:
-        run = make(sandbox, "restore", "restore", "DB=gts_shop_scheduler")
-    finally:
-        stop.set()
-        poller.join()
+        poller = threading.Thread(target=poll_rental)
+        poller.start()
+        try:
+            run = make(sandbox, "restore", "restore", "DB=gts_shop_scheduler")
+        finally:
+            stop.set()
+            poller.join()
     assert run.returncode == 0, run.output[-3000:]
     TIMINGS["backups: make restore DB=gts_shop_scheduler"] = run.seconds
     assert "shop_scheduler through nginx (gts-server.lan:8002) answers HTTP 200" in run.stdout

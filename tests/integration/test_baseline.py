@@ -69,6 +69,9 @@ MUTATIONS = [
              "python3 -c \"import os; p='/usr/bin/which.debianutils'; st=os.stat(p); d=open(p,'rb').read(); "
              "open(p,'r+b').write(d.replace(b'set -ef', b'set -eu', 1)); "
              "os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns)); assert os.stat(p).st_size == st.st_size\""),
+    # same bytes, another mode: find(1) set-user-ID is a root shell for anyone (GTFOBins)
+    Mutation("lan", "/usr/bin/find", r"mode 0755 -> 4755 since it was last checked \(package findutils",
+             "chmod u+s /usr/bin/find", kept=False),
     Mutation("lan", "/etc/logrotate.d/nginx", r"differs from package nginx",
              "echo '# rotated by hand' >> /etc/logrotate.d/nginx"),
     Mutation("public", "/etc/logrotate.d/apt", r"missing \(package apt", "rm /etc/logrotate.d/apt", kept=False),
@@ -235,6 +238,7 @@ def test_what_the_intruder_left_no_longer_works(sandbox: Sandbox, repaired: dict
     resolv_mode = int(sandbox.ssh("public", "stat -c %a /etc/resolv.conf").stdout.strip(), 8)
     assert resolv_mode & 0o004 and not resolv_mode & 0o022, oct(resolv_mode)  # everyone reads it, root writes it
     assert sandbox.ssh("lan", "stat -c %a /etc/pam.d/common-session").stdout.strip() == "644"
+    assert sandbox.ssh("lan", "stat -c %a /usr/bin/find").stdout.strip() == "755"  # put back by its package
     assert sandbox.ssh("public", "runuser -u nobody -- getent ahosts deb.debian.org", check=False).returncode == 0
     # the site serves a certificate from the declared CA again
     served = sandbox.command("baseline-tls", ["sh", "-c",

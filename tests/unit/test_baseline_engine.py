@@ -10,6 +10,7 @@ import json
 import os
 import pwd
 import stat
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -189,6 +190,35 @@ def test_a_copy_held_before_modes_were_gets_its_mode_held_by_the_next_converge(t
     assert held.check(settings) == []
     resolv.chmod(0o600)
     assert [f.what for f in held.check(settings)] == ["mode 0600, held 0644"]
+
+
+def test_a_held_file_a_maintainer_script_rewrote_is_the_hosts_own_life(tmp_path: Path, installer_files: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """pam-auth-update in a package's postinst, pg_updateaptconfig on a new PostgreSQL: the file
+    changes inside a dpkg run that began after it was held. Not drift; the next converge holds it
+    anew. The same edit outside any dpkg run is drift."""
+    settings = _settings(tmp_path)
+    resolv = installer_files / "resolv.conf"
+    held.record_missing(settings)
+    time.sleep(1.1)  # dpkg logs whole seconds
+    log = tmp_path / "dpkg.log"
+    monkeypatch.setattr(held, "DPKG_LOGS", (tmp_path / "dpkg.log.1", log))
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    resolv.write_text("nameserver 10.0.0.1\nnameserver 10.0.0.2\n")
+    log.write_text(f"{started} startup packages configure\n{time.strftime('%Y-%m-%d %H:%M:%S')} status installed "
+                   "libnss-x:amd64 1.0\n")
+    held.dpkg_runs.cache_clear()
+    assert held.check(settings) == []  # and the check holds what the package wrote
+    assert held.record_of(settings, str(resolv)).read_text() == resolv.read_text()
+    log.write_text("2020-01-01 00:00:00 startup packages configure\n")  # no run covers what follows
+    held.dpkg_runs.cache_clear()
+    assert held.check(settings) == []
+    time.sleep(1.1)
+    resolv.write_text("nameserver 10.9.9.9\n")
+    (finding,) = held.check(settings)
+    assert finding.what == "changed since the converge that held it"
+    held.restore(settings, str(resolv))
+    assert resolv.read_text() == "nameserver 10.0.0.1\nnameserver 10.0.0.2\n"
 
 
 def test_a_held_file_replaced_by_a_link_is_drift(tmp_path: Path, installer_files: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import stat
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -139,6 +140,27 @@ def test_a_same_size_edit_behind_the_old_mtime_is_found_with_a_warm_cache(tree: 
     # known now: not read again, still reported
     found, stats = tree.check()
     assert [f.path for f in found] == ["/usr/bin/tool"] and stats["hashed"] == 0
+
+
+def test_a_package_file_made_set_id_or_given_away_is_drift_until_the_package_puts_it_back(tree: Tree) -> None:
+    """Same bytes, another mode or owner: chmod u+s on a package's binary is a door to root that
+    dpkg's checksums cannot see. Held as first seen, reported on every check until it is back."""
+    tree.check()
+    tool = tree.root / "usr/bin/tool"
+    mode = stat.S_IMODE(tool.stat().st_mode)
+    time.sleep(0.02)
+    tool.chmod(mode | stat.S_ISUID)
+    for _ in range(2):  # not trusted from the cache once seen
+        found, _stats = tree.check()
+        assert [(f.path, f.what, f.repair, f.argument) for f in found] == [
+            ("/usr/bin/tool", f"mode {mode:04o} -> {mode | stat.S_ISUID:04o} since it was last checked (package tool)",
+             "reinstall", "tool")]
+    os.chown(tool, 1234, 1234)
+    (finding,) = tree.check()[0]
+    assert "owner 0:0 -> 1234:1234" in finding.what
+    os.chown(tool, 0, 0)
+    tool.chmod(mode)  # as the package's reinstall puts it
+    assert tree.check()[0] == [] and tree.check()[0] == []
 
 
 def test_a_file_changed_right_after_its_check_is_not_trusted_from_the_cache(tmp_path: Path) -> None:

@@ -208,7 +208,7 @@ def repair(settings: BaselineSettings, only_keys: bool = False) -> dict:
 
 def _clear_caches() -> None:
     """What a repair changed is read again: the package owners, ucf's records, enablement."""
-    for module in (owners, systemd, ucf):
+    for module in (owners, systemd, ucf, held):
         for value in vars(module).values():
             if hasattr(value, "cache_clear"):
                 value.cache_clear()

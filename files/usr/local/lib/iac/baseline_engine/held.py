@@ -6,12 +6,14 @@ a held copy is kept root-only, and the file is put back as it was, never as the 
 from __future__ import annotations
 
 import difflib
+import functools
 import hashlib
 import os
 import pwd
 import re
 import shutil
 import stat
+import time
 from pathlib import Path
 
 from engine_common.safefs import install_file, read_record, root_dir, write_record
@@ -78,6 +80,51 @@ def _stat_change(held: dict | None, path: str) -> str:
     return "; ".join(parts)
 
 
+DPKG_LOGS = (Path("/var/log/dpkg.log.1"), Path("/var/log/dpkg.log"))
+_DPKG_LINE = re.compile(rb"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) (\S+)")
+SLACK = 2  # seconds: dpkg logs whole seconds
+
+
+@functools.cache
+def dpkg_runs(logs: tuple[Path, ...] | None = None) -> list[tuple[float, float]]:
+    """(start, end) of each dpkg run its log records (host time, whole seconds): from a
+    ``startup`` line to the last line before the next one. A maintainer script (pam-auth-update,
+    pg_updateaptconfig) writes inside one."""
+    runs: list[list[float]] = []
+    for log in DPKG_LOGS if logs is None else logs:
+        try:
+            data = log.read_bytes()
+        except OSError:
+            continue
+        for line in data.splitlines():
+            m = _DPKG_LINE.match(line)
+            if not m:
+                continue
+            try:
+                at = time.mktime(time.strptime(m.group(1).decode(), "%Y-%m-%d %H:%M:%S"))
+            except ValueError:
+                continue
+            if m.group(2) == b"startup" or not runs:
+                runs.append([at, at])
+            else:
+                runs[-1][1] = max(runs[-1][1], at)
+    return [(start, end) for start, end in runs]
+
+
+def changed_by_dpkg(path: str, record: Path, runs: list[tuple[float, float]] | None = None) -> bool:
+    """Whether the file last changed inside a dpkg run that began after it was held: a package's
+    maintainer script rewrote it (an install or an upgrade), which is the host's own life, not drift:
+    the check holds it anew (the held copy is the engine's own state, like its caches)."""
+    try:
+        changed, held_at = os.lstat(path).st_ctime, os.lstat(_meta_of(record)).st_mtime
+    except OSError:
+        return False
+    if changed <= held_at:
+        return False
+    return any(start - SLACK <= changed <= end + SLACK and end + SLACK >= held_at
+               for start, end in (dpkg_runs() if runs is None else runs))
+
+
 def check(settings: BaselineSettings) -> list[Finding]:
     found = []
     for path in held_paths(settings):
@@ -99,6 +146,9 @@ def check(settings: BaselineSettings) -> list[Finding]:
                                      "converge holds them as they are now", "restore"))
             elif moved := _stat_change(meta, path):
                 changed.append(moved)
+            if changed and meta is not None and changed_by_dpkg(path, record):
+                _hold(settings, path, record)  # a maintainer script's: held anew as it is now
+                continue
             if changed:
                 found.append(Finding(category(path), path, "~", "; ".join(changed), "restore",
                                      diff=text_diff(record, Path(path)) if edited else ""))
@@ -133,13 +183,21 @@ def record_missing(settings: BaselineSettings) -> list[str]:
         if not os.path.isfile(path) or os.path.islink(path):
             continue
         if not record.is_file():
-            root_dir(Path(settings.state))
-            record.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            shutil.copy2(path, record)
-            os.chmod(record, 0o600)  # the copy is root's; the file's own mode and owner are held beside it
-            write_record(_meta_of(record), _stat_of(path))
+            _hold(settings, path, record)
             made.append(path)
     return made
+
+
+def _hold(settings: BaselineSettings, path: str, record: Path) -> None:
+    """The file as it is now becomes the held copy (root's, 0600), its mode and owner beside it."""
+    root_dir(Path(settings.state))
+    record.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = record.with_name(f".{record.name}.new")
+    tmp.unlink(missing_ok=True)
+    shutil.copy2(path, tmp)
+    os.chmod(tmp, 0o600)  # the copy is root's; the file's own mode and owner are held beside it
+    os.replace(tmp, record)
+    write_record(_meta_of(record), _stat_of(path))
 
 
 def restore(settings: BaselineSettings, path: str) -> bool:

@@ -33,6 +33,10 @@ Speed without being fooled (a warm run reads no package file and no md5sums file
   had. A warm run ``lstat``s every file and compares each package's tuples with the cached ones
   in one go; only a file whose tuple differs is hashed. When a package's expected md5 of a file
   changes (an upgrade), what was known of that file is dropped.
+- A mode or owner change (``chmod u+s``, ``chown`` to an app user: a door to root through a file
+  whose bytes are still the package's) moves the ctime too: the file is hashed, and a mode or owner
+  other than the one it had when last checked is a finding until the package is reinstalled (the
+  first check holds what it finds; an upgrade that changes the file starts again from it).
 - A same-size edit cannot hide: every write, ``utime``, ``chmod``, rename or link count change sets
   the inode's ctime to the current time and no system call sets it back (``utime`` sets only atime
   and mtime), so the tuple changes and the file is hashed again. A file swapped for another has
@@ -72,17 +76,19 @@ CATEGORY = "packages"
 DOCS = ("/usr/share/doc/", "/usr/share/man/", "/usr/share/info/", "/usr/share/locale/", "/usr/share/lintian/")
 _DOCS_REL = tuple(p[1:] for p in DOCS)  # as md5sums spells them (relative to /)
 RACY_NS = 2_000_000_000
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 _MERGED = ("/bin/", "/sbin/", "/lib/", "/lib32/", "/lib64/", "/libx32/")
 _MD5 = re.compile(r"[0-9a-f]{32}")
 _PACKAGE = re.compile(r"[a-z0-9][a-z0-9+.-]*(:[a-z0-9][a-z0-9-]*)?")
 _READ = 1 << 20
 _ATTEMPTS = 3
 
-# (st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns) of a file, packed; _UNTRUSTED never equals an lstat's
-_TUPLE = attrgetter("st_dev", "st_ino", "st_size", "st_mtime_ns", "st_ctime_ns")
-_PACK = struct.Struct("<QQqqq")
-_UNTRUSTED = (0, 0, -1, 0, 0)
+# (st_dev, st_ino, st_size, st_mtime_ns, st_ctime_ns, st_mode, st_uid, st_gid) of a file, packed;
+# _UNTRUSTED never equals an lstat's
+_TUPLE = attrgetter("st_dev", "st_ino", "st_size", "st_mtime_ns", "st_ctime_ns", "st_mode", "st_uid", "st_gid")
+_PACK = struct.Struct("<QQqqqIII")
+_UNTRUSTED = (0, 0, -1, 0, 0, 0, 0, 0)
+_ACCESS = slice(5, 8)  # mode, owner, group
 
 
 def _now_ns() -> int:
@@ -255,7 +261,7 @@ def _aliases(paths: set[str]) -> set[str]:
 class _Files:
     """One package's files (its md5sums, or its conffiles) as the cache keeps them: the paths dpkg
     names; the md5 the package expects of each (32 hex digits each, concatenated); the packed
-    (dev, ino, size, mtime_ns, ctime_ns) each had when it was hashed (_UNTRUSTED: hash it next
+    (dev, ino, size, mtime_ns, ctime_ns, mode, uid, gid) each had when it was hashed (_UNTRUSTED: hash it next
     time); the md5 a file had where it was not the expected one ("": not a regular file)."""
 
     paths: list[str]
@@ -400,6 +406,11 @@ class _Run:
                 got, after = _md5(self.prefix + where, st)
                 trusted = after is not None and self.now - after.st_ctime_ns > RACY_NS
                 tup = _TUPLE(after) if trusted else _UNTRUSTED
+                if old[i] != _UNTRUSTED and got == expected and _TUPLE(st)[_ACCESS] != old[i][_ACCESS]:
+                    # same bytes, another mode or owner (a chmod u+s, a chown to an app user): held
+                    # as first seen, reported until the package puts them back
+                    self.findings.append(_access_differs(where, key, old[i], _TUPLE(st)))
+                    tup = old[i]
             stats.append(tup)
             if got != expected:
                 had[path] = got
@@ -408,6 +419,16 @@ class _Run:
         if packed != files.stats or had != files.had:
             files.stats, files.had = packed, had
             self.dirty = True
+
+
+def _access_differs(path: str, key: str, was: tuple, now: tuple) -> Finding:
+    parts = []
+    if was[5] != now[5]:
+        parts.append(f"mode {stat.S_IMODE(was[5]):04o} -> {stat.S_IMODE(now[5]):04o}")
+    if was[6:8] != now[6:8]:
+        parts.append(f"owner {was[6]}:{was[7]} -> {now[6]}:{now[7]}")
+    return Finding(CATEGORY, path, "~", f"{', '.join(parts)} since it was last checked (package {key})",
+                   "reinstall", key)
 
 
 def _differs(path: str, key: str, got: str) -> Finding:
