@@ -405,12 +405,13 @@ class _Run:
                 self.counts["hashed"] += 1
                 got, after = _md5(self.prefix + where, st)
                 trusted = after is not None and self.now - after.st_ctime_ns > RACY_NS
-                tup = _TUPLE(after) if trusted else _UNTRUSTED
-                if old[i] != _UNTRUSTED and got == expected and _TUPLE(st)[_ACCESS] != old[i][_ACCESS]:
+                if old[i] != _UNTRUSTED and got == expected and tup[_ACCESS] != old[i][_ACCESS]:
                     # same bytes, another mode or owner (a chmod u+s, a chown to an app user): held
                     # as first seen, reported until the package puts them back
-                    self.findings.append(_access_differs(where, key, old[i], _TUPLE(st)))
+                    self.findings.append(_access_differs(where, key, old[i], tup))
                     tup = old[i]
+                else:
+                    tup = _TUPLE(after) if trusted else _UNTRUSTED
             stats.append(tup)
             if got != expected:
                 had[path] = got

@@ -367,26 +367,21 @@ def check(sites: list[Site], min_days: int, now: float | None = None, memo: Path
         except ValueError:
             found("served certificate cannot be read as X.509")
             continue
+        verdict, problem, stands = None, None, False
         if not os.path.isfile(site.ca_bundle):
             found(f"the declared CA bundle {site.ca_bundle} is missing", mark="-", repair="report")
         else:
             chain = served_chain(site.name, site.port)
             verdict = _verdict_key(leaf, chain, site, at)
-            if verdict is not None and verdict in good:
-                seen.append(verdict)
-            else:
-                problem = chain_problem(leaf, chain[1:], site.ca_bundle, at)
-                key = key_problem(leaf, site.key_path)
-                if problem:
-                    found(problem)
-                if key:
-                    found(key[1], mark=key[0])
-                if not problem and not key and verdict is not None:
-                    seen.append(verdict)
-        if not os.path.isfile(site.ca_bundle):
-            key = key_problem(leaf, site.key_path)
-            if key:
-                found(key[1], mark=key[0])
+            stands = verdict is not None and verdict in good  # judged good today on the same bytes
+            problem = None if stands else chain_problem(leaf, chain[1:], site.ca_bundle, at)
+            if problem:
+                found(problem)
+        key = None if stands else key_problem(leaf, site.key_path)
+        if key:
+            found(key[1], mark=key[0])
+        if verdict is not None and not problem and not key:
+            seen.append(verdict)
         if not covers(facts.dns_names, site.name):
             found(f"does not cover {site.name}")
         left = facts.not_after - at
