@@ -28,6 +28,7 @@ from typing import Any
 
 from cli.validate import load_inventory
 from iac.errors import ConfigError
+from iac.host_run import held
 from iac.ssh import run_as_root
 from operations.app.context import app_context
 from operations.app.facts import http_check_command
@@ -179,7 +180,10 @@ def cmd_restore(inventory: str, db: str, source: str, at: str | None, yes: bool)
             return ERROR
     args = f"restore {shlex.quote(db)} --from {source}" + (f" --at {shlex.quote(at)}" if at else "")
     started = time.monotonic()
-    code, result, err = engine_json(t, args)
+    with held(t.name, t.data, f"restore {db} from {source}" + (f" at {at}" if at else "")) as run:
+        code, result, err = engine_json(t, args)
+        if code != 0 or result is None:
+            run.result = "failed"
     sys.stderr.write(err)
     if code != 0 or result is None:
         print(f"{t.name}: restore of {db} FAILED", file=sys.stderr)

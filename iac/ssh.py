@@ -44,9 +44,10 @@ def as_root(data: Mapping[str, Any], command: str) -> tuple[str, str | None]:
 
 
 def run_as_root(data: Mapping[str, Any], command: str, timeout: float = 3600,
-                stream: bool = False) -> subprocess.CompletedProcess:
+                stream: bool = False, input: str = "") -> subprocess.CompletedProcess:  # noqa: A002
     """Run ``command`` on the host as root (through sudo where the inventory says so); its output
-    captured unless ``stream``. The command's stdin is empty (or holds only the sudo password)."""
-    remote, stdin = as_root(data, command)
+    captured unless ``stream``. The command reads ``input`` on its stdin (sudo reads its password
+    first, from the same stdin)."""
+    remote, password = as_root(data, command)
     return subprocess.run([*ssh_argv(data), remote], text=True, check=False, timeout=timeout,
-                          input=stdin if stdin is not None else "", capture_output=not stream)
+                          input=(password or "") + input, capture_output=not stream)
