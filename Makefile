@@ -27,9 +27,10 @@ help: ## List the targets and what they do
 deps: ## Install the machine-side Debian packages the sandbox needs (debootstrap, nspawn, pebble, ...)
 	@bash sandbox/install-deps.sh
 
-$(VENV)/.stamp: requirements.txt
+$(VENV)/.stamp: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
+	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $@
 
 venv: $(VENV)/.stamp ## Create the virtualenv from the pinned requirements.txt
@@ -74,7 +75,7 @@ plan: $(RUN_VENV) ## Preview what a run would change on INVENTORY (nothing is ap
 apply: $(RUN_VENV) ## Converge INVENTORY: the preview (+ ~ -, Plan: line), then the apply (production asks; CONFIRM=yes)
 	@$(PY) -m cli.apply $(INVENTORY) $(if $(LIMIT),--limit $(LIMIT)) $(if $(filter yes,$(CONFIRM)),--yes)
 
-drift: $(RUN_VENV) ## Drift gate on INVENTORY: 0 in sync, 2 drift (what differs), 1 error (FORMAT=json|markdown, JSON_OUT=file)
+drift: $(RUN_VENV) ## Drift gate on INVENTORY: 0 in sync, 2 drift, 1 error, but make turns 1 into 2: scripts use `iac drift` (FORMAT=json|markdown, JSON_OUT=file)
 	@$(PY) -m cli.drift $(INVENTORY) --format $(FORMAT) $(if $(JSON_OUT),--json-out $(JSON_OUT))
 
 RUNS ?= 5

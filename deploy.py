@@ -84,11 +84,12 @@ def one_app(config: HostConfig, app: str) -> None:
 # first, before any fact or upload: through sudo, files are staged in the login's private directory
 sudo_staging.prepare(host)
 config = host_config(host)
-app = release_only(config)
-# a run that changes the host holds its lock and ends with a line in its history (a plan does not)
-run_lock.hold(state, host, f"release {app} {config.apps[app].source.revision}" if app else "apply")
-if app:
+# a run that changes the host holds its lock first, and ends with a line in its history (a plan
+# takes no lock)
+if app := release_only(config):
+    run_lock.hold(state, host, f"release {app} {config.apps[app].source.revision}", limit=False)
     one_app(config, app)
 else:
+    run_lock.hold(state, host, "apply")
     whole_host(config)
 pyinfra_ext.deploy_loaded(host)

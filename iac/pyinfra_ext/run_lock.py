@@ -46,21 +46,25 @@ def connection(host: Any) -> dict[str, Any]:
     return data
 
 
-def describe(what: str) -> str:
-    """What the history calls this run: ``IAC_RUN_WHAT``, else ``what`` and pyinfra's limit."""
+def describe(what: str, limit: bool = True) -> str:
+    """What the history calls this run: ``IAC_RUN_WHAT``, else ``what`` (and pyinfra's limit, when
+    ``limit``: a release names its app, which says more than the host it is limited to)."""
     if named := os.environ.get(WHAT_ENV):
         return named
+    if not limit:
+        return what
     argv = sys.argv[1:]
     limit = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "--limit"), None)
     return f"{what}{f' --limit {limit}' if limit else ''}"
 
 
-def hold(state: Any, host: Any, what: str) -> None:
+def hold(state: Any, host: Any, what: str, limit: bool = True) -> None:
     """Take ``host``'s run lock for the rest of this process (nothing in a run that only plans);
-    a lock held by another run stops this one before anything is changed, naming its holder."""
+    a lock held by another run stops this one before anything is changed, naming its holder.
+    ``what`` (with pyinfra's ``--limit`` unless ``limit`` is false) names the run in the history."""
     if dry_run() or host.name in _RUNS:
         return
-    run = HostRun(host.name, connection(host), describe(what))
+    run = HostRun(host.name, connection(host), describe(what, limit))
     try:
         run.acquire()
     except LockHeld as exc:

@@ -98,8 +98,10 @@ def test_a_new_upstream_commit_is_a_pending_release_and_make_release_pins_and_ap
         assert "FAILED" in failed.stderr and "put back" in failed.stderr
         assert _stack_revision(sandbox) == v3
         assert _deployed(sandbox)["commit"] == v3 and "chip_dashboard v2" in _page(sandbox)
-        last = _history(sandbox)[-1]
-        assert last["what"].startswith(f"release {APP} ") and last["result"] == "failed", last
+        # the history: the failed release, then the app-only run that wrote back v3's settings
+        failed_line, put_back = _history(sandbox)[-2:]
+        assert failed_line["what"].startswith(f"release {APP} ") and failed_line["result"] == "failed", failed_line
+        assert (put_back["what"], put_back["result"]) == (f"release {APP} {v3}", "applied"), put_back
 
         assert _drift(sandbox, "drift-after-make-release").returncode == 0
     finally:
