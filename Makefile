@@ -15,7 +15,7 @@ PYINFRA := $(VENV)/bin/pyinfra
 export SANDBOX_NAME SANDBOX_SUBNET
 
 .PHONY: help deps venv venv-run sandbox sandbox-up sandbox-status sandbox-down plan apply drift bench deploy-keys \
-        release rollback audit-mismatches alert-test backup-status backup-now history restore restore-drill dr dr-drill \
+        release rollback audit-mismatches alert-test backup-status backup-now logs manage shell releases ssh history restore restore-drill dr dr-drill \
         validate options-doc test test-unit test-integration lint
 
 help: ## List the targets and what they do
@@ -117,6 +117,26 @@ backup-now: venv ## Run the backup units now and wait for them (WHAT=dumps|offsi
 	@$(PY) -m cli.backups $(INVENTORY) now --what $(WHAT)
 
 FROM ?= local
+logs: venv ## An app's logs on its host: APP= [WHAT=web|process|release|backup] [SINCE=-1h] [LINES=100] [FOLLOW=1]
+	@test -n "$(APP)" || { echo "make logs: give APP=<app>" >&2; exit 1; }
+	@$(PY) -m cli.logs $(INVENTORY) "$(APP)" --what $(or $(WHAT),web) $(if $(SINCE),--since "$(SINCE)") --lines $(or $(LINES),100) $(if $(FOLLOW),--follow)
+
+manage: venv ## manage.py in APP's live release, as the app with its environment: APP= CMD='check --deploy'
+	@test -n "$(APP)" -a -n "$(CMD)" || { echo "make manage: give APP=<app> CMD='<manage.py arguments>'" >&2; exit 1; }
+	@$(PY) -m cli.manage $(INVENTORY) "$(APP)" manage $(CMD)
+
+shell: venv ## manage.py shell of APP (interactive at a terminal; else runs what comes on stdin)
+	@test -n "$(APP)" || { echo "make shell: give APP=<app>" >&2; exit 1; }
+	@$(PY) -m cli.manage $(INVENTORY) "$(APP)" shell
+
+releases: venv ## APP's live release and those before it, with the commit for `make rollback TO=` (FORMAT=json)
+	@test -n "$(APP)" || { echo "make releases: give APP=<app>" >&2; exit 1; }
+	@$(PY) -m cli.releases $(INVENTORY) "$(APP)" --format $(FORMAT)
+
+ssh: venv ## A login shell on HOST=<name or group>, reached as the inventory says
+	@test -n "$(HOST)" || { echo "make ssh: give HOST=<host or group>" >&2; exit 1; }
+	@$(PY) -m cli.login $(INVENTORY) "$(HOST)"
+
 history: venv ## What changed each host, newest last: when, who, what, result, seconds (HOST=name|group, LINES=20, FORMAT=json)
 	@$(PY) -m cli.history $(INVENTORY) $(if $(HOST),--host "$(HOST)") --lines $(or $(LINES),20) --format $(FORMAT)
 

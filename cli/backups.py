@@ -52,9 +52,11 @@ class Target:
     def production(self) -> bool:
         return self.data.get("stack") == "production"
 
-    def ssh(self, command: str, timeout: float = 3600, stream: bool = False) -> subprocess.CompletedProcess:
-        """Run ``command`` on the host as root (through sudo where the inventory says so)."""
-        return run_as_root(self.data, command, timeout, stream)
+    def ssh(self, command: str, timeout: float = 3600, stream: bool = False,
+            input: str = "") -> subprocess.CompletedProcess:  # noqa: A002
+        """Run ``command`` on the host as root (through sudo where the inventory says so), reading
+        ``input`` on its stdin."""
+        return run_as_root(self.data, command, timeout, stream, input=input)
 
 
 def targets(inventory: str, limit: str | None = None) -> list[Target]:

@@ -26,6 +26,7 @@ class Command:
     summary: str
     exits: str
     prefix: tuple[str, ...] = ()  # arguments before the caller's (a sub-command of the module)
+    suffix: tuple[str, ...] = ()  # after the caller's first argument (manage APP <manage|shell> ...)
     inventory: bool = True  # the module takes the inventory as its first argument
     exit_map: Callable[[int], int] | None = None
 
@@ -43,6 +44,15 @@ COMMANDS: dict[str, Command] = {
                        "0 released, 1 refused or failed (the old release serves)"),
     "rollback": Command("cli.rollback", "switch APP to the release live before (--to COMMIT)",
                         "0 rolled back, 1 refused or failed (the current release stays)"),
+    "logs": Command("cli.logs", "APP [--what web|process|release|backup] [--since T] [--follow]: an app's logs",
+                    "0 shown, 1 error"),
+    "manage": Command("cli.manage", "APP ARGS...: manage.py in the live release, as the app, with its env",
+                      "manage.py's own (0 done), 1 error", suffix=("manage",)),
+    "shell": Command("cli.manage", "APP: manage.py shell (a terminal: interactive; else runs stdin)",
+                     "the shell's own (0 done), 1 error", suffix=("shell",)),
+    "releases": Command("cli.releases", "APP: the live release and those before it, the commit for rollback --to",
+                        "0 shown, 1 error"),
+    "ssh": Command("cli.login", "HOST: a login shell, reached as the inventory says", "ssh's own, 1 no such host"),
     "history": Command("cli.history", "what changed each host: when, who, what, result", "0 read, 1 error"),
     "backup-status": Command("cli.backups", "newest dump per database, newest offsite snapshot, unit results",
                              "0 fresh, 2 stale or failed, 1 error", prefix=("status",)),
@@ -93,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
     module = importlib.import_module(command.module)
-    forwarded = [*([str(inventory)] if command.inventory else []), *command.prefix, *args.args]
+    rest = [*args.args[:1], *command.suffix, *args.args[1:]] if command.suffix else args.args
+    forwarded = [*([str(inventory)] if command.inventory else []), *command.prefix, *rest]
     try:
         code = module.main(forwarded)
     except SystemExit as exc:  # argparse's --help (0) and usage errors (2: here 1, never "drift")

@@ -37,10 +37,11 @@ from typing import Any
 
 from iac import ssh
 from iac.errors import ConfigError
+from iac.paths import HOST
 
-LOCK = "/run/iac/run.lock"
-HOLDER = "/run/iac/run.holder"
-HISTORY = "/var/log/iac/history.jsonl"
+LOCK = HOST.run_lock
+HOLDER = HOST.run_holder
+HISTORY = HOST.history
 WAIT_ENV = "IAC_LOCK_WAIT"
 # the lock script's first line: LOCKED, or HELD <holder json>
 _LOCKED, _HELD = "LOCKED", "HELD"

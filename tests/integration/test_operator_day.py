@@ -1,0 +1,73 @@
+"""An operator's day with `iac` (cli/main.py), each answer checked against the host it came from.
+The LAN host is reached as production reaches it: its admin, sudo with a password.
+
++ `iac releases APP`: the live commit is the one the host's records say is live;
++ `iac logs APP`: a request just made through nginx is in the app's web log (journal on the public
+  host, the app's log_dir on the LAN host); `--what release` shows the engine's steps;
++ `iac manage APP check` and `iac shell APP` run in the live release as the app's user;
++ `iac ssh HOST CMD` logs in as the inventory says (the LAN host: as its admin).
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import subprocess
+from pathlib import Path
+
+from tests.integration.conftest import REPO, SANDBOX_INVENTORY, Run, Sandbox
+
+IAC = str(REPO / ".venv/bin/iac")
+
+
+def iac(sandbox: Sandbox, label: str, *args: str, stdin: str | None = None) -> Run:
+    if stdin is None:
+        return sandbox.command(label, [IAC, "-i", str(REPO / SANDBOX_INVENTORY), *args], cwd=Path("/"))
+    proc = subprocess.run(["bash", "-c", f"{IAC} -i {REPO / SANDBOX_INVENTORY} {' '.join(args)}"], input=stdin,
+                          capture_output=True, text=True, timeout=300, check=False, cwd="/")
+    return sandbox.keep(label, Run([IAC, *args], proc.returncode, proc.stdout, proc.stderr, 0.0))
+
+
+def test_releases_names_the_commit_the_host_says_is_live(sandbox: Sandbox, converged: Run) -> None:
+    run = iac(sandbox, "iac-releases", "releases", "chip_dashboard", "--format", "json")
+    assert run.returncode == 0, run.output[-2000:]
+    shown = json.loads(run.stdout)
+    live = json.loads(sandbox.ssh("public", "cat /var/lib/iac/releases/chip_dashboard/deployed.json").stdout)
+    assert shown["live"]["commit"] == live["commit"] and shown["host"] == "srv1178562"
+    assert all(set(h) >= {"commit", "deployed_at", "kept"} for h in shown["before"])
+
+
+def test_logs_show_a_request_just_made(sandbox: Sandbox, converged: Run) -> None:
+    token = f"iac-logs-probe-{secrets.token_hex(6)}"
+    public = sandbox.world.host_ip("public")
+    subprocess.run(["curl", "-sk", "--max-time", "20", "--resolve", f"pravoo.in:443:{public}",
+                    f"https://pravoo.in/{token}"], capture_output=True, check=False)
+    run = iac(sandbox, "iac-logs-public", "logs", "chip_dashboard", "--lines", "200")
+    assert run.returncode == 0 and token in run.stdout, run.output[-2000:]
+    lan = sandbox.world.host_ip("lan")
+    subprocess.run(["curl", "-s", "--max-time", "20", f"http://{lan}:8001/{token}"], capture_output=True, check=False)
+    run = iac(sandbox, "iac-logs-lan", "logs", "rental_scheduler", "--lines", "200")
+    assert run.returncode == 0 and token in run.stdout, run.output[-2000:]
+    assert "==> /var/log/gts/rental_scheduler/access.log <==" in run.stdout  # its declared log_dir
+    release = iac(sandbox, "iac-logs-release", "logs", "rental_scheduler", "--what", "release", "--lines", "5")
+    assert release.returncode == 0 and " rental_scheduler: " in release.stdout, release.output[-2000:]
+    bad = iac(sandbox, "iac-logs-bad-since", "logs", "rental_scheduler", "--since", "$(id)")
+    assert bad.returncode == 1 and "--since" in bad.stderr
+
+
+def test_manage_and_shell_run_as_the_app_in_its_live_release(sandbox: Sandbox, converged: Run) -> None:
+    check = iac(sandbox, "iac-manage-check", "manage", "rental_scheduler", "check")
+    assert check.returncode == 0 and "System check identified no issues" in check.stdout, check.output[-2000:]
+    script = "import os, pwd; print('user=' + pwd.getpwuid(os.getuid()).pw_name); print('cwd=' + os.getcwd())\n"
+    shell = iac(sandbox, "iac-shell", "shell", "rental_scheduler", stdin=script)
+    assert shell.returncode == 0, shell.output[-2000:]
+    live = json.loads(sandbox.ssh("lan", "cat /var/lib/iac/releases/rental_scheduler/deployed.json").stdout)
+    assert "user=rental_scheduler" in shell.stdout  # the app's user, in the live release
+    assert f"cwd=/srv/releases/rental_scheduler/{live['release']}\n" in shell.stdout, shell.stdout
+
+
+def test_ssh_logs_in_as_the_inventory_says(sandbox: Sandbox, converged: Run) -> None:
+    run = iac(sandbox, "iac-ssh-lan", "ssh", "lan", "id", "-un")
+    assert run.returncode == 0 and run.stdout.strip() == "gts", run.output[-2000:]
+    run = iac(sandbox, "iac-ssh-public", "ssh", "srv1178562", "hostname")
+    assert run.returncode == 0 and run.stdout.strip() == "srv1178562", run.output[-2000:]
