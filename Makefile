@@ -15,7 +15,7 @@ PYINFRA := $(VENV)/bin/pyinfra
 export SANDBOX_NAME SANDBOX_SUBNET
 
 .PHONY: help deps venv venv-run sandbox sandbox-up sandbox-status sandbox-down plan apply drift bench deploy-keys \
-        release rollback audit-mismatches alert-test backup-status backup-now logs manage shell releases ssh history restore restore-drill dr dr-drill \
+        release rollback audit-mismatches alert-test backup-status backup-now backup-list logs manage shell releases ssh history restore restore-drill dr dr-drill \
         validate options-doc test test-unit test-integration lint
 
 help: ## List the targets and what they do
@@ -139,6 +139,10 @@ ssh: venv ## A login shell on HOST=<name or group>, reached as the inventory say
 
 history: venv ## What changed each host, newest last: when, who, what, result, seconds (HOST=name|group, LINES=20, FORMAT=json)
 	@$(PY) -m cli.history $(INVENTORY) $(if $(HOST),--host "$(HOST)") --lines $(or $(LINES),20) --format $(FORMAT)
+
+backup-list: venv ## DB=<name>: its local and offsite restore points, newest first, with the AT= to paste (FORMAT=json)
+	@test -n "$(DB)" || { echo "make backup-list: give DB=<database>, e.g. DB=gts_shop_scheduler" >&2; exit 1; }
+	@$(PY) -m cli.backups $(INVENTORY) list --db "$(DB)" --format $(FORMAT)
 
 restore: venv ## Restore DB=<name> [FROM=local|offsite] [AT='YYYY-MM-DD HH:MM:SS' UTC]: stop its apps, restore, start, check (production asks)
 	@test -n "$(DB)" || { echo "make restore: give DB=<database>, e.g. DB=gts_shop_scheduler" >&2; exit 1; }

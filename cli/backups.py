@@ -195,6 +195,39 @@ def cmd_restore(inventory: str, db: str, source: str, at: str | None, yes: bool)
     return ERROR if bad else OK
 
 
+# ---- list ------------------------------------------------------------------------------------
+
+def points_text(target: Target, points: dict) -> str:
+    db = points["database"]
+    lines = [f"{target.name}: restore points of {db}, newest first (make restore DB={db} [FROM=offsite] AT='...')"]
+    if points.get("local_error"):
+        lines.append(f"  local: {points['local_error']}")
+    for p in points["local"]:
+        lines.append(f"  local    AT='{p['at']}'  {p['file']}  {p['bytes']} bytes")
+    off = points.get("offsite")
+    if off is None:
+        lines.append("  offsite: none declared for this host's dumps, or no snapshot yet")
+    else:
+        for p in off["dumps"]:
+            lines.append(f"  offsite  AT='{p['at']}'  {p['file']}  (snapshot {off['snapshot']}, {off['time'][:19]})")
+    return "\n".join(lines)
+
+
+def cmd_list(inventory: str, db: str, fmt: str) -> int:
+    hosts = [t for t in targets(inventory) if db in t.config.backup_databases()]
+    if not hosts:
+        known = sorted({d for t in targets(inventory) for d in t.config.backup_databases()})
+        raise ConfigError(f"DB={db!r} is not a backed-up database of {inventory}; known: {', '.join(known)}")
+    t = hosts[0]
+    code, points, err = engine_json(t, f"points {shlex.quote(db)}")
+    if code != 0 or points is None:
+        sys.stderr.write(err)
+        print(f"{t.name}: cannot list the restore points of {db}", file=sys.stderr)
+        return ERROR
+    print(json.dumps(dict(points, host=t.name), indent=2) if fmt == "json" else points_text(t, points))
+    return OK
+
+
 # ---- drill -----------------------------------------------------------------------------------
 
 def drill_text(report: dict) -> str:
@@ -247,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--from", dest="source", choices=["local", "offsite"], default="local")
     r.add_argument("--at")
     r.add_argument("--yes", action="store_true")
+    ls = sub.add_parser("list")
+    ls.add_argument("--db", required=True)
+    ls.add_argument("--format", choices=["text", "json"], default="text")
     args = p.parse_args(argv)
     try:
         if args.cmd == "status":
@@ -255,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_now(args.inventory, args.what, args.limit)
         if args.cmd == "restore":
             return cmd_restore(args.inventory, args.db, args.source, args.at, args.yes)
+        if args.cmd == "list":
+            return cmd_list(args.inventory, args.db, args.format)
         return cmd_drill(args.inventory, args.format, args.limit)
     except (ConfigError, subprocess.TimeoutExpired) as exc:
         print(f"backups: error: {exc}", file=sys.stderr)

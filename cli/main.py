@@ -60,6 +60,8 @@ COMMANDS: dict[str, Command] = {
                           "0 done, 1 failed", prefix=("now",)),
     "restore": Command("cli.backups", "restore --db NAME [--from local|offsite] [--at TIME]",
                        "0 restored and answering, 1 failed", prefix=("restore",)),
+    "backup-list": Command("cli.backups", "--db NAME: local and offsite restore points, with the --at to give restore",
+                           "0 listed, 1 error", prefix=("list",)),
     "restore-drill": Command("cli.backups", "restore the newest dumps into scratch databases, compare rows",
                              "0 passed, 1 failed", prefix=("drill",)),
     "dr": Command("cli.dr", "rebuild --limit HOST from a bare Debian box and its offsite backups",

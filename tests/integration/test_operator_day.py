@@ -71,3 +71,19 @@ def test_ssh_logs_in_as_the_inventory_says(sandbox: Sandbox, converged: Run) -> 
     assert run.returncode == 0 and run.stdout.strip() == "gts", run.output[-2000:]
     run = iac(sandbox, "iac-ssh-public", "ssh", "srv1178562", "hostname")
     assert run.returncode == 0 and run.stdout.strip() == "srv1178562", run.output[-2000:]
+
+
+def test_backup_list_names_the_dumps_on_the_dump_disk_with_the_at_that_picks_each(sandbox: Sandbox,
+                                                                                   converged: Run) -> None:
+    db = "gts_shop_scheduler"
+    run = iac(sandbox, "iac-backup-list", "backup-list", "--db", db, "--format", "json")
+    assert run.returncode == 0, run.output[-2000:]
+    points = json.loads(run.stdout)
+    # the engine's own dumps (<db>_YYYYmmdd_HHMMSS.dump; a dump named otherwise is not one it restores)
+    on_disk = sandbox.ssh("lan", f"ls /mnt/pg_backups/postgres/db/{db} | grep -E '_[0-9]{{8}}_[0-9]{{6}}[.]dump$' "
+                                 "| sort -r").stdout.split()
+    assert [p["file"] for p in points["local"]] == on_disk and on_disk
+    for p in points["local"]:  # AT='YYYY-MM-DD HH:MM:SS' is the dump's own UTC stamp
+        assert p["file"].endswith(p["at"].replace("-", "").replace(" ", "_").replace(":", "") + ".dump")
+    text = iac(sandbox, "iac-backup-list-text", "backup-list", "--db", db)
+    assert f"local    AT='{points['local'][0]['at']}'" in text.stdout
