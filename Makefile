@@ -15,7 +15,7 @@ PYINFRA := $(VENV)/bin/pyinfra
 export SANDBOX_NAME SANDBOX_SUBNET
 
 .PHONY: help deps venv venv-run sandbox sandbox-up sandbox-status sandbox-down plan apply drift bench deploy-keys \
-        release rollback audit-mismatches alert-test backup-status backup-now backup-list logs manage shell releases ssh history restore restore-drill dr dr-drill \
+        release rollback audit-mismatches alert-test backup-status backup-now backup-list status logs manage shell releases ssh history restore restore-drill dr dr-drill \
         validate options-doc test test-unit test-integration lint
 
 help: ## List the targets and what they do
@@ -117,6 +117,9 @@ backup-now: venv ## Run the backup units now and wait for them (WHAT=dumps|offsi
 	@$(PY) -m cli.backups $(INVENTORY) now --what $(WHAT)
 
 FROM ?= local
+status: venv ## Each host at a glance: apps (live release, who, units, nginx), certificates, backups, drift, updates, disk (HOST=, FORMAT=json)
+	@$(PY) -m cli.status $(INVENTORY) $(if $(HOST),--host "$(HOST)") --format $(FORMAT)
+
 logs: venv ## An app's logs on its host: APP= [WHAT=web|process|release|backup] [SINCE=-1h] [LINES=100] [FOLLOW=1]
 	@test -n "$(APP)" || { echo "make logs: give APP=<app>" >&2; exit 1; }
 	@$(PY) -m cli.logs $(INVENTORY) "$(APP)" --what $(or $(WHAT),web) $(if $(SINCE),--since "$(SINCE)") --lines $(or $(LINES),100) $(if $(FOLLOW),--follow)

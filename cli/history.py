@@ -20,10 +20,10 @@ from iac.errors import ConfigError
 from iac.host_run import read_history
 
 
-def hosts(inventory: str, only: str | None) -> list[tuple[str, dict[str, Any]]]:
-    """(name, inventory entry) of every host, or of the host or group ``only``."""
+def hosts(inventory: str, only: str | None) -> list[tuple[str, str, dict[str, Any]]]:
+    """(group, name, inventory entry) of every host, or of the host or group ``only``."""
     groups = load_inventory(Path(inventory))
-    found = [(name, data) for group, entries in groups.items() for name, data in entries
+    found = [(group, name, data) for group, entries in groups.items() for name, data in entries
              if only in (None, group, name)]
     if not found:
         known = ", ".join([*groups, *(n for entries in groups.values() for n, _ in entries)])
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--format", choices=["text", "json"], default="text")
     args = parser.parse_args(argv)
     try:
-        found = {name: read_history(data, args.lines) for name, data in hosts(args.inventory, args.host)}
+        found = {name: read_history(data, args.lines) for _, name, data in hosts(args.inventory, args.host)}
     except ConfigError as e:
         print(f"history: {e}", file=sys.stderr)
         return 1

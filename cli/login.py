@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as e:
         print(f"ssh: {e}", file=sys.stderr)
         return 1
-    argv_ = ssh_argv(found[0][1])
+    argv_ = ssh_argv(found[0][2])
     at = argv_.index("BatchMode=yes")  # a person may be asked (a key's passphrase)
     del argv_[at - 1:at + 1]
     os.execvp("ssh", [*argv_, *args.command])

@@ -44,6 +44,8 @@ COMMANDS: dict[str, Command] = {
                        "0 released, 1 refused or failed (the old release serves)"),
     "rollback": Command("cli.rollback", "switch APP to the release live before (--to COMMIT)",
                         "0 rolled back, 1 refused or failed (the current release stays)"),
+    "status": Command("cli.status", "each host at a glance: apps, certificates, backups, drift, updates, disk",
+                      "0 all well, 2 something needs attention, 1 error"),
     "logs": Command("cli.logs", "APP [--what web|process|release|backup] [--since T] [--follow]: an app's logs",
                     "0 shown, 1 error"),
     "manage": Command("cli.manage", "APP ARGS...: manage.py in the live release, as the app, with its env",

@@ -87,3 +87,26 @@ def test_backup_list_names_the_dumps_on_the_dump_disk_with_the_at_that_picks_eac
         assert p["file"].endswith(p["at"].replace("-", "").replace(" ", "_").replace(":", "") + ".dump")
     text = iac(sandbox, "iac-backup-list-text", "backup-list", "--db", db)
     assert f"local    AT='{points['local'][0]['at']}'" in text.stdout
+
+
+def test_status_reads_each_host_and_names_what_needs_attention(sandbox: Sandbox, converged: Run) -> None:
+    assert iac(sandbox, "iac-drift-before-status", "drift").returncode == 0
+    run = iac(sandbox, "iac-status", "status", "--format", "json")
+    assert run.returncode in (0, 2), run.output[-2000:]
+    found = {h["host"]: h for h in json.loads(run.stdout)["hosts"]}
+    live = json.loads(sandbox.ssh("public", "cat /var/lib/iac/releases/chip_dashboard/deployed.json").stdout)
+    app = found["srv1178562"]["apps"]["chip_dashboard"]
+    assert (app["commit"], app["since"], app["units"], app["health"]) == (
+        live["commit"], live["deployed_at"], ["active", "active"], "200")
+    assert found["srv1178562"]["certificates"]["pravoo.in"]["days_left"] > 14
+    assert found["gts-server"]["last_drift"]["status"] == "in_sync"
+    assert set(found["gts-server"]["backups"]["dumps"]) >= {"gts_shop_scheduler", "gts_scheduler"}
+    assert "/mnt/pg_backups" in found["gts-server"]["disk_used_percent"]
+    # a unit that is down is named, and the answer is "needs attention" (2)
+    sandbox.ssh("lan", "systemctl stop gunicorn-shop_scheduler.socket gunicorn-shop_scheduler.service")
+    try:
+        down = iac(sandbox, "iac-status-unit-down", "status", "--host", "lan")
+    finally:
+        sandbox.ssh("lan", "systemctl start gunicorn-shop_scheduler.socket gunicorn-shop_scheduler.service")
+    assert down.returncode == 2, down.output[-2000:]
+    assert "! shop_scheduler: units inactive inactive" in down.stdout, down.stdout
