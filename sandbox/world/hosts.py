@@ -50,8 +50,9 @@ class Hosts:
             run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", f"{role}@{self.name}",
                  "-f", str(root / f"etc/ssh/ssh_host_{kind}_key")])
 
-    def lan_admin(self) -> tuple[str, str, str]:
-        """The LAN host's admin as production has it: (login, sudo password, its crypt(3) hash).
+    def lan_admin(self) -> tuple[str | None, str, str]:
+        """The LAN host's admin as production has it: (login, sudo password, its crypt(3) hash); the
+        login is None when group_data/lan.py declares none (the inventory's validation says so).
         The login is group_data/lan.py's; the password a hostile canary kept in the sandbox's
         secrets file, where the inventory reads it (lan.connection.sudo_password), as production's
         operator may keep theirs."""
@@ -59,7 +60,9 @@ class Hosts:
         from stack.load import GROUP_DATA, read_group_file
         from stack.secrets import SecretsFile, crypt_sha512
 
-        login = read_group_file(GROUP_DATA / "lan.py")["admin"]["name"]
+        # read raw, before the model: a group file without it gets the model's own error later
+        admin = read_group_file(GROUP_DATA / "lan.py").get("admin")
+        login = admin.get("name") if isinstance(admin, dict) else None
         secrets = SecretsFile(self.dir / "secrets.json", generate=True)
         password = secrets.own_secret("lan", SECRET_PATH, lambda token: f"{token}{HOSTILE}")
         return login, password, crypt_sha512(password, hashlib.sha256(password.encode()).hexdigest()[:16])
@@ -70,6 +73,8 @@ class Hosts:
         it: the bare host is reached as production's is, as that admin with sudo. The hash goes on
         chpasswd's stdin, never on a command line."""
         login, _, hashed = self.lan_admin()
+        if not login:
+            raise WorldError("group_data/lan.py declares no admin.name: the LAN host is reached as its admin")
         run(["useradd", "--root", str(root), "--create-home", "--shell", "/bin/bash", "--groups", "sudo", login])
         run(["chpasswd", "--root", str(root), "--encrypted"], input=f"{login}:{hashed}\n")
         uid, gid = (int(v) for v in run(["chroot", str(root), "id", "-u", login]).stdout.split()
