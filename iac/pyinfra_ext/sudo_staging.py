@@ -37,6 +37,7 @@ from pyinfra.api.exceptions import PyinfraError
 
 from iac import sudo
 from iac.errors import ConfigError
+from iac.pyinfra_ext import fact_batch
 
 # a login name as useradd takes it: the path below goes into pyinfra's temporary file names and commands
 _LOGIN = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
@@ -80,8 +81,9 @@ def prepare(host: Any) -> None:
     if not path:
         return
     q = shlex.quote(str(path))
-    ok, output = host.run_shell_command(StringCommand(
-        f"umask 077 && mkdir -p {q} && test ! -L {q} && test -d {q} && test -O {q} && chmod 700 {q}"))
+    with fact_batch.not_a_change(host):
+        ok, output = host.run_shell_command(StringCommand(
+            f"umask 077 && mkdir -p {q} && test ! -L {q} && test -d {q} && test -O {q} && chmod 700 {q}"))
     if not ok:
         raise PyinfraError(f"{host.name}: cannot make the private staging directory {path} (uploads through "
                            f"sudo are staged there): {' '.join(output.stderr_lines)[-300:]}")
