@@ -15,7 +15,7 @@ PYINFRA := $(VENV)/bin/pyinfra
 export SANDBOX_NAME SANDBOX_SUBNET
 
 .PHONY: help deps venv venv-run sandbox sandbox-up sandbox-status sandbox-down plan apply drift bench deploy-keys \
-        release rollback audit-mismatches alert-test backup-status backup-now restore restore-drill dr dr-drill \
+        release rollback audit-mismatches alert-test backup-status backup-now backup-list status logs manage shell releases ssh history restore restore-drill dr dr-drill \
         validate options-doc test test-unit test-integration lint
 
 help: ## List the targets and what they do
@@ -27,9 +27,10 @@ help: ## List the targets and what they do
 deps: ## Install the machine-side Debian packages the sandbox needs (debootstrap, nspawn, pebble, ...)
 	@bash sandbox/install-deps.sh
 
-$(VENV)/.stamp: requirements.txt
+$(VENV)/.stamp: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements.txt
+	$(VENV)/bin/pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $@
 
 venv: $(VENV)/.stamp ## Create the virtualenv from the pinned requirements.txt
@@ -74,7 +75,7 @@ plan: $(RUN_VENV) ## Preview what a run would change on INVENTORY (nothing is ap
 apply: $(RUN_VENV) ## Converge INVENTORY: the preview (+ ~ -, Plan: line), then the apply (production asks; CONFIRM=yes)
 	@$(PY) -m cli.apply $(INVENTORY) $(if $(LIMIT),--limit $(LIMIT)) $(if $(filter yes,$(CONFIRM)),--yes)
 
-drift: $(RUN_VENV) ## Drift gate on INVENTORY: 0 in sync, 2 drift (what differs), 1 error (FORMAT=json|markdown, JSON_OUT=file)
+drift: $(RUN_VENV) ## Drift gate on INVENTORY: 0 in sync, 2 drift, 1 error, but make turns 1 into 2: scripts use `iac drift` (FORMAT=json|markdown, JSON_OUT=file)
 	@$(PY) -m cli.drift $(INVENTORY) --format $(FORMAT) $(if $(JSON_OUT),--json-out $(JSON_OUT))
 
 RUNS ?= 5
@@ -116,6 +117,36 @@ backup-now: venv ## Run the backup units now and wait for them (WHAT=dumps|offsi
 	@$(PY) -m cli.backups $(INVENTORY) now --what $(WHAT)
 
 FROM ?= local
+status: venv ## Each host at a glance: apps (live release, who, units, nginx), certificates, backups, drift, updates, disk (HOST=, FORMAT=json)
+	@$(PY) -m cli.status $(INVENTORY) $(if $(HOST),--host "$(HOST)") --format $(FORMAT)
+
+logs: venv ## An app's logs on its host: APP= [WHAT=web|process|release|backup] [SINCE=-1h] [LINES=100] [FOLLOW=1]
+	@test -n "$(APP)" || { echo "make logs: give APP=<app>" >&2; exit 1; }
+	@$(PY) -m cli.logs $(INVENTORY) "$(APP)" --what $(or $(WHAT),web) $(if $(SINCE),--since "$(SINCE)") --lines $(or $(LINES),100) $(if $(FOLLOW),--follow)
+
+manage: venv ## manage.py in APP's live release, as the app with its environment: APP= CMD='check --deploy'
+	@test -n "$(APP)" -a -n "$(CMD)" || { echo "make manage: give APP=<app> CMD='<manage.py arguments>'" >&2; exit 1; }
+	@$(PY) -m cli.manage $(INVENTORY) "$(APP)" manage $(CMD)
+
+shell: venv ## manage.py shell of APP (interactive at a terminal; else runs what comes on stdin)
+	@test -n "$(APP)" || { echo "make shell: give APP=<app>" >&2; exit 1; }
+	@$(PY) -m cli.manage $(INVENTORY) "$(APP)" shell
+
+releases: venv ## APP's live release and those before it, with the commit for `make rollback TO=` (FORMAT=json)
+	@test -n "$(APP)" || { echo "make releases: give APP=<app>" >&2; exit 1; }
+	@$(PY) -m cli.releases $(INVENTORY) "$(APP)" --format $(FORMAT)
+
+ssh: venv ## A login shell on HOST=<name or group>, reached as the inventory says
+	@test -n "$(HOST)" || { echo "make ssh: give HOST=<host or group>" >&2; exit 1; }
+	@$(PY) -m cli.login $(INVENTORY) "$(HOST)"
+
+history: venv ## What changed each host, newest last: when, who, what, result, seconds (HOST=name|group, LINES=20, FORMAT=json)
+	@$(PY) -m cli.history $(INVENTORY) $(if $(HOST),--host "$(HOST)") --lines $(or $(LINES),20) --format $(FORMAT)
+
+backup-list: venv ## DB=<name>: its local and offsite restore points, newest first, with the AT= to paste (FORMAT=json)
+	@test -n "$(DB)" || { echo "make backup-list: give DB=<database>, e.g. DB=gts_shop_scheduler" >&2; exit 1; }
+	@$(PY) -m cli.backups $(INVENTORY) list --db "$(DB)" --format $(FORMAT)
+
 restore: venv ## Restore DB=<name> [FROM=local|offsite] [AT='YYYY-MM-DD HH:MM:SS' UTC]: stop its apps, restore, start, check (production asks)
 	@test -n "$(DB)" || { echo "make restore: give DB=<database>, e.g. DB=gts_shop_scheduler" >&2; exit 1; }
 	@$(PY) -m cli.backups $(INVENTORY) restore --db "$(DB)" --from $(FROM) $(if $(AT),--at "$(AT)") $(if $(filter yes,$(CONFIRM)),--yes)

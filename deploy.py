@@ -4,11 +4,11 @@ Run: pyinfra sandbox/inventory.py deploy.py   (production: pyinfra inventory.py 
 Each step reads the host's validated configuration (operations/host.py).
 """
 
-from pyinfra import host
+from pyinfra import host, state
 
 from iac import pyinfra_ext
 from iac.engines import host_engines
-from iac.pyinfra_ext import sudo_staging
+from iac.pyinfra_ext import run_lock, sudo_staging
 from operations.admin.deploy import admin_account
 from operations.app.deploy import django_app
 from operations.app.release import release_engine
@@ -84,8 +84,12 @@ def one_app(config: HostConfig, app: str) -> None:
 # first, before any fact or upload: through sudo, files are staged in the login's private directory
 sudo_staging.prepare(host)
 config = host_config(host)
+# a run that changes the host holds its lock first, and ends with a line in its history (a plan
+# takes no lock)
 if app := release_only(config):
+    run_lock.hold(state, host, f"release {app} {config.apps[app].source.revision}", limit=False)
     one_app(config, app)
 else:
+    run_lock.hold(state, host, "apply")
     whole_host(config)
 pyinfra_ext.deploy_loaded(host)

@@ -5,17 +5,18 @@ key of its repository (GitHub: Settings -> Deploy keys); the sandbox registers t
 This is also the first step of bootstrapping a fresh server: deploy.py fetches code with these.
 """
 
-from pyinfra import host
+from pyinfra import host, state
 from pyinfra.facts.files import FileContents
 from pyinfra.operations import python
 
-from iac.pyinfra_ext import sudo_staging
+from iac.pyinfra_ext import run_lock, sudo_staging
 from operations.app.identity import app_identity
 from stack.load import host_config
 
 # first, before any fact or upload: through sudo, files are staged in the login's private directory
 sudo_staging.prepare(host)
 config = host_config(host)
+run_lock.hold(state, host, "deploy-keys")
 
 for app_name, app in config.apps.items():
     app_identity(config, app_name, app)

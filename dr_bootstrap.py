@@ -5,12 +5,14 @@ repository's env file from the secrets file and restores the newest snapshot int
 directory (never over the live system). See README, "Disaster recovery".
 """
 
-from pyinfra import host
+from pyinfra import host, state
 
-from iac.pyinfra_ext import sudo_staging
+from iac.pyinfra_ext import run_lock, sudo_staging
 from operations.backups.deploy import dr_bootstrap
 from stack.load import host_config
 
 # first, before any fact or upload: through sudo, files are staged in the login's private directory
 sudo_staging.prepare(host)
-dr_bootstrap(host_config(host))
+config = host_config(host)
+run_lock.hold(state, host, "dr bootstrap")
+dr_bootstrap(config)

@@ -28,6 +28,7 @@ from typing import Any
 
 from cli.validate import load_inventory
 from iac.errors import ConfigError
+from iac.host_run import held
 from iac.ssh import run_as_root
 from operations.app.context import app_context
 from operations.app.facts import http_check_command
@@ -51,9 +52,11 @@ class Target:
     def production(self) -> bool:
         return self.data.get("stack") == "production"
 
-    def ssh(self, command: str, timeout: float = 3600, stream: bool = False) -> subprocess.CompletedProcess:
-        """Run ``command`` on the host as root (through sudo where the inventory says so)."""
-        return run_as_root(self.data, command, timeout, stream)
+    def ssh(self, command: str, timeout: float = 3600, stream: bool = False,
+            input: str = "") -> subprocess.CompletedProcess:  # noqa: A002
+        """Run ``command`` on the host as root (through sudo where the inventory says so), reading
+        ``input`` on its stdin."""
+        return run_as_root(self.data, command, timeout, stream, input=input)
 
 
 def targets(inventory: str, limit: str | None = None) -> list[Target]:
@@ -179,7 +182,10 @@ def cmd_restore(inventory: str, db: str, source: str, at: str | None, yes: bool)
             return ERROR
     args = f"restore {shlex.quote(db)} --from {source}" + (f" --at {shlex.quote(at)}" if at else "")
     started = time.monotonic()
-    code, result, err = engine_json(t, args)
+    with held(t.name, t.data, f"restore {db} from {source}" + (f" at {at}" if at else "")) as run:
+        code, result, err = engine_json(t, args)
+        if code != 0 or result is None:
+            run.result = "failed"
     sys.stderr.write(err)
     if code != 0 or result is None:
         print(f"{t.name}: restore of {db} FAILED", file=sys.stderr)
@@ -187,6 +193,39 @@ def cmd_restore(inventory: str, db: str, source: str, at: str | None, yes: bool)
     print(f"{t.name}: {db} restored from {result['dump']} in {time.monotonic() - started:.1f}s")
     bad = app_answers(t, result["units"])
     return ERROR if bad else OK
+
+
+# ---- list ------------------------------------------------------------------------------------
+
+def points_text(target: Target, points: dict) -> str:
+    db = points["database"]
+    lines = [f"{target.name}: restore points of {db}, newest first (make restore DB={db} [FROM=offsite] AT='...')"]
+    if points.get("local_error"):
+        lines.append(f"  local: {points['local_error']}")
+    for p in points["local"]:
+        lines.append(f"  local    AT='{p['at']}'  {p['file']}  {p['bytes']} bytes")
+    off = points.get("offsite")
+    if off is None:
+        lines.append("  offsite: none declared for this host's dumps, or no snapshot yet")
+    else:
+        for p in off["dumps"]:
+            lines.append(f"  offsite  AT='{p['at']}'  {p['file']}  (snapshot {off['snapshot']}, {off['time'][:19]})")
+    return "\n".join(lines)
+
+
+def cmd_list(inventory: str, db: str, fmt: str) -> int:
+    hosts = [t for t in targets(inventory) if db in t.config.backup_databases()]
+    if not hosts:
+        known = sorted({d for t in targets(inventory) for d in t.config.backup_databases()})
+        raise ConfigError(f"DB={db!r} is not a backed-up database of {inventory}; known: {', '.join(known)}")
+    t = hosts[0]
+    code, points, err = engine_json(t, f"points {shlex.quote(db)}")
+    if code != 0 or points is None:
+        sys.stderr.write(err)
+        print(f"{t.name}: cannot list the restore points of {db}", file=sys.stderr)
+        return ERROR
+    print(json.dumps(dict(points, host=t.name), indent=2) if fmt == "json" else points_text(t, points))
+    return OK
 
 
 # ---- drill -----------------------------------------------------------------------------------
@@ -241,6 +280,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--from", dest="source", choices=["local", "offsite"], default="local")
     r.add_argument("--at")
     r.add_argument("--yes", action="store_true")
+    ls = sub.add_parser("list")
+    ls.add_argument("--db", required=True)
+    ls.add_argument("--format", choices=["text", "json"], default="text")
     args = p.parse_args(argv)
     try:
         if args.cmd == "status":
@@ -249,6 +291,8 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_now(args.inventory, args.what, args.limit)
         if args.cmd == "restore":
             return cmd_restore(args.inventory, args.db, args.source, args.at, args.yes)
+        if args.cmd == "list":
+            return cmd_list(args.inventory, args.db, args.format)
         return cmd_drill(args.inventory, args.format, args.limit)
     except (ConfigError, subprocess.TimeoutExpired) as exc:
         print(f"backups: error: {exc}", file=sys.stderr)

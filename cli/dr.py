@@ -42,6 +42,7 @@ def phase(times: dict[str, float], label: str, started: float) -> None:
 def pyinfra(inventory: str, deploy: str, limit: str) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PYINFRA_YES"}
     env.setdefault("PYINFRA_PROGRESS", "off")
+    env["IAC_RUN_WHAT"] = f"dr {deploy}"  # the host's history says which step of a rebuild ran
     proc = subprocess.run([PYINFRA, inventory, deploy, "-y", "--limit", limit], cwd=REPO, env=env,
                           stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
     if proc.returncode != 0:

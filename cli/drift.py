@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from iac import drift_record  # standard library only
 from iac.declared import BASELINE_OPERATION  # standard library only
 from iac.repo import REPO  # pathlib only: cheap before the early start
 
@@ -353,6 +354,7 @@ def main(argv: list[str] | None = None) -> int:
         result = redacted_report(args.inventory, code, data, stderr)
     if args.json_out:
         args.json_out.write_text(result.model_dump_json(by_alias=True, indent=2) + "\n")
+    drift_record.remember(args.inventory, result.model_dump_json(by_alias=True))  # `iac status` shows the last one
     if result.status == "error":
         print(result.text(), file=sys.stderr)  # the reason, always on stderr
     if args.format == "json":

@@ -24,6 +24,7 @@ from pathlib import Path
 from cli.backups import Target, app_answers
 from cli.validate import load_inventory
 from iac.errors import ConfigError
+from iac.host_run import held
 from operations.app.release import RELEASE_ENGINE
 
 
@@ -63,9 +64,18 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     command = f"/usr/bin/python3 {RELEASE_ENGINE} rollback {shlex.quote(args.app)}"
     command += (f" --to {shlex.quote(args.to)}" if args.to else "") + (" --from-backup" if args.from_backup else "")
-    proc = target.ssh(command)
+    what = f"rollback {args.app}" + (f" --to {args.to}" if args.to else "") + (" --from-backup" if args.from_backup
+                                                                              else "")
+    try:
+        with held(target.name, target.data, what) as run:
+            proc = target.ssh(command)
+            lines = proc.stdout.strip().splitlines()
+            if proc.returncode != 0 or not lines:
+                run.result = "failed"
+    except ConfigError as e:  # another run holds the host, or it cannot be reached
+        print(f"rollback: {e}", file=sys.stderr)
+        return 1
     sys.stderr.write(proc.stderr)
-    lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         print(f"{target.name}: rollback of {args.app} refused or failed (exit {proc.returncode}); the current "
               "release stays live", file=sys.stderr)

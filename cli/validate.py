@@ -19,7 +19,10 @@ def load_inventory(path: Path) -> dict[str, list]:
     return {k: v for k, v in values.items() if not k.startswith("_") and isinstance(v, list)}
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    if argv:
+        print("validate takes no arguments (it reads inventory.py offline)", file=sys.stderr)
+        return 1
     try:
         groups = load_inventory(REPO / "inventory.py")
     except ConfigError as exc:

@@ -34,6 +34,28 @@ class HostPaths:
     baseline_state: str = "/var/lib/iac/baseline"
     # the CA certificates a served certificate must chain to (tls.issuer_ca_bundle)
     tls_issuers: str = "/etc/iac/tls-issuers.pem"
+    # this repository's logs on a host: the release engine's steps, every run's history line
+    log_dir: str = "/var/log/iac"
+
+    @property
+    def release_log(self) -> str:
+        """The release engine's log (release_engine/log.py), one line per step of every app."""
+        return f"{self.log_dir}/releases.log"
+
+    @property
+    def history(self) -> str:
+        """Every changing run's line: when, who, what, result (iac/host_run.py)."""
+        return f"{self.log_dir}/history.jsonl"
+
+    @property
+    def run_lock(self) -> str:
+        """The lock one changing run at a time holds (iac/host_run.py)."""
+        return f"{self.runtime_dir}/run.lock"
+
+    @property
+    def run_holder(self) -> str:
+        """Who holds ``run_lock``, as the holder wrote it."""
+        return f"{self.runtime_dir}/run.holder"
 
     @property
     def release_engine(self) -> str:

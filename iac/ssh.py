@@ -9,6 +9,8 @@ import subprocess
 from collections.abc import Mapping
 from typing import Any
 
+from iac import sudo
+
 
 def ssh_argv(data: Mapping[str, Any], *, port: int | None = None, connect_timeout: int = 15,
              keepalive: bool = False) -> list[str]:
@@ -29,10 +31,23 @@ def ssh_argv(data: Mapping[str, Any], *, port: int | None = None, connect_timeou
     return [*argv, f"{user}@{hostname}" if user else str(hostname)]
 
 
+def as_root(data: Mapping[str, Any], command: str) -> tuple[str, str | None]:
+    """The remote command line that runs ``command`` as root, and what goes on its stdin: through
+    sudo where the inventory says so, its password (iac/sudo.py) as stdin's only line, never in
+    the line; else nothing (stdin stays empty)."""
+    if not data.get("_sudo"):
+        return command, None
+    source = data.get(sudo.DATA_KEY)
+    if isinstance(source, sudo.SudoPassword):
+        return f"sudo {' '.join(sudo.SUDO_FLAGS)} sh -c {shlex.quote(command)}", source.reveal() + "\n"
+    return f"sudo -n sh -c {shlex.quote(command)}", None
+
+
 def run_as_root(data: Mapping[str, Any], command: str, timeout: float = 3600,
-                stream: bool = False) -> subprocess.CompletedProcess:
+                stream: bool = False, input: str = "") -> subprocess.CompletedProcess:  # noqa: A002
     """Run ``command`` on the host as root (through sudo where the inventory says so); its output
-    captured unless ``stream``."""
-    remote = f"sudo -n sh -c {shlex.quote(command)}" if data.get("_sudo") else command
+    captured unless ``stream``. The command reads ``input`` on its stdin (sudo reads its password
+    first, from the same stdin)."""
+    remote, password = as_root(data, command)
     return subprocess.run([*ssh_argv(data), remote], text=True, check=False, timeout=timeout,
-                          stdin=subprocess.DEVNULL, capture_output=not stream)
+                          input=(password or "") + input, capture_output=not stream)

@@ -5,23 +5,27 @@ must be listed in stack.inventory.ALLOWED_OVERRIDES. SANDBOX_NAME / SANDBOX_SUBN
 sandbox (see sandbox/world/). Use: pyinfra sandbox/inventory.py deploy.py
 """
 
-import hashlib
 import json
 import os
 
 from iac.errors import ConfigError
 from sandbox.world import World
+from sandbox.world.common import HOSTILE
 from stack.inventory import group_entries
 from stack.load import GROUP_DATA, declared_hosts, deep_merge, read_group_file
-from stack.secrets import SecretsFile, crypt_sha512
+from stack.secrets import SecretsFile
 
 _world = World()
 if not _world.ssh_key.exists():
     raise ConfigError(f"sandbox {_world.name} does not exist: run `make sandbox` (or `make sandbox-up`) first")
 
-# appended to canary secrets: $( and a backtick (shell), & ; # (shell, env files), quotes, %
-# (systemd specifiers), backslash, { } (nginx), spaces
-HOSTILE = " $(touch /tmp/pwned)`id`&;#'\" %n\\x{}"
+# The LAN host is reached as production reaches it: as its admin (group_data/lan.py) with sudo,
+# which asks for a password (the admin has no NOPASSWD rule). The bare host has that admin already,
+# as a Debian installer makes it (sandbox/world/hosts.py); its password is a hostile canary in the
+# sandbox's secrets file (lan.connection.sudo_password, where production's operator may keep
+# theirs), read by stack/inventory.py as production's is. Read (or made) before the file is loaded
+# below; admin.password_hash is derived from it.
+_ADMIN, _, _ADMIN_HASH = _world.lan_admin()
 
 # Throwaway canary secrets, generated on first use. The Discord webhook must reach the stand-in.
 _secrets = SecretsFile(
@@ -35,22 +39,7 @@ _secrets = SecretsFile(
              ("backups", "offsite", "*", "password"): lambda token: f"{token}{HOSTILE}",
              ("apps", "*", "secret_key"): lambda token: f"{token}{HOSTILE}"},
 )
-
-
-# How the LAN host is reached. SANDBOX_LAN_LOGIN=admin: as production reaches it, as the admin
-# (group_data/lan.py) with sudo and a password, since the admin has no NOPASSWD rule. The default is
-# root: a fresh host has no admin before its first converge (the suite moves to the admin later).
-_LAN_LOGIN = os.environ.get("SANDBOX_LAN_LOGIN") or "root"
-if _LAN_LOGIN not in ("root", "admin"):
-    raise ConfigError(f"SANDBOX_LAN_LOGIN={_LAN_LOGIN!r}: expected root (the default) or admin")
-
-# The admin's sudo password, kept in plain text in the sandbox's own secrets file (production keeps
-# only its hash; its operator types the password): a canary, hostile like the other secrets.
-# admin.password_hash is derived from it, so the password the sandbox types is the host's.
-_SUDO_PASSWORD = ("sandbox", "admin_sudo_password")
-_sudo_password = _secrets.own_secret("lan", _SUDO_PASSWORD, lambda token: f"{token}{HOSTILE}")
-_secrets.keep("lan", ("admin", "password_hash"),
-              crypt_sha512(_sudo_password, hashlib.sha256(_sudo_password.encode()).hexdigest()[:16]))
+_secrets.keep("lan", ("admin", "password_hash"), _ADMIN_HASH)
 
 
 def _s3(path: str) -> str:
@@ -90,10 +79,9 @@ def _connection(role: str) -> dict:
         "ssh_known_hosts_file": str(_world.known_hosts),
         "ssh_strict_host_key_checking": "yes",
     }
-    if role == "lan" and _LAN_LOGIN == "admin":
+    if role == "lan":
         # as inventory.py reaches gts-server (the sandbox key is among admin.ssh_authorized_keys)
-        connection.update(ssh_user=read_group_file(GROUP_DATA / "lan.py")["admin"]["name"], _sudo=True,
-                          _sudo_password=_sudo_password)
+        connection.update(ssh_user=_ADMIN, _sudo=True)
     return connection
 
 

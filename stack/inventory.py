@@ -16,6 +16,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from iac import pyinfra_ext, sudo
 from iac.pyinfra_ext import sudo_staging
 from operations.host import HostConfig
 from stack.load import (
@@ -28,6 +29,7 @@ from stack.load import (
     deep_merge,
     read_stack_values,
 )
+from stack.secrets import SecretsFile
 
 __all__ = ["GROUPS", "group_entries", "host_entry", "known_hosts_file", "strict_ssh"]
 
@@ -61,8 +63,6 @@ CONNECTION_KEYS = {
     "ssh_hostname", "ssh_user", "ssh_port", "ssh_key", "ssh_known_hosts_file",
     "ssh_strict_host_key_checking", "ssh_config_file", "ssh_connect_retries",
     "ssh_connect_retry_min_delay", "ssh_connect_retry_max_delay", "_sudo", "_sudo_user",
-    # the sandbox's admin login types its canary sudo password (production's operator is prompted)
-    "_sudo_password",
 }
 
 
@@ -162,6 +162,10 @@ def host_entry(
       ALLOWED_OVERRIDES. Production keeps every value in group_data/.
 
     Example: ``host_entry("production", "public", "srv1178562", {"ssh_hostname": "72.61.148.117"})``"""
+    if "_sudo_password" in connection:
+        raise ConfigError(f"stack {stack}, group {group}: a connection never carries _sudo_password (pyinfra would "
+                          f"put it in a command line): it comes from the secrets file, "
+                          f"{group}.{'.'.join(sudo.SECRET_PATH)}, or is typed (iac/sudo.py)")
     unknown = set(connection) - CONNECTION_KEYS
     if unknown:
         raise ConfigError(f"stack {stack}, group {group}: unknown connection keys {sorted(unknown)}")
@@ -176,8 +180,23 @@ def host_entry(
     elif overrides:
         raise ConfigError("the production stack takes its values from group_data/ only")
     config: HostConfig = build_host_config(group, name, overrides, secrets, group_data)
-    # through sudo, pyinfra stages uploads in the login's private directory (never /tmp)
-    return name, {**connection, **sudo_staging.host_data(connection), "config": config, "stack": stack, **extra}
+    if connection.get("_sudo"):
+        # through sudo, pyinfra stages uploads in the login's private directory (never /tmp), and
+        # sudo's password comes from the secrets file or the terminal, on stdin (iac/sudo.py)
+        extra.update(sudo_staging.host_data(connection))
+        extra[sudo.DATA_KEY] = sudo_password(group, name, connection, secrets)
+        pyinfra_ext.install_sudo()  # for every pyinfra command on this inventory, not only deploy.py
+    return name, {**connection, "config": config, "stack": stack, **extra}
+
+
+def sudo_password(group: str, name: str, connection: Mapping[str, Any], secrets: Any) -> sudo.SudoPassword:
+    """The sudo password of a host reached through sudo: stored in ``secrets`` (a SecretsFile) at
+    ``<group>.connection.sudo_password``, else typed when first needed."""
+    if isinstance(secrets, SecretsFile):
+        stored, where = secrets.connection_secret(group, sudo.SECRET_PATH), secrets.where(group, sudo.SECRET_PATH)
+    else:  # offline: nothing stored; typed if a command ever needs it
+        stored, where = None, f"{group}.{'.'.join(sudo.SECRET_PATH)} in the secrets file (none given)"
+    return sudo.SudoPassword(name, str(connection.get("ssh_user") or "root"), stored, where)
 
 
 def group_entries(

@@ -27,9 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from iac.errors import ConfigError
+from iac.sudo import SECRET_PATH as SUDO_SECRET_PATH
 from stack.load import GROUPS, option_extra, placeholder
 
 CANARY_PREFIX = "CANARY-"
+# secrets of how a group's hosts are reached, not options of the model: the sudo password (iac/sudo.py)
+CONNECTION_SECRETS = (SUDO_SECRET_PATH,)
 
 
 def _get(values: Mapping[str, Any], path: tuple) -> Any:
@@ -140,6 +143,22 @@ class SecretsFile:
         self.keep(group, path, value)
         return value
 
+    def connection_secret(self, group: str, path: tuple) -> str | None:
+        """A secret of how a group's hosts are reached (``CONNECTION_SECRETS``, outside the option
+        tree), or None when the file has none."""
+        if path not in CONNECTION_SECRETS:
+            known = ", ".join(".".join(p) for p in CONNECTION_SECRETS)
+            raise ConfigError(f"{'.'.join(path)} is not a connection secret ({known})")
+        value = _get(self.data.get(group, {}), path)
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"secrets file {self.path}: {group}.{'.'.join(path)} must be a string")
+        return value or None
+
+    def where(self, group: str, path: tuple) -> str:
+        """Where a secret is looked for, for messages: ``lan.connection.sudo_password in <file>``."""
+        return f"{group}.{'.'.join(path)} in " + (f"the secrets file {self.path}" if self.path else
+                                                  "the secrets file (IAC_SECRETS_FILE is not set)")
+
     def keep(self, group: str, path: tuple, value: str) -> None:
         """Store ``value`` at ``path`` of ``group`` (a generated stack only: a value it derives,
         such as a hash of its own secret), saving the file if that changes it."""
@@ -161,6 +180,7 @@ class SecretsFile:
         known option, so that a misspelt secret never silently leaves a default or the old value."""
         if not isinstance(group_data, Mapping):
             raise ConfigError(f"secrets file {self.path}: group {group!r} must be an object of options")
+        paths = [*paths, *CONNECTION_SECRETS]
         known = [".".join(p) for p in paths]
         for leaf in _leaf_paths(group_data):
             dotted = ".".join(leaf)

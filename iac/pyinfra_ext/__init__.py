@@ -5,6 +5,8 @@ it with ``report=True``) puts in place:
 
 * **facts** (fact_batch.py): facts from a batch and a cache, a few commands per host;
 * **prepare** (fast_prepare.py): cheaper copies of three of pyinfra's helpers (same results);
+* **sudo** (sudo_stdin.py): a sudo password on the SSH channel's stdin, never in a command line
+  (on even with ``IAC_PYINFRA_EXT=off``: it changes how a password travels, not any answer);
 * **report**, only with ``report=True`` (plan_report.py): the plan runner's ``--json`` plan names
   each operation per host and says what differs (``host_names``, ``host_details``).
 
@@ -73,6 +75,9 @@ PATCHES: tuple[Patch, ...] = (
     Patch("pyinfra.api.arguments:all_global_arguments", "prepare", "fast_prepare", "all_global_arguments"),
     *(Patch(f"{module}:pop_global_arguments", "prepare", "fast_prepare", "pop_global_arguments")
       for module in ("pyinfra.api.arguments", "pyinfra.api.operation", "pyinfra.api.facts", "pyinfra.api.deploy")),
+    # sudo: the password on stdin (sudo -S), not in pyinfra's env/askpass command line
+    Patch("pyinfra.connectors.ssh:SSHConnector.run_shell_command", "sudo", "sudo_stdin", "run_shell_command",
+          wraps=True),
     # report (the plan runner only): per-host names and details in the --json plan
     Patch("pyinfra_cli.prints:build_plan_json", "report", "plan_report", "with_host_names", wraps=True),
     Patch("pyinfra.api.host:Host.noop", "report", "plan_report", "with_noop_details", wraps=True),
@@ -96,11 +101,13 @@ READS: tuple[tuple[str, str], ...] = (
     ("pyinfra.api.util:PYINFRA_INSTALL_DIR", "prepare"),
     ("pyinfra.context:ctx_config", "prepare"),
     ("pyinfra:is_cli", "prepare"),
+    ("pyinfra.connectors.util:make_unix_command", "sudo"),
     ("pyinfra.api.state:State.get_op_data_for_host", "report"),
     ("pyinfra.context:ctx_host", "report"),
 )
 
 RUN_PARTS = ("facts", "prepare")
+SAFETY_PARTS = ("sudo",)  # on whatever the switch says
 REPORT_PARTS = ("report",)
 
 _ORIGINALS: dict[str, Any] = {}  # target -> what was there before install() replaced it
@@ -182,7 +189,7 @@ def _current(target: str) -> Any:
 
 
 def install(*, report: bool = False) -> None:
-    """Put the layer in place: facts and prepare (unless switched off), and with ``report=True``
+    """Put the layer in place: facts and prepare (unless switched off), sudo, and with ``report=True``
     the plan runner's report hooks. Idempotent: deploy.py runs it once for each host.
 
     Outside ``TESTED_RANGE``, or when pyinfra lacks a symbol the requested parts replace or read,
@@ -190,7 +197,16 @@ def install(*, report: bool = False) -> None:
     own code, with the same answers."""
     if switch := _switched_off_by():
         _say_once(logging.INFO, f"{switch}=off: {NOTICE}")
-    parts = (() if switch else RUN_PARTS) + (REPORT_PARTS if report else ())
+    _install((() if switch else RUN_PARTS) + SAFETY_PARTS + (REPORT_PARTS if report else ()))
+
+
+def install_sudo() -> None:
+    """Only the sudo part (the inventory puts it in place for a host reached through sudo, so that
+    every pyinfra command, ``pyinfra INVENTORY fact ...`` included, sends the password on stdin)."""
+    _install(SAFETY_PARTS)
+
+
+def _install(parts: tuple[str, ...]) -> None:
     todo = [p for p in PATCHES if p.part in parts
             and (p.target not in _INSTALLED or _current(p.target) is not _INSTALLED[p.target])]
     if not todo:

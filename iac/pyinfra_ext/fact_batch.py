@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import atexit
 import base64
+import contextlib
 import copy
 import functools
 import json
@@ -40,6 +41,7 @@ import pickle
 import secrets
 import shlex
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -449,6 +451,25 @@ def _changes_host(method: Any) -> Any:
         return method(host, *args, **kwargs)
 
     return wrapper
+
+
+@contextlib.contextmanager
+def not_a_change(host: Any) -> Iterator[None]:
+    """Around a command that changes nothing a fact reads (making the private staging directory,
+    sudo_staging.prepare): the host's cached and prefetched facts stay (a change would discard
+    them, and every fact would be fetched on its own, as happened at random on a host reached
+    through sudo, whenever the batch was done before the directory was made)."""
+    if isinstance(host, ContextObject):
+        host = host._get_module()
+    state = getattr(host, "state", None)
+    entry = state.__dict__.get("_iac_fact_batch", {}).get(host.name) if state is not None else None
+    if entry is not None:
+        entry.reading += 1
+    try:
+        yield
+    finally:
+        if entry is not None:
+            entry.reading -= 1
 
 
 def fresh_copy(values: dict[str, Any], key: str) -> Any:

@@ -19,7 +19,8 @@ but that login (and root) can open anything in it, whatever mode each file gets 
 
 Not covered: an upload as another sudo user (``_sudo_user``) could not read a file staged here
 (pyinfra's ``setfacl`` opens the file to it, not the directory); this repository uploads nothing
-that way. The sudo password itself travels as pyinfra sends it (README, "Security").
+that way. The sudo password travels on the SSH channel's stdin (sudo_stdin.py): ``prepare`` puts
+that in place, and stops the run if it cannot.
 """
 
 from __future__ import annotations
@@ -34,9 +35,11 @@ from pyinfra import host as current_host
 from pyinfra.api import FileUploadCommand, StringCommand
 from pyinfra.api.exceptions import PyinfraError
 
+from iac import sudo
 from iac.errors import ConfigError
+from iac.pyinfra_ext import fact_batch
 
-# a login name as useradd takes it: the path below goes into pyinfra's askpass shell script unquoted
+# a login name as useradd takes it: the path below goes into pyinfra's temporary file names and commands
 _LOGIN = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 STAGING = ".cache/iac-staging"
 
@@ -62,14 +65,25 @@ def host_data(connection: Mapping[str, Any]) -> dict[str, Any]:
 
 def prepare(host: Any) -> None:
     """Make the host's staging directory (``_temp_dir``) as the login user, mode 0700 (a directory
-    of that user, no link); nothing on a host without one. Raises when it cannot: nothing may be
+    of that user, no link); nothing on a host without one. First, on a host whose sudo asks for a
+    password, the password's way through stdin is put in place (or the run stops). Raises when it cannot: nothing may be
     uploaded through sudo before it exists. (A drift check makes it too: its facts need it.)"""
+    if host.data.get("_sudo") and host.data.get(sudo.DATA_KEY) is not None:
+        from iac import pyinfra_ext
+        from iac.pyinfra_ext import sudo_stdin
+
+        pyinfra_ext.install()
+        if not sudo_stdin.active():
+            raise PyinfraError(f"{host.name}: reached through sudo with a password, but the sudo part of "
+                               "iac/pyinfra_ext is not in place (see the warning above): pyinfra would put the "
+                               "password in a command line; stopped before the first command")
     path = host.data.get("_temp_dir")
     if not path:
         return
     q = shlex.quote(str(path))
-    ok, output = host.run_shell_command(StringCommand(
-        f"umask 077 && mkdir -p {q} && test ! -L {q} && test -d {q} && test -O {q} && chmod 700 {q}"))
+    with fact_batch.not_a_change(host):
+        ok, output = host.run_shell_command(StringCommand(
+            f"umask 077 && mkdir -p {q} && test ! -L {q} && test -d {q} && test -O {q} && chmod 700 {q}"))
     if not ok:
         raise PyinfraError(f"{host.name}: cannot make the private staging directory {path} (uploads through "
                            f"sudo are staged there): {' '.join(output.stderr_lines)[-300:]}")

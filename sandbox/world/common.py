@@ -12,6 +12,10 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent.parent
 
+# appended to canary secrets: $( and a backtick (shell), & ; # (shell, env files), quotes, %
+# (systemd specifiers), backslash, { } (nginx), spaces
+HOSTILE = " $(touch /tmp/pwned)`id`&;#'\" %n\\x{}"
+
 
 class WorldError(RuntimeError):
     pass

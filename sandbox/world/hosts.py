@@ -5,6 +5,7 @@ SSH, and waiting until a host has booted."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
@@ -14,7 +15,7 @@ import time
 from pathlib import Path
 
 from . import cgroups
-from .common import _LIBC, REPO, WorldError, log, port_open, run
+from .common import _LIBC, HOSTILE, REPO, WorldError, log, port_open, run
 
 
 class Hosts:
@@ -43,9 +44,46 @@ class Hosts:
         ssh_dir.mkdir(mode=0o700, exist_ok=True)
         pub = self.ssh_key.with_suffix(".pub").read_text()
         (ssh_dir / "authorized_keys").write_text(pub)
+        if role == "lan":
+            self._install_admin(root, pub)
         for kind in ("ed25519", "rsa", "ecdsa"):
             run(["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", f"{role}@{self.name}",
                  "-f", str(root / f"etc/ssh/ssh_host_{kind}_key")])
+
+    def lan_admin(self) -> tuple[str | None, str, str]:
+        """The LAN host's admin as production has it: (login, sudo password, its crypt(3) hash); the
+        login is None when group_data/lan.py declares none (the inventory's validation says so).
+        The login is group_data/lan.py's; the password a hostile canary kept in the sandbox's
+        secrets file, where the inventory reads it (lan.connection.sudo_password), as production's
+        operator may keep theirs."""
+        from iac.sudo import SECRET_PATH
+        from stack.load import GROUP_DATA, read_group_file
+        from stack.secrets import SecretsFile, crypt_sha512
+
+        # read raw, before the model: a group file without it gets the model's own error later
+        admin = read_group_file(GROUP_DATA / "lan.py").get("admin")
+        login = admin.get("name") if isinstance(admin, dict) else None
+        secrets = SecretsFile(self.dir / "secrets.json", generate=True)
+        password = secrets.own_secret("lan", SECRET_PATH, lambda token: f"{token}{HOSTILE}")
+        return login, password, crypt_sha512(password, hashlib.sha256(password.encode()).hexdigest()[:16])
+
+    def _install_admin(self, root: Path, pub: str) -> None:
+        """The admin account a Debian installer makes on the LAN host (the runbook's `gts`, in group
+        sudo, a password, no NOPASSWD rule) with the sandbox's key, as its operator would have put
+        it: the bare host is reached as production's is, as that admin with sudo. The hash goes on
+        chpasswd's stdin, never on a command line."""
+        login, _, hashed = self.lan_admin()
+        if not login:
+            raise WorldError("group_data/lan.py declares no admin.name: the LAN host is reached as its admin")
+        run(["useradd", "--root", str(root), "--create-home", "--shell", "/bin/bash", "--groups", "sudo", login])
+        run(["chpasswd", "--root", str(root), "--encrypted"], input=f"{login}:{hashed}\n")
+        uid, gid = (int(v) for v in run(["chroot", str(root), "id", "-u", login]).stdout.split()
+                    + run(["chroot", str(root), "id", "-g", login]).stdout.split())
+        ssh_dir = root / "home" / login / ".ssh"
+        ssh_dir.mkdir(mode=0o700)
+        (ssh_dir / "authorized_keys").write_text(pub)
+        for path in (ssh_dir, ssh_dir / "authorized_keys"):
+            os.chown(path, uid, gid)
 
     def write_ssh_files(self) -> None:
         lines, cfg = [], []

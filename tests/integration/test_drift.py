@@ -44,6 +44,12 @@ def workflow_drift_step(sandbox: Sandbox, label: str, tmp_path: Path, cwd: Path 
     return run, summary.read_text(), data
 
 
+def iac_drift(sandbox: Sandbox, label: str, *extra: str) -> Run:
+    """`iac drift` (the console script, cli/main.py), run from outside the repository."""
+    return sandbox.command(label, [str(REPO / ".venv/bin/iac"), "-i", str(REPO / SANDBOX_INVENTORY), "drift",
+                                   *extra], cwd=Path("/"))
+
+
 def test_converged_hosts_are_in_sync(sandbox: Sandbox, converged: Run) -> None:
     sandbox.converge("pre-drift-converge")
     run = sandbox.drift("drift-converged")
@@ -94,6 +100,7 @@ def test_changed_file_and_removed_package_are_drift_and_a_run_restores_them(
     posted = len(sandbox.webhook_messages(CI_WEBHOOK_PATH))
     run, summary, report = workflow_drift_step(sandbox, "drift-after-edit", tmp_path)
     assert run.returncode == 2, run.output
+    assert iac_drift(sandbox, "iac-drift-after-edit").returncode == 2  # what scripts use: 2 is drift
     drifted = {(i["host"], i["operation"]) for i in report["drift"]}
     assert {("gts-server", "Base system | Time zone name in /etc/timezone"),
             ("srv1178562", "Base system | Local names in /etc/hosts"),
@@ -157,7 +164,9 @@ def test_unreachable_host_is_an_error_not_in_sync(sandbox: Sandbox, converged: R
         assert report["status"] == "error" and "Could not connect" in report["error"]
         assert summary.startswith("## Drift check: ERROR")
         assert len(sandbox.webhook_messages(CI_WEBHOOK_PATH)) == posted  # an error fails the job; it is not drift
+        down = iac_drift(sandbox, "iac-drift-host-down", "--limit", "public")
+        assert down.returncode == 1 and "Could not connect" in down.stderr, down.output[-2000:]
     finally:
         world.boot("public")
         world.wait_booted("public")
-    assert sandbox.drift("drift-host-back").returncode == 0
+    assert iac_drift(sandbox, "iac-drift-host-back").returncode == 0

@@ -19,7 +19,15 @@ REPO_ON_FORGE = f"/srv/git/{APP}.git"
 
 
 def _release(sandbox: Sandbox, label: str, *extra: str) -> Run:
-    return sandbox.command(label, ["make", "-s", "release", f"APP={APP}", *extra], cwd=REPO)
+    return sandbox.command(label, ["make", "-s", "release", f"APP={APP}", *extra], cwd=REPO,
+                           IAC_OPERATOR="release-tester")
+
+
+def _history(sandbox: Sandbox) -> list[dict]:
+    run = sandbox.command("history-public", ["make", "-s", "history", "HOST=public", "FORMAT=json", "LINES=5"],
+                          cwd=REPO)
+    assert run.returncode == 0, run.output[-2000:]
+    return json.loads(run.stdout)["hosts"]["srv1178562"]
 
 
 def _drift(sandbox: Sandbox, label: str) -> Run:
@@ -80,6 +88,9 @@ def test_a_new_upstream_commit_is_a_pending_release_and_make_release_pins_and_ap
                               text=True, check=True).stdout == "", "a sandbox release must not touch group_data/"
         assert _deployed(sandbox)["commit"] == v3
         assert "chip_dashboard v2" in _page(sandbox)
+        # the host's history names the release, who made it and that it went live
+        last = _history(sandbox)[-1]
+        assert (last["what"], last["result"], last["who"]) == (f"release {APP} {v3}", "applied", "release-tester")
 
         # a release that fails (a migration that raises) keeps v3 serving and the stack at v3
         failed = _release(sandbox, "make-release-broken", "REV=broken")
@@ -87,6 +98,10 @@ def test_a_new_upstream_commit_is_a_pending_release_and_make_release_pins_and_ap
         assert "FAILED" in failed.stderr and "put back" in failed.stderr
         assert _stack_revision(sandbox) == v3
         assert _deployed(sandbox)["commit"] == v3 and "chip_dashboard v2" in _page(sandbox)
+        # the history: the failed release, then the app-only run that wrote back v3's settings
+        failed_line, put_back = _history(sandbox)[-2:]
+        assert failed_line["what"].startswith(f"release {APP} ") and failed_line["result"] == "failed", failed_line
+        assert (put_back["what"], put_back["result"]) == (f"release {APP} {v3}", "applied"), put_back
 
         assert _drift(sandbox, "drift-after-make-release").returncode == 0
     finally:

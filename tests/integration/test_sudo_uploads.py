@@ -1,7 +1,7 @@
 """Through sudo, as production reaches the LAN host, no file pyinfra uploads is readable by other accounts.
 
 The LAN host is reached as its admin ``gts`` with ``_sudo`` and the sandbox's canary sudo password
-(SANDBOX_LAN_LOGIN=admin, sandbox/inventory.py). pyinfra stages each upload as ``gts`` and then
+(as every sandbox run does, sandbox/inventory.py). pyinfra stages each upload as ``gts`` and then
 ``sudo cp``s it into place; by default it staged in /tmp, readable by every local account
 (iac/pyinfra_ext/sudo_staging.py says why it no longer does). Here three secret files on the host differ from
 the declared ones, so the converge must upload each again, while a watcher on the host
@@ -69,7 +69,7 @@ def watched(sandbox: Sandbox, converged: Run) -> tuple[Run, list[dict], dict[int
         sandbox.ssh("lan", f"for i in $(seq 100); do [ -e {OUT}/ready ] && exit 0; sleep 0.1; done; "
                            f"cat {OUT}.log >&2; exit 1")
         started = time.time()
-        run = sandbox.converge("converge-through-sudo-watched", "--limit", "lan", SANDBOX_LAN_LOGIN="admin")
+        run = sandbox.converge("converge-through-sudo-watched", "--limit", "lan")
         TIMINGS["LAN: converge through sudo (3 secret files)"] = run.seconds
     finally:
         sandbox.ssh("lan", f"kill {pid}; for i in $(seq 100); do [ -e {OUT}/done ] && exit 0; sleep 0.1; done; "
@@ -115,7 +115,7 @@ def test_each_secret_file_was_uploaded_through_the_private_staging_directory(san
         holders = [e for e in staged if token in captures[e["n"]]]
         assert holders, f"{path}: no staged upload held its secret (was it uploaded in this run?)"
         assert all(e["path"].rsplit("/", 1)[1].startswith("pyinfra-") for e in holders)
-    # the directory is the admin's alone, and pyinfra left nothing in it (askpass script included)
+    # the directory is the admin's alone, and pyinfra left nothing in it
     mode = sandbox.ssh("lan", f"stat -c '%U %a' {STAGING}").stdout.strip()
     assert mode == f"{ADMIN} 700"
     assert sandbox.ssh("lan", f"ls -A {STAGING}").stdout == ""
@@ -126,15 +126,15 @@ def test_no_world_writable_directory_ever_held_a_secret(sandbox: Sandbox, watche
     _, index, captures, _ = watched
     secrets = secrets_of(sandbox)
     tokens = [canary(v) for v in all_secret_values(secrets)]
-    password = secrets["lan"]["sandbox"]["admin_sudo_password"]
+    password = secrets["lan"]["connection"]["sudo_password"]
     assert canary(password) in tokens and len(tokens) >= 8
     public = [e for e in index if e["path"].startswith(tuple(f"{d}/" for d in WORLD_WRITABLE))]
     leaks = [(e["path"], t[:30]) for e in public if "n" in e for t in tokens if t.encode() in captures[e["n"]]]
     assert leaks == []
     assert not [e["path"] for e in public if e["event"] == "missed"], "files gone before the watcher opened them"
     assert not [e["path"] for e in public if "/pyinfra-" in e["path"]], "pyinfra staged a file in a public directory"
-    # the sudo password is in no file at all, the staging directory's included (askpass reads it
-    # from its environment)
+    # the sudo password is in no file at all, the staging directory's included (it goes to sudo -S
+    # on stdin; no askpass script is made)
     everywhere = [e["path"] for e in index if "n" in e and
                   any(p.encode() in captures[e["n"]] for p in (password, canary(password)))]
     assert everywhere == []
@@ -145,6 +145,6 @@ def test_no_world_writable_directory_ever_held_a_secret(sandbox: Sandbox, watche
 
 def test_drift_through_sudo_is_zero_after_the_converge(sandbox: Sandbox, watched) -> None:
     assert watched[0].returncode == 0
-    run = sandbox.drift("drift-through-sudo", "--limit", "lan", SANDBOX_LAN_LOGIN="admin")
+    run = sandbox.drift("drift-through-sudo", "--limit", "lan")
     TIMINGS["LAN: drift through sudo"] = run.seconds
     assert run.returncode == 0, run.output[-3000:]

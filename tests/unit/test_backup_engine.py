@@ -144,3 +144,24 @@ def test_schedule_interval_is_read_on_utc_and_zoned_hosts() -> None:
 def test_schedule_interval_from_this_machines_systemd() -> None:
     assert status.schedule_seconds("hourly") == 3600
     assert status.schedule_seconds("*-*-* 02:30:00") == 86400
+
+
+def test_restore_points_list_local_and_offsite_dumps_newest_first_with_the_at_that_picks_each(
+        lan_config: HostConfig, tmp_path: Path) -> None:
+    settings = _local_settings(lan_config, tmp_path)
+    settings = replace(settings, local=replace(settings.local, mount=""))  # no dump disk here
+    made = _dumps(tmp_path / "db" / "db", ["20261101_010000", "20261102_010000"])
+    listing = [{"type": "dir", "name": "db", "path": str(tmp_path / "db" / "db")},
+               *({"type": "file", "name": n, "path": str(tmp_path / "db" / "db" / n), "size": 5}
+                 for n in ("db_20261030_010000.dump", "db_20261031_010000.dump", "db_20261031_010000.dump.sha256")),
+               {"type": "file", "name": "other_20261031_020000.dump", "path": "/elsewhere/other_20261031_020000.dump"}]
+    points = restore.restore_points(settings, "db", offsite_listing=listing)
+    assert [p["at"] for p in points["local"]] == ["2026-11-02 01:00:00", "2026-11-01 01:00:00"]
+    assert [p["file"] for p in points["local"]] == [made[1].name, made[0].name]
+    assert [p["at"] for p in points["offsite"]["dumps"]] == ["2026-10-31 01:00:00", "2026-10-30 01:00:00"]
+    # each AT given back to restore picks exactly that dump
+    local = dumps.dumps_in(tmp_path / "db" / "db")
+    for p in points["local"]:
+        assert restore.pick_dump(local, restore.parse_at(p["at"])).path.name == p["file"]
+    with pytest.raises(proc.BackupError, match="not a backed-up database"):
+        restore.restore_points(settings, "nope", offsite_listing=[])

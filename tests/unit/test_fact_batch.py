@@ -182,6 +182,21 @@ def test_a_command_or_upload_forgets_the_hosts_cached_facts_but_a_fact_read_does
     assert ran == ["stat /etc/hosts", "systemctl restart nginx"]
 
 
+def test_making_the_staging_directory_keeps_the_hosts_cached_facts() -> None:
+    """sudo_staging.prepare's mkdir changes nothing a fact reads: inside not_a_change the cache and
+    a finished prefetch stay (without it, a host reached through sudo fetched every fact on its own
+    whenever the batch finished first: drift 15 s instead of 2 s, at random)."""
+    entry = fact_batch.HostFacts(values={"k": 1})
+    state = types.SimpleNamespace(_iac_fact_batch={"gts": entry})
+    host = types.SimpleNamespace(name="gts", state=state)
+    wrapped = fact_batch._changes_host(lambda host, command: True)
+    with fact_batch.not_a_change(host):
+        assert wrapped(host, "mkdir -p ~/.cache/iac-staging") and entry.values == {"k": 1}
+    assert entry.reading == 0
+    with fact_batch.not_a_change(types.SimpleNamespace(name="x")):  # no batch state: nothing to keep
+        pass
+
+
 def test_a_batch_that_fails_only_costs_time() -> None:
     import gevent
 

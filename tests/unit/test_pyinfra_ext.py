@@ -36,6 +36,8 @@ from iac.pyinfra_ext import fact_batch, fast_prepare, host_users, plan_report
 
 RUN_TARGETS = {p.target for p in pyinfra_ext.PATCHES if p.part in pyinfra_ext.RUN_PARTS}
 REPORT_TARGETS = {p.target for p in pyinfra_ext.PATCHES if p.part in pyinfra_ext.REPORT_PARTS}
+# on whatever the switch says: the sudo password's way on stdin
+SAFETY_TARGETS = {p.target for p in pyinfra_ext.PATCHES if p.part in pyinfra_ext.SAFETY_PARTS}
 OUTSIDE = "is outside the range this extension was tested with (3.10.x): running on pyinfra's own code paths " \
           "(slower, same answers)"
 
@@ -125,12 +127,13 @@ def test_a_missing_pyinfra_symbol_installs_nothing_and_is_named(target, use, mon
 
 
 @pytest.mark.parametrize("switch", ["IAC_PYINFRA_EXT", "IAC_FACT_BATCH"])
-def test_switched_off_nothing_is_patched(switch, monkeypatch, caplog) -> None:
+def test_switched_off_only_the_sudo_password_path_is_patched(switch, monkeypatch, caplog) -> None:
     monkeypatch.setenv(switch, "off")
     before = pyinfra_symbols()
     with caplog.at_level(logging.INFO, logger="pyinfra"):
         pyinfra_ext.install()
-    assert changed(before, pyinfra_symbols()) == set()
+    assert changed(before, pyinfra_symbols()) == SAFETY_TARGETS
+    assert {"pyinfra.connectors.ssh:SSHConnector.run_shell_command"} == SAFETY_TARGETS
     assert not fact_batch.enabled()
     assert [r.getMessage() for r in caplog.records] == [f"{switch}=off: running on pyinfra's own code paths "
                                                         "(slower, same answers)"]
@@ -142,14 +145,14 @@ def test_switched_off_the_plan_runner_keeps_only_its_report_hooks(monkeypatch) -
     monkeypatch.setenv("IAC_PYINFRA_EXT", "off")
     before = pyinfra_symbols()
     pyinfra_ext.install(report=True)
-    assert changed(before, pyinfra_symbols()) == REPORT_TARGETS
+    assert changed(before, pyinfra_symbols()) == REPORT_TARGETS | SAFETY_TARGETS
 
 
 # -- (c) the tested pyinfra: exactly the declared symbols, once ---------------------------------------
 
 
 def test_every_declared_symbol_exists_in_this_pyinfra_and_each_replacement_in_this_package() -> None:
-    assert pyinfra_ext._missing(pyinfra_ext.RUN_PARTS + pyinfra_ext.REPORT_PARTS) is None
+    assert pyinfra_ext._missing(pyinfra_ext.RUN_PARTS + pyinfra_ext.SAFETY_PARTS + pyinfra_ext.REPORT_PARTS) is None
     assert len({p.target for p in pyinfra_ext.PATCHES}) == len(pyinfra_ext.PATCHES)
     for patch in pyinfra_ext.PATCHES:
         assert callable(getattr(importlib.import_module(f"iac.pyinfra_ext.{patch.supplier}"), patch.attribute))
@@ -162,8 +165,8 @@ def test_install_patches_exactly_the_declared_symbols_and_is_idempotent() -> Non
     before = pyinfra_symbols()
     pyinfra_ext.install()
     after = pyinfra_symbols()
-    assert changed(before, after) == RUN_TARGETS
-    assert set(pyinfra_ext.installed()) == RUN_TARGETS
+    assert changed(before, after) == RUN_TARGETS | SAFETY_TARGETS
+    assert set(pyinfra_ext.installed()) == RUN_TARGETS | SAFETY_TARGETS
     pyinfra_ext.install()  # once per host in a run
     assert changed(after, pyinfra_symbols()) == set()
     assert Host.run_shell_command.__wrapped__ is own_run_shell_command  # wrapped once, not twice
@@ -418,7 +421,7 @@ def test_operation_order_hashes_and_arguments_through_the_patched_path_equal_pyi
     for patched in (False, True):  # one call site: the order is the line numbers of the calls
         if patched:
             pyinfra_ext.install()
-            assert set(pyinfra_ext.installed()) == RUN_TARGETS
+            assert set(pyinfra_ext.installed()) == RUN_TARGETS | SAFETY_TARGETS
         runs.append(plan(paths, layers))
     own, through_the_layer = runs
     assert len(own) == 10 and len({op[0] for op in own}) == 10

@@ -1,8 +1,8 @@
 """Uploads through sudo are staged in the login's private directory (iac/pyinfra_ext/sudo_staging.py), without a host.
 
 No pyinfra patch does it: pyinfra's ``_temp_dir`` global argument in the host's data does. The
-tests below pin the pyinfra 3.10 behaviour that relies on (facts, the askpass script, the SSH
-connector's staged upload), so that an upgrade which changes it fails here, not on production.
+tests below pin the pyinfra 3.10 behaviour that relies on (facts, the SSH connector's staged
+upload), so that an upgrade which changes it fails here, not on production.
 tests/integration/test_sudo_uploads.py watches a real converge through sudo.
 """
 
@@ -17,7 +17,7 @@ from types import SimpleNamespace
 import pytest
 from pyinfra.api import Config, FileUploadCommand, Inventory, State, StringCommand
 from pyinfra.api.facts import _handle_fact_kwargs
-from pyinfra.connectors.util import CommandOutput, OutputLine, make_unix_command_for_host
+from pyinfra.connectors.util import CommandOutput, OutputLine, make_unix_command
 from pyinfra.context import ctx_host, ctx_state
 from pyinfra.facts.files import File
 
@@ -38,7 +38,7 @@ def test_production_reaches_the_lan_host_through_sudo_with_a_private_staging_dir
 
 @pytest.mark.parametrize("user", ["gts x", "../root", "$(id)", "a}b", "Gts", "", "x" * 40])
 def test_the_staging_path_is_made_of_a_login_name_only(user: str) -> None:
-    """The path goes unquoted into pyinfra's askpass shell script: only a login name is taken."""
+    """The path goes into pyinfra's temporary file names and its shell commands: only a login name is taken."""
     with pytest.raises(ConfigError, match="not a login name"):
         sudo_staging.staging_dir(user)
 
@@ -58,24 +58,16 @@ def _state(data: dict) -> tuple[State, object]:
 
 
 def test_pyinfra_gives_facts_the_staging_directory() -> None:
-    state, host = _state({"_sudo": True, "_sudo_password": "pw", "_temp_dir": STAGING})
+    state, host = _state({"_sudo": True, "_temp_dir": STAGING})
     _, global_kwargs = _handle_fact_kwargs(state, host, File, None, {"path": "/etc/hosts"})
     assert global_kwargs["_temp_dir"] == STAGING
 
 
-def test_pyinfra_makes_its_askpass_script_in_the_staging_directory(monkeypatch: pytest.MonkeyPatch) -> None:
-    state, host = _state({})
-    sent: list[str] = []
-
-    def run(command, **_kwargs):  # noqa: ANN001, ANN202
-        sent.append(str(command))
-        return True, CommandOutput([OutputLine("stdout", f"{STAGING}/pyinfra-sudo-askpass-X")])
-
-    monkeypatch.setattr(host, "run_shell_command", run)
-    command = make_unix_command_for_host(state, host, StringCommand("true"), _sudo=True, _sudo_password="pw",
-                                         _temp_dir=STAGING)
-    assert len(sent) == 1 and f"${{TMPDIR:={STAGING}}}/pyinfra-sudo-askpass-" in sent[0]
-    assert f"SUDO_ASKPASS={STAGING}/pyinfra-sudo-askpass-X" in command.get_raw_value()
+def test_pyinfras_own_sudo_with_a_password_puts_it_in_the_command_line() -> None:
+    """Why iac/pyinfra_ext/sudo_stdin.py exists: pyinfra's own line carries the password (tested there)."""
+    line = make_unix_command(StringCommand("true"), _sudo=True, _sudo_password="pw-123",
+                             _sudo_askpass_path=f"{STAGING}/askpass").get_raw_value()
+    assert "PYINFRA_SUDO_PASSWORD=pw-123" in line and line.startswith("env SUDO_ASKPASS=")
 
 
 def test_pyinfra_stages_an_upload_through_sudo_where_it_is_told(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -12,6 +12,8 @@ Commands (each a stage function below; exit 0 success, 1 failure, 2 stale/mismat
   check NAME    restic check of a repository
   status        JSON: newest dump per database, newest snapshot per repository, units
   restore DB    the runbook's local-first restore, from local or offsite, newest or at a time
+  points DB     JSON: where a restore of DB can start (local dumps, the newest offsite snapshot's
+                dumps), newest first, each with the --at value that picks it
   drill         restore newest local and offsite dumps into scratch databases, compare rows
   alert UNIT    one message to the webhook about a failed unit (run by OnFailure=)
   counts        JSON: rows per table of every backed-up database (the disaster-recovery drill)
@@ -51,7 +53,7 @@ from .drill import cmd_drill, row_counts, stage_state
 from .dumps import cmd_dump, dump_one
 from .offsite import cmd_check, cmd_offsite, ensure_repo, repo_known, repo_state
 from .proc import SQLITE_SIDECARS, STAMP_FORMAT, BackupError, log
-from .restore import cmd_pg_restore, cmd_restore
+from .restore import cmd_pg_restore, cmd_restore, restore_points
 from .settings import load_settings
 from .sqlite import sqlite_copy, sqlite_row_counts
 from .status import cmd_alert, status
@@ -71,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("database")
     r.add_argument("--from", dest="source", choices=["local", "offsite"], default="local")
     r.add_argument("--at")
+    sub.add_parser("points").add_argument("database")
     sub.add_parser("drill")
     a = sub.add_parser("alert")
     a.add_argument("unit")
@@ -145,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0 if rep["ok"] else 2
         if args.cmd == "restore":
             return cmd_restore(settings, args.database, args.source, args.at)
+        if args.cmd == "points":
+            print(json.dumps(restore_points(settings, args.database)))
+            return 0
         if args.cmd == "drill":
             return cmd_drill(settings)
         if args.cmd == "counts":

@@ -17,8 +17,8 @@ from engine_common.envfile import env_with
 from engine_common.safefs import install_file
 
 from . import proc
-from .dumps import Dump, checksum_ok, dump_one, dumps_in, layout, require_mount
-from .offsite import latest_snapshot
+from .dumps import Dump, checksum_ok, dump_one, dumps_in, layout, require_mount, stamp_of
+from .offsite import latest_snapshot, restic
 from .proc import PSQL, SQLITE_SIDECARS, STAMP_FORMAT, SUPERUSER, BackupError, log
 from .settings import BackupSettings, Database
 
@@ -54,6 +54,45 @@ def offsite_dumps(settings: BackupSettings, db: str):
         proc.must(["restic", "restore", snap["short_id"], "--target", tmp, "--include", str(sub)],
              "restic restore", env=env_with(target.env_file))
         yield dumps_in(Path(tmp + str(sub))), snap
+
+
+AT_FORMAT = "%Y-%m-%d %H:%M:%S"
+
+
+def restore_points(settings: BackupSettings, db: str, offsite_listing: list[dict] | None = None) -> dict:
+    """Where a restore of ``db`` can start, newest first, each with the ``AT=`` value that picks it
+    (``restore DB --at``): every local dump, and every dump in the newest offsite snapshot (what
+    ``restore --from offsite`` restores from). ``offsite_listing``: that snapshot's ``restic ls``
+    nodes (read here when None)."""
+    if db not in settings.local.databases:
+        raise BackupError(f"{db} is not a backed-up database of this host "
+                          f"({', '.join(sorted(settings.local.databases))})")
+    local: list[dict] = []
+    local_error = None
+    try:
+        require_mount(settings)
+        local = [{"at": d.stamp.strftime(AT_FORMAT), "file": d.path.name, "bytes": d.path.stat().st_size}
+                 for d in dumps_in(layout(settings)["db"] / db)]
+    except (BackupError, OSError) as exc:
+        local_error = str(exc)
+    offsite: dict | None = None
+    target = settings.offsite.get("postgres")
+    if target:
+        snap = latest_snapshot(target) if offsite_listing is None else {"short_id": "given", "time": ""}
+        if snap is not None:
+            sub = str(layout(settings)["db"] / db)
+            if offsite_listing is None:
+                done = restic(["ls", "--json", snap["short_id"], sub], env_file=target.env_file, timeout=300)
+                if done.returncode != 0:
+                    raise BackupError((done.stderr.strip().splitlines() or ["restic ls failed"])[-1])
+                offsite_listing = [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+            dumps = sorted(((stamp_of(n.get("name", "")), n) for n in offsite_listing
+                            if n.get("type") == "file" and str(n.get("path", "")).startswith(sub + "/")),
+                           key=lambda pair: pair[0] or datetime.min.replace(tzinfo=UTC), reverse=True)
+            offsite = {"snapshot": snap["short_id"], "time": snap["time"],
+                       "dumps": [{"at": st.strftime(AT_FORMAT), "file": n["name"], "bytes": n.get("size", 0)}
+                                 for st, n in dumps if st is not None]}
+    return {"database": db, "local": local, "local_error": local_error, "offsite": offsite}
 
 
 def choose(settings: BackupSettings, db: str, source: str, at: datetime | None, stack: contextlib.ExitStack) -> Dump:

@@ -1,0 +1,123 @@
+"""`iac`: every operator command of this repository, with exit codes that mean what they say.
+
+The make targets are thin aliases of these; in scripts use ``iac`` (GNU make turns every failing
+recipe into exit 2, so `make drift` cannot tell drift from an error; `iac drift` can).
+
+Usage: iac [-i INVENTORY] COMMAND [ARGS...]    (iac COMMAND --help: that command's options)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_INVENTORY = "sandbox/inventory.py"
+REPO = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Command:
+    module: str
+    summary: str
+    exits: str
+    prefix: tuple[str, ...] = ()  # arguments before the caller's (a sub-command of the module)
+    suffix: tuple[str, ...] = ()  # after the caller's first argument (manage APP <manage|shell> ...)
+    inventory: bool = True  # the module takes the inventory as its first argument
+    exit_map: Callable[[int], int] | None = None
+
+
+COMMANDS: dict[str, Command] = {
+    "validate": Command("cli.validate", "validate both inventories' configuration offline", "0 valid, 1 invalid",
+                        inventory=False),
+    "plan": Command("cli.drift", "preview what a run would change (+ ~ -, Plan: line); nothing is applied",
+                    "0 shown (changes or none), 1 error", exit_map=lambda code: 0 if code == 2 else code),
+    "apply": Command("cli.apply", "the preview, then converge (production asks; --yes)",
+                     "0 applied or nothing to apply, 1 refused, not confirmed or failed"),
+    "drift": Command("cli.drift", "has anything drifted? what differs, per host",
+                     "0 in sync, 2 drift, 1 error (a host unreachable, bad input)"),
+    "release": Command("cli.release", "release APP [--rev REV]: pin the commit, preview, apply that app only",
+                       "0 released, 1 refused or failed (the old release serves)"),
+    "rollback": Command("cli.rollback", "switch APP to the release live before (--to COMMIT)",
+                        "0 rolled back, 1 refused or failed (the current release stays)"),
+    "status": Command("cli.status", "each host at a glance: apps, certificates, backups, drift, updates, disk",
+                      "0 all well, 2 something needs attention, 1 error"),
+    "logs": Command("cli.logs", "APP [--what web|process|release|backup] [--since T] [--follow]: an app's logs",
+                    "0 shown, 1 error"),
+    "manage": Command("cli.manage", "APP ARGS...: manage.py in the live release, as the app, with its env",
+                      "manage.py's own (0 done), 1 error", suffix=("manage",)),
+    "shell": Command("cli.manage", "APP: manage.py shell (a terminal: interactive; else runs stdin)",
+                     "the shell's own (0 done), 1 error", suffix=("shell",)),
+    "releases": Command("cli.releases", "APP: the live release and those before it, the commit for rollback --to",
+                        "0 shown, 1 error"),
+    "ssh": Command("cli.login", "HOST: a login shell, reached as the inventory says", "ssh's own, 1 no such host"),
+    "history": Command("cli.history", "what changed each host: when, who, what, result", "0 read, 1 error"),
+    "backup-status": Command("cli.backups", "newest dump per database, newest offsite snapshot, unit results",
+                             "0 fresh, 2 stale or failed, 1 error", prefix=("status",)),
+    "backup-now": Command("cli.backups", "run the backup units now and wait (--what dumps|offsite|...)",
+                          "0 done, 1 failed", prefix=("now",)),
+    "restore": Command("cli.backups", "restore --db NAME [--from local|offsite] [--at TIME]",
+                       "0 restored and answering, 1 failed", prefix=("restore",)),
+    "backup-list": Command("cli.backups", "--db NAME: local and offsite restore points, with the --at to give restore",
+                           "0 listed, 1 error", prefix=("list",)),
+    "restore-drill": Command("cli.backups", "restore the newest dumps into scratch databases, compare rows",
+                             "0 passed, 1 failed", prefix=("drill",)),
+    "dr": Command("cli.dr", "rebuild --limit HOST from a bare Debian box and its offsite backups",
+                  "0 rebuilt, 1 failed"),
+    "bench": Command("cli.bench", "the drift check's cost against pyinfra's floor", "0 measured, 1 error"),
+}
+
+
+def completion() -> str:
+    """A bash completion for ``iac`` (``source <(iac completion)``)."""
+    return ("_iac() { local cur=${COMP_WORDS[COMP_CWORD]}; if [ \"$COMP_CWORD\" -eq 1 ]; then "
+            f"COMPREPLY=($(compgen -W '{' '.join([*COMMANDS, 'completion'])}' -- \"$cur\")); "
+            "else COMPREPLY=($(compgen -f -- \"$cur\")); fi; }; complete -F _iac iac\n")
+
+
+def parser() -> argparse.ArgumentParser:
+    epilog = "commands (exit codes):\n" + "\n".join(
+        f"  {name:<14} {c.summary}\n  {'':<14} exit: {c.exits}" for name, c in COMMANDS.items())
+    epilog += "\n  completion     print a bash completion (source <(iac completion))"
+    p = argparse.ArgumentParser(prog="iac", description=__doc__.split("\n\n")[0], epilog=epilog,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("-i", "--inventory", default=os.environ.get("IAC_INVENTORY") or DEFAULT_INVENTORY,
+                   help=f"inventory file (default: $IAC_INVENTORY, else {DEFAULT_INVENTORY})")
+    p.add_argument("command", choices=[*COMMANDS, "completion"], metavar="COMMAND")
+    p.add_argument("args", nargs=argparse.REMAINDER, help="the command's own arguments (iac COMMAND --help)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(sys.argv[1:] if argv is None else argv)
+    if args.command == "completion":
+        sys.stdout.write(completion())
+        return 0
+    command = COMMANDS[args.command]
+    # the commands run from the repository (deploy files, pyinfra, templates are found there), with
+    # the inventory named from where `iac` was started
+    inventory = Path(args.inventory)
+    if not inventory.is_absolute():
+        inventory = inventory.resolve() if inventory.exists() else REPO / inventory
+    os.chdir(REPO)
+    if str(REPO) not in sys.path:
+        sys.path.insert(0, str(REPO))
+    module = importlib.import_module(command.module)
+    rest = [*args.args[:1], *command.suffix, *args.args[1:]] if command.suffix else args.args
+    forwarded = [*([str(inventory)] if command.inventory else []), *command.prefix, *rest]
+    try:
+        code = module.main(forwarded)
+    except SystemExit as exc:  # argparse's --help (0) and usage errors (2: here 1, never "drift")
+        code = exc.code if isinstance(exc.code, int) else 1
+        if code == 2:
+            code = 1
+    code = int(code or 0)
+    return command.exit_map(code) if command.exit_map else code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
