@@ -36,6 +36,13 @@ class HostPaths:
     tls_issuers: str = "/etc/iac/tls-issuers.pem"
     # this repository's logs on a host: the release engine's steps, every run's history line
     log_dir: str = "/var/log/iac"
+    # the template unit that posts one message about a failed unit to the host's alert webhook
+    alert_unit: str = "iac-backup-alert@.service"
+
+    @property
+    def alert_on_failure(self) -> str:
+        """``OnFailure=`` of a unit whose failure alerts (``%n``: the failed unit's name)."""
+        return self.alert_unit.replace("@.", "@%n.")
 
     @property
     def release_log(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pydantic import SecretStr
 
+from iac.paths import HOST
 from operations.app.options import DjangoApp, PostgresDatabase, SqliteDatabase
 from operations.app.paths import APP_SANDBOXING
 from operations.host import HostConfig
@@ -67,6 +68,9 @@ def app_context(config: HostConfig, name: str, app: DjangoApp) -> dict:
         "logs_directory": (app.log_dir or "").removeprefix("/var/log/"),
         # the unit lines that confine the app (the release engine's transient units get the same)
         "sandboxing": APP_SANDBOXING,
+        # a unit that gives up (its start limit hit: a crash loop) posts one message to the host's
+        # alert webhook, through the alert unit the backups install (backups.alerts)
+        "on_failure": HOST.alert_on_failure if config.backups is not None else None,
     }
 
 

@@ -319,7 +319,7 @@ def backups(config: HostConfig) -> None:
 
     # ---- units: checked together by systemd (the services name the alert unit in OnFailure=, the
     # timers their services), so a set that does not load together never goes live
-    units = {"/etc/systemd/system/iac-backup-alert@.service": render(
+    units = {f"/etc/systemd/system/{HOST.alert_unit}": render(
         "etc/systemd/system/iac-backup-alert@.service.j2", env_file=b.alerts.env_file if b.alerts else None)}
     for spec in unit_specs(config):
         for kind in ("service", "timer"):

@@ -136,7 +136,8 @@ def test_todays_apps_keep_their_files_byte_for_byte(production: Mapping[str, Hos
     before 25 refuses (found deploying the pinger fixture with gunicorn 23); and the socket belongs
     to a `<unit>.socket` unit (socket activation: a restart queues connections instead of refusing
     them), so the service requires it and no longer has a RuntimeDirectory= to delete it. The sites
-    since carry `server_tokens off` and the security headers in every server block (issue 20)."""
+    since carry `server_tokens off` and the security headers in every server block (issue 20), and
+    the services `OnFailure=` the host's alert unit (a crash loop posts one message, issue 24)."""
     golden = json.loads((Path(__file__).parent / "golden_app_files.json").read_text())
     for group in ("public", "lan"):
         config = production[group]

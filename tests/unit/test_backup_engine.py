@@ -108,6 +108,8 @@ def test_forget_arguments_follow_the_declared_policy(lan_config: HostConfig) -> 
 def test_alert_message_names_host_and_unit_and_stays_short() -> None:
     msg = status.alert_message("gts-server", "pg-backup-gts.service", "x" * 5000)
     assert msg.startswith("Backup FAILED on gts-server: pg-backup-gts.service.") and len(msg) <= 1900
+    app = status.alert_message("gts-server", "gunicorn-shop_scheduler.service", "Result: exit-code.", backup=False)
+    assert app.startswith("Unit FAILED (gave up restarting) on gts-server: gunicorn-shop_scheduler.service.")
 
 
 def test_stamps_are_utc_and_parseable() -> None:

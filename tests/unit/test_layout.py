@@ -35,9 +35,12 @@ print("\\n".join(loaded))
 
 def test_the_engines_defaults_are_the_controllers_paths() -> None:
     from backup_engine import lock, offsite
+    from release_engine import log as release_log
     from release_engine import settings as release_settings
 
     assert str(release_settings.SETTINGS_DIR) == HOST.release_settings_dir
+    # the release log (iac logs --what release) and the run history share the engines' log directory
+    assert str(release_log.LOG_FILE) == HOST.release_log and HOST.history.startswith(HOST.log_dir + "/")
     assert str(lock.LOCK_DIR) == HOST.runtime_dir
     assert str(offsite.MARKERS).startswith(HOST.state_dir + "/")
     engines = REPO / "files" / HOST.engines.lstrip("/")

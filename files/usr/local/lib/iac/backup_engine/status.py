@@ -110,8 +110,11 @@ def status(settings: BackupSettings, now: float | None = None) -> dict:
     return report
 
 
-def alert_message(host: str, unit: str, detail: str) -> str:
-    return (f"Backup FAILED on {host}: {unit}. {detail}".strip()
+def alert_message(host: str, unit: str, detail: str, backup: bool = True) -> str:
+    """One message about a failed unit: a backup unit's, or another unit's that names the alert
+    unit in OnFailure= (an app's gunicorn after a crash loop)."""
+    what = "Backup FAILED" if backup else "Unit FAILED (gave up restarting)"
+    return (f"{what} on {host}: {unit}. {detail}".strip()
             + f"\nSee: journalctl -u {unit} -n 50 --no-pager")[:1900]
 
 
@@ -124,8 +127,9 @@ def cmd_alert(settings: BackupSettings, unit: str) -> int:
     lines = proc.run(["journalctl", "-u", unit, "-n", "200", "--no-pager", "-o", "cat"]).stdout.splitlines()
     reason = next((line for line in reversed(lines) if "[iac-backup]" in line), "")
     detail = f"Result: {result or 'failed'}. {reason.replace('[iac-backup] ', '')}"
+    backup = unit.removesuffix(".service") in {u.removesuffix(".service") for u in settings.units}
     try:  # the repository's one alert client: retried after a rate limit or a server error
-        alerts.post(url, alert_message(settings.host, unit, detail), user_agent="iac-backup")
+        alerts.post(url, alert_message(settings.host, unit, detail, backup), user_agent="iac-backup")
     except alerts.AlertFailed as e:  # the URL is a secret: the reason never carries it
         raise BackupError(f"alert for {unit} not sent: {e}") from None
     log(f"alert sent for {unit}")
