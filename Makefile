@@ -16,7 +16,7 @@ export SANDBOX_NAME SANDBOX_SUBNET
 
 .PHONY: help deps venv venv-run sandbox sandbox-up sandbox-status sandbox-down plan apply drift bench deploy-keys \
         release rollback audit-mismatches alert-test backup-status backup-now backup-list status logs manage shell releases ssh history restore restore-drill dr dr-drill \
-        validate options-doc test test-unit test-integration lint
+        validate secrets-template options-doc test test-unit test-integration lint
 
 help: ## List the targets and what they do
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -65,6 +65,9 @@ sandbox-down: ## Remove everything the sandbox created, and prove nothing is lef
 
 validate: venv ## Validate both inventories' configuration offline (no host is contacted)
 	$(PY) -m cli.validate
+
+secrets-template: venv ## A skeleton of every secret the configuration needs, all groups at once (FORMAT=text: which are required)
+	@$(PY) -m cli.secrets_template --format $(if $(filter file,$(origin FORMAT)),json,$(FORMAT))
 
 options-doc: venv ## Write docs/options.md, every option's type, default, description and examples, from the model
 	$(PY) -m cli.options_doc

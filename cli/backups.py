@@ -70,6 +70,16 @@ def targets(inventory: str, limit: str | None = None) -> list[Target]:
     return found
 
 
+def target_of_db(inventory: str, db: str) -> Target:
+    """The host that backs up database ``db`` (restore, list), or an error naming the known ones."""
+    found = targets(inventory)
+    hosts = [t for t in found if db in t.config.backup_databases()]
+    if not hosts:
+        known = sorted({d for t in found for d in t.config.backup_databases()})
+        raise ConfigError(f"DB={db!r} is not a backed-up database of {inventory}; known: {', '.join(known)}")
+    return hosts[0]
+
+
 def engine_json(target: Target, args: str) -> tuple[int, dict | None, str]:
     proc = target.ssh(f"{OPERATOR_COMMAND} {args}")
     if proc.returncode == 255:
@@ -166,11 +176,7 @@ def app_answers(target: Target, units: list[str]) -> list[str]:
 
 
 def cmd_restore(inventory: str, db: str, source: str, at: str | None, yes: bool) -> int:
-    hosts = [t for t in targets(inventory) if db in t.config.backup_databases()]
-    if not hosts:
-        known = sorted({d for t in targets(inventory) for d in t.config.backup_databases()})
-        raise ConfigError(f"DB={db!r} is not a backed-up database of {inventory}; known: {', '.join(known)}")
-    t = hosts[0]
+    t = target_of_db(inventory, db)
     if t.production and not yes:
         if not sys.stdin.isatty():
             print("restore on production: confirm interactively or pass --yes (CONFIRM=yes)", file=sys.stderr)
@@ -214,11 +220,7 @@ def points_text(target: Target, points: dict) -> str:
 
 
 def cmd_list(inventory: str, db: str, fmt: str) -> int:
-    hosts = [t for t in targets(inventory) if db in t.config.backup_databases()]
-    if not hosts:
-        known = sorted({d for t in targets(inventory) for d in t.config.backup_databases()})
-        raise ConfigError(f"DB={db!r} is not a backed-up database of {inventory}; known: {', '.join(known)}")
-    t = hosts[0]
+    t = target_of_db(inventory, db)
     code, points, err = engine_json(t, f"points {shlex.quote(db)}")
     if code != 0 or points is None:
         sys.stderr.write(err)

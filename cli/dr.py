@@ -28,6 +28,7 @@ import time
 
 from cli import drift
 from cli.backups import Target, app_answers, targets
+from iac import progress
 from iac.errors import ConfigError
 from iac.repo import REPO
 
@@ -43,8 +44,7 @@ def pyinfra(inventory: str, deploy: str, limit: str) -> None:
     env = {k: v for k, v in os.environ.items() if k != "PYINFRA_YES"}
     env.setdefault("PYINFRA_PROGRESS", "off")
     env["IAC_RUN_WHAT"] = f"dr {deploy}"  # the host's history says which step of a rebuild ran
-    proc = subprocess.run([PYINFRA, inventory, deploy, "-y", "--limit", limit], cwd=REPO, env=env,
-                          stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False)
+    proc = progress.run([PYINFRA, inventory, deploy, "-y", "--limit", limit], f"dr {deploy}", cwd=REPO, env=env)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-30:])
         raise ConfigError(f"{deploy} failed on {limit}:\n{tail}")

@@ -34,6 +34,9 @@ class Command:
 COMMANDS: dict[str, Command] = {
     "validate": Command("cli.validate", "validate both inventories' configuration offline", "0 valid, 1 invalid",
                         inventory=False),
+    "secrets-template": Command("cli.secrets_template", "a skeleton of every secret the configuration needs, all "
+                                "groups (--format text: required or optional)", "0 written, 1 invalid configuration",
+                                inventory=False),
     "plan": Command("cli.drift", "preview what a run would change (+ ~ -, Plan: line); nothing is applied",
                     "0 shown (changes or none), 1 error", exit_map=lambda code: 0 if code == 2 else code),
     "apply": Command("cli.apply", "the preview, then converge (production asks; --yes)",

@@ -32,6 +32,7 @@ from pathlib import Path
 from cli.backups import Target
 from cli.drift import DRIFT, IN_SYNC, check, redact
 from cli.rollback import find_app
+from iac import progress
 from iac.repo import REPO
 from operations.app.facts import COMMIT_RE, GitRemoteCommit
 from stack.load import (
@@ -71,10 +72,10 @@ def resolve(target: Target, app: str, revision: str) -> str:
 
 
 def apply(inventory: str, host: str) -> subprocess.CompletedProcess:
-    """The app-only run (RELEASE_ONLY_ENV is set in this process's environment)."""
-    return subprocess.run([str(REPO / ".venv/bin/pyinfra"), inventory, "deploy.py", "--limit", host, "-y"],
-                          cwd=REPO, env={**os.environ, "PYINFRA_PROGRESS": "off"}, check=False,
-                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    """The app-only run (RELEASE_ONLY_ENV is set in this process's environment), each operation
+    shown as it starts (a build takes minutes)."""
+    return progress.run([str(REPO / ".venv/bin/pyinfra"), inventory, "deploy.py", "--limit", host, "-y"],
+                        "release", cwd=REPO, env={**os.environ, "PYINFRA_PROGRESS": "off"})
 
 
 class Declared:

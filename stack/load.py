@@ -328,6 +328,22 @@ def load_layers(group: str, overrides: Mapping[str, Any] | None,
     return layers
 
 
+def _secret_needs(group: str, hostname: str, overrides: Mapping[str, Any] | None,
+                  group_data: Path) -> tuple[list[Layer], dict[str, Any], list[tuple], list[tuple]]:
+    layers = load_layers(group, overrides, group_data, hostname)
+    merged: dict[str, Any] = {}
+    for layer in layers:
+        merged = deep_merge(merged, layer.values)
+    return layers, merged, secret_paths(data=merged), secret_paths(data=merged, required_only=True)
+
+
+def secret_needs(group: str, group_data: Path = GROUP_DATA) -> tuple[list[tuple], list[tuple]]:
+    """(every secret path, the required ones) the declared configuration of ``group`` uses, for
+    its first declared host (what the secrets file must hold for it: `make secrets-template`)."""
+    _, _, wanted, required = _secret_needs(group, next(iter(declared_hosts(group, group_data))), None, group_data)
+    return wanted, required
+
+
 def build_host_config(
     group: str,
     hostname: str,
@@ -340,11 +356,7 @@ def build_host_config(
     ``secrets`` is a source with ``provide(group, paths, required) -> nested dict`` (see
     stack.secrets); without one, required secrets get a placeholder (offline validation).
     """
-    layers = load_layers(group, overrides, group_data, hostname)
-    merged: dict[str, Any] = {}
-    for layer in layers:
-        merged = deep_merge(merged, layer.values)
-    wanted = secret_paths(data=merged)
+    layers, merged, wanted, required = _secret_needs(group, hostname, overrides, group_data)
     for layer in layers:
         for path in wanted:
             if _lookup(layer.values, path[:-1] if path[-1] == "*" else path):
@@ -354,7 +366,6 @@ def build_host_config(
                     "in the repository or inventory; remove it there and provide it through the "
                     "secrets file (see README, 'Secrets')"
                 )
-    required = secret_paths(data=merged, required_only=True)
     if secrets is not None:
         values = secrets.provide(group, wanted, required)
     else:

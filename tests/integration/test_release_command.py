@@ -84,6 +84,9 @@ def test_a_new_upstream_commit_is_a_pending_release_and_make_release_pins_and_ap
         # the preview came before the apply, and said what it would change
         assert run.stdout.index(f"the stack declares '{v3}'") < run.stdout.index(f"{APP} {v3[:12]} live")
         assert _stack_revision(sandbox) == v3
+        # each of the app's operations was shown as it started (plain lines: not a terminal)
+        shown = [line for line in run.stderr.splitlines() if line.startswith("release: ")]
+        assert len(shown) >= 3, run.stderr[-2000:]
         assert subprocess.run(["git", "status", "--porcelain", "group_data"], cwd=REPO, capture_output=True,
                               text=True, check=True).stdout == "", "a sandbox release must not touch group_data/"
         assert _deployed(sandbox)["commit"] == v3
