@@ -40,7 +40,7 @@ COMMAND = "make options-doc"
 
 # the order of the concerns in the document; a concern not listed here follows, by name
 CONCERNS = ("host", "base", "admin", "exposure", "network", "tailscale", "postgres", "node", "apps", "nginx",
-            "tls", "backups", "baseline")
+            "tls", "backups", "watch", "baseline")
 
 # a concern's folder under operations/ -> its name here (the app's options are the `apps` map's)
 FOLDER_CONCERN = {"app": "apps"}
