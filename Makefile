@@ -16,7 +16,7 @@ export SANDBOX_NAME SANDBOX_SUBNET
 
 .PHONY: help deps venv venv-run sandbox sandbox-up sandbox-status sandbox-down plan apply drift bench deploy-keys \
         release rollback audit-mismatches alert-test backup-status backup-now backup-list status logs manage shell releases ssh history restore restore-drill dr dr-drill \
-        validate secrets-template options-doc test test-unit test-integration lint
+        preflight validate secrets-template options-doc test test-unit test-integration lint
 
 help: ## List the targets and what they do
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -120,6 +120,9 @@ backup-now: venv ## Run the backup units now and wait for them (WHAT=dumps|offsi
 	@$(PY) -m cli.backups $(INVENTORY) now --what $(WHAT)
 
 FROM ?= local
+preflight: venv ## Every prerequisite of a run, each failure with its fix: secrets, confirm items, host keys, reachable, sudo, deploy keys, names, ACME (INVENTORY=inventory.py, HOST=, FORMAT=json)
+	@$(PY) -m cli.preflight $(INVENTORY) $(if $(HOST),--host "$(HOST)") --format $(FORMAT)
+
 status: venv ## Each host at a glance: apps (live release, who, units, nginx), certificates, backups, drift, updates, disk (HOST=, FORMAT=json)
 	@$(PY) -m cli.status $(INVENTORY) $(if $(HOST),--host "$(HOST)") --format $(FORMAT)
 

@@ -37,6 +37,9 @@ COMMANDS: dict[str, Command] = {
     "secrets-template": Command("cli.secrets_template", "a skeleton of every secret the configuration needs, all "
                                 "groups (--format text: required or optional)", "0 written, 1 invalid configuration",
                                 inventory=False),
+    "preflight": Command("cli.preflight", "every prerequisite of a run against the inventory, each failure with "
+                         "its fix (secrets, confirm, host keys, reachable, sudo, deploy keys, names, ACME)",
+                         "0 every check passed, 1 one failed"),
     "plan": Command("cli.drift", "preview what a run would change (+ ~ -, Plan: line); nothing is applied",
                     "0 shown (changes or none), 1 error", exit_map=lambda code: 0 if code == 2 else code),
     "apply": Command("cli.apply", "the preview, then converge (production asks; --yes)",

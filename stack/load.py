@@ -32,6 +32,10 @@ GROUPS: tuple[str, ...] = ("public", "lan")
 
 # the name in a group_data file that declares the group's hosts (not an option of the model)
 HOSTS_KEY = "hosts"
+# the name in a group_data file that lists what an operator must confirm on the server before the
+# first production run: option path -> how to confirm it (`make preflight` fails while one is open)
+CONFIRM_KEY = "confirm"
+CONFIRM_EXAMPLE = "confirm = {'backups.local.disk_uuid': 'blkid /dev/sdb1 on the server'}"
 
 
 @dataclass
@@ -286,6 +290,32 @@ def checked_hosts(group: str, values: Any) -> dict[str, dict[str, Any]]:
     return {name: dict(entry) for name, entry in values.items()}
 
 
+def checked_confirm(group: str, values: Any) -> dict[str, str]:
+    """``confirm`` as group_data/<group>.py sets it, checked: option paths of the model, each with
+    how to confirm it on the server."""
+    if values is None:
+        return {}
+    if not isinstance(values, Mapping) or not all(isinstance(k, str) and isinstance(v, str) and v.strip()
+                                                  for k, v in values.items()):
+        raise ConfigError(f"group_data/{group}.py: '{CONFIRM_KEY}' maps an option's path to how to confirm its value "
+                          f"on the server ({CONFIRM_EXAMPLE})")
+    for option in values:
+        if _walk(tuple(option.split(".")))[0] is None:
+            raise ConfigError(f"group_data/{group}.py: {CONFIRM_KEY}[{option!r}] names no option of the model "
+                              "(docs/options.md lists them); fix the path or remove the entry")
+    return dict(values)
+
+
+def confirm_items(group: str, group_data: Path = GROUP_DATA) -> dict[str, str]:
+    """What group_data/<group>.py asks an operator to confirm on the server (option path -> how)."""
+    items: dict[str, str] = {}
+    for name in ("all", group):
+        path = group_data / f"{name}.py"
+        if path.exists():
+            items.update(checked_confirm(name, read_group_file(path).get(CONFIRM_KEY)))
+    return items
+
+
 def load_layers(group: str, overrides: Mapping[str, Any] | None,
                 group_data: Path = GROUP_DATA, hostname: str | None = None) -> list[Layer]:
     """The layers of one host's values, lowest first: all.py, the group's file, the host's name,
@@ -299,6 +329,7 @@ def load_layers(group: str, overrides: Mapping[str, Any] | None,
         if path.exists():
             values = read_group_file(path)
             hosts = values.pop(HOSTS_KEY, None)
+            checked_confirm(name, values.pop(CONFIRM_KEY, None))
             if name == group:
                 group_hosts = hosts
             if hosts is not None and name == "all":
