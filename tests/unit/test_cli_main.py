@@ -74,6 +74,17 @@ def test_every_make_operator_target_has_an_iac_command() -> None:
         assert f"\n{name}:" in makefile, name
 
 
+def test_every_iac_command_target_is_a_thin_alias_of_iac() -> None:
+    """Each target named like an `iac` command runs that command and nothing else (the same exit
+    codes, the same arguments), never the module behind it directly."""
+    makefile = (REPO / "Makefile").read_text()
+    for name in iac.COMMANDS:
+        recipe = makefile.split(f"\n{name}:", 1)[1].split("\n\n", 1)[0]
+        runs = [line for line in recipe.splitlines()[1:] if "$(IAC)" in line or "-m cli." in line]
+        assert runs and all(f"$(IAC) {name}" in line for line in runs), (name, runs)
+    assert "\nIAC = $(PY) -m cli.main -i $(INVENTORY)\n" in makefile
+
+
 def test_iac_runs_from_anywhere(tmp_path: Path) -> None:
     """The console script make installed, started outside the repository, finds its files."""
     done = subprocess.run([str(REPO / ".venv/bin/iac"), "validate"], cwd=tmp_path, capture_output=True, text=True,
