@@ -28,6 +28,7 @@ from operations.tls.deploy import tls_domains
 
 UNIT = "iac-watch"
 CERTBOT_DROP_IN = "/etc/systemd/system/certbot.service.d/iac-alert.conf"
+CERTBOT_UNIT = "/lib/systemd/system/certbot.service"  # Debian's certbot package
 
 
 def watched_disks(config: HostConfig) -> list[str]:
@@ -67,11 +68,14 @@ def watch(config: HostConfig) -> None:
                     validate='out=$(systemd-analyze verify {paths} 2>&1); printf "%s" "$out"; [ -z "$out" ]',
                     activate="systemctl daemon-reload", staging=f"{STAGED}/watch-units")
     if tls_domains(config):
-        drop_in = files.put(name="certbot.service: a failed renewal alerts",
-                            src=text_file(render("etc/systemd/system/certbot.service.d/iac-alert.conf.j2",
-                                                 on_failure=HOST.alert_on_failure)),
-                            dest=CERTBOT_DROP_IN, mode="644")
-        systemd.daemon_reload(name="systemd reads certbot.service's alert drop-in", _if=drop_in.did_change)
+        # one operation: compared, and only when it differs uploaded, verified with the unit it
+        # extends, and read by systemd (no conditional step: a converged host plans nothing here)
+        validated_files(name="certbot.service: a failed renewal alerts (drop-in, verified by systemd)",
+                        files={CERTBOT_DROP_IN: render("etc/systemd/system/certbot.service.d/iac-alert.conf.j2",
+                                                       on_failure=HOST.alert_on_failure)},
+                        validate=f'out=$(systemd-analyze verify {CERTBOT_UNIT} 2>&1); printf "%s" "$out"; '
+                                 '[ -z "$out" ]',
+                        activate="systemctl daemon-reload", staging=f"{STAGED}/watch-certbot")
     systemd.service(name=f"Timer {UNIT}.timer enabled and running", service=f"{UNIT}.timer",
                     running=True, enabled=True)
 
