@@ -52,7 +52,11 @@ def read_group_file(path: Path) -> dict[str, Any]:
     pyinfra passes every name of a group_data file to the group's hosts; a name starting with
     ``_`` is one of its global arguments (``_sudo``, ``_ignore_errors``) and would silently apply
     to every operation on those hosts. Such names are refused here, before pyinfra sees them."""
-    values = runpy.run_path(str(path))
+    try:
+        values = runpy.run_path(str(path))
+    except SyntaxError as e:  # named with where and what, as an error of the file, not a traceback
+        raise ConfigError(f"group_data/{path.name}, line {e.lineno}: {e.msg} (a Python syntax error; the file is "
+                          "Python: check brackets, quotes and commas there)") from None
     out = {}
     for key, value in values.items():
         if key.startswith("__") or isinstance(value, (types.ModuleType, types.FunctionType, type)):
