@@ -44,6 +44,7 @@ def test_every_missing_secret_of_every_group_is_named_at_once(production, tmp_pa
     tree, _ = secrets_template.skeleton()
     path = tmp_path / "secrets.json"
     path.write_text(json.dumps({g: _fill(v) for g, v in tree.items()}))
+    path.chmod(0o600)
     assert all(f.ok for f in preflight.secrets(SecretsFile(path, require=False), hosts))
 
 
