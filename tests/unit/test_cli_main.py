@@ -5,6 +5,7 @@ and in sync (0)."""
 from __future__ import annotations
 
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from types import SimpleNamespace
@@ -90,3 +91,27 @@ def test_iac_runs_from_anywhere(tmp_path: Path) -> None:
     done = subprocess.run([str(REPO / ".venv/bin/iac"), "validate"], cwd=tmp_path, capture_output=True, text=True,
                           check=False)
     assert done.returncode == 0 and "valid: lan/gts-server (connects as gts@gts-server)" in done.stdout, done.stderr
+
+
+def test_iac_drift_starts_the_plan_before_the_reports_slow_imports() -> None:
+    """`iac drift` (and so `make drift`) starts pyinfra's plan while cli/drift.py is still being
+    imported, before pydantic loads, as `python -m cli.drift` does (cli/early.py)."""
+    program = """
+import subprocess, sys
+order = []
+class Proc:
+    returncode = 1
+    def communicate(self, timeout=None):
+        return "", "stubbed"
+def popen(argv, **kw):
+    order.append(("plan", "pydantic" in sys.modules))
+    return Proc()
+subprocess.Popen = popen
+from cli import main
+main.main(["-i", "sandbox/inventory.py", "drift"])
+main.main(["-i", "sandbox/inventory.py", "drift"])  # imported already: it starts its own plan
+print(order)
+"""
+    done = subprocess.run([sys.executable, "-c", program], cwd=REPO, capture_output=True, text=True, check=False,
+                          timeout=60)
+    assert done.stdout.strip().splitlines()[-1] == "[('plan', False), ('plan', True)]", done.stdout + done.stderr
