@@ -40,7 +40,7 @@ venv: $(VENV)/.stamp ## Create the virtualenv from the pinned requirements.txt
 
 # CI's drift job: only what a run imports (requirements-run.txt: pyinfra, pydantic, Jinja2 and their
 # dependencies at requirements.txt's pins), each file checked against its hash, wheels only (no
-# build step runs unchecked code). Regenerate: README, "The CI drift job".
+# build step runs unchecked code). Regenerate: docs/drift.md, "The CI drift job".
 $(VENV)/.stamp-run: requirements-run.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check --require-hashes --no-deps --only-binary=:all: \

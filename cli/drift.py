@@ -60,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("inventory", help="inventory file, e.g. sandbox/inventory.py")
     parser.add_argument("--limit", help="only these hosts or groups, comma-separated (pyinfra --limit)")
     parser.add_argument("--format", choices=["text", "json", "markdown"], default="text",
-                        help="text (default), json (schema iac-drift/2, README) or markdown (a CI job summary)")
+                        help="text (default), json (schema iac-drift/2, docs/drift.md) or markdown (a CI job summary)")
     parser.add_argument("--json-out", type=Path, help="also write the JSON report to this file")
     return parser
 
@@ -204,7 +204,7 @@ class PlanSummary(BaseModel):
 
 
 class DriftReport(BaseModel):
-    """``make drift FORMAT=json``: the drift gate's result (schema ``iac-drift/2``, README "Drift")."""
+    """``make drift FORMAT=json``: the drift gate's result (schema ``iac-drift/2``, docs/drift.md)."""
 
     model_config = ConfigDict(extra="forbid")
     schema_: Literal["iac-drift/2"] = Field(default="iac-drift/2", alias="schema")

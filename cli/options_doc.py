@@ -510,7 +510,7 @@ def render(opts: list[Option] | None = None) -> str:
         f"`{COMMAND}`; `tests/unit/test_options_doc.py` fails while this file is stale.",
         "",
         "Values are set in `group_data/` (`all.py`, then `<group>.py`, then the host's entry under `hosts`),",
-        "written as Python; secrets only in the secrets file (README, \"Secrets\"), and no secret's value",
+        "written as Python; secrets only in the secrets file (docs/secrets.md), and no secret's value",
         "appears here. In a path, `<name>` stands for a key of a map (an app's name, a process's name, ...).",
         "",
         "## Contents",

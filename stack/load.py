@@ -399,7 +399,7 @@ def build_host_config(
                 raise ConfigError(
                     f"{layer.source}: option '{shown}' is a secret and must not be kept "
                     "in the repository or inventory; remove it there and provide it through the "
-                    "secrets file (see README, 'Secrets')"
+                    "secrets file (see docs/secrets.md)"
                 )
     if secrets is not None:
         values = secrets.provide(group, wanted, required)

@@ -124,7 +124,7 @@ class SecretsFile:
             raise ConfigError(
                 f"group {group}: missing secrets in {where}:\n  " + "\n  ".join(missing)
                 + "\nWrite them to a JSON file outside the repository and set IAC_SECRETS_FILE "
-                "(see README, 'Secrets')."
+                "(see docs/secrets.md)."
             )
         if changed and self.path:
             self._save()
