@@ -12,11 +12,14 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PYINFRA := $(VENV)/bin/pyinfra
+# the operator commands: each target below is a thin alias of `iac COMMAND` (cli/main.py), run from
+# this checkout (python -m, not the console script: another checkout may have installed that)
+IAC = $(PY) -m cli.main -i $(INVENTORY)
 export SANDBOX_NAME SANDBOX_SUBNET
 
 .PHONY: help deps venv venv-run sandbox sandbox-up sandbox-status sandbox-down plan apply drift bench deploy-keys \
         release rollback audit-mismatches alert-test backup-status backup-now backup-list status logs manage shell releases ssh history restore restore-drill dr dr-drill \
-        validate secrets-template options-doc test test-unit test-integration lint
+        preflight validate secrets-template options-doc test test-unit test-integration lint
 
 help: ## List the targets and what they do
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -37,7 +40,7 @@ venv: $(VENV)/.stamp ## Create the virtualenv from the pinned requirements.txt
 
 # CI's drift job: only what a run imports (requirements-run.txt: pyinfra, pydantic, Jinja2 and their
 # dependencies at requirements.txt's pins), each file checked against its hash, wheels only (no
-# build step runs unchecked code). Regenerate: README, "The CI drift job".
+# build step runs unchecked code). Regenerate: docs/drift.md, "The CI drift job".
 $(VENV)/.stamp-run: requirements-run.txt
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --disable-pip-version-check --require-hashes --no-deps --only-binary=:all: \
@@ -64,29 +67,29 @@ sandbox-down: ## Remove everything the sandbox created, and prove nothing is lef
 	@$(PY) -m sandbox.world down
 
 validate: venv ## Validate both inventories' configuration offline (no host is contacted)
-	$(PY) -m cli.validate
+	$(IAC) validate
 
 secrets-template: venv ## A skeleton of every secret the configuration needs, all groups at once (FORMAT=text: which are required)
-	@$(PY) -m cli.secrets_template --format $(if $(filter file,$(origin FORMAT)),json,$(FORMAT))
+	@$(IAC) secrets-template --format $(if $(filter file,$(origin FORMAT)),json,$(FORMAT))
 
 options-doc: venv ## Write docs/options.md, every option's type, default, description and examples, from the model
 	$(PY) -m cli.options_doc
 
 plan: $(RUN_VENV) ## Preview what a run would change on INVENTORY (nothing is applied)
-	@$(PY) -m cli.drift $(INVENTORY) || test $$? -eq 2
+	@$(IAC) plan
 
 apply: $(RUN_VENV) ## Converge INVENTORY: the preview (+ ~ -, Plan: line), then the apply (production asks; CONFIRM=yes)
-	@$(PY) -m cli.apply $(INVENTORY) $(if $(LIMIT),--limit $(LIMIT)) $(if $(filter yes,$(CONFIRM)),--yes)
+	@$(IAC) apply $(if $(LIMIT),--limit $(LIMIT)) $(if $(filter yes,$(CONFIRM)),--yes)
 
 drift: $(RUN_VENV) ## Drift gate on INVENTORY: 0 in sync, 2 drift, 1 error, but make turns 1 into 2: scripts use `iac drift` (FORMAT=json|markdown, JSON_OUT=file)
-	@$(PY) -m cli.drift $(INVENTORY) --format $(FORMAT) $(if $(JSON_OUT),--json-out $(JSON_OUT))
+	@$(IAC) drift --format $(FORMAT) $(if $(JSON_OUT),--json-out $(JSON_OUT))
 
 RUNS ?= 5
 bench: venv ## Drift check vs pyinfra's floor on the same hosts: times, ratio, commands per host (RUNS=5; HOSTS=8: 8 public hosts vs 1)
 	@if [ -n "$(HOSTS)" ]; then \
 	  test "$(INVENTORY)" = sandbox/inventory.py || { echo "bench: HOSTS=N makes sandbox hosts; not with INVENTORY=$(INVENTORY)" >&2; exit 1; }; \
 	  $(PY) -m sandbox.scale $(HOSTS) --runs $(RUNS); \
-	else $(PY) -m cli.bench $(INVENTORY) --runs $(RUNS); fi
+	else $(IAC) bench --runs $(RUNS); fi
 
 deploy-keys: venv ## Make each app's deploy key on its host (once) and print the public keys to register
 	@out=$$($(PYINFRA) $(INVENTORY) deploy_keys.py -y 2>&1) || { printf '%s\n' "$$out" >&2; exit 1; }; \
@@ -97,11 +100,11 @@ APP ?= rental_scheduler
 REPORT ?= /tmp/mismatch_report.csv
 release: venv ## Release APP [REV=tag|branch|commit]: pin the commit in the stack's config, preview, apply that app only
 	@test "$(origin APP)" != file || { echo "make release: give APP=<app>, e.g. APP=chip_dashboard" >&2; exit 1; }
-	@$(PY) -m cli.release $(INVENTORY) $(APP) $(if $(REV),--rev $(REV)) $(if $(filter yes,$(CONFIRM)),--yes)
+	@$(IAC) release $(APP) $(if $(REV),--rev $(REV)) $(if $(filter yes,$(CONFIRM)),--yes)
 
 rollback: venv ## Switch APP to the release live before (or TO=<commit>) without rebuilding; migrations reversed, or refused naming them (BACKUP=1: restore the pre-migrate backup)
 	@test "$(origin APP)" != file || { echo "make rollback: give APP=<app>, e.g. APP=chip_dashboard" >&2; exit 1; }
-	@$(PY) -m cli.rollback $(INVENTORY) $(APP) $(if $(TO),--to $(TO)) $(if $(BACKUP),--from-backup) \
+	@$(IAC) rollback $(APP) $(if $(TO),--to $(TO)) $(if $(BACKUP),--from-backup) \
 	  $(if $(filter yes,$(CONFIRM)),--yes)
 
 audit-mismatches: venv ## rental_scheduler's invoice audit on the LAN host (START=YYYY-MM-DD END=... REPORT=path)
@@ -113,54 +116,57 @@ alert-test: venv ## The runbook's controlled test exception through APP's Discor
 	@$(PYINFRA) $(INVENTORY) --limit lan -y exec -- /usr/local/sbin/iac-alert-test $(APP)
 
 backup-status: venv ## Newest dump per database, newest offsite snapshot, last unit results: exit 0 fresh, 2 stale/failed, 1 error (FORMAT=json)
-	@$(PY) -m cli.backups $(INVENTORY) status --format $(FORMAT)
+	@$(IAC) backup-status --format $(FORMAT)
 
 WHAT ?= all
 backup-now: venv ## Run the backup units now and wait for them (WHAT=dumps|offsite|system-state|all)
-	@$(PY) -m cli.backups $(INVENTORY) now --what $(WHAT)
+	@$(IAC) backup-now --what $(WHAT)
 
 FROM ?= local
+preflight: venv ## Every prerequisite of a run, each failure with its fix: secrets, confirm items, host keys, reachable, sudo, deploy keys, names, ACME (INVENTORY=inventory.py, HOST=, FORMAT=json)
+	@$(IAC) preflight $(if $(HOST),--host "$(HOST)") --format $(FORMAT)
+
 status: venv ## Each host at a glance: apps (live release, who, units, nginx), certificates, backups, drift, updates, disk (HOST=, FORMAT=json)
-	@$(PY) -m cli.status $(INVENTORY) $(if $(HOST),--host "$(HOST)") --format $(FORMAT)
+	@$(IAC) status $(if $(HOST),--host "$(HOST)") --format $(FORMAT)
 
 logs: venv ## An app's logs on its host: APP= [WHAT=web|process|release|backup] [SINCE=-1h] [LINES=100] [FOLLOW=1]
 	@test -n "$(APP)" || { echo "make logs: give APP=<app>" >&2; exit 1; }
-	@$(PY) -m cli.logs $(INVENTORY) "$(APP)" --what $(or $(WHAT),web) $(if $(SINCE),--since "$(SINCE)") --lines $(or $(LINES),100) $(if $(FOLLOW),--follow)
+	@$(IAC) logs "$(APP)" --what $(or $(WHAT),web) $(if $(SINCE),--since "$(SINCE)") --lines $(or $(LINES),100) $(if $(FOLLOW),--follow)
 
 manage: venv ## manage.py in APP's live release, as the app with its environment: APP= CMD='check --deploy'
 	@test -n "$(APP)" -a -n "$(CMD)" || { echo "make manage: give APP=<app> CMD='<manage.py arguments>'" >&2; exit 1; }
-	@$(PY) -m cli.manage $(INVENTORY) "$(APP)" manage $(CMD)
+	@$(IAC) manage "$(APP)" $(CMD)
 
 shell: venv ## manage.py shell of APP (interactive at a terminal; else runs what comes on stdin)
 	@test -n "$(APP)" || { echo "make shell: give APP=<app>" >&2; exit 1; }
-	@$(PY) -m cli.manage $(INVENTORY) "$(APP)" shell
+	@$(IAC) shell "$(APP)"
 
 releases: venv ## APP's live release and those before it, with the commit for `make rollback TO=` (FORMAT=json)
 	@test -n "$(APP)" || { echo "make releases: give APP=<app>" >&2; exit 1; }
-	@$(PY) -m cli.releases $(INVENTORY) "$(APP)" --format $(FORMAT)
+	@$(IAC) releases "$(APP)" --format $(FORMAT)
 
 ssh: venv ## A login shell on HOST=<name or group>, reached as the inventory says
 	@test -n "$(HOST)" || { echo "make ssh: give HOST=<host or group>" >&2; exit 1; }
-	@$(PY) -m cli.login $(INVENTORY) "$(HOST)"
+	@$(IAC) ssh "$(HOST)"
 
 history: venv ## What changed each host, newest last: when, who, what, result, seconds (HOST=name|group, LINES=20, FORMAT=json)
-	@$(PY) -m cli.history $(INVENTORY) $(if $(HOST),--host "$(HOST)") --lines $(or $(LINES),20) --format $(FORMAT)
+	@$(IAC) history $(if $(HOST),--host "$(HOST)") --lines $(or $(LINES),20) --format $(FORMAT)
 
 backup-list: venv ## DB=<name>: its local and offsite restore points, newest first, with the AT= to paste (FORMAT=json)
 	@test -n "$(DB)" || { echo "make backup-list: give DB=<database>, e.g. DB=gts_shop_scheduler" >&2; exit 1; }
-	@$(PY) -m cli.backups $(INVENTORY) list --db "$(DB)" --format $(FORMAT)
+	@$(IAC) backup-list --db "$(DB)" --format $(FORMAT)
 
 restore: venv ## Restore DB=<name> [FROM=local|offsite] [AT='YYYY-MM-DD HH:MM:SS' UTC]: stop its apps, restore, start, check (production asks)
 	@test -n "$(DB)" || { echo "make restore: give DB=<database>, e.g. DB=gts_shop_scheduler" >&2; exit 1; }
-	@$(PY) -m cli.backups $(INVENTORY) restore --db "$(DB)" --from $(FROM) $(if $(AT),--at "$(AT)") $(if $(filter yes,$(CONFIRM)),--yes)
+	@$(IAC) restore --db "$(DB)" --from $(FROM) $(if $(AT),--at "$(AT)") $(if $(filter yes,$(CONFIRM)),--yes)
 
 restore-drill: venv ## Restore the newest local and offsite dumps into scratch databases and compare row counts (FORMAT=json)
-	@$(PY) -m cli.backups $(INVENTORY) drill --format $(FORMAT)
+	@$(IAC) restore-drill --format $(FORMAT)
 
 SHELL_SCRIPTS = $(shell git ls-files | grep -v '\.j2$$' | xargs grep -lE '^#!(/bin/(ba)?sh|/usr/bin/env (ba)?sh)' 2>/dev/null)
 dr: venv ## Rebuild HOST=<group or host> from a bare Debian 12 box and its offsite backups (production asks)
 	@test -n "$(HOST)" || { echo "make dr: give HOST=<group or host>, e.g. HOST=lan" >&2; exit 1; }
-	@$(PY) -m cli.dr $(INVENTORY) --limit $(HOST)
+	@$(IAC) dr --limit $(HOST)
 
 dr-drill: venv ## Sandbox only: destroy the LAN host, rebuild it with `make dr`, compare row counts, print phase times
 	@$(PY) -m sandbox.dr_drill

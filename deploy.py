@@ -24,6 +24,7 @@ from operations.orphans.deploy import managed_manifest, orphans
 from operations.postgres.deploy import postgresql
 from operations.tailscale.deploy import tailscale
 from operations.tls.deploy import certificate_links, certificates
+from operations.watch.deploy import watch
 from stack.load import host_config, release_only
 
 # while pyinfra decides what to change: facts in a few batched commands per host, and less CPU
@@ -62,6 +63,8 @@ def whole_host(config: HostConfig) -> None:
     certificates(config)
     # after the apps and their databases: dumps of every declared database, offsite copies, alerts
     backups(config)
+    # after the backups (their alert unit): certificates, disks and backups watched, each condition told once
+    watch(config)
     # only a run that got this far records what it manages (the next run's orphans)
     managed_manifest(config)
     # when every concern above has declared what it writes: the rest of the host is held against

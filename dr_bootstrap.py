@@ -2,7 +2,7 @@
 
 Run by `make dr` (cli/dr.py) before deploy.py; it installs restic, writes the system-state
 repository's env file from the secrets file and restores the newest snapshot into a staging
-directory (never over the live system). See README, "Disaster recovery".
+directory (never over the live system). See docs/backups.md, "Disaster recovery".
 """
 
 from pyinfra import host, state

@@ -1,7 +1,7 @@
 """Production inventory: the two real servers.
 
 Tests only load and validate this file offline; nothing in tests or default make targets
-connects to these hosts (see README, "Safety"). Use: pyinfra inventory.py deploy.py
+connects to these hosts (see docs/security.md, "Safety"). Use: pyinfra inventory.py deploy.py
 """
 
 from pyinfra.context import ctx_state

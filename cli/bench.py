@@ -4,7 +4,8 @@ Prints, as medians of ``--runs`` paired runs (floor and drift alternate, so a bu
 both alike):
 
 * floor: ``pyinfra INVENTORY fact server.Hostname`` (start, connect every host, one command each);
-* drift: ``python -m cli.drift INVENTORY`` (what ``make drift`` runs), and its ratio to the floor;
+* drift: ``iac -i INVENTORY drift`` (``python -m cli.main``: what ``make drift`` runs), and its ratio
+  to the floor;
 * converged apply: ``pyinfra INVENTORY deploy.py -y`` on hosts already converged (not on
   production: there an apply is never a measurement);
 * remote commands per host during one drift check (counted from pyinfra's ``--debug`` output;
@@ -73,8 +74,8 @@ def scale(inventory: str, group: str, names: list[str], runs: int) -> int:
     for _ in range(runs):
         for key, argv in (("floor 1", [pyinfra, inventory, "--limit", one, "fact", "server.Hostname"]),
                           ("floor N", [pyinfra, inventory, "--limit", many, "fact", "server.Hostname"]),
-                          ("drift 1", [py, "-m", "cli.drift", inventory, "--limit", one]),
-                          ("drift N", [py, "-m", "cli.drift", inventory, "--limit", many])):
+                          ("drift 1", [py, "-m", "cli.main", "-i", inventory, "drift", "--limit", one]),
+                          ("drift N", [py, "-m", "cli.main", "-i", inventory, "drift", "--limit", many])):
             seconds, code, used = timed_cpu(argv)
             if code != 0:
                 print(f"bench: {key.replace('N', str(len(names)))} hosts did not succeed (exit {code}); "
@@ -121,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench: the floor command failed (exit {code}): are the hosts up?", file=sys.stderr)
             return 1
         floor.append(seconds)
-        seconds, code = timed([py, "-m", "cli.drift", args.inventory])
+        seconds, code = timed([py, "-m", "cli.main", "-i", args.inventory, "drift"])
         if code != 0:
             print(f"bench: the drift check did not say 'in sync' (exit {code}): converge first", file=sys.stderr)
             return 1

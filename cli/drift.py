@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+from cli import early  # standard library only
 from iac import drift_record  # standard library only
 from iac.declared import BASELINE_OPERATION  # standard library only
 from iac.repo import REPO  # pathlib only: cheap before the early start
@@ -59,7 +60,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("inventory", help="inventory file, e.g. sandbox/inventory.py")
     parser.add_argument("--limit", help="only these hosts or groups, comma-separated (pyinfra --limit)")
     parser.add_argument("--format", choices=["text", "json", "markdown"], default="text",
-                        help="text (default), json (schema iac-drift/2, README) or markdown (a CI job summary)")
+                        help="text (default), json (schema iac-drift/2, docs/drift.md) or markdown (a CI job summary)")
     parser.add_argument("--json-out", type=Path, help="also write the JSON report to this file")
     return parser
 
@@ -72,18 +73,21 @@ def limit_args(limits: list[str]) -> list[str]:
     return [a for part in limits for a in ("--limit", part)]
 
 
-def _early_start() -> tuple[argparse.Namespace, subprocess.Popen] | None:
-    """Run from the command line, the plan starts here, before the report's models are imported
-    below: pydantic takes about 0.15 s to load, on the check's critical path otherwise."""
+def _early_start(argv: list[str] | None) -> tuple[argparse.Namespace, subprocess.Popen] | None:
+    """Run from the command line (``python -m cli.drift``, or ``iac drift``/``iac plan``, which name
+    their arguments in cli/early.py before importing this module), the plan starts here, before
+    the report's models are imported below: pydantic takes about 0.15 s to load, on the check's
+    critical path otherwise."""
     try:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-            args = build_parser().parse_args()
+            args = build_parser().parse_args(argv)
     except SystemExit:
         return None  # --help or a usage error: main() says it
     return args, start_plan(args.inventory, extra_args=limit_args(limit_list(args.limit)))
 
 
-_EARLY = _early_start() if __name__ == "__main__" else None
+_EARLY = (_early_start(None) if __name__ == "__main__"
+          else _early_start(early.take("cli.drift")) if early.waiting("cli.drift") else None)
 
 # the report's models (after the early start above: the order matters for speed only)
 from pydantic import BaseModel, ConfigDict, Field  # noqa: E402
@@ -200,7 +204,7 @@ class PlanSummary(BaseModel):
 
 
 class DriftReport(BaseModel):
-    """``make drift FORMAT=json``: the drift gate's result (schema ``iac-drift/2``, README "Drift")."""
+    """``make drift FORMAT=json``: the drift gate's result (schema ``iac-drift/2``, docs/drift.md)."""
 
     model_config = ConfigDict(extra="forbid")
     schema_: Literal["iac-drift/2"] = Field(default="iac-drift/2", alias="schema")
@@ -338,8 +342,9 @@ def redacted_report(inventory: str, code: int, data: dict | None, stderr: str) -
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     limits = limit_list(args.limit)
-    early = _EARLY if argv is None and _EARLY is not None and _EARLY[0] == args else None
-    proc = early[1] if early else start_plan(args.inventory, extra_args=limit_args(limits))
+    global _EARLY
+    started, _EARLY = (_EARLY if _EARLY is not None and _EARLY[0] == args else None), None  # used once
+    proc = started[1] if started else start_plan(args.inventory, extra_args=limit_args(limits))
     code, data, stderr = finish_plan(proc)
     if limits and code == 0 and data is not None and not data.get("plan"):
         # pyinfra runs nothing and exits 0 when --limit matches no host: that is not "in sync"

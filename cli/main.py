@@ -16,6 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from cli import early
+
 DEFAULT_INVENTORY = "sandbox/inventory.py"
 REPO = Path(__file__).resolve().parent.parent
 
@@ -29,6 +31,7 @@ class Command:
     suffix: tuple[str, ...] = ()  # after the caller's first argument (manage APP <manage|shell> ...)
     inventory: bool = True  # the module takes the inventory as its first argument
     exit_map: Callable[[int], int] | None = None
+    early: bool = False  # the module starts its work while it is imported (cli/early.py)
 
 
 COMMANDS: dict[str, Command] = {
@@ -37,12 +40,15 @@ COMMANDS: dict[str, Command] = {
     "secrets-template": Command("cli.secrets_template", "a skeleton of every secret the configuration needs, all "
                                 "groups (--format text: required or optional)", "0 written, 1 invalid configuration",
                                 inventory=False),
+    "preflight": Command("cli.preflight", "every prerequisite of a run against the inventory, each failure with "
+                         "its fix (secrets, confirm, host keys, reachable, sudo, deploy keys, names, ACME)",
+                         "0 every check passed, 1 one failed"),
     "plan": Command("cli.drift", "preview what a run would change (+ ~ -, Plan: line); nothing is applied",
-                    "0 shown (changes or none), 1 error", exit_map=lambda code: 0 if code == 2 else code),
+                    "0 shown (changes or none), 1 error", exit_map=lambda code: 0 if code == 2 else code, early=True),
     "apply": Command("cli.apply", "the preview, then converge (production asks; --yes)",
                      "0 applied or nothing to apply, 1 refused, not confirmed or failed"),
     "drift": Command("cli.drift", "has anything drifted? what differs, per host",
-                     "0 in sync, 2 drift, 1 error (a host unreachable, bad input)"),
+                     "0 in sync, 2 drift, 1 error (a host unreachable, bad input)", early=True),
     "release": Command("cli.release", "release APP [--rev REV]: pin the commit, preview, apply that app only",
                        "0 released, 1 refused or failed (the old release serves)"),
     "rollback": Command("cli.rollback", "switch APP to the release live before (--to COMMIT)",
@@ -109,9 +115,12 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(REPO)
     if str(REPO) not in sys.path:
         sys.path.insert(0, str(REPO))
-    module = importlib.import_module(command.module)
     rest = [*args.args[:1], *command.suffix, *args.args[1:]] if command.suffix else args.args
     forwarded = [*([str(inventory)] if command.inventory else []), *command.prefix, *rest]
+    if command.early:
+        early.leave(command.module, forwarded)  # it starts its work while it imports (cli/early.py)
+    module = importlib.import_module(command.module)
+    early.forget(command.module)
     try:
         code = module.main(forwarded)
     except SystemExit as exc:  # argparse's --help (0) and usage errors (2: here 1, never "drift")

@@ -40,7 +40,7 @@ COMMAND = "make options-doc"
 
 # the order of the concerns in the document; a concern not listed here follows, by name
 CONCERNS = ("host", "base", "admin", "exposure", "network", "tailscale", "postgres", "node", "apps", "nginx",
-            "tls", "backups", "baseline")
+            "tls", "backups", "watch", "baseline")
 
 # a concern's folder under operations/ -> its name here (the app's options are the `apps` map's)
 FOLDER_CONCERN = {"app": "apps"}
@@ -510,7 +510,7 @@ def render(opts: list[Option] | None = None) -> str:
         f"`{COMMAND}`; `tests/unit/test_options_doc.py` fails while this file is stale.",
         "",
         "Values are set in `group_data/` (`all.py`, then `<group>.py`, then the host's entry under `hosts`),",
-        "written as Python; secrets only in the secrets file (README, \"Secrets\"), and no secret's value",
+        "written as Python; secrets only in the secrets file (docs/secrets.md), and no secret's value",
         "appears here. In a path, `<name>` stands for a key of a map (an app's name, a process's name, ...).",
         "",
         "## Contents",

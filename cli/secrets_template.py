@@ -2,7 +2,7 @@
 groups at once: the JSON shape the secrets file (IAC_SECRETS_FILE) takes, each value empty.
 
 Fill in each value (a required one left empty stops a run, naming it), delete what you will not
-use among the optional ones, and keep the file outside the repository (README, "Secrets").
+use among the optional ones, and keep the file outside the repository (docs/secrets.md).
 ``--format text`` lists the same paths with "required" or "optional".
 
 Usage: python -m cli.secrets_template [--format json|text]

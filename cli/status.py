@@ -27,10 +27,9 @@ from iac.host_run import read_history
 from operations.app.context import app_context
 from operations.app.facts import http_check_command
 from operations.tls.deploy import tls_domains
+from operations.watch.deploy import watched_disks
 
 OK, ERROR, ATTENTION = 0, 1, 2
-CERT_WARN_DAYS = 14
-DISK_WARN_PERCENT = 90
 def _section(marker: str, command: str) -> str:
     return f"echo '@@{marker}@@'; {command} 2>/dev/null || true"
 
@@ -51,8 +50,7 @@ def probe_script(target: Target) -> str:
     for domain in tls_domains(config):
         chain = shlex.quote(f"/etc/iac/tls/{domain}/fullchain.pem")
         parts.append(_section(f"cert {domain}", f"openssl x509 -in {chain} -noout -enddate -ext subjectAltName"))
-    disks = ["/"] + ([config.backups.local.mount] if config.backups and config.backups.local.mount else [])
-    parts.append(_section("disk", "df -P " + " ".join(shlex.quote(d) for d in disks)))
+    parts.append(_section("disk", "df -P " + " ".join(shlex.quote(d) for d in watched_disks(config))))
     parts.append(_section("updates", "apt-get -s -o Debug::NoLocking=1 upgrade | grep -c '^Inst .*-security'"))
     return "; ".join(parts)
 
@@ -129,14 +127,14 @@ def host_status(target: Target, inventory: str, now: datetime | None = None) -> 
         names = sorted({n.strip().removeprefix("DNS:") for x in lines if "DNS:" in x for n in x.split(",")})
         days = _days_left(end, now)
         certs[domain] = {"names": names, "days_left": days}
-        if days is None or days < CERT_WARN_DAYS:
+        if days is None or days < target.config.watch.cert_days:
             attention.append(f"certificate {domain}: {'unreadable' if days is None else f'{days} days left'}")
     disks = {}
     for line in sections.get("disk", [])[1:]:
         cols = line.split()
         if len(cols) >= 6 and cols[4].endswith("%"):
             disks[cols[5]] = int(cols[4][:-1])
-            if disks[cols[5]] >= DISK_WARN_PERCENT:
+            if disks[cols[5]] > target.config.watch.disk_percent:
                 attention.append(f"disk {cols[5]} {cols[4]} used")
     updates = int((sections.get("updates") or ["0"])[-1].strip() or 0)
     if updates:

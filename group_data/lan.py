@@ -7,6 +7,16 @@ hosts = {
     "gts-server": {},
 }
 
+# What an operator must confirm on the server before the first production run: option -> how.
+# `make preflight` fails while this stack still has the value declared here; once confirmed (and
+# corrected below if it differed), remove the entry. The runbook's repository lines came through
+# an e-mail client ("git@github.com mailto:git@github.com:..."), so the remotes are read back.
+confirm = {
+    "backups.local.disk_uuid": "blkid of the WD Red's partition (lsblk -f)",
+    "apps.rental_scheduler.source.url": "git -C /srv/apps/rental_scheduler remote get-url origin",
+    "apps.shop_scheduler.source.url": "git -C /srv/apps/shop_scheduler remote get-url origin",
+}
+
 host = {
     "aliases": ["gts-server.lan"],
 }
@@ -90,8 +100,8 @@ backups = {
         "script": "/usr/local/sbin/pg_backup_gts_databases.sh",
         "mount": "/mnt/pg_backups",
         "root": "/mnt/pg_backups/postgres",
-        # CONFIRM on the server before the first production run (`blkid /dev/sdX1` of the WD Red);
-        # until then the fstab line is left as it is and only the mount is checked.
+        # to confirm on the server (see `confirm` above); until set, the fstab line is left as it
+        # is and only the mount is checked
         "disk_uuid": None,
     },
     "offsite": {

@@ -10,6 +10,13 @@ hosts = {
     "srv1178562": {},
 }
 
+# What an operator must confirm on the server before the first production run: option -> how.
+# `make preflight` fails while this stack still has the value declared here; once confirmed (and
+# corrected above if it differed), remove the entry.
+confirm = {
+    "apps.chip_dashboard.source.url": "git -C /root/Chips_dashboard remote get-url origin",
+}
+
 admin = {
     # The runbook works as root; the repo adds a named admin account beside it.
     "name": "ops",
@@ -23,8 +30,7 @@ apps = {
     "chip_dashboard": {
         "user": "chip_dashboard",  # the runbook ran it as root
         "source": {
-            # CONFIRM on the server before the first production run:
-            #   git -C /root/Chips_dashboard remote get-url origin
+            # to confirm on the server before the first production run: see `confirm` below
             "url": "git@github.com:pravoo/Chips_dashboard.git",
             "revision": "main",  # runbook: git pull origin main
         },

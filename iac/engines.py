@@ -23,11 +23,13 @@ from backup_engine.settings import BackupSettings  # noqa: E402
 from baseline_engine.settings import BaselineSettings  # noqa: E402
 from engine_common import alerts, contract, envfile  # noqa: E402
 from release_engine.settings import Settings as ReleaseSettings  # noqa: E402
+from watch_engine.settings import WatchSettings  # noqa: E402
 
-__all__ = ["ENGINE_DIR", "BackupSettings", "BaselineSettings", "ReleaseSettings", "alerts", "contract", "envfile"]
+__all__ = ["ENGINE_DIR", "BackupSettings", "BaselineSettings", "ReleaseSettings", "WatchSettings", "alerts", "contract",
+           "envfile"]
 
 HOST_DIR = HOST.engines
-LAUNCHERS = ("iac_release.py", "iac_backup.py", "iac_baseline.py")
+LAUNCHERS = ("iac_release.py", "iac_backup.py", "iac_baseline.py", "iac_watch.py")
 
 
 def engine_files() -> dict[str, str]:
@@ -42,9 +44,9 @@ def engine_files() -> dict[str, str]:
 
 
 def host_engines() -> None:
-    """The host engines on every host: the release, backup and baseline engines and what they share, in one
+    """The host engines on every host: the release, backup, baseline and watch engines and what they share, in one
     operation (one command compares every file; only what differs is uploaded)."""
     from iac.guarded import files_present  # pyinfra's operations, only where a deploy runs
 
-    files_present(name=f"Host engines in {HOST_DIR} (release, backup, baseline, shared)", files=engine_files(),
+    files_present(name=f"Host engines in {HOST_DIR} (release, backup, baseline, watch, shared)", files=engine_files(),
                   executable=tuple(f"{HOST_DIR}/{name}" for name in LAUNCHERS))

@@ -77,6 +77,20 @@ class HostPaths:
         return f"{self.engines}/iac_baseline.py"
 
     @property
+    def watch_engine(self) -> str:
+        return f"{self.engines}/iac_watch.py"
+
+    @property
+    def watch_settings(self) -> str:
+        """What the watch engine reads (operations/watch/deploy.py writes it from the model)."""
+        return "/etc/iac/watch.json"
+
+    @property
+    def watch_state(self) -> str:
+        """The conditions the watch already told (so each is told once)."""
+        return f"{self.state_dir}/watch/told.json"
+
+    @property
     def gunicorn_config(self) -> str:
         """Settings some gunicorn versions lack, shared by every app's gunicorn."""
         return f"{self.engines}/gunicorn_conf.py"

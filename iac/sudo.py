@@ -85,6 +85,6 @@ class SudoPassword:
                 raise ConfigError(
                     f"{self.host} is reached as {self.login} with sudo, which asks for a password: it is not in "
                     f"{self.where}, and there is no terminal to type it on. Add it there, or run from a terminal "
-                    "(README, \"The sudo password\")")
+                    "(docs/secrets.md, \"The sudo password\")")
             self._value = check(typed, "the typed password")
         return self._value

@@ -12,7 +12,7 @@ import subprocess
 import urllib.parse
 import zoneinfo
 from collections.abc import Callable, Mapping
-from typing import Annotated, Any, TypeVar, get_args
+from typing import Annotated, Any, TypeVar, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -71,7 +71,9 @@ CRYPT_RE = re.compile(r"\$[0-9a-z]{1,3}\$[./A-Za-z0-9$=,]{8,}")
 
 
 # characters that end a value or start a new line/directive in the files values are written to
-CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+# control characters, and the Unicode line and paragraph separators (U+0085, U+2028, U+2029) that
+# Python's splitlines (the engines' readers) ends a line at where systemd and a shell do not
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -387,6 +389,19 @@ def _control_character(value: Any, multiline: bool) -> str | None:
     return None
 
 
+def _wants_number(annotation: Any) -> bool:
+    """Whether an option's type is a number (int or float, optional or constrained), not a bool."""
+    if annotation in (int, float):
+        return True
+    if annotation is bool:
+        return False
+    args = get_args(annotation)
+    if args and getattr(annotation, "__metadata__", None) is not None:  # Annotated[int, ...]
+        return _wants_number(args[0])
+    return bool(args) and get_origin(annotation) not in (list, dict, tuple) and any(
+        _wants_number(a) for a in args if a is not type(None)) and bool not in args
+
+
 def _holds_sections(annotation: Any) -> bool:
     """Whether an option's type is, or holds, a section (checked by its own model)."""
     if isinstance(annotation, type) and issubclass(annotation, BaseModel):
@@ -420,6 +435,19 @@ class Strict(BaseModel):
             if found:
                 raise option_error(name, f"contains {found}; values are written into files, units and commands "
                                    "where it would start a new line or end the value: remove it")
+            items_numbers = get_origin(field.annotation) is list and _wants_number(get_args(field.annotation)[0])
+            if (isinstance(value, bool) and _wants_number(field.annotation)) or (
+                    items_numbers and isinstance(value, (list, tuple)) and any(isinstance(v, bool) for v in value)):
+                shown = value if isinstance(value, bool) else next(v for v in value if isinstance(v, bool))
+                raise option_error(name, f"holds {shown!r}, a yes/no value where a number is expected (Python "
+                                   "reads True as 1): write the number")
+            if isinstance(value, (list, tuple)):
+                seen: set = set()
+                for item in value:
+                    if isinstance(item, (str, int)) and item in seen:
+                        raise option_error(name, f"lists {item!r} twice: remove the second one")
+                    if isinstance(item, (str, int)):
+                        seen.add(item)
         return data
 
 

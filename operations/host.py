@@ -29,6 +29,7 @@ from operations.node.options import NodeSection
 from operations.postgres.options import PostgresSection
 from operations.tailscale.options import TailscaleSection
 from operations.tls.options import TlsSection
+from operations.watch.options import WatchSection
 
 # names other parts of the host already use
 RESERVED_USERS = frozenset({
@@ -77,6 +78,8 @@ class HostConfig(Strict):
                                                examples=[None])
     backups: BackupsSection | None = Field(default=None, description="Backups of the host's data "
                                            "(None: none are made).", examples=[None])
+    watch: WatchSection = Field(default=WatchSection(), description="What the host's watch alerts about "
+                                "(certificates, disks, stale backups), through backups.alerts.")
     ssh: SshSection = Field(default=SshSection(), description="sshd.")
     firewall: FirewallSection = Field(default=FirewallSection(), description="Packet filter (nftables).")
     updates: UpdatesSection = Field(default=UpdatesSection(), description="Automatic security updates.")

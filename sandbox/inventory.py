@@ -144,6 +144,10 @@ def _replica(n: int) -> dict:
     }
 
 
+# the DNS server the sandbox's ACME server resolves names with (`make preflight`'s name check);
+# production's is the public DNS
+_acme_dns = f"{_world.svc_ip}:8053"
+
 # this stack's own values: revisions pinned by `make release` on the sandbox (never group_data)
 _stack_values = _world.dir / "stack.json"
 public = group_entries("sandbox", "public", _connection_of("public"), _overrides("public"), _secrets, _stack_values)

@@ -82,7 +82,7 @@ def strict_ssh(required: bool) -> dict[str, str]:
     path = known_hosts_file()
     if required and not (path.is_file() and path.stat().st_size):
         raise ConfigError(f"no pinned SSH host keys in {path}: production connects only to hosts whose keys are "
-                          "known (set IAC_KNOWN_HOSTS_FILE, README \"Before the first production run\")")
+                          "known (set IAC_KNOWN_HOSTS_FILE, docs/first-run.md)")
     return {"ssh_strict_host_key_checking": "yes", "ssh_known_hosts_file": str(path)}
 
 

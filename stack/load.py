@@ -32,6 +32,10 @@ GROUPS: tuple[str, ...] = ("public", "lan")
 
 # the name in a group_data file that declares the group's hosts (not an option of the model)
 HOSTS_KEY = "hosts"
+# the name in a group_data file that lists what an operator must confirm on the server before the
+# first production run: option path -> how to confirm it (`make preflight` fails while one is open)
+CONFIRM_KEY = "confirm"
+CONFIRM_EXAMPLE = "confirm = {'backups.local.disk_uuid': 'blkid /dev/sdb1 on the server'}"
 
 
 @dataclass
@@ -48,7 +52,11 @@ def read_group_file(path: Path) -> dict[str, Any]:
     pyinfra passes every name of a group_data file to the group's hosts; a name starting with
     ``_`` is one of its global arguments (``_sudo``, ``_ignore_errors``) and would silently apply
     to every operation on those hosts. Such names are refused here, before pyinfra sees them."""
-    values = runpy.run_path(str(path))
+    try:
+        values = runpy.run_path(str(path))
+    except SyntaxError as e:  # named with where and what, as an error of the file, not a traceback
+        raise ConfigError(f"group_data/{path.name}, line {e.lineno}: {e.msg} (a Python syntax error; the file is "
+                          "Python: check brackets, quotes and commas there)") from None
     out = {}
     for key, value in values.items():
         if key.startswith("__") or isinstance(value, (types.ModuleType, types.FunctionType, type)):
@@ -286,6 +294,32 @@ def checked_hosts(group: str, values: Any) -> dict[str, dict[str, Any]]:
     return {name: dict(entry) for name, entry in values.items()}
 
 
+def checked_confirm(group: str, values: Any) -> dict[str, str]:
+    """``confirm`` as group_data/<group>.py sets it, checked: option paths of the model, each with
+    how to confirm it on the server."""
+    if values is None:
+        return {}
+    if not isinstance(values, Mapping) or not all(isinstance(k, str) and isinstance(v, str) and v.strip()
+                                                  for k, v in values.items()):
+        raise ConfigError(f"group_data/{group}.py: '{CONFIRM_KEY}' maps an option's path to how to confirm its value "
+                          f"on the server ({CONFIRM_EXAMPLE})")
+    for option in values:
+        if _walk(tuple(option.split(".")))[0] is None:
+            raise ConfigError(f"group_data/{group}.py: {CONFIRM_KEY}[{option!r}] names no option of the model "
+                              "(docs/options.md lists them); fix the path or remove the entry")
+    return dict(values)
+
+
+def confirm_items(group: str, group_data: Path = GROUP_DATA) -> dict[str, str]:
+    """What group_data/<group>.py asks an operator to confirm on the server (option path -> how)."""
+    items: dict[str, str] = {}
+    for name in ("all", group):
+        path = group_data / f"{name}.py"
+        if path.exists():
+            items.update(checked_confirm(name, read_group_file(path).get(CONFIRM_KEY)))
+    return items
+
+
 def load_layers(group: str, overrides: Mapping[str, Any] | None,
                 group_data: Path = GROUP_DATA, hostname: str | None = None) -> list[Layer]:
     """The layers of one host's values, lowest first: all.py, the group's file, the host's name,
@@ -299,6 +333,7 @@ def load_layers(group: str, overrides: Mapping[str, Any] | None,
         if path.exists():
             values = read_group_file(path)
             hosts = values.pop(HOSTS_KEY, None)
+            checked_confirm(name, values.pop(CONFIRM_KEY, None))
             if name == group:
                 group_hosts = hosts
             if hosts is not None and name == "all":
@@ -364,7 +399,7 @@ def build_host_config(
                 raise ConfigError(
                     f"{layer.source}: option '{shown}' is a secret and must not be kept "
                     "in the repository or inventory; remove it there and provide it through the "
-                    "secrets file (see README, 'Secrets')"
+                    "secrets file (see docs/secrets.md)"
                 )
     if secrets is not None:
         values = secrets.provide(group, wanted, required)

@@ -21,6 +21,7 @@ import difflib
 import json
 import os
 import secrets as _random
+import stat
 import subprocess
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -71,6 +72,7 @@ class SecretsFile:
 
     def _read(self) -> dict[str, Any]:
         assert self.path is not None
+        refuse_readable_by_others(self.path)
         try:
             data = json.loads(self.path.read_text())
         except json.JSONDecodeError as exc:
@@ -122,7 +124,7 @@ class SecretsFile:
             raise ConfigError(
                 f"group {group}: missing secrets in {where}:\n  " + "\n  ".join(missing)
                 + "\nWrite them to a JSON file outside the repository and set IAC_SECRETS_FILE "
-                "(see README, 'Secrets')."
+                "(see docs/secrets.md)."
             )
         if changed and self.path:
             self._save()
@@ -227,6 +229,15 @@ def _crypt_canary(token: str) -> str:
 
 
 _SHAPED_CANARY: dict[str, Callable[[str], str]] = {"crypt": _crypt_canary}
+
+
+def refuse_readable_by_others(path: Path) -> None:
+    """A secrets file that is a plain file must be its owner's alone (a pipe, ``<(pass show ...)``,
+    has no such mode and is taken as it is)."""
+    st = path.stat()
+    if stat.S_ISREG(st.st_mode) and st.st_mode & 0o077:
+        raise ConfigError(f"secrets file {path} can be read or written by others (mode {stat.S_IMODE(st.st_mode):04o}):"
+                          f" `chmod 600 {path}`, and check who read it since; the file is refused until then")
 
 
 def write_private(path: Path, text: str) -> None:

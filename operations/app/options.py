@@ -349,7 +349,7 @@ class DjangoApp(Strict):
             if SECRET_NAME_RE.search(key):
                 raise option_error(f"env.{key}", (
                     "looks like a secret: group_data is in the repository; put it in the secrets file as "
-                    f"apps.<name>.secret_env.{key} (see README, 'Secrets'), or rename it if it is not one"))
+                    f"apps.<name>.secret_env.{key} (see docs/secrets.md), or rename it if it is not one"))
         for key in self.secret_env:
             if key in reserved or key in self.env or key in PROCESS_ENV_KEYS or key.startswith(("LD_", "PYTHON")):
                 raise option_error(f"secret_env.{key}", "is already set by the repo or by `env`; use another name")

@@ -68,6 +68,7 @@ def secrets_file(tmp_path: Path) -> Callable[[dict[str, Any]], SecretsFile]:
     def write(data: dict[str, Any]) -> SecretsFile:
         path = tmp_path / "secrets.json"
         path.write_text(json.dumps(data))
+        path.chmod(0o600)  # a secrets file readable by others is refused
         return SecretsFile(path, require=False)
 
     return write

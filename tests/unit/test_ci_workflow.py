@@ -65,7 +65,7 @@ def test_the_run_requirements_are_the_run_closure_at_requirements_txt_versions_e
 
     for root in RUN_ROOTS:
         walk(root)
-    assert set(run) == closure, "regenerate requirements-run.txt (README, 'The CI drift job')"
+    assert set(run) == closure, "regenerate requirements-run.txt (docs/drift.md, 'The CI drift job')"
     for name, version in run.items():
         assert full.get(name) == version, (name, version, full.get(name))
     # every requirement carries at least one sha256 (pip refuses the file otherwise, but say which)

@@ -5,6 +5,7 @@ and in sync (0)."""
 from __future__ import annotations
 
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 from types import SimpleNamespace
@@ -74,8 +75,43 @@ def test_every_make_operator_target_has_an_iac_command() -> None:
         assert f"\n{name}:" in makefile, name
 
 
+def test_every_iac_command_target_is_a_thin_alias_of_iac() -> None:
+    """Each target named like an `iac` command runs that command and nothing else (the same exit
+    codes, the same arguments), never the module behind it directly."""
+    makefile = (REPO / "Makefile").read_text()
+    for name in iac.COMMANDS:
+        recipe = makefile.split(f"\n{name}:", 1)[1].split("\n\n", 1)[0]
+        runs = [line for line in recipe.splitlines()[1:] if "$(IAC)" in line or "-m cli." in line]
+        assert runs and all(f"$(IAC) {name}" in line for line in runs), (name, runs)
+    assert "\nIAC = $(PY) -m cli.main -i $(INVENTORY)\n" in makefile
+
+
 def test_iac_runs_from_anywhere(tmp_path: Path) -> None:
     """The console script make installed, started outside the repository, finds its files."""
     done = subprocess.run([str(REPO / ".venv/bin/iac"), "validate"], cwd=tmp_path, capture_output=True, text=True,
                           check=False)
     assert done.returncode == 0 and "valid: lan/gts-server (connects as gts@gts-server)" in done.stdout, done.stderr
+
+
+def test_iac_drift_starts_the_plan_before_the_reports_slow_imports() -> None:
+    """`iac drift` (and so `make drift`) starts pyinfra's plan while cli/drift.py is still being
+    imported, before pydantic loads, as `python -m cli.drift` does (cli/early.py)."""
+    program = """
+import subprocess, sys
+order = []
+class Proc:
+    returncode = 1
+    def communicate(self, timeout=None):
+        return "", "stubbed"
+def popen(argv, **kw):
+    order.append(("plan", "pydantic" in sys.modules))
+    return Proc()
+subprocess.Popen = popen
+from cli import main
+main.main(["-i", "sandbox/inventory.py", "drift"])
+main.main(["-i", "sandbox/inventory.py", "drift"])  # imported already: it starts its own plan
+print(order)
+"""
+    done = subprocess.run([sys.executable, "-c", program], cwd=REPO, capture_output=True, text=True, check=False,
+                          timeout=60)
+    assert done.stdout.strip().splitlines()[-1] == "[('plan', False), ('plan', True)]", done.stdout + done.stderr

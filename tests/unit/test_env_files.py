@@ -42,6 +42,33 @@ def test_env_values_with_newlines_are_refused() -> None:
         ops.env_file_text({"A": "one\ntwo"})
 
 
+@pytest.mark.parametrize("value", HOSTILE)
+def test_a_shell_that_sources_an_env_file_reads_each_value_as_itself_and_runs_nothing(tmp_path: Path,
+                                                                                        value: str) -> None:
+    """Operators source env files (the runbook's `source restic.env && restic snapshots`): a POSIX
+    shell and dash read the same bytes systemd does, and expand nothing."""
+    env_file = tmp_path / "x.env"
+    env_file.write_text(ops.env_file_text({"SECRET": value}))
+    for shell in ("sh", "bash"):
+        out = subprocess.run([shell, "-c", f'. {env_file}; printf %s "$SECRET"'], capture_output=True, text=True,
+                             check=True, cwd=tmp_path)
+        assert out.stdout == value, shell
+    assert not Path("/tmp/pwned").exists() and not (tmp_path / "pwned").exists()
+
+
+@pytest.mark.parametrize("char", ["\r", "\x00", "\x0b", "\x0c", "\x1c", "\x1e", "\x7f", "\x85", "\u2028",
+                                  "\u2029"])
+def test_line_separators_and_control_characters_are_refused(char: str) -> None:
+    """systemd ends a line at a newline only; Python's splitlines (the engines, the digests) also at
+    U+2028, U+0085 and more: a value holding one would read differently in each."""
+    with pytest.raises(ValueError, match=f"U\\+{ord(char):04X}"):
+        ops.env_file_text({"A": f"one{char}two"})
+
+
+def test_backslashes_before_other_characters_stay_as_systemd_keeps_them() -> None:
+    assert envfile.parse_env_file('A="x\\ny\\$z\\`w"\n') == {"A": "x\\ny$z`w"}
+
+
 def test_a_changed_env_file_names_its_variables_never_their_values(tmp_path: Path) -> None:
     """The host side (EnvFileDigests, run here with sh as pyinfra runs it) and the declared side
     (env_digests) hash each value the same way, whatever it holds; only names come out."""

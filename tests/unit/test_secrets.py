@@ -112,6 +112,7 @@ def test_a_failed_secrets_write_leaves_the_old_file_and_no_temporary(tmp_path: P
 def test_missing_required_secret_is_named(tmp_path: Path) -> None:
     path = tmp_path / "prod.json"
     path.write_text('{"lan": {}}')
+    path.chmod(0o600)
     with pytest.raises(ConfigError, match=r"group lan: missing secrets in the secrets file .*\n  inner.token"):
         SecretsFile(path).provide("lan", [("inner", "token")], required=[("inner", "token")])
     offline = SecretsFile(path, require=False).provide("lan", [("inner", "token")], [("inner", "token")])
@@ -153,3 +154,28 @@ def test_a_sandbox_keeps_a_secret_of_its_own_and_a_value_derived_from_it(tmp_pat
         SecretsFile(path).own_secret("lan", ("sandbox", "x"))
     with pytest.raises(ConfigError, match="newline"):
         crypt_sha512("a\nb", "salt")
+
+
+def test_a_secrets_file_others_can_read_is_refused_with_the_fix(tmp_path: Path) -> None:
+    path = tmp_path / "prod.json"
+    path.write_text('{"lan": {}}')
+    path.chmod(0o644)
+    with pytest.raises(ConfigError, match=r"can be read or written by others \(mode 0644\): `chmod 600 .*prod.json`"):
+        SecretsFile(path, require=False)
+    path.chmod(0o600)
+    assert SecretsFile(path, require=False).data == {"lan": {}}
+
+
+def test_a_secrets_file_from_a_pipe_is_read() -> None:
+    """`IAC_SECRETS_FILE=<(pass show iac/production)`: a pipe has no mode to check; it is read once."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    program = ("import sys; from stack.secrets import SecretsFile; from pathlib import Path; "
+               "s = SecretsFile(Path(sys.argv[1]), require=True); "
+               "print(s.provide('lan', [('inner', 'token')], [('inner', 'token')])['inner']['token'])")
+    done = subprocess.run(["bash", "-c", f"{sys.executable} -c \"{program}\" "
+                                         "<(printf '%s' '{\"lan\": {\"inner\": {\"token\": \"t0ken\"}}}')"],
+                          cwd=repo, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0 and done.stdout.strip() == "t0ken", done.stderr

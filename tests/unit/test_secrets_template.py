@@ -24,6 +24,7 @@ def test_the_skeleton_holds_every_required_secret_of_every_group_and_nothing_unk
     assert list(tree) == list(GROUPS)
     path = tmp_path / "secrets.json"
     path.write_text(json.dumps({g: _fill(v) for g, v in tree.items()}))
+    path.chmod(0o600)
     for group in GROUPS:
         wanted, required = secret_needs(group)
         assert required and set(required) <= set(wanted)
@@ -37,6 +38,7 @@ def test_left_empty_a_required_secret_is_named_when_a_run_needs_it(tmp_path: Pat
     tree, _ = secrets_template.skeleton()
     path = tmp_path / "secrets.json"
     path.write_text(json.dumps(tree))
+    path.chmod(0o600)
     wanted, required = secret_needs("public")
     with pytest.raises(ConfigError, match="apps.chip_dashboard.secret_key"):
         SecretsFile(path, require=True).provide("public", wanted, required)

@@ -129,9 +129,11 @@ def test_production_reaches_the_lan_host_with_a_password_from_the_secrets_file_o
 def test_the_secrets_file_takes_the_password_under_the_group(tmp_path: Path) -> None:
     path = tmp_path / "secrets.json"
     path.write_text(json.dumps({"lan": {"connection": {"sudo_password": PASSWORD}}}))
+    path.chmod(0o600)
     secrets = SecretsFile(path, require=False)
     assert secrets.connection_secret("lan", sudo.SECRET_PATH) == PASSWORD
     secrets.provide("lan", [], [])  # not refused as an unknown secret
     path.write_text(json.dumps({"lan": {"connection": {"sudo_pasword": PASSWORD}}}))
+    path.chmod(0o600)
     with pytest.raises(ConfigError, match="unknown secret 'connection.sudo_pasword'.*connection.sudo_password"):
         SecretsFile(path, require=False).provide("lan", [], [])

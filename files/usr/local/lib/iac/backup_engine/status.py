@@ -96,7 +96,8 @@ def status(settings: BackupSettings, now: float | None = None) -> dict:
                 taken = datetime.fromisoformat(re.sub(r"\.\d+", "", snap["time"]).replace("Z", "+00:00"))
                 age = now - taken.timestamp()
                 entry["age_seconds"] = round(age)
-                if age > 2 * schedule_seconds(target.schedule):
+                entry["stale"] = age > 2 * schedule_seconds(target.schedule)
+                if entry["stale"]:
                     problems.append(f"offsite {name}: newest snapshot is {age / 3600:.1f} h old")
         report["repositories"][name] = entry
     for unit in settings.units:
@@ -110,10 +111,14 @@ def status(settings: BackupSettings, now: float | None = None) -> dict:
     return report
 
 
+# what a unit's failure means, for the units that are not an app's (whose failure is a crash loop)
+FAILED = {"certbot.service": "Certificate renewal FAILED", "iac-watch.service": "Watch FAILED (an alert may be lost)"}
+
+
 def alert_message(host: str, unit: str, detail: str, backup: bool = True) -> str:
     """One message about a failed unit: a backup unit's, or another unit's that names the alert
-    unit in OnFailure= (an app's gunicorn after a crash loop)."""
-    what = "Backup FAILED" if backup else "Unit FAILED (gave up restarting)"
+    unit in OnFailure= (an app's gunicorn after a crash loop, certbot's renewal, the watch)."""
+    what = "Backup FAILED" if backup else FAILED.get(unit, "Unit FAILED (gave up restarting)")
     return (f"{what} on {host}: {unit}. {detail}".strip()
             + f"\nSee: journalctl -u {unit} -n 50 --no-pager")[:1900]
 
@@ -125,8 +130,8 @@ def cmd_alert(settings: BackupSettings, unit: str) -> int:
         return 0
     result = proc.run(["systemctl", "show", "-p", "Result", "--value", unit]).stdout.strip()
     lines = proc.run(["journalctl", "-u", unit, "-n", "200", "--no-pager", "-o", "cat"]).stdout.splitlines()
-    reason = next((line for line in reversed(lines) if "[iac-backup]" in line), "")
-    detail = f"Result: {result or 'failed'}. {reason.replace('[iac-backup] ', '')}"
+    reason = next((line for line in reversed(lines) if line.startswith(("[iac-backup] ", "[iac-watch] "))), "")
+    detail = f"Result: {result or 'failed'}. {reason.split('] ', 1)[-1] if reason else ''}"
     backup = unit.removesuffix(".service") in {u.removesuffix(".service") for u in settings.units}
     try:  # the repository's one alert client: retried after a rate limit or a server error
         alerts.post(url, alert_message(settings.host, unit, detail, backup), user_agent="iac-backup")
