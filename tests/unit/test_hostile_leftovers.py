@@ -13,6 +13,7 @@ from iac.errors import ConfigError
 from stack.load import load_layers
 from tests.unit.test_hostile_values import refusal
 
+
 @pytest.mark.parametrize(("group", "snippet", "fragments"), [
     ("public", 'apps["chip_dashboard"]["nginx"]["port"] = True',
      ["apps.chip_dashboard.nginx.port", "a yes/no value where a number is expected"]),
