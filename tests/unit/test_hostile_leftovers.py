@@ -10,17 +10,8 @@ from pathlib import Path
 import pytest
 
 from iac.errors import ConfigError
-from stack.load import build_host_config, load_layers
-
-HOSTS = {"public": "srv1178562", "lan": "gts-server"}
-
-
-def refusal(group_data: Path, group: str, snippet: str) -> str:
-    path = group_data / f"{group}.py"
-    path.write_text(path.read_text() + "\n" + snippet + "\n")
-    with pytest.raises(ConfigError) as err:
-        build_host_config(group, HOSTS[group], group_data=group_data)
-    return str(err.value)
+from stack.load import load_layers
+from tests.unit.test_hostile_values import refusal
 
 
 @pytest.mark.parametrize(("group", "snippet", "fragments"), [
