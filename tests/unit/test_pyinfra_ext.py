@@ -152,11 +152,11 @@ def test_switched_off_the_plan_runner_keeps_only_its_report_hooks(monkeypatch) -
 
 
 @pytest.mark.parametrize(("code", "status"), [(0, 0), (2, 2), (None, 0), ("failed: see above", 1)])
-def test_the_plan_runner_ends_as_sys_exit_would_without_the_teardown(tmp_path, code, status) -> None:
-    """exit_now: every atexit handler runs (the fact records are written in one), buffered
-    output still arrives, and the exit status is sys.exit's."""
+def test_exit_now_ends_as_sys_exit_would_without_the_teardown(tmp_path, code, status) -> None:
+    """iac/exits.py, how the plan runner and the read-only checks end: every atexit handler runs
+    (the fact records are written in one), buffered output still arrives, the status is sys.exit's."""
     marker = tmp_path / "records"
-    program = (f"import atexit, pathlib, sys; from iac.pyinfra_ext.plan_runner import exit_now; "
+    program = (f"import atexit, pathlib, sys; from iac.exits import exit_now; "
                f"atexit.register(lambda: pathlib.Path({str(marker)!r}).write_text('written')); "
                f"sys.stdout.write('plan without a newline'); exit_now({code!r})")
     run = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=False,
