@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cli import early
+from iac.exits import exit_now
 
 DEFAULT_INVENTORY = "sandbox/inventory.py"
 REPO = Path(__file__).resolve().parent.parent
@@ -102,10 +103,15 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    return run(argv)[1]
+
+
+def run(argv: list[str] | None = None) -> tuple[Command | None, int]:
+    """The command named in ``argv`` (None for ``completion``) and its exit code."""
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
     if args.command == "completion":
         sys.stdout.write(completion())
-        return 0
+        return None, 0
     command = COMMANDS[args.command]
     # the commands run from the repository (deploy files, pyinfra, templates are found there), with
     # the inventory named from where `iac` was started
@@ -128,8 +134,12 @@ def main(argv: list[str] | None = None) -> int:
         if code == 2:
             code = 1
     code = int(code or 0)
-    return command.exit_map(code) if command.exit_map else code
+    return command, (command.exit_map(code) if command.exit_map else code)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    ran, status = run()
+    if ran is not None and ran.early:
+        # plan and drift only read: their answer is out, the interpreter's teardown is not waited for
+        exit_now(status)
+    sys.exit(status)

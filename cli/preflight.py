@@ -41,7 +41,7 @@ from operations.host import HostConfig
 from operations.tls.deploy import tls_domains
 from stack.inventory import known_hosts_file
 from stack.load import GROUPS, build_host_config, confirm_items, secret_needs
-from stack.secrets import SecretsFile
+from stack.secrets import SecretsFile, value_at
 
 TIMEOUT = 10  # seconds for one probe (a host that does not answer by then is reported, not waited for)
 
@@ -57,14 +57,6 @@ class Finding:
     fix: str = ""
 
 
-def _get(values: Any, path: tuple) -> Any:
-    for part in path:
-        if not isinstance(values, Mapping) or part not in values:
-            return None
-        values = values[part]
-    return values
-
-
 # ---- what the files say --------------------------------------------------------------------
 
 def secrets(source: Any, hosts: list[tuple[str, str, dict]]) -> list[Finding]:
@@ -77,7 +69,7 @@ def secrets(source: Any, hosts: list[tuple[str, str, dict]]) -> list[Finding]:
     out = []
     for group in GROUPS:
         _, required = secret_needs(group)
-        missing = [".".join(p) for p in required if _get(source.data.get(group, {}), p) in (None, "")]
+        missing = [".".join(p) for p in required if value_at(source.data.get(group, {}), p) in (None, "")]
         if missing:
             out.append(Finding("secrets", group, False, f"missing in {where}: {', '.join(missing)}",
                                "write them (`make secrets-template > FILE` is the skeleton), outside the repository, "

@@ -24,6 +24,7 @@ from cli.history import hosts
 from iac import drift_record
 from iac.errors import ConfigError
 from iac.host_run import read_history
+from iac.paths import HOST
 from operations.app.context import app_context
 from operations.app.facts import http_check_command
 from operations.tls.deploy import tls_domains
@@ -48,7 +49,7 @@ def probe_script(target: Target) -> str:
                   _section(f"units {name}", f"systemctl is-active {q(app.unit + '.service')} {q(paths.socket_unit)}"),
                   _section(f"health {name}", http_check_command("/", header, port, app.nginx.tls, attempts=3))]
     for domain in tls_domains(config):
-        chain = shlex.quote(f"/etc/iac/tls/{domain}/fullchain.pem")
+        chain = shlex.quote(HOST.tls_chain(domain))
         parts.append(_section(f"cert {domain}", f"openssl x509 -in {chain} -noout -enddate -ext subjectAltName"))
     parts.append(_section("disk", "df -P " + " ".join(shlex.quote(d) for d in watched_disks(config))))
     parts.append(_section("updates", "apt-get -s -o Debug::NoLocking=1 upgrade | grep -c '^Inst .*-security'"))

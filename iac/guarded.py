@@ -24,6 +24,13 @@ from iac.declared import declares
 from iac.pyinfra_ext.sudo_staging import upload
 
 
+def units_verified(units: str = "{paths}") -> str:
+    """A ``validate`` command for systemd units: ``systemd-analyze verify`` of ``units`` (default:
+    the changed paths) must say nothing. Any complaint refuses the set, since verify exits 0 on some
+    (an unknown setting); what it said is printed."""
+    return f'out=$(systemd-analyze verify {units} 2>&1); printf "%s" "$out"; [ -z "$out" ]'
+
+
 def env_digests(text: str, salt: str) -> dict[str, str]:
     """``NAME=value`` lines of an env file -> salted sha256 of each value (comments skipped): what
     differs can be named by variable without showing any value. Same rule as EnvFileDigests."""

@@ -32,6 +32,9 @@ class HostPaths:
     quarantine: str = "/var/lib/iac/quarantine"
     # the baseline engine's own records (the package check's cache, the held copies of installer files)
     baseline_state: str = "/var/lib/iac/baseline"
+    # nginx reads each TLS name's certificate through links here (<name>/fullchain.pem, privkey.pem),
+    # pointed at certbot's live files by its deploy hook (operations/tls/deploy.py)
+    tls_links: str = "/etc/iac/tls"
     # the CA certificates a served certificate must chain to (tls.issuer_ca_bundle)
     tls_issuers: str = "/etc/iac/tls-issuers.pem"
     # this repository's logs on a host: the release engine's steps, every run's history line
@@ -43,6 +46,14 @@ class HostPaths:
     def alert_on_failure(self) -> str:
         """``OnFailure=`` of a unit whose failure alerts (``%n``: the failed unit's name)."""
         return self.alert_unit.replace("@.", "@%n.")
+
+    def tls_chain(self, domain: str) -> str:
+        """The certificate chain nginx serves for ``domain`` (a link, see ``tls_links``)."""
+        return f"{self.tls_links}/{domain}/fullchain.pem"
+
+    def tls_key(self, domain: str) -> str:
+        """The private key nginx uses for ``domain`` (a link, see ``tls_links``)."""
+        return f"{self.tls_links}/{domain}/privkey.pem"
 
     @property
     def release_log(self) -> str:

@@ -36,7 +36,8 @@ CANARY_PREFIX = "CANARY-"
 CONNECTION_SECRETS = (SUDO_SECRET_PATH,)
 
 
-def _get(values: Mapping[str, Any], path: tuple) -> Any:
+def value_at(values: Mapping[str, Any], path: tuple) -> Any:
+    """The value at ``path`` (a tuple of keys) in nested mappings, or None where a key is missing."""
     node: Any = values
     for part in path:
         if not isinstance(node, Mapping) or part not in node:
@@ -101,11 +102,11 @@ class SecretsFile:
             self._refuse_unknown(group, group_data, paths)
         for path in paths:
             if path[-1] == "*":  # a map of secrets: every entry the file has
-                entries = _get(group_data, path[:-1])
+                entries = value_at(group_data, path[:-1])
                 for key, value in (entries.items() if isinstance(entries, Mapping) else ()):
                     _set(values, path[:-1] + (key,), value)
                 continue
-            value = _get(group_data, path)
+            value = value_at(group_data, path)
             if value in (None, "") and self.generate:
                 token = f"{CANARY_PREFIX}{'.'.join(path)}-{_random.token_hex(12)}"
                 fn = self._special(path) or _SHAPED_CANARY.get(option_extra(path, "canary"))
@@ -137,7 +138,7 @@ class SecretsFile:
         saved first. The sandbox keeps its admin's sudo password this way (sandbox/inventory.py)."""
         if not self.generate:
             raise ConfigError("only a generated (sandbox) secrets file keeps secrets of its own")
-        value = _get(self.data.get(group, {}), path)
+        value = value_at(self.data.get(group, {}), path)
         if isinstance(value, str) and value:
             return value
         token = f"{CANARY_PREFIX}{'.'.join(path)}-{_random.token_hex(12)}"
@@ -151,7 +152,7 @@ class SecretsFile:
         if path not in CONNECTION_SECRETS:
             known = ", ".join(".".join(p) for p in CONNECTION_SECRETS)
             raise ConfigError(f"{'.'.join(path)} is not a connection secret ({known})")
-        value = _get(self.data.get(group, {}), path)
+        value = value_at(self.data.get(group, {}), path)
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"secrets file {self.path}: {group}.{'.'.join(path)} must be a string")
         return value or None
@@ -167,7 +168,7 @@ class SecretsFile:
         if not self.generate:
             raise ConfigError("only a generated (sandbox) secrets file is written by the stack")
         group_data = self.data.setdefault(group, {})
-        if _get(group_data, path) != value:
+        if value_at(group_data, path) != value:
             _set(group_data, path, value)
             if self.path:
                 self._save()

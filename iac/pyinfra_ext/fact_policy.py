@@ -84,9 +84,11 @@ BOOL = Kind("bool", lambda v: isinstance(v, bool))
 NONE = one_of(None)
 FALSE = one_of(False)
 PORT = int_in(1, 65535)
+# (database, role) pairs: PostgresState's questions, each name a psql variable there
+NAME_PAIRS = Kind("list of [name, name]", lambda v: isinstance(v, list) and len(v) <= 512 and all(
+    isinstance(p, list) and len(p) == 2 and all(NAME.accepts(n) for n in p) for p in v))
 
 _FILE = {"path": PATH}
-_PSQL = {"psql_user": NONE, "psql_password": NONE, "psql_host": NONE, "psql_port": NONE, "psql_database": NONE}
 _UNITS = list_of(UNIT)
 _SYSTEMD = {"user_mode": FALSE, "machine": NONE, "user_name": NONE,  # the last two are not quoted by pyinfra
             "services": Kind("systemd unit or list of them", lambda v: UNIT.accepts(v) or _UNITS.accepts(v))}
@@ -106,8 +108,6 @@ ALLOWED_FACTS: dict[str, dict[str, Kind]] = {
     "pyinfra.facts.apt:AptSources": {},
     "pyinfra.facts.systemd:SystemdStatus": _SYSTEMD,
     "pyinfra.facts.systemd:SystemdEnabled": _SYSTEMD,
-    "pyinfra.facts.postgres:PostgresRoles": _PSQL,
-    "pyinfra.facts.postgres:PostgresDatabases": _PSQL,
     # this repo's own
     "operations.app.facts:JsonFile": _FILE,
     "operations.app.facts:DeployedRelease": _FILE,
@@ -122,8 +122,7 @@ ALLOWED_FACTS: dict[str, dict[str, Kind]] = {
     "operations.exposure.confirmed:ExposureState": {},
     "iac.guarded:Sha256Files": {"paths": list_of(PATH)},
     "operations.network.deploy:InterfaceState": {"interface": NAME},
-    "operations.postgres.deploy:SchemaAccess": {"database": NAME, "role": NAME},
-    "operations.postgres.deploy:DatabaseConnect": {"database": NAME, "owner": NAME},
+    "operations.postgres.cluster:PostgresState": {"connect": NAME_PAIRS, "schema": NAME_PAIRS},
     "operations.app.identity:NotOwnedBy": {"path": PATH, "user": NAME},
     # the baseline engine's settings: JSON its command line quotes whole, checked key by key by the engine
     "operations.baseline.deploy:BaselineFindings": {"settings": _shaped("settings JSON", r"\{[^\x00-\x1f\x7f]*\}",

@@ -53,6 +53,9 @@ def app_context(config: HostConfig, name: str, app: DjangoApp) -> dict:
         "migrate_databases": ["default", *app.extra_databases],
         "uses_postgres": bool(pg),
         "host_header": host_header,
+        # nginx's certificate and key for the site: the links under HOST.tls_links
+        "tls_chain": HOST.tls_chain(canonical),
+        "tls_key": HOST.tls_key(canonical),
         # ExecStart's program: the unit runs it, the unit check accepts its absence before release 1
         "gunicorn": paths.gunicorn,
         # the release is checked on gunicorn's socket, as nginx will call it

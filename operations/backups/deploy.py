@@ -27,7 +27,7 @@ from pyinfra.facts.files import File
 from iac.engines import BackupSettings, contract, host_engines
 from iac.errors import ConfigError
 from iac.formats import env_value
-from iac.guarded import differing_files, secret_file, validated_files
+from iac.guarded import differing_files, secret_file, units_verified, validated_files
 from iac.ops import files, systemd
 from iac.packages import packages_present
 from iac.paths import HOST, STAGED
@@ -327,9 +327,7 @@ def backups(config: HostConfig) -> None:
                 f"etc/systemd/system/iac-backup.{kind}.j2", **spec)
     changed = [Path(p).name for p in differing_files(units)]
     validated_files(name="Backup units (verified by systemd, live)" + (f": {', '.join(changed)}" if changed else ""),
-                    # any complaint refuses the set: verify exits 0 on some (e.g. an unknown setting)
-                    files=units, validate='out=$(systemd-analyze verify {paths} 2>&1); printf "%s" "$out"; '
-                                          '[ -z "$out" ]', activate="systemctl daemon-reload",
+                    files=units, validate=units_verified(), activate="systemctl daemon-reload",
                     staging=f"{STAGED}/backup-units")
 
     # ---- activate

@@ -1,7 +1,8 @@
 """PostgreSQL 15: server, peer authentication map, roles, databases, and the apps' access.
 
 Stages: install -> configure (pg_hba.conf, pg_ident.conf: staged, checked against the server's own
-parser before they go live, then reloaded) -> roles -> databases -> access. Roles come before
+parser before they go live, then reloaded) -> roles -> databases -> access (operations/postgres/
+cluster.py: one psql session reads what all of them need). Roles come before
 databases because a database's owner must exist. Access: no database lets PUBLIC connect; its
 owner may, and each app role that uses a database another role owns is granted it explicitly.
 The postgres system user may connect as each login role (pg_ident.conf): the backup engine
@@ -10,22 +11,29 @@ restores and counts an app's database in a session of its owner, never as the su
 
 from __future__ import annotations
 
-import shlex
-
 from pyinfra import host
-from pyinfra.api import FactBase, StringCommand, operation
 from pyinfra.facts.deb import DebPackages
 
 from iac.guarded import validated_file
-from iac.ops import files, postgres, systemd
+from iac.ops import files, systemd
 from iac.packages import packages_present
 from iac.paths import STAGED
 from iac.render import render, text_file
 from operations.app.options import PostgresDatabase
 from operations.host import HostConfig
+from operations.postgres.cluster import Checks, database_connect, login_role, owned_database, schema_access
 
 PG_DIR = "/etc/postgresql/15/main"
-AS_POSTGRES = {"_sudo": True, "_sudo_user": "postgres"}
+
+
+def access_checks(config: HostConfig) -> Checks:
+    """What the access operations ask the cluster, in one fact: each database with its owner, and
+    each app role that uses a database another role owns."""
+    pg = config.postgres
+    databases = pg.databases if pg is not None else {}
+    schema = sorted({(database, role) for _user, role, database in app_database_roles(config)
+                     if databases.get(database) != role})
+    return Checks(connect=tuple(databases.items()), schema=tuple(schema))
 
 
 def app_database_roles(config: HostConfig) -> list[tuple[str, str, str]]:
@@ -36,82 +44,6 @@ def app_database_roles(config: HostConfig) -> list[tuple[str, str, str]]:
             if isinstance(db, PostgresDatabase):
                 out.append((app.user, db.role, db.name))
     return out
-
-
-class SchemaAccess(FactBase):
-    """Whether ``role`` may connect to ``database`` and create in its public schema."""
-
-    def command(self, database: str, role: str) -> str:
-        sql = (f"select has_database_privilege('{role}', '{database}', 'CONNECT') "
-               f"and has_schema_privilege('{role}', 'public', 'CREATE')")
-        return f"runuser -u postgres -- psql -d {shlex.quote(database)} -tAc {shlex.quote(sql)} 2>/dev/null || echo f"
-
-    def process(self, output: list[str]) -> bool:
-        return output[-1].strip() == "t"
-
-
-def _psql_stdin(sql: str, database: str, variables: dict[str, str], *psql_args: str) -> str:
-    """A shell command that runs ``sql`` (from stdin) as postgres; names reach it only as psql
-    variables (``:"name"`` quoted as an identifier, ``:'name'`` as a literal)."""
-    args = " ".join(f"-v {shlex.quote(f'{k}={v}')}" for k, v in variables.items())
-    return (f"printf '%s\\n' {shlex.quote(sql)} | runuser -u postgres -- psql -X {' '.join(psql_args)} "
-            f"-d {shlex.quote(database)} {args} -f -")
-
-
-class DatabaseConnect(FactBase):
-    """Whether PUBLIC may not connect to ``database`` and ``owner`` may."""
-
-    def command(self, database: str, owner: str) -> str:
-        sql = ("select not has_database_privilege('public', :'db', 'CONNECT') "
-               "and has_database_privilege(:'owner', :'db', 'CONNECT');")
-        return _psql_stdin(sql, "postgres", {"db": database, "owner": owner}, "-tA") + " 2>/dev/null || echo f"
-
-    def process(self, output: list[str]) -> bool:
-        return bool(output) and output[-1].strip() == "t"
-
-
-@operation()
-def database_connect(database: str, owner: str):
-    """
-    Ensure PUBLIC cannot connect to ``database`` and its owner can (other roles: ``schema_access``).
-
-    + database: the database
-    + owner: its owner role
-
-    **Example:**
-
-    .. code:: python
-
-        database_connect(name="only its roles connect to gts_scheduler", database="gts_scheduler",
-                         owner="rental_scheduler_user")
-    """
-    if host.get_fact(DatabaseConnect, database=database, owner=owner):
-        return
-    sql = 'REVOKE CONNECT ON DATABASE :"db" FROM PUBLIC; GRANT CONNECT ON DATABASE :"db" TO :"owner";'
-    yield StringCommand(_psql_stdin(sql, "postgres", {"db": database, "owner": owner}, "-q", "-v ON_ERROR_STOP=1"))
-
-
-@operation()
-def schema_access(database: str, role: str):
-    """
-    Ensure ``role`` can connect to ``database`` (owned by another role) and create tables in it.
-
-    + database: the database
-    + role: the role that needs access
-
-    **Example:**
-
-    .. code:: python
-
-        schema_access(name="rental app in accounting", database="gingerich_trailer_rentals",
-                      role="rental_scheduler_user")
-    """
-    if host.get_fact(SchemaAccess, database=database, role=role):
-        return
-    sql = (f'GRANT CONNECT, TEMPORARY ON DATABASE "{database}" TO "{role}"; '
-           f'GRANT USAGE, CREATE ON SCHEMA public TO "{role}";')
-    yield StringCommand(f"runuser -u postgres -- psql -v ON_ERROR_STOP=1 -d {shlex.quote(database)} "
-                        f"-c {shlex.quote(sql)}")
 
 
 def _pg_config_check() -> str:
@@ -149,13 +81,14 @@ def postgresql(config: HostConfig) -> None:
                      "&& systemctl reload postgresql",
         )
 
+    checks = access_checks(config)
     for role in pg.roles:
-        postgres.role(name=f"PostgreSQL role {role}", role=role, login=True, **AS_POSTGRES)
+        login_role(name=f"PostgreSQL role {role}", role=role, checks=checks)
     for database, owner in pg.databases.items():
-        postgres.database(name=f"PostgreSQL database {database} (owner {owner})", database=database,
-                          owner=owner, **AS_POSTGRES)
-    for database, owner in pg.databases.items():
-        database_connect(name=f"PostgreSQL: PUBLIC may not connect to {database}", database=database, owner=owner)
-    for _user, role, database in app_database_roles(config):
-        if pg.databases.get(database) != role:
-            schema_access(name=f"PostgreSQL: {role} may use {database}", database=database, role=role)
+        owned_database(name=f"PostgreSQL database {database} (owner {owner})", database=database, owner=owner,
+                       checks=checks)
+    for database, owner in checks.connect:
+        database_connect(name=f"PostgreSQL: PUBLIC may not connect to {database}", database=database, owner=owner,
+                         checks=checks)
+    for database, role in checks.schema:
+        schema_access(name=f"PostgreSQL: {role} may use {database}", database=database, role=role, checks=checks)

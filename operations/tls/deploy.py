@@ -15,6 +15,7 @@ from pyinfra.api import StringCommand, operation
 
 from iac.ops import files, systemd
 from iac.packages import packages_present
+from iac.paths import HOST
 from iac.render import text_file
 from iac.repo import TEMPLATES
 from operations.app.facts import TlsCertificate
@@ -49,14 +50,14 @@ def certificate_links(config: HostConfig) -> None:
                   dest="/etc/systemd/system/certbot.service.d/iac-acme-ca.conf", mode="644")
     for domain in tls_domains(config):
         cert = host.get_fact(TlsCertificate, domain=domain)
-        files.directory(name=f"TLS links for {domain}", path=f"/etc/iac/tls/{domain}", mode="755")
+        files.directory(name=f"TLS links for {domain}", path=f"{HOST.tls_links}/{domain}", mode="755")
         if cert["live"]:
             chain, key = f"/etc/letsencrypt/live/{domain}/fullchain.pem", f"/etc/letsencrypt/live/{domain}/privkey.pem"
         else:
             chain, key = "/etc/ssl/certs/ssl-cert-snakeoil.pem", "/etc/ssl/private/ssl-cert-snakeoil.key"
-        files.link(name=f"{domain}: certificate chain link", path=f"/etc/iac/tls/{domain}/fullchain.pem",
+        files.link(name=f"{domain}: certificate chain link", path=HOST.tls_chain(domain),
                    target=chain)
-        files.link(name=f"{domain}: private key link", path=f"/etc/iac/tls/{domain}/privkey.pem", target=key)
+        files.link(name=f"{domain}: private key link", path=HOST.tls_key(domain), target=key)
 
 
 @operation()

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 
 from iac.engines import WatchSettings, contract
-from iac.guarded import validated_files
+from iac.guarded import units_verified, validated_files
 from iac.ops import files, systemd
 from iac.paths import HOST, STAGED
 from iac.render import render, text_file
@@ -41,7 +41,7 @@ def watch_settings(config: HostConfig) -> WatchSettings:
     """The engine's settings (watch_engine/settings.py): every path and number from the model."""
     return contract.load(WatchSettings, {
         "host": config.host.hostname,
-        "certificates": [{"name": d, "chain": f"/etc/iac/tls/{d}/fullchain.pem"} for d in tls_domains(config)],
+        "certificates": [{"name": d, "chain": HOST.tls_chain(d)} for d in tls_domains(config)],
         "cert_days": config.watch.cert_days,
         "disks": watched_disks(config),
         "disk_percent": config.watch.disk_percent,
@@ -65,7 +65,7 @@ def watch(config: HostConfig) -> None:
              f"/etc/systemd/system/{UNIT}.timer": render(
                  "etc/systemd/system/iac-watch.timer.j2", schedule=config.watch.schedule, **common)}
     validated_files(name="Watch units (verified by systemd, live)", files=units,
-                    validate='out=$(systemd-analyze verify {paths} 2>&1); printf "%s" "$out"; [ -z "$out" ]',
+                    validate=units_verified(),
                     activate="systemctl daemon-reload", staging=f"{STAGED}/watch-units")
     if tls_domains(config):
         # one operation: compared, and only when it differs uploaded, verified with the unit it
@@ -73,8 +73,7 @@ def watch(config: HostConfig) -> None:
         validated_files(name="certbot.service: a failed renewal alerts (drop-in, verified by systemd)",
                         files={CERTBOT_DROP_IN: render("etc/systemd/system/certbot.service.d/iac-alert.conf.j2",
                                                        on_failure=HOST.alert_on_failure)},
-                        validate=f'out=$(systemd-analyze verify {CERTBOT_UNIT} 2>&1); printf "%s" "$out"; '
-                                 '[ -z "$out" ]',
+                        validate=units_verified(CERTBOT_UNIT),
                         activate="systemctl daemon-reload", staging=f"{STAGED}/watch-certbot")
     systemd.service(name=f"Timer {UNIT}.timer enabled and running", service=f"{UNIT}.timer",
                     running=True, enabled=True)

@@ -83,6 +83,12 @@ def test_the_jobs_hash_checked_setup_is_all_a_drift_run_needs(sandbox: Sandbox, 
     assert subprocess.run([python, "-c", "import pytest"], capture_output=True, check=False).returncode != 0
 
 
+def postgres_sql(sandbox: Sandbox, sql: str) -> str:
+    """SQL as the LAN host's superuser (from stdin), its rows unaligned."""
+    return sandbox.world.ssh("lan", "cd / && runuser -u postgres -- psql -X -q -tA -v ON_ERROR_STOP=1 -f -",
+                             input=sql).stdout
+
+
 def test_changed_file_and_removed_package_are_drift_and_a_run_restores_them(
         sandbox: Sandbox, converged: Run, tmp_path: Path) -> None:
     """One scenario, one check: each change is named; the check repairs nothing; one run does."""
@@ -97,6 +103,11 @@ def test_changed_file_and_removed_package_are_drift_and_a_run_restores_them(
     sandbox.ssh("lan", "sed -i 's/^DJANGO_DEBUG=.*/DJANGO_DEBUG=\"true\"/; "
                        "s/^DJANGO_SECRET_KEY=\"/DJANGO_SECRET_KEY=\"x/' /etc/gts/apps/shop_scheduler.env; "
                        "systemctl stop gunicorn-shop_scheduler.socket gunicorn-shop_scheduler.service")
+    # app roles given powers by hand (superuser; a membership that runs programs as postgres), and
+    # PUBLIC allowed into an app's database
+    postgres_sql(sandbox, "ALTER ROLE shop_scheduler_user SUPERUSER; "
+                          "GRANT pg_execute_server_program TO rental_scheduler_user; "
+                          "GRANT CONNECT ON DATABASE gts_scheduler TO PUBLIC;")
     posted = len(sandbox.webhook_messages(CI_WEBHOOK_PATH))
     run, summary, report = workflow_drift_step(sandbox, "drift-after-edit", tmp_path)
     assert run.returncode == 2, run.output
@@ -115,6 +126,12 @@ def test_changed_file_and_removed_package_are_drift_and_a_run_restores_them(
         "- delete /etc/nginx/sites-enabled/default (Debian's default site is enabled again)"]
     assert said[("srv1178562", "chip_dashboard: env file (secrets)")] == [
         "~ update /etc/iac/apps/chip_dashboard.env: mode 644, declared 640"]
+    assert said[("gts-server", "PostgreSQL role shop_scheduler_user")] == [
+        "~ role shop_scheduler_user: SUPERUSER (declared: LOGIN, nothing more)"]
+    assert said[("gts-server", "PostgreSQL role rental_scheduler_user")] == [
+        "~ role rental_scheduler_user: member of pg_execute_server_program (declared: LOGIN, nothing more)"]
+    assert said[("gts-server", "PostgreSQL: PUBLIC may not connect to gts_scheduler")] == [
+        "~ database gts_scheduler: PUBLIC may connect or its owner rental_scheduler_user may not"]
     assert said[("gts-server", "shop_scheduler: env file (secrets)")] == [
         "~ update /etc/gts/apps/shop_scheduler.env: DJANGO_DEBUG changed, DJANGO_SECRET_KEY changed "
         "(values not shown)"]
@@ -136,6 +153,11 @@ def test_changed_file_and_removed_package_are_drift_and_a_run_restores_them(
     restore = sandbox.converge("restore-after-drift")
     assert restore.returncode == 0, restore.output[-3000:]
     assert sandbox.ssh("lan", "cat /etc/timezone").stdout == "Etc/UTC\n"
+    powers = postgres_sql(sandbox, "select string_agg(rolname, ' ' order by rolname) from pg_roles where rolsuper; "
+                                   "select count(*) from pg_auth_members m join pg_roles r on r.oid = m.member "
+                                   "where r.rolname in ('shop_scheduler_user', 'rental_scheduler_user'); "
+                                   "select has_database_privilege('public', 'gts_scheduler', 'CONNECT');")
+    assert powers.split() == ["postgres", "0", "f"]
     assert sandbox.drift("drift-after-restore").returncode == 0
 
 

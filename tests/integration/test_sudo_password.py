@@ -40,7 +40,7 @@ while not os.path.exists(stop):
             except OSError:
                 continue
             if data:
-                seen.add(kind.encode() + b" " + data.replace(b"\0", b" "))
+                seen.add(kind.encode() + b" " + data.replace(b"\0", b" ").replace(b"\n", b" "))  # one line each
 with open(out + ".tmp", "wb") as f:
     f.write(str(scans).encode() + b"\n" + b"\n".join(sorted(seen)))
 os.rename(out + ".tmp", out)
@@ -83,7 +83,8 @@ def test_the_runs_went_through_sudo_and_the_poller_saw_them(polled) -> None:
     assert json.loads(status.stdout)
     through_sudo = [line for line in seen if line.startswith(b"cmdline sudo -H -S -p  -k ")]
     assert scans > 20 and len(through_sudo) >= 2, (scans, len(seen))
-    assert any(b"-u postgres" in line for line in through_sudo)  # the postgres facts, as the admin
+    # the PostgreSQL fact too: as postgres (runuser) inside the admin's sudo
+    assert any(b"runuser -u postgres -- psql" in line for line in through_sudo)
 
 
 def test_no_command_line_environment_or_journal_line_held_the_password(sandbox: Sandbox, polled) -> None:

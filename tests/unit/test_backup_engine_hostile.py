@@ -23,7 +23,7 @@ from engine_common import safefs
 from iac.render import render
 from operations.backups import deploy as ops
 from operations.host import HostConfig
-from operations.postgres.deploy import DatabaseConnect
+from operations.postgres.cluster import Checks, PostgresState
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -319,13 +319,25 @@ def test_pg_ident_lets_postgres_be_each_login_role() -> None:
     assert ["iac", "postgres", "shop_scheduler_user"] in lines and ["iac", "postgres", "postgres"] not in lines
 
 
-def test_public_connect_fact_takes_names_as_variables() -> None:
-    cmd = DatabaseConnect().command(database="gts_scheduler", owner="rental_scheduler_user")
-    assert "-v db=gts_scheduler" in cmd and "-v owner=rental_scheduler_user" in cmd
+def test_the_cluster_fact_takes_names_as_variables_and_reads_only_its_json() -> None:
+    checks = Checks(connect=(("gts_scheduler", "rental_scheduler_user"),),
+                    schema=(("gingerich_trailer_rentals", "rental_scheduler_user"),))
+    cmd = PostgresState().command(**checks.fact_args())
     words = shlex.split(cmd)
-    assert any("has_database_privilege('public', :'db', 'CONNECT')" in w for w in words)
-    assert not any("gts_scheduler" in w and "select" in w for w in words)  # names never in the SQL text
-    assert DatabaseConnect().process(["t"]) is True and DatabaseConnect().process(["f"]) is False
+    assert {"cd0=gts_scheduler", "co0=rental_scheduler_user", "sd0=gingerich_trailer_rentals"} <= set(words)
+    script = next(w for w in words if "json_build_object" in w)
+    assert "has_database_privilege('public', :'cd0', 'CONNECT')" in script and "\\connect :sd0" in script
+    assert not any(name in script for name in ("gts_scheduler", "rental_scheduler_user", "gingerich"))
+    state = PostgresState().process([
+        "psql: a warning line", '"just a string"',
+        '{"roles": {"x": {"login": true}}, "databases": {"d": {"owner": "x"}}}',
+        '{"connect": "gts_scheduler rental_scheduler_user", "ok": true}',
+        '{"schema": "gingerich_trailer_rentals rental_scheduler_user", "ok": "t"}'])
+    assert state == {"roles": {"x": {"login": True}}, "databases": {"d": {"owner": "x"}},
+                     "connect": {"gts_scheduler rental_scheduler_user": True},
+                     "schema": {"gingerich_trailer_rentals rental_scheduler_user": False}}  # only JSON true is true
+    with pytest.raises(ValueError, match="without its roles and databases"):
+        PostgresState().process(['{"connect": "a b", "ok": true}'])
 
 
 # ---- the lock ------------------------------------------------------------------------------

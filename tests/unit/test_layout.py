@@ -45,6 +45,9 @@ def test_the_engines_defaults_are_the_controllers_paths() -> None:
     assert str(offsite.MARKERS).startswith(HOST.state_dir + "/")
     engines = REPO / "files" / HOST.engines.lstrip("/")
     assert (engines / Path(HOST.release_engine).name).is_file() and (engines / Path(HOST.backup_engine).name).is_file()
+    # certbot's deploy hook (a shell script, put as it is) points the links nginx reads
+    hook = (REPO / "templates/usr/local/sbin/iac-tls-deploy-hook").read_text()
+    assert f"d={HOST.tls_links}/$domain" in hook and HOST.tls_chain("x") == f"{HOST.tls_links}/x/fullchain.pem"
 
 
 def test_no_python_file_is_over_700_lines() -> None:

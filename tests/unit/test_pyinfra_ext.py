@@ -47,8 +47,11 @@ def pristine(monkeypatch: pytest.MonkeyPatch):
     """Each test starts from pyinfra's own code and leaves it so; every message may be said again."""
     for name in ("IAC_PYINFRA_EXT", "IAC_FACT_BATCH"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(pyinfra_ext, "_SAID", set())
+    # every module an install imports is loaded before a test compares symbols (run alone, a test
+    # would otherwise see the modules its own install loads as changes)
+    pyinfra_ext.install(report=True)
     pyinfra_ext.uninstall()
+    monkeypatch.setattr(pyinfra_ext, "_SAID", set())
     yield
     pyinfra_ext.uninstall()
 
@@ -146,6 +149,20 @@ def test_switched_off_the_plan_runner_keeps_only_its_report_hooks(monkeypatch) -
     before = pyinfra_symbols()
     pyinfra_ext.install(report=True)
     assert changed(before, pyinfra_symbols()) == REPORT_TARGETS | SAFETY_TARGETS
+
+
+@pytest.mark.parametrize(("code", "status"), [(0, 0), (2, 2), (None, 0), ("failed: see above", 1)])
+def test_exit_now_ends_as_sys_exit_would_without_the_teardown(tmp_path, code, status) -> None:
+    """iac/exits.py, how the plan runner and the read-only checks end: every atexit handler runs
+    (the fact records are written in one), buffered output still arrives, the status is sys.exit's."""
+    marker = tmp_path / "records"
+    program = (f"import atexit, pathlib, sys; from iac.exits import exit_now; "
+               f"atexit.register(lambda: pathlib.Path({str(marker)!r}).write_text('written')); "
+               f"sys.stdout.write('plan without a newline'); exit_now({code!r})")
+    run = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, check=False,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert (run.returncode, run.stdout, marker.read_text()) == (status, "plan without a newline", "written")
+    assert run.stderr == (f"{code}\n" if isinstance(code, str) else "")
 
 
 # -- (c) the tested pyinfra: exactly the declared symbols, once ---------------------------------------
