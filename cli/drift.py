@@ -100,9 +100,15 @@ MAX_BASELINE_LINES = 4000  # the baseline's findings with their diffs (each at m
 
 
 def redact(text: str, secret_values: list[str]) -> str:
-    for value in secret_values:
-        if value:
-            text = text.replace(value, "**********")
+    """``text`` with every whole occurrence of a secret replaced by ``**********``: where the value
+    is not part of a longer word (a secret ``sr`` leaves ``/usr/lib`` alone), longest first (a
+    secret holding another is hidden whole). The model makes secrets long enough (iac/values.py
+    ``secret()``) that a whole-word match is never ordinary text."""
+    for value in sorted({v for v in secret_values if v}, key=len, reverse=True):
+        # a bound only where the value's own edge is a word character (``$(id)`` ends a word itself)
+        before = r"(?<!\w)" if re.match(r"\w", value[0]) else ""
+        after = r"(?!\w)" if re.match(r"\w", value[-1]) else ""
+        text = re.sub(before + re.escape(value) + after, "**********", text)
     return text
 
 

@@ -36,6 +36,7 @@ from stack.vault import Vault
 CANARY_PREFIX = "CANARY-"
 # secrets of how a group's hosts are reached, not options of the model: the sudo password (iac/sudo.py)
 CONNECTION_SECRETS = (SUDO_SECRET_PATH,)
+MIN_CONNECTION_SECRET = 8  # characters (a model secret's least length is the model's, iac/values.py secret())
 
 
 def value_at(values: Mapping[str, Any], path: tuple) -> Any:
@@ -172,6 +173,9 @@ class SecretsFile:
         value = value_at(self.data.get(group, {}), path)
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"secrets file {self.path}: {group}.{'.'.join(path)} must be a string")
+        if value and len(value) < MIN_CONNECTION_SECRET:
+            raise ConfigError(f"secrets file {self.path}: {group}.{'.'.join(path)} has {len(value)} characters: "
+                              f"give at least {MIN_CONNECTION_SECRET} (change it on the host with `passwd`, then here)")
         return value or None
 
     def where(self, group: str, path: tuple) -> str:
