@@ -142,8 +142,8 @@ class SecretsFile:
             where = f"the secrets file {self.path}" if self.path else "IAC_SECRETS_FILE (not set)"
             raise ConfigError(
                 f"group {group}: missing secrets in {where}:\n  " + "\n  ".join(missing)
-                + "\nWrite them to a JSON file outside the repository and set IAC_SECRETS_FILE "
-                "(see docs/secrets.md)."
+                + "\nAdd them to the stack's encrypted secrets (`make secrets-edit INVENTORY=...`, or "
+                "`make secrets-set KEY=group.path`), or to the file IAC_SECRETS_FILE names (see docs/secrets.md)."
             )
         if changed and self.path:
             self._save()
