@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Literal
 
 from cli import early  # standard library only
-from iac import drift_record  # standard library only
+from iac import drift_record, piped  # standard library only
 from iac.declared import BASELINE_OPERATION  # standard library only
 from iac.repo import REPO  # pathlib only: cheap before the early start
 
@@ -44,8 +44,11 @@ def start_plan(inventory: str, deploy: str = "deploy.py", extra_args: list[str] 
     cmd = [str(REPO / ".venv/bin/python"), "-m", "iac.pyinfra_ext.plan_runner", inventory, deploy, "--dry", "--diff",
            "--json",
            *(extra_args or [])]
-    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL)
+    env, fds, started = piped.child_env(env)  # a secrets pipe is read once, the plan gets its own
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL, pass_fds=fds)
+    started()
+    return proc
 
 
 class _Parser(argparse.ArgumentParser):

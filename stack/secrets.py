@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from iac import piped
 from iac.errors import ConfigError
 from iac.repo import REPO
 from iac.sudo import SECRET_PATH as SUDO_SECRET_PATH
@@ -86,7 +87,7 @@ class SecretsFile:
             text = self.vault.read().decode("utf-8", errors="strict")
         else:
             refuse_readable_by_others(self.path)
-            text = self.path.read_text()
+            text = piped.read(str(self.path)).decode("utf-8")  # a pipe is read once (iac/piped.py)
         return self.parse(text)
 
     def parse(self, text: str) -> dict[str, Any]:
