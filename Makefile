@@ -19,7 +19,7 @@ export SANDBOX_NAME SANDBOX_SUBNET
 
 .PHONY: help deps venv venv-run sandbox sandbox-up sandbox-status sandbox-down plan apply drift bench deploy-keys \
         release rollback audit-mismatches alert-test backup-status backup-now backup-list status logs manage shell releases ssh history restore restore-drill dr dr-drill \
-        preflight validate secrets-template options-doc test test-unit test-integration lint
+        preflight validate secrets-template secrets-edit secrets-set secrets-recipients options-doc test test-unit test-integration lint
 
 help: ## List the targets and what they do
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -71,6 +71,16 @@ validate: venv ## Validate both inventories' configuration offline (no host is c
 
 secrets-template: venv ## A skeleton of every secret the configuration needs, all groups at once (FORMAT=text: which are required)
 	@$(IAC) secrets-template --format $(if $(filter file,$(origin FORMAT)),json,$(FORMAT))
+
+secrets-edit: venv ## Edit INVENTORY's encrypted secrets in $EDITOR (decrypted in memory, checked, re-encrypted)
+	@$(IAC) secrets-edit
+
+secrets-set: venv ## Set one secret, KEY=group.dotted.path, its value from stdin (typed unechoed at a terminal)
+	@test -n "$(KEY)" || { echo "secrets-set: give KEY=group.path (e.g. KEY=lan.apps.rental_scheduler.secret_key)" >&2; exit 1; }
+	@$(IAC) secrets-set $(KEY)
+
+secrets-recipients: venv ## Who can read INVENTORY's secrets; ADD='age1... name' or REMOVE=name re-encrypts
+	@$(IAC) secrets-recipients $(if $(ADD),--add "$(ADD)") $(if $(REMOVE),--remove "$(REMOVE)")
 
 options-doc: venv ## Write docs/options.md, every option's type, default, description and examples, from the model
 	$(PY) -m cli.options_doc

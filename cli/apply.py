@@ -16,6 +16,7 @@ from pathlib import Path
 
 from cli.drift import plan, report
 from cli.validate import load_inventory
+from iac import piped
 from iac.errors import ConfigError
 from iac.repo import REPO
 from stack.load import config_secret_values
@@ -58,9 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     if not confirmed(production, args.yes):
         print("apply: not confirmed; nothing applied", file=sys.stderr)
         return 1
-    env = {k: v for k, v in os.environ.items() if k != "PYINFRA_YES"}
-    proc = subprocess.run([str(REPO / ".venv/bin/pyinfra"), args.inventory, "deploy.py", *limit, "-y"], cwd=REPO,
-                          env=env, check=False)
+    env, fds, started = piped.child_env({k: v for k, v in os.environ.items() if k != "PYINFRA_YES"})
+    proc = subprocess.Popen([str(REPO / ".venv/bin/pyinfra"), args.inventory, "deploy.py", *limit, "-y"], cwd=REPO,
+                            env=env, pass_fds=fds)
+    started()
+    proc.wait()
     return 0 if proc.returncode == 0 else 1
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Literal
 
 from cli import early  # standard library only
-from iac import drift_record  # standard library only
+from iac import drift_record, piped  # standard library only
 from iac.declared import BASELINE_OPERATION  # standard library only
 from iac.repo import REPO  # pathlib only: cheap before the early start
 
@@ -44,8 +44,11 @@ def start_plan(inventory: str, deploy: str = "deploy.py", extra_args: list[str] 
     cmd = [str(REPO / ".venv/bin/python"), "-m", "iac.pyinfra_ext.plan_runner", inventory, deploy, "--dry", "--diff",
            "--json",
            *(extra_args or [])]
-    return subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            stdin=subprocess.DEVNULL)
+    env, fds, started = piped.child_env(env)  # a secrets pipe is read once, the plan gets its own
+    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL, pass_fds=fds)
+    started()
+    return proc
 
 
 class _Parser(argparse.ArgumentParser):
@@ -100,9 +103,15 @@ MAX_BASELINE_LINES = 4000  # the baseline's findings with their diffs (each at m
 
 
 def redact(text: str, secret_values: list[str]) -> str:
-    for value in secret_values:
-        if value:
-            text = text.replace(value, "**********")
+    """``text`` with every whole occurrence of a secret replaced by ``**********``: where the value
+    is not part of a longer word (a secret ``sr`` leaves ``/usr/lib`` alone), longest first (a
+    secret holding another is hidden whole). The model makes secrets long enough (iac/values.py
+    ``secret()``) that a whole-word match is never ordinary text."""
+    for value in sorted({v for v in secret_values if v}, key=len, reverse=True):
+        # a bound only where the value's own edge is a word character (``$(id)`` ends a word itself)
+        before = r"(?<!\w)" if re.match(r"\w", value[0]) else ""
+        after = r"(?!\w)" if re.match(r"\w", value[-1]) else ""
+        text = re.sub(before + re.escape(value) + after, "**********", text)
     return text
 
 

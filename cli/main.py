@@ -41,6 +41,12 @@ COMMANDS: dict[str, Command] = {
     "secrets-template": Command("cli.secrets_template", "a skeleton of every secret the configuration needs, all "
                                 "groups (--format text: required or optional)", "0 written, 1 invalid configuration",
                                 inventory=False),
+    "secrets-edit": Command("cli.secrets", "the encrypted secrets in $EDITOR (in memory; checked, re-encrypted)",
+                            "0 saved or unchanged, 1 refused (nothing saved)", prefix=("edit",)),
+    "secrets-set": Command("cli.secrets", "GROUP.PATH: one secret from stdin (unechoed at a terminal), encrypted",
+                           "0 set, 1 refused (nothing saved)", prefix=("set",)),
+    "secrets-recipients": Command("cli.secrets", "who can read the stack; --add 'KEY NAME' / --remove NAME "
+                                  "re-encrypts", "0 listed or changed, 1 refused", prefix=("recipients",)),
     "preflight": Command("cli.preflight", "every prerequisite of a run against the inventory, each failure with "
                          "its fix (secrets, confirm, host keys, reachable, sudo, deploy keys, names, ACME)",
                          "0 every check passed, 1 one failed"),

@@ -72,8 +72,8 @@ def secrets(source: Any, hosts: list[tuple[str, str, dict]]) -> list[Finding]:
         missing = [".".join(p) for p in required if value_at(source.data.get(group, {}), p) in (None, "")]
         if missing:
             out.append(Finding("secrets", group, False, f"missing in {where}: {', '.join(missing)}",
-                               "write them (`make secrets-template > FILE` is the skeleton), outside the repository, "
-                               "and export IAC_SECRETS_FILE=FILE"))
+                               "fill them in: `make secrets-edit INVENTORY=...` (the stack's encrypted file; "
+                               "`make secrets-template` is the skeleton), or a file named by IAC_SECRETS_FILE"))
         else:
             out.append(Finding("secrets", group, True, f"all {len(required)} required secrets in {where}"))
     for group, name, data in hosts:

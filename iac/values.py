@@ -360,6 +360,30 @@ ManageCommand = Annotated[list[str], AfterValidator(_check_manage_command)]
 UrlPath = Annotated[str, _check(URL_PATH_RE, "URL path (starting with '/')", "/healthz")]
 
 
+def secret(min_length: int, kind: str) -> Any:
+    """A ``SecretStr`` of at least ``min_length`` characters: a short secret can be guessed, and its
+    redaction (whole values only, cli/drift.py ``redact``) would hide ordinary text where it
+    appears. The error names ``kind`` and how to make a good one; never the value."""
+
+    @type_name(f"secret (from the secrets file), at least {min_length} characters",
+               f"secrets (from the secrets file), each at least {min_length} characters")
+    def long_enough(value: SecretStr) -> SecretStr:
+        length = len(value.get_secret_value())
+        if length < min_length:
+            raise PydanticCustomError(
+                "secret_too_short", "a {kind} of {length} characters is too short: give at least {min} "
+                "(e.g. `openssl rand -base64 {bytes}`), then rotate it on the services that use it",
+                {"kind": kind, "length": length, "min": min_length, "bytes": max(24, min_length)})
+        return value
+
+    return Annotated[SecretStr, AfterValidator(long_enough)]
+
+
+def is_secret(annotation: Any) -> bool:
+    """``SecretStr``, or one with constraints (``secret()``)."""
+    return annotation is SecretStr or (get_origin(annotation) is Annotated and get_args(annotation)[0] is SecretStr)
+
+
 def option_error(at: str, detail: str) -> PydanticCustomError:
     """A cross-field rule's error, placed at option ``at`` (relative to the model that checks
     it) so that the message names the full option path and the file that set it."""

@@ -3,7 +3,7 @@
 # when everything is present.
 set -euo pipefail
 pkgs=(debootstrap systemd-container iptables iproute2 openssh-client git make rsync curl
-      openssl pebble restic python3-venv sqlite3 jq shellcheck e2fsprogs)
+      openssl pebble restic python3-venv sqlite3 jq shellcheck e2fsprogs age)
 missing=()
 for p in "${pkgs[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -13,7 +13,6 @@ from sandbox.world import World
 from sandbox.world.common import HOSTILE
 from stack.inventory import group_entries
 from stack.load import GROUP_DATA, declared_hosts, deep_merge, read_group_file
-from stack.secrets import SecretsFile
 
 _world = World()
 if not _world.ssh_key.exists():
@@ -28,8 +27,7 @@ if not _world.ssh_key.exists():
 _ADMIN, _, _ADMIN_HASH = _world.lan_admin()
 
 # Throwaway canary secrets, generated on first use. The Discord webhook must reach the stand-in.
-_secrets = SecretsFile(
-    _world.dir / "secrets.json", generate=True,
+_secrets = _world.secrets(
     special={("apps", "*", "discord_alerts", "webhook_url"):
              lambda token: f"{_world.webhook_base}/api/webhooks/1/{token}",
              ("backups", "alerts", "webhook_url"):

@@ -22,7 +22,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from iac.errors import ConfigError
 from iac.repo import GROUP_DATA
-from iac.values import HOSTNAME_RE, OFFLINE_PLACEHOLDER
+from iac.values import HOSTNAME_RE, OFFLINE_PLACEHOLDER, is_secret
 from operations.host import HostConfig
 
 # The groups of every stack: group_data/<group>.py holds a group's values and, under ``hosts``, its
@@ -124,12 +124,12 @@ def secret_paths(model: type[BaseModel] = HostConfig, data: Mapping[str, Any] | 
         ann = info.annotation
         args = get_args(ann)
         value = data.get(name) if isinstance(data, Mapping) else None
-        if get_origin(ann) is dict and args and args[1] is SecretStr:
+        if get_origin(ann) is dict and args and is_secret(args[1]):
             # a map of secrets (apps.<name>.secret_env): its keys are whatever the secrets file holds
             if not required_only:
                 paths.append(prefix + (name, "*"))
             continue
-        if ann is SecretStr or SecretStr in args:
+        if is_secret(ann) or any(is_secret(a) for a in args):
             if not required_only or info.is_required():
                 paths.append(prefix + (name,))
             continue

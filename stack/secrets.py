@@ -27,13 +27,17 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from iac import piped
 from iac.errors import ConfigError
+from iac.repo import REPO
 from iac.sudo import SECRET_PATH as SUDO_SECRET_PATH
 from stack.load import GROUPS, option_extra, placeholder
+from stack.vault import Vault
 
 CANARY_PREFIX = "CANARY-"
 # secrets of how a group's hosts are reached, not options of the model: the sudo password (iac/sudo.py)
 CONNECTION_SECRETS = (SUDO_SECRET_PATH,)
+MIN_CONNECTION_SECRET = 8  # characters (a model secret's least length is the model's, iac/values.py secret())
 
 
 def value_at(values: Mapping[str, Any], path: tuple) -> Any:
@@ -64,8 +68,14 @@ class SecretsFile:
     """
 
     def __init__(self, path: Path | None, generate: bool = False, require: bool = True,
-                 special: Mapping[tuple, Callable[[str], str]] | None = None) -> None:
-        self.path, self.generate, self.require = path, generate, require
+                 special: Mapping[tuple, Callable[[str], str]] | None = None, vault: Vault | None = None) -> None:
+        if vault is not None:
+            path = vault.cipher
+        elif path is not None and path.suffix == ".age":  # IAC_SECRETS_FILE naming an encrypted stack
+            path = path.resolve() if path.exists() else path
+            vault = Vault(path, path.with_suffix(".recipients"))
+        self.path, self.generate, self.require, self.vault = path, generate, require, vault
+        self.asked: dict[str, list[tuple]] = {}  # group -> the secret paths its configuration uses
         self.special = special or {}
         self.data: dict[str, Any] = self._read() if path and path.exists() else {}
         if path and not path.exists() and not generate:
@@ -73,9 +83,17 @@ class SecretsFile:
 
     def _read(self) -> dict[str, Any]:
         assert self.path is not None
-        refuse_readable_by_others(self.path)
+        if self.vault is not None:
+            text = self.vault.read().decode("utf-8", errors="strict")
+        else:
+            refuse_readable_by_others(self.path)
+            text = piped.read(str(self.path)).decode("utf-8")  # a pipe is read once (iac/piped.py)
+        return self.parse(text)
+
+    def parse(self, text: str) -> dict[str, Any]:
+        """The JSON text of a secrets file, checked (an object of known groups)."""
         try:
-            data = json.loads(self.path.read_text())
+            data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise ConfigError(f"secrets file {self.path} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
         if not isinstance(data, dict):
@@ -98,6 +116,7 @@ class SecretsFile:
         missing = []
         changed = False
         group_data = self.data.setdefault(group, {}) if self.generate else self.data.get(group, {})
+        self.asked[group] = list(paths)
         if not self.generate:
             self._refuse_unknown(group, group_data, paths)
         for path in paths:
@@ -124,8 +143,8 @@ class SecretsFile:
             where = f"the secrets file {self.path}" if self.path else "IAC_SECRETS_FILE (not set)"
             raise ConfigError(
                 f"group {group}: missing secrets in {where}:\n  " + "\n  ".join(missing)
-                + "\nWrite them to a JSON file outside the repository and set IAC_SECRETS_FILE "
-                "(see docs/secrets.md)."
+                + "\nAdd them to the stack's encrypted secrets (`make secrets-edit INVENTORY=...`, or "
+                "`make secrets-set KEY=group.path`), or to the file IAC_SECRETS_FILE names (see docs/secrets.md)."
             )
         if changed and self.path:
             self._save()
@@ -155,6 +174,9 @@ class SecretsFile:
         value = value_at(self.data.get(group, {}), path)
         if value is not None and not isinstance(value, str):
             raise ConfigError(f"secrets file {self.path}: {group}.{'.'.join(path)} must be a string")
+        if value and len(value) < MIN_CONNECTION_SECRET:
+            raise ConfigError(f"secrets file {self.path}: {group}.{'.'.join(path)} has {len(value)} characters: "
+                              f"give at least {MIN_CONNECTION_SECRET} (change it on the host with `passwd`, then here)")
         return value or None
 
     def where(self, group: str, path: tuple) -> str:
@@ -174,9 +196,19 @@ class SecretsFile:
                 self._save()
 
     def _save(self) -> None:
-        """Write the file (0600 before any secret is in it), replacing the old one at once."""
+        """Write the file (0600 before any secret is in it; or encrypted to the stack's recipients),
+        replacing the old one at once."""
         assert self.path is not None
-        write_private(self.path, json.dumps(self.data, indent=2))
+        if self.vault is not None:
+            self.vault.write((json.dumps(self.data, indent=2) + "\n").encode())
+        else:
+            write_private(self.path, json.dumps(self.data, indent=2))
+
+    def refuse_unknown(self) -> None:
+        """Refuse a key no group's configuration used while it loaded (a generated stack takes
+        them in runs: its file may hold an earlier configuration's; an edit never adds one)."""
+        for group, group_data in self.data.items():
+            self._refuse_unknown(group, group_data, self.asked.get(group, []))
 
     def _refuse_unknown(self, group: str, group_data: Any, paths: list[tuple]) -> None:
         """A key the configuration does not use is a typo or a leftover: refused, with the closest
@@ -266,10 +298,22 @@ def write_private(path: Path, text: str) -> None:
         raise
 
 
+def production_vault() -> Vault:
+    """Production's encrypted secrets, in the repository (stack/vault.py)."""
+    return Vault(REPO / "secrets" / "production.age", REPO / "secrets" / "production.recipients")
+
+
 def production_secrets(required: bool) -> SecretsFile:
-    """The production source: IAC_SECRETS_FILE; ``required`` when really running pyinfra."""
+    """The production source, ``required`` when really running pyinfra: the file IAC_SECRETS_FILE
+    names (plain JSON, a pipe, or an ``.age`` file), else the repository's ``secrets/production.age``
+    when it exists."""
     path = os.environ.get("IAC_SECRETS_FILE")
-    return SecretsFile(Path(path) if path else None, require=required)
+    if path:
+        return SecretsFile(Path(path), require=required)
+    vault = production_vault()
+    if vault.exists():
+        return SecretsFile(None, require=required, vault=vault)
+    return SecretsFile(None, require=required)
 
 
 def all_secret_values(data: Mapping[str, Any]) -> list[str]:

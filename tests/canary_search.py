@@ -1,6 +1,6 @@
 """The search for the sandbox's canary secrets in what a test session produced and in the repository.
 
-The sandbox's secrets file (.sandbox/<name>/secrets.json) holds generated canaries
+The sandbox's secrets (.sandbox/<name>/secrets.age, decrypted by World.secret_values()) hold generated canaries
 (``CANARY-<path>-<random>``, stack/secrets.py): any of them found in a run's output, a fact
 record, a tracked file or a commit is a leak. tests/integration/conftest.py searches every kept
 output and fact record when the session ends (whatever ran, in whatever order);

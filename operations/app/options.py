@@ -40,6 +40,7 @@ from iac.values import (
     _check_repo_path,
     option_error,
     path_under,
+    secret,
     type_name,
 )
 from operations.nginx.options import NginxSite
@@ -229,6 +230,11 @@ class AppProcess(Strict):
                                   examples=["healthchecks-sendalerts"])
 
 
+# the least a secret of each kind may hold (iac/values.py secret())
+DjangoSecretKey = secret(32, "Django secret key")
+SecretValue = secret(8, "secret variable")
+
+
 class DjangoApp(Strict):
     """One Django app: code, virtualenv, env file, gunicorn unit, nginx site."""
 
@@ -249,8 +255,9 @@ class DjangoApp(Strict):
     allowed_hosts: list[AllowedHost] = Field(
         min_length=1, description="DJANGO_ALLOWED_HOSTS: every name nginx serves the app by must be here.",
         examples=[["pravoo.in", "72.61.148.117"]])
-    secret_key: SecretStr = Field(description="SECRET. Django's SECRET_KEY (the variable settings_env.secret_key "
-                                              "names), from the secrets file.",
+    secret_key: DjangoSecretKey = Field(
+        description="SECRET. Django's SECRET_KEY (the variable settings_env.secret_key names), from the secrets "
+                    "file; at least 32 characters.",
                                   examples=["(50 random characters)"])
     database: Database = Field(description="Where the app keeps its data (engine 'sqlite' or 'postgresql').",
                                examples=[{"engine": "sqlite", "path": "/var/lib/chip_dashboard/db.sqlite3"},
@@ -267,7 +274,7 @@ class DjangoApp(Strict):
                                 "itself (DJANGO_SECRET_KEY, ...) and names of secrets are refused.",
         examples=[{"FEATURE_X": "1"}],
     )
-    secret_env: dict[EnvKey, SecretStr] = Field(
+    secret_env: dict[EnvKey, SecretValue] = Field(
         default={}, description="SECRET. Further secret environment variables (API tokens, DSNs), from the "
                                 "secrets file under apps.<name>.secret_env; never from group_data.",
         examples=[{"SENTRY_DSN": "(from the secrets file)"}],

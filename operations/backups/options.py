@@ -28,6 +28,7 @@ from iac.values import (
     Username,
     option_error,
     path_under,
+    secret,
     type_name,
 )
 
@@ -112,17 +113,26 @@ def _check_exclude(value: str) -> str:
 ExcludePattern = Annotated[str, AfterValidator(_check_exclude)]
 
 
+# the least a secret of each kind may hold (iac/values.py secret())
+ResticPassword = secret(12, "restic repository password")
+S3KeyId = secret(8, "S3 access key id")
+S3SecretKey = secret(16, "S3 secret access key")
+
+
 class ResticTarget(Strict):
     """One restic repository on S3 and the timer that backs up into it."""
 
     repository: ResticRepository = Field(
         description="restic repository URL (RESTIC_REPOSITORY).",
         examples=["s3:https://nyc3.digitaloceanspaces.com/rocksolid-storage/backups/gts-server/postgres"])
-    password: SecretStr = Field(description="SECRET. RESTIC_PASSWORD, from the secrets file (password manager).",
+    password: ResticPassword = Field(
+        description="SECRET. RESTIC_PASSWORD, from the secrets file (password manager); at least 12 characters.",
                                 examples=["(a long random passphrase)"])
-    access_key_id: SecretStr = Field(description="SECRET. AWS_ACCESS_KEY_ID of the bucket.",
+    access_key_id: S3KeyId = Field(
+        description="SECRET. AWS_ACCESS_KEY_ID of the bucket; at least 8 characters.",
                                      examples=["DO00EXAMPLE"])
-    secret_access_key: SecretStr = Field(description="SECRET. AWS_SECRET_ACCESS_KEY of the bucket.",
+    secret_access_key: S3SecretKey = Field(
+        description="SECRET. AWS_SECRET_ACCESS_KEY of the bucket; at least 16 characters.",
                                          examples=["(the key's secret)"])
     unit: UnitName = Field(description="Name of the .service/.timer pair.", examples=["restic-postgres"])
     script: Script = Field(description="The command the service runs.",

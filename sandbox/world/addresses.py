@@ -3,9 +3,11 @@ endpoints and the sandbox's files. Nothing here changes the machine."""
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .common import WorldError
 
@@ -157,3 +159,25 @@ class Addresses:
     def forge_host_key(self) -> str:
         pub = (self.rootfs("forge") / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()
         return f"{pub[0]} {pub[1]}"
+
+    def secrets(self, **options: Any) -> Any:
+        """The sandbox's stack of secrets (stack/secrets.py ``SecretsFile``, generated canaries),
+        kept encrypted (``secrets.age``) to the identity the sandbox made for itself, as production's
+        are to its operators' (stack/vault.py). A plaintext ``secrets.json`` from before is moved
+        into it and removed. ``options``: SecretsFile's (``special``)."""
+        from stack.secrets import SecretsFile
+        from stack.vault import own_vault
+
+        vault = own_vault(self.dir)
+        plain = self.dir / "secrets.json"
+        if plain.exists() and not vault.exists():
+            vault.write(plain.read_bytes())
+        plain.unlink(missing_ok=True)
+        return SecretsFile(None, generate=True, vault=vault, **options)
+
+    def secret_values(self) -> dict:
+        """The sandbox's secrets, decrypted (what tests search outputs for; empty before any)."""
+        from stack.vault import own_vault
+
+        vault = own_vault(self.dir)
+        return json.loads(vault.read()) if vault.exists() else {}

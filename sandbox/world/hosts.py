@@ -58,12 +58,12 @@ class Hosts:
         operator may keep theirs."""
         from iac.sudo import SECRET_PATH
         from stack.load import GROUP_DATA, read_group_file
-        from stack.secrets import SecretsFile, crypt_sha512
+        from stack.secrets import crypt_sha512
 
         # read raw, before the model: a group file without it gets the model's own error later
         admin = read_group_file(GROUP_DATA / "lan.py").get("admin")
         login = admin.get("name") if isinstance(admin, dict) else None
-        secrets = SecretsFile(self.dir / "secrets.json", generate=True)
+        secrets = self.secrets()
         password = secrets.own_secret("lan", SECRET_PATH, lambda token: f"{token}{HOSTILE}")
         return login, password, crypt_sha512(password, hashlib.sha256(password.encode()).hexdigest()[:16])
 

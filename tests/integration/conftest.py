@@ -23,7 +23,7 @@ import testinfra
 
 from iac.pyinfra_ext import fact_batch
 from sandbox.world import World
-from tests.canary_search import canaries_of, leaks_in_files, session_files
+from tests.canary_search import canaries, leaks_in_files, session_files
 
 REPO = Path(__file__).resolve().parents[2]
 SANDBOX_INVENTORY = "sandbox/inventory.py"
@@ -185,7 +185,7 @@ def canary_search(sandbox: Sandbox) -> Iterator[None]:
     problems = []
     if unsearched := [p.name for p in sandbox.kept if p not in files]:
         problems.append(f"outputs of this session missing from the canary search: {unsearched}")
-    if leaks := leaks_in_files(files, canaries_of(sandbox.world.dir / "secrets.json")):
+    if leaks := leaks_in_files(files, canaries(sandbox.world.secret_values())):
         problems.append(f"canary secrets found in this session's outputs or fact records: {leaks}")
     if problems:
         pytest.fail("; ".join(problems))

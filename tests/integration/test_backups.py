@@ -157,7 +157,7 @@ def test_a_dump_older_than_twice_its_schedule_is_stale(sandbox: Sandbox, backed_
 
 
 def test_secrets_live_only_in_root_only_env_files(sandbox: Sandbox, backed_up: Run) -> None:
-    secrets = json.loads((sandbox.world.dir / "secrets.json").read_text())
+    secrets = sandbox.world.secret_values()
     password = secrets["lan"]["backups"]["offsite"]["postgres"]["password"]
     # the canary passphrase is hostile on purpose; systemd (backup units) and the engine's parser
     # (env-exec, drill) read it alike, or restic could not open the same repository with both

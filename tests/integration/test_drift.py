@@ -29,16 +29,17 @@ def workflow_step(name_starts: str) -> dict:
     return next(s for s in steps if s.get("name", "").startswith(name_starts))
 
 
-def workflow_drift_step(sandbox: Sandbox, label: str, tmp_path: Path, cwd: Path = REPO) -> tuple[Run, str, dict]:
-    """Run the workflow's drift step against the sandbox (from ``cwd``, a checkout); return the
-    run, the job summary and the JSON report it kept."""
+def workflow_drift_step(sandbox: Sandbox, label: str, tmp_path: Path, cwd: Path = REPO,
+                        **job_env: str) -> tuple[Run, str, dict]:
+    """Run the workflow's drift step against the sandbox (from ``cwd``, a checkout; ``job_env``:
+    what earlier steps put in GITHUB_ENV); return the run, the job summary and the JSON report it kept."""
     step = workflow_step("Drift check")
     summary, report = tmp_path / "summary.md", tmp_path / "drift.json"
     env = {k: str(v) for k, v in step["env"].items()}
     assert env["INVENTORY"] == "inventory.py"  # production's, in the workflow: replaced here
     env.update(INVENTORY=SANDBOX_INVENTORY, GITHUB_STEP_SUMMARY=str(summary), DRIFT_JSON=str(report),
                DRIFT_WEBHOOK_URL=f"{sandbox.world.webhook_base}{CI_WEBHOOK_PATH}ci-drift-token")
-    run = sandbox.command(label, ["bash", "-c", step["run"]], cwd=cwd, **env)
+    run = sandbox.command(label, ["bash", "-c", step["run"]], cwd=cwd, **job_env, **env)
     data = json.loads(report.read_text())
     jsonschema.validate(data, SCHEMA)
     return run, summary.read_text(), data

@@ -8,7 +8,6 @@ Values never leave the host: each reader's value is compared by sha256 computed 
 from __future__ import annotations
 
 import hashlib
-import json
 
 from cli.preflight import load
 from operations.backups.deploy import offsite_targets
@@ -40,7 +39,7 @@ def env_files(config) -> list[str]:
 
 def test_every_env_file_reads_the_same_to_systemd_a_shell_and_the_engines(sandbox: Sandbox, converged: Run) -> None:
     _, hosts = load(str(REPO / SANDBOX_INVENTORY))
-    secrets = json.loads((sandbox.world.dir / "secrets.json").read_text())
+    secrets = sandbox.world.secret_values()
     sandbox.ssh("public", "rm -f /tmp/pwned")
     sandbox.ssh("lan", "rm -f /tmp/pwned")
     checked = 0

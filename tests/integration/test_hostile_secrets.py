@@ -10,7 +10,6 @@ manage.py run (iac-manage, through systemd-run). Nothing they contain was execut
 from __future__ import annotations
 
 import hashlib
-import json
 
 import pytest
 
@@ -26,7 +25,7 @@ SETTINGS_HASH = ("import hashlib; from django.conf import settings; "
 @pytest.mark.parametrize(("role", "app", "unit"), APPS)
 def test_hostile_secret_key_reaches_gunicorn_and_django_byte_exact(sandbox: Sandbox, converged: Run, role: str,
                                                                    app: str, unit: str) -> None:
-    secret = json.loads((sandbox.world.dir / "secrets.json").read_text())[role]["apps"][app]["secret_key"]
+    secret = sandbox.world.secret_values()[role]["apps"][app]["secret_key"]
     for meta in ("$(touch /tmp/pwned)", "`id`", "&", ";", "#", "'", '"', "%n", "\\", "{}", " "):
         assert meta in secret, f"the sandbox's canary lacks {meta!r}: it would prove nothing"
     want = hashlib.sha256(secret.encode()).hexdigest()

@@ -205,7 +205,7 @@ def test_alert_test_sends_exactly_one_message_naming_app_and_env(sandbox: Sandbo
     assert len(new) == 1, new
     content = json.loads(json.loads(new[0])["body"])["content"]
     assert "rental_scheduler" in content and "prod" in content and "Discord alert test" in content
-    url = json.loads((sandbox.world.dir / "secrets.json").read_text())["lan"]["apps"]["rental_scheduler"][
+    url = sandbox.world.secret_values()["lan"]["apps"]["rental_scheduler"][
         "discord_alerts"]["webhook_url"]
     assert url not in run.output and url.split("/")[-1] not in run.output
 

@@ -10,17 +10,15 @@ reaches a host (else finding none would prove nothing).
 
 from __future__ import annotations
 
-import json
-
 from iac.pyinfra_ext import fact_batch
-from tests.canary_search import canaries_of, leaks_in_files, leaks_in_git
+from tests.canary_search import canaries, leaks_in_files, leaks_in_git
 from tests.integration.conftest import REPO, Sandbox
 
 
 def test_canary_secrets_never_appear_in_outputs_or_repository(sandbox: Sandbox, converged) -> None:
     # a --diff run prints old/new file contents: the most likely place for a leak
     sandbox.converge("converge-with-diff", "--diff")
-    secrets = canaries_of(sandbox.world.dir / "secrets.json")
+    secrets = canaries(sandbox.world.secret_values())
     assert len(secrets) >= 5, "admin password hash, three app secret keys, the webhook URL"
 
     outputs = sorted(sandbox.outputs.iterdir())
@@ -38,7 +36,7 @@ def test_canary_secrets_never_appear_in_outputs_or_repository(sandbox: Sandbox, 
 def test_secret_reaches_the_host(sandbox: Sandbox, converged) -> None:
     """The canary is really used (so the leak search is meaningful): the admin password
     hash from the secrets file is what /etc/shadow holds."""
-    secrets = json.loads((sandbox.world.dir / "secrets.json").read_text())
+    secrets = sandbox.world.secret_values()
     expected = secrets["lan"]["admin"]["password_hash"]
     shadow = sandbox.ssh("lan", "getent shadow gts").stdout.split(":")[1]
     assert shadow == expected

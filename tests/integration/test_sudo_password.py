@@ -20,6 +20,7 @@ import time
 
 import pytest
 
+from stack.vault import own_vault
 from tests.integration.conftest import REPO, SANDBOX_INVENTORY, TIMINGS, Run, Sandbox
 
 POLL = "/root/iac-proc-poll"
@@ -48,7 +49,7 @@ os.rename(out + ".tmp", out)
 
 
 def password_of(sandbox: Sandbox) -> str:
-    return json.loads((sandbox.world.dir / "secrets.json").read_text())["lan"]["connection"]["sudo_password"]
+    return sandbox.world.secret_values()["lan"]["connection"]["sudo_password"]
 
 
 @pytest.fixture(scope="module")
@@ -100,15 +101,15 @@ def test_no_command_line_environment_or_journal_line_held_the_password(sandbox: 
 def test_a_wrong_password_stops_the_run_with_sudos_answer(sandbox: Sandbox, converged: Run, tmp_path) -> None:
     """The inventory reads the password from the secrets file; a copy of the sandbox with a wrong
     one in its file gets sudo's refusal, and the host is left as it was."""
-    secrets = sandbox.world.dir / "secrets.json"
-    original = secrets.read_text()
-    data = json.loads(original)
+    vault = own_vault(sandbox.world.dir)  # the sandbox's encrypted stack (stack/vault.py)
+    original = vault.cipher.read_bytes()
+    data = json.loads(vault.read())
     data["lan"]["connection"]["sudo_password"] = "CANARY-connection.sudo_password-wrong"
     try:
-        secrets.write_text(json.dumps(data))
+        vault.write(json.dumps(data).encode())
         run = sandbox.drift("drift-wrong-sudo-password", "--limit", "lan")
     finally:
-        secrets.write_text(original)
+        vault.cipher.write_bytes(original)
     assert run.returncode == 1, run.output[-2000:]
     assert "incorrect password" in run.output or "Sorry, try again" in run.output or "no password" in run.output, \
         run.output[-2000:]

@@ -88,7 +88,7 @@ def watched(sandbox: Sandbox, converged: Run) -> tuple[Run, list[dict], dict[int
 
 
 def secrets_of(sandbox: Sandbox) -> dict:
-    return json.loads((sandbox.world.dir / "secrets.json").read_text())
+    return sandbox.world.secret_values()
 
 
 def test_converge_through_sudo_succeeds_as_the_admin(sandbox: Sandbox, watched) -> None:

@@ -77,6 +77,7 @@ def test_a_canary_in_a_tracked_file_or_only_in_history_is_found(tmp_path: Path) 
 
 
 CONFTEST = '''
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -89,9 +90,12 @@ WORLD = Path(__file__).parent / "world"
 
 @pytest.fixture(scope="session")
 def sandbox():
-    """A stand-in: the secrets file and the outputs directory of a sandbox, no hosts."""
+    """A stand-in: the secrets (decrypted, as World.secret_values gives them) and the outputs
+    directory of a sandbox, no hosts."""
     (WORLD / "outputs").mkdir(parents=True, exist_ok=True)
-    return SimpleNamespace(world=SimpleNamespace(dir=WORLD), outputs=WORLD / "outputs", kept=[])
+    secrets = json.loads((WORLD / "secrets.json").read_text())
+    world = SimpleNamespace(dir=WORLD, secret_values=lambda: secrets)
+    return SimpleNamespace(world=world, outputs=WORLD / "outputs", kept=[])
 '''
 
 TESTS = '''

@@ -174,3 +174,14 @@ def test_a_usage_error_exits_1_not_argparses_2_which_means_drift() -> None:
                              cwd=Path(__file__).resolve().parents[2], check=False)
         assert run.returncode == 1, (argv, run.returncode, run.stderr)
         assert "error:" in run.stderr and run.stderr.count("usage:") == 1
+
+
+def test_redaction_hides_whole_values_longest_first_never_inside_words() -> None:
+    from cli.drift import redact
+
+    long_secret = "CANARY-app.secret_key-0123456789abcdef$(id)"
+    word = "CANARY-restic.password-0123456789"
+    shown = redact(f"path /usr/lib/python3/iac; key={long_secret}; again '{long_secret}'\n"
+                   f"{long_secret}tail, {word}, {word}x and sr", [long_secret, word, "sr", "", long_secret[:20]])
+    assert shown == ("path /usr/lib/python3/iac; key=**********; again '**********'\n"
+                     f"**********tail, **********, {word}x and **********")

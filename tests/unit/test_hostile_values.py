@@ -193,6 +193,36 @@ def test_plain_password_is_not_taken_for_a_hash(secrets_file: Callable[[dict], S
         build_host_config("lan", "gts-server", secrets=source)
 
 
+@pytest.mark.parametrize(("group", "host", "path", "value", "kind", "least"), [
+    ("public", "srv1178562", ("apps", "chip_dashboard", "secret_key"), "short-key-0123", "Django secret key", 32),
+    ("lan", "gts-server", ("backups", "offsite", "postgres", "password"), "hunter2", "restic repository password", 12),
+    ("lan", "gts-server", ("apps", "rental_scheduler", "secret_env", "SENTRY_DSN"), "x", "secret variable", 8),
+])
+def test_a_secret_shorter_than_its_kind_allows_is_refused_without_showing_it(
+        secrets_file: Callable[[dict], SecretsFile], group: str, host: str, path: tuple, value: str, kind: str,
+        least: int) -> None:
+    data: dict = {}
+    node = data.setdefault(group, {})
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+    node[path[-1]] = value
+    with pytest.raises(ConfigError) as err:
+        build_host_config(group, host, secrets=secrets_file(data))
+    said = str(err.value)
+    assert f"'{'.'.join(path)}': a {kind} of {len(value)} characters is too short: give at least {least}" in said
+    assert "openssl rand" in said and value not in said.replace(kind, "")
+
+
+def test_a_short_sudo_password_is_refused_naming_where_to_change_it(
+        secrets_file: Callable[[dict], SecretsFile]) -> None:
+    from iac.sudo import SECRET_PATH
+
+    source = secrets_file({"lan": {"connection": {"sudo_password": "gts123"}}})
+    with pytest.raises(ConfigError, match=r"lan.connection.sudo_password has 6 characters: give at least 8 "
+                                          r"\(change it on the host with `passwd`"):
+        source.connection_secret("lan", SECRET_PATH)
+
+
 # ---- every string option, fuzzed ---------------------------------------------------------------
 
 # payload classes: a newline or NUL is refused everywhere; quotes, $() and .. segments wherever a

@@ -135,7 +135,7 @@ def test_every_secret_is_marked_and_shows_no_default() -> None:
     for path in HEADING.findall(doc):
         marked = "- **Secret**:" in _entry(doc, path)
         assert marked == (path in secrets), path
-    assert "- Type: secret (from the secrets file)\n" in _entry(doc, "apps.<name>.secret_key")
+    assert "- Type: secret (from the secrets file), at least 32 characters\n" in _entry(doc, "apps.<name>.secret_key")
 
 
 class _Hidden(Strict):

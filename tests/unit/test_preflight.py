@@ -29,7 +29,7 @@ def production() -> tuple[dict, list]:
 
 
 def _fill(node: dict[str, Any]) -> dict[str, Any]:
-    return {k: _fill(v) if isinstance(v, dict) else "filled" for k, v in node.items()}
+    return {k: _fill(v) if isinstance(v, dict) else "filled-in-value-long-enough-0123456789" for k, v in node.items()}
 
 
 def test_every_missing_secret_of_every_group_is_named_at_once(production, tmp_path: Path) -> None:

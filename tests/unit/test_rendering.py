@@ -37,7 +37,7 @@ def lan(secrets_file: Callable[[dict], SecretsFile]) -> HostConfig:
         "apps": {"rental_scheduler": {"secret_key": "k" + HOSTILE,
                                       "discord_alerts": {"webhook_url": "https://discord.com/api/webhooks/1/t%n"},
                                       "secret_env": {"SENTRY_DSN": "https://a:b@s.example/1" + HOSTILE}},
-                 "shop_scheduler": {"secret_key": "\\\\\"'$$`"}}})
+                 "shop_scheduler": {"secret_key": "\\\\\"'$$`" * 5}}})  # at least 32 characters
 
 
 def test_env_file_reads_back_byte_exact_with_every_metacharacter(lan) -> None:

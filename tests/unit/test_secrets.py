@@ -179,3 +179,36 @@ def test_a_secrets_file_from_a_pipe_is_read() -> None:
                                          "<(printf '%s' '{\"lan\": {\"inner\": {\"token\": \"t0ken\"}}}')"],
                           cwd=repo, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0 and done.stdout.strip() == "t0ken", done.stderr
+
+
+PIPED_PARENT = """import os, subprocess, sys
+from pathlib import Path
+from iac import piped
+from stack.secrets import SecretsFile
+path = os.environ["IAC_SECRETS_FILE"]
+first = SecretsFile(Path(path), require=False).data
+outs = []
+for _ in range(2):  # the plan, then the run: each child gets a pipe of its own
+    env, fds, started = piped.child_env(dict(os.environ))
+    child = subprocess.Popen([sys.executable, "-c", "import os, sys; from iac import piped; "
+                              "sys.stdout.buffer.write(piped.read(os.environ['IAC_SECRETS_FILE']))"],
+                             env=env, pass_fds=fds, stdout=subprocess.PIPE)
+    started()
+    outs.append(child.communicate()[0].decode())
+again = SecretsFile(Path(path), require=False).data  # the parent reads it again (redaction)
+print(first == again, outs[0] == outs[1], outs[0], env["IAC_SECRETS_FILE"].startswith("/dev/fd/"))
+"""
+
+
+def test_a_piped_secrets_file_reaches_every_process_of_a_command() -> None:
+    """`IAC_SECRETS_FILE=<(pass show ...) iac apply`: the command reads it, and so do its plan and
+    its run (iac/piped.py: read once, handed down through a new pipe each)."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[2]
+    data = '{"lan": {"inner": {"token": "t0ken-piped"}}}'
+    done = subprocess.run(["bash", "-c", f"IAC_SECRETS_FILE=<(printf '%s' '{data}') {sys.executable} -c \"$0\"",
+                           PIPED_PARENT], cwd=repo, capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["True", "True", *data.split(), "True"]
