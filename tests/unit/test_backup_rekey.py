@@ -72,6 +72,7 @@ def test_a_rotation_keeps_every_snapshot_and_retires_the_old_password(repo, tmp_
         assert (target / str(data).lstrip("/") / "file.txt").read_text() == text
     assert rekey.finish(str(env_file)) == {"removed": None}
     assert not list((tmp_path / "run").iterdir())  # the password file is gone
+    assert not list((tmp_path / "markers").glob("*.env"))  # and the copy that held the old password
 
 
 @pytest.mark.parametrize("bad", ["", "short", "two\nlines-of-password"])
@@ -89,3 +90,14 @@ def test_finish_before_add_removes_nothing(tmp_path: Path, monkeypatch: pytest.M
     env_file = tmp_path / "restic.env"
     env_file.write_text(f"RESTIC_REPOSITORY=/nonexistent\nRESTIC_PASSWORD={quote_env_value(OLD)}\n")
     assert rekey.finish(str(env_file)) == {"removed": None}  # no record of an added key: restic not asked
+
+
+def test_an_unfinished_rotation_is_reverted_to_the_old_password_alone(repo) -> None:
+    env_file, _ = repo
+    before = env_file.read_text()
+    added = rekey.add(str(env_file), NEW)
+    assert rekey.revert(str(env_file)) == {"reverted": added["new_key"]}
+    assert env_file.read_text() == before and env_file.stat().st_mode & 0o777 == 0o600
+    assert "wrong password" in restic_with(env_file, NEW, "cat", "config").stderr
+    assert restic_with(env_file, OLD, "cat", "config").returncode == 0
+    assert rekey.finish(str(env_file)) == {"removed": None} and rekey.revert(str(env_file)) == {"reverted": None}

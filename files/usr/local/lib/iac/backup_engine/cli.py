@@ -101,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("repo-known").add_argument("env_file")
     rk = sub.add_parser("rekey", help="a new restic password (stdin) beside the old, then the old removed")
     rk.add_argument("env_file")
-    rk.add_argument("stage", choices=["add", "finish"])
+    rk.add_argument("stage", choices=["add", "finish", "revert"])
     e = sub.add_parser("env-exec")
     e.add_argument("env_file")
     e.add_argument("argv", nargs=argparse.REMAINDER)
@@ -120,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "rekey":
             out = rekey.add(args.env_file, sys.stdin.readline().rstrip("\n")) if args.stage == "add" \
-                else rekey.finish(args.env_file)
+                else rekey.finish(args.env_file) if args.stage == "finish" else rekey.revert(args.env_file)
             print(json.dumps(out))
             return 0
         if args.cmd == "ensure-repo":

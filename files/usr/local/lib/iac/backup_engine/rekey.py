@@ -10,7 +10,9 @@ repository both passwords open:
 * ``rekey ENV_FILE add`` (the new password on stdin): prints ``{"old_key": id, "new_key": id}``
   and keeps the old key's id in ``/var/lib/iac/restic/rekey-<repo>.json``; run again with the same
   password it adds nothing (the repository already opens with it);
-* ``rekey ENV_FILE finish``: removes the kept old key (with the new password), if still there.
+* ``rekey ENV_FILE finish``: removes the kept old key (with the new password), if still there;
+* ``rekey ENV_FILE revert``: undoes an ``add`` that was not finished (the operator's stack could not
+  take the new password): the env file as it was, the new key removed.
 
 The password reaches restic in a root-only file in the engines' runtime directory, removed at
 once; never a command line or an environment variable of another process.
@@ -107,6 +109,7 @@ def add(env_file: str, password: str) -> dict:
     new_id = _current_id(_keys(_env(env_file, password), env_file))
     MARKERS.mkdir(parents=True, exist_ok=True)
     record.write_text(json.dumps({"old_key": old_id, "new_key": new_id}) + "\n")
+    _copy(env_file, _before(env_file))
     switch_password(env_file, password)
     marker, digest = repo_marker(env_file)  # opened with exactly this env file just now
     marker.write_text(digest + "\n")
@@ -129,5 +132,35 @@ def finish(env_file: str) -> dict:
         if done.returncode != 0:
             raise BackupError("restic key remove: " + " ".join(done.stderr.strip().splitlines()[-2:])[:300])
     record.unlink()
+    _before(env_file).unlink(missing_ok=True)
     log(f"rekey: old key {kept['old_key'][:8]} removed")
     return {"removed": kept["old_key"], "keys": len(keys) - 1}
+
+
+def revert(env_file: str) -> dict:
+    """Undo an unfinished ``add``: the env file as it was before it, the key it added removed."""
+    record, before = _record(env_file), _before(env_file)
+    if not record.exists() or not before.exists():
+        return {"reverted": None}
+    kept = json.loads(record.read_text())
+    os.replace(before, env_file)
+    marker, digest = repo_marker(env_file)
+    marker.write_text(digest + "\n")
+    if kept["new_key"] != kept["old_key"] and any(k["id"] == kept["new_key"] for k in _keys(None, env_file)):
+        done = restic(["key", "remove", kept["new_key"]], env_file=env_file, timeout=300)
+        if done.returncode != 0:
+            raise BackupError("restic key remove: " + " ".join(done.stderr.strip().splitlines()[-2:])[:300])
+    record.unlink()
+    log(f"rekey: reverted; key {kept['new_key'][:8]} removed, {env_file} as before")
+    return {"reverted": kept["new_key"]}
+
+
+def _before(env_file: str) -> Path:
+    return _record(env_file).with_suffix(".env")
+
+
+def _copy(src: str, dest: Path) -> None:
+    """A root-only copy of the env file (it holds the old password until the rotation ends)."""
+    fd = os.open(dest, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(Path(src).read_text())
