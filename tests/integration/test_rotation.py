@@ -20,8 +20,8 @@ ENGINE = "/usr/local/sbin/iac-backup"
 
 def restic_on_lan(sandbox: Sandbox, args: str, password: str | None = None) -> subprocess.CompletedProcess:
     """restic on the LAN host with the env file's settings; ``password`` (on stdin) instead of its own."""
-    if password is None:
-        return sandbox.world.ssh("lan", f"cd / && {ENGINE} env-exec {ENV_FILE} -- restic {args}", check=False)
+    if password is None:  # the repository's own helper (operations/backups: env_helper)
+        return sandbox.world.ssh("lan", f"cd / && /usr/local/sbin/restic-postgres-env.sh restic {args}", check=False)
     inner = f'IFS= read -r p; RESTIC_PASSWORD="$p" exec restic {args}'
     return sandbox.world.ssh("lan", f"cd / && {ENGINE} env-exec {ENV_FILE} -- sh -c {shlex.quote(inner)}",
                              check=False, input=password + "\n")
