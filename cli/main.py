@@ -47,6 +47,9 @@ COMMANDS: dict[str, Command] = {
                            "0 set, 1 refused (nothing saved)", prefix=("set",)),
     "secrets-recipients": Command("cli.secrets", "who can read the stack; --add 'KEY NAME' / --remove NAME "
                                   "re-encrypts", "0 listed or changed, 1 refused", prefix=("recipients",)),
+    "rotate-restic": Command("cli.rotate", "TARGET [--limit HOST]: a restic password rotated (new key beside the "
+                             "old, env file and stack switched, old key removed); no snapshot lost",
+                             "0 rotated, 1 refused or failed (the old password still opens it)", prefix=("restic",)),
     "preflight": Command("cli.preflight", "every prerequisite of a run against the inventory, each failure with "
                          "its fix (secrets, confirm, host keys, reachable, sudo, deploy keys, names, ACME)",
                          "0 every check passed, 1 one failed"),

@@ -38,7 +38,7 @@ from typing import Any
 from iac.errors import ConfigError
 from iac.repo import REPO
 from stack.load import GROUPS
-from stack.secrets import SecretsFile, production_vault, value_at
+from stack.secrets import SecretsFile, changed_leaves, production_vault, value_at
 from stack.vault import PENDING, Vault, parse_recipient, parse_recipients, write_recipients
 
 MEMORY_DIRS = ("/dev/shm", os.environ.get("XDG_RUNTIME_DIR") or "/run/user/0")
@@ -74,17 +74,18 @@ def current(vault: Vault) -> bytes:
 
 def checked(inventory: str, vault: Vault, plaintext: bytes) -> bytes:
     """``plaintext`` as the stack's inventory reads it (a generated stack may add to it), or a
-    ConfigError saying what is wrong (the JSON, a group, an unknown key, a value's shape)."""
+    ConfigError saying what is wrong (the JSON, a group, an unknown key it adds, a value's shape)."""
     try:
-        json.loads(plaintext)
+        new = json.loads(plaintext)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ConfigError(f"not valid JSON: {exc}") from None
+    before = json.loads(current(vault))
     PENDING[vault.cipher] = plaintext
     try:
         # the inventory loads: every host's configuration is validated with these secrets
         _, source = load_stack(inventory)
         if source is not None:
-            source.refuse_unknown()
+            source.refuse_unknown(changed_leaves(before, new) if isinstance(new, dict) else None)
         return PENDING[vault.cipher]
     finally:
         PENDING.pop(vault.cipher, None)

@@ -204,11 +204,15 @@ class SecretsFile:
         else:
             write_private(self.path, json.dumps(self.data, indent=2))
 
-    def refuse_unknown(self) -> None:
-        """Refuse a key no group's configuration used while it loaded (a generated stack takes
-        them in runs: its file may hold an earlier configuration's; an edit never adds one)."""
+    def refuse_unknown(self, changed: set[tuple] | None = None) -> None:
+        """Refuse a key no group's configuration used while it loaded; with ``changed`` ((group,
+        *path) leaves), only among those: an edit adds no unused key, while a generated stack may
+        keep an earlier configuration's (a test's app) that the edit did not touch."""
         for group, group_data in self.data.items():
-            self._refuse_unknown(group, group_data, self.asked.get(group, []))
+            if not isinstance(group_data, Mapping):
+                self._refuse_unknown(group, group_data, [])
+            kept = {leaf for leaf in _leaf_paths(group_data) if changed is not None and (group, *leaf) not in changed}
+            self._refuse_unknown(group, _without(group_data, kept), self.asked.get(group, []))
 
     def _refuse_unknown(self, group: str, group_data: Any, paths: list[tuple]) -> None:
         """A key the configuration does not use is a typo or a leftover: refused, with the closest
@@ -226,6 +230,27 @@ class SecretsFile:
                 raise ConfigError(
                     f"secrets file {self.path}: group {group}: unknown secret '{dotted}' (not used by the declared "
                     f"configuration); {hint} (rename or remove it)")
+
+
+def _without(values: Mapping[str, Any], leaves: set[tuple], prefix: tuple = ()) -> dict[str, Any]:
+    """``values`` without the given leaf paths (and the branches left empty)."""
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, Mapping) and value:
+            inner = _without(value, leaves, prefix + (key,))
+            if inner:
+                out[key] = inner
+        elif prefix + (key,) not in leaves:
+            out[key] = value
+    return out
+
+
+def changed_leaves(before: Mapping[str, Any], after: Mapping[str, Any]) -> set[tuple]:
+    """(group, *path) of every leaf of ``after`` that ``before`` lacks or holds another value at."""
+    return {(group, *leaf) for group, data in after.items() if isinstance(data, Mapping)
+            for leaf in _leaf_paths(data)
+            if value_at(before.get(group, {}) if isinstance(before.get(group), Mapping) else {}, leaf)
+            != value_at(data, leaf)}
 
 
 def _leaf_paths(values: Mapping[str, Any], prefix: tuple = ()) -> list[tuple]:

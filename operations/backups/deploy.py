@@ -293,10 +293,9 @@ def backups(config: HostConfig) -> None:
     settings_file(config)
     commands = [(OPERATOR_COMMAND, "", "The operator's command")]
     commands += [(s["script"], s["args"], s["description"]) for s in unit_specs(config) if s["script"]]
-    if b.offsite.system_state is not None:
-        ss = b.offsite.system_state
-        commands.append((ss.env_helper, f"env-exec {ss.env_file} --",
-                         "Runs a command with the system-state repository's environment"))
+    for t_name, t in targets.items():  # each repository's helper: its environment, never a sourced file
+        commands.append((t.env_helper, f"env-exec {t.env_file} --",
+                         f"Runs a command with the {t_name.replace('_', '-')} repository's environment"))
     for path, args, purpose in commands:
         files.put(name=f"Command {path}", dest=path, mode="755",
                   src=text_file(render("usr/local/sbin/iac-backup-command.sh.j2", args=args, purpose=purpose,

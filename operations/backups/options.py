@@ -174,6 +174,11 @@ class ResticPostgres(ResticTarget):
                                  examples=["restic-postgres-check"])
     check_schedule: OnCalendar = Field(default="Sun *-*-* 03:30:00", description="OnCalendar= of the check.",
                                        examples=["Sun *-*-* 03:30:00"])
+    env_helper: Script = Field(default="/usr/local/sbin/restic-postgres-env.sh",
+                                description="Runs a command with this repository's environment, never through a "
+                                            "shell that reads the env file (`restic-postgres-env.sh restic "
+                                            "snapshots`).",
+                                examples=["/usr/local/sbin/restic-postgres-env.sh"])
 
 
 class ResticSystemState(ResticTarget):

@@ -192,3 +192,19 @@ def test_a_plaintext_stack_is_moved_into_the_vault_once(tmp_path: Path) -> None:
     assert source.data == SECRETS and not (tmp_path / "secrets.json").exists()
     assert world.secret_values() == SECRETS
     assert (tmp_path / "secrets.age").read_text().startswith("-----BEGIN AGE ENCRYPTED FILE-----")
+
+
+def test_an_edit_of_a_generated_stack_keeps_an_earlier_configurations_keys_and_adds_none(tmp_path: Path) -> None:
+    """The sandbox's stack keeps secrets of apps an earlier test declared; editing another value
+    still works, while a key the edit itself adds and nothing uses is refused."""
+    vault = own_vault(tmp_path / "stack")
+    leftover = {"lan": {"apps": {**SECRETS["lan"]["apps"], "gone": {"secret_key": "CANARY-gone-0123456789"}}}}
+    vault.write(json.dumps(leftover).encode())
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text(INVENTORY.format(dir=str(tmp_path / "stack")).replace("vault=own_vault", "generate=True, "
+                                                                                "vault=own_vault"))
+    done = run_cli(inventory, "set", "lan.apps.rental_scheduler.secret_key", stdin="CANARY-vault-after-0123456789")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(vault.read())["lan"]["apps"]["gone"] == {"secret_key": "CANARY-gone-0123456789"}
+    added = run_cli(inventory, "set", "lan.apps.other.secret_key", stdin="CANARY-vault-other-0123456789")
+    assert added.returncode == 1 and "unknown secret 'apps.other.secret_key'" in added.stderr

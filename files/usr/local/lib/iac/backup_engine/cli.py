@@ -49,6 +49,7 @@ from pathlib import Path
 from engine_common.envfile import env_exec
 from engine_common.safefs import UnsafePath, install_file
 
+from . import rekey
 from .drill import cmd_drill, row_counts, stage_state
 from .dumps import cmd_dump, dump_one
 from .offsite import cmd_check, cmd_offsite, ensure_repo, repo_known, repo_state
@@ -98,6 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     for name in ("repo-state", "ensure-repo"):
         sub.add_parser(name).add_argument("env_file")
     sub.add_parser("repo-known").add_argument("env_file")
+    rk = sub.add_parser("rekey", help="a new restic password (stdin) beside the old, then the old removed")
+    rk.add_argument("env_file")
+    rk.add_argument("stage", choices=["add", "finish", "revert"])
     e = sub.add_parser("env-exec")
     e.add_argument("env_file")
     e.add_argument("argv", nargs=argparse.REMAINDER)
@@ -113,6 +117,11 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if args.cmd == "repo-known":
             print(repo_known(args.env_file))
+            return 0
+        if args.cmd == "rekey":
+            out = rekey.add(args.env_file, sys.stdin.readline().rstrip("\n")) if args.stage == "add" \
+                else rekey.finish(args.env_file) if args.stage == "finish" else rekey.revert(args.env_file)
+            print(json.dumps(out))
             return 0
         if args.cmd == "ensure-repo":
             return ensure_repo(args.env_file)

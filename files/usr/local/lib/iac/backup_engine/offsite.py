@@ -23,8 +23,10 @@ from .proc import BackupError, log
 from .settings import BackupSettings, Offsite
 
 
-def restic(args: list[str], env_file: str | None = None, **kw) -> subprocess.CompletedProcess:
-    env = env_with(env_file)
+def restic(args: list[str], env_file: str | None = None, env: dict[str, str] | None = None,
+           **kw) -> subprocess.CompletedProcess:
+    """restic with ``env_file``'s variables (or exactly ``env``)."""
+    env = dict(env) if env is not None else env_with(env_file)
     env.setdefault("RESTIC_CACHE_DIR", "/var/cache/restic")
     return proc.run(["restic", *args], env=env, **kw)
 
