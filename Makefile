@@ -19,7 +19,7 @@ export SANDBOX_NAME SANDBOX_SUBNET
 
 .PHONY: help deps venv venv-run sandbox sandbox-up sandbox-status sandbox-down plan apply drift bench deploy-keys \
         release rollback audit-mismatches alert-test backup-status backup-now backup-list status logs manage shell releases ssh history restore restore-drill dr dr-drill \
-        preflight validate secrets-template secrets-edit secrets-set secrets-recipients rotate-restic options-doc test test-unit test-integration lint
+        preflight validate secrets-template secrets-edit secrets-set secrets-recipients rotate-restic rotate-django-key options-doc test test-unit test-integration lint
 
 help: ## List the targets and what they do
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -85,6 +85,10 @@ secrets-recipients: venv ## Who can read INVENTORY's secrets; ADD='age1... name'
 rotate-restic: venv ## Rotate a restic repository's password, nothing lost (TARGET=postgres|system_state, HOST=)
 	@test -n "$(TARGET)" || { echo "rotate-restic: give TARGET=postgres or TARGET=system_state (and HOST=)" >&2; exit 1; }
 	@$(IAC) rotate-restic $(TARGET) $(if $(HOST),--limit $(HOST))
+
+rotate-django-key: venv ## Rotate APP's Django secret key; the old one stays a fallback for its secret_key_fallback_days (sessions kept)
+	@test -n "$(APP)" || { echo "rotate-django-key: give APP=<app>" >&2; exit 1; }
+	@$(IAC) rotate-django-key $(APP) $(if $(filter yes,$(CONFIRM)),--yes)
 
 options-doc: venv ## Write docs/options.md, every option's type, default, description and examples, from the model
 	$(PY) -m cli.options_doc

@@ -50,6 +50,9 @@ COMMANDS: dict[str, Command] = {
     "rotate-restic": Command("cli.rotate", "TARGET [--limit HOST]: a restic password rotated (new key beside the "
                              "old, env file and stack switched, old key removed); no snapshot lost",
                              "0 rotated, 1 refused or failed (the old password still opens it)", prefix=("restic",)),
+    "rotate-django-key": Command("cli.rotate", "APP [--yes]: a new Django secret key, the old one kept as a "
+                                 "fallback for secret_key_fallback_days (where the app reads fallbacks)",
+                                 "0 rotated, 1 refused or failed (the old key serves)", prefix=("django-key",)),
     "preflight": Command("cli.preflight", "every prerequisite of a run against the inventory, each failure with "
                          "its fix (secrets, confirm, host keys, reachable, sudo, deploy keys, names, ACME)",
                          "0 every check passed, 1 one failed"),

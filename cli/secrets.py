@@ -154,6 +154,17 @@ def edit(inventory: str, vault: Vault) -> int:
             return 0
 
 
+def put(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    """Set ``value`` at ``path`` (group first) in a stack's decrypted values, making the sections
+    on the way; a section that holds a value instead is refused, naming the dotted path."""
+    node = data
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{'.'.join(path)}: {part} holds a value, not options")
+    node[path[-1]] = value
+
+
 def set_value(inventory: str, vault: Vault, dotted: str) -> int:
     group, *path = dotted.split(".")
     if group not in GROUPS or not path:
@@ -167,13 +178,8 @@ def set_value(inventory: str, vault: Vault, dotted: str) -> int:
     if not value:
         raise ConfigError(f"{dotted}: no value on stdin (nothing saved)")
     data = json.loads(current(vault))
-    node = data.setdefault(group, {})
-    for part in path[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"{dotted}: {part} holds a value, not options")
-    unchanged = value_at(data[group], tuple(path)) == value
-    node[path[-1]] = value
+    unchanged = value_at(data.get(group, {}), tuple(path)) == value
+    put(data, (group, *path), value)
     if unchanged:
         print(f"secrets: {dotted} already has that value")
         return 0
