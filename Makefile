@@ -19,7 +19,7 @@ export SANDBOX_NAME SANDBOX_SUBNET
 
 .PHONY: help deps venv venv-run sandbox sandbox-up sandbox-status sandbox-down plan apply drift bench deploy-keys \
         release rollback audit-mismatches alert-test backup-status backup-now backup-list status logs manage shell releases ssh history restore restore-drill dr dr-drill \
-        preflight validate secrets-template secrets-edit secrets-set secrets-recipients rotate-restic rotate-django-key options-doc test test-unit test-integration lint
+        preflight validate secrets-template secrets-edit secrets-set secrets-recipients rotate-restic rotate-django-key rotate-secret options-doc test test-unit test-integration lint
 
 help: ## List the targets and what they do
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -89,6 +89,10 @@ rotate-restic: venv ## Rotate a restic repository's password, nothing lost (TARG
 rotate-django-key: venv ## Rotate APP's Django secret key; the old one stays a fallback for its secret_key_fallback_days (sessions kept)
 	@test -n "$(APP)" || { echo "rotate-django-key: give APP=<app>" >&2; exit 1; }
 	@$(IAC) rotate-django-key $(APP) $(if $(filter yes,$(CONFIRM)),--yes)
+
+rotate-secret: venv ## Rotate a provider-issued secret KEY=group.path (webhook URL, S3 key), new value on stdin: applied, checked, then revoke the old
+	@test -n "$(KEY)" || { echo "rotate-secret: give KEY=<group.path>, e.g. KEY=lan.backups.alerts.webhook_url" >&2; exit 1; }
+	@$(IAC) rotate-secret $(KEY) $(if $(filter yes,$(CONFIRM)),--yes)
 
 options-doc: venv ## Write docs/options.md, every option's type, default, description and examples, from the model
 	$(PY) -m cli.options_doc

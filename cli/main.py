@@ -53,6 +53,9 @@ COMMANDS: dict[str, Command] = {
     "rotate-django-key": Command("cli.rotate", "APP [--yes]: a new Django secret key, the old one kept as a "
                                  "fallback for secret_key_fallback_days (where the app reads fallbacks)",
                                  "0 rotated, 1 refused or failed (the old key serves)", prefix=("django-key",)),
+    "rotate-secret": Command("cli.rotate", "GROUP.PATH [--yes]: a provider-issued secret (webhook URL, S3 key) "
+                             "from stdin, applied, checked from the hosts, then the old one to revoke",
+                             "0 rotated, 1 refused or failed (the old value serves)", prefix=("secret",)),
     "preflight": Command("cli.preflight", "every prerequisite of a run against the inventory, each failure with "
                          "its fix (secrets, confirm, host keys, reachable, sudo, deploy keys, names, ACME)",
                          "0 every check passed, 1 one failed"),

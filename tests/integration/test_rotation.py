@@ -4,18 +4,23 @@ each followed by a drift check that is in sync (the host holds what the stack no
 - `make rotate-restic` on the LAN host's offsite repository: the oldest and the newest snapshot
   restore with the new password, the old password opens nothing, the stack holds the new one;
 - `make rotate-django-key` on rental_scheduler: a logged-in session made before is still logged in
-  after (the old key is a fallback), the stack holds a new key and the old one as its fallback."""
+  after (the old key is a fallback), the stack holds a new key and the old one as its fallback;
+- `make rotate-secret` of two provider-issued secrets, the LAN host's alert webhook URL and the
+  system-state repository's S3 key: each is checked from the host before the old one is to be
+  revoked (the test message reaches the new URL only; restic answers with the new key)."""
 
 from __future__ import annotations
 
 import http.client
 import json
 import os
+import secrets
 import shlex
 import subprocess
 import time
 from datetime import UTC, datetime
 
+from sandbox.world.common import HOSTILE
 from tests.integration.conftest import REPO, Run, Sandbox
 from tests.integration.load import Load
 
@@ -117,3 +122,43 @@ def test_a_django_key_rotation_under_load_keeps_logged_in_sessions(sandbox: Sand
     history = sandbox.ssh("lan", "tail -n 3 /var/log/iac/history.jsonl").stdout
     assert "rotate the secret key of rental_scheduler" in history, history
     assert sandbox.drift("drift-after-django-key-rotation", "--limit", "lan").returncode == 0
+
+
+def _webhook_paths(sandbox: Sandbox) -> list[str]:
+    log = sandbox.world.webhook_log
+    return [json.loads(line)["path"] for line in log.read_text().splitlines() if line.strip()] if log.exists() else []
+
+
+def test_provider_issued_secrets_rotate_under_load_checked_from_the_host(sandbox: Sandbox, converged: Run) -> None:
+    ip = sandbox.world.host_ip("lan")
+    stack = sandbox.world.secret_values()["lan"]
+    old_url = stack["backups"]["alerts"]["webhook_url"]
+    new_url = f"{sandbox.world.webhook_base}/api/webhooks/2/rotated-{secrets.token_urlsafe(24)}"
+    new_id, new_secret = f"CANARY-s3-id-{secrets.token_hex(8)}", f"CANARY-s3-{secrets.token_urlsafe(16)}{HOSTILE}"
+    env = {k: v for k, v in os.environ.items() if k != "PYINFRA_YES"}
+    seen = len(_webhook_paths(sandbox))
+    runs = []
+    with Load(ip, 8001, "gts-server.lan") as rental, Load(ip, 8002, "gts-server.lan") as shop:
+        for key, value in (("lan.backups.alerts.webhook_url", new_url + "\n"),
+                           ("lan.backups.offsite.system_state.access_key", f"{new_id}\n{new_secret}\n")):
+            started = time.monotonic()
+            proc = subprocess.run(["make", "-s", "rotate-secret", f"KEY={key}"], cwd=REPO, input=value,
+                                  capture_output=True, text=True, timeout=900, check=False, env=env)
+            runs.append(sandbox.keep(f"rotate-secret-{key}", Run(["make", "rotate-secret", key], proc.returncode,
+                                                                 proc.stdout, proc.stderr,
+                                                                 time.monotonic() - started)))
+    for run in runs:
+        assert run.returncode == 0, run.output[-3000:]
+        assert "now delete the old" in run.output
+        assert new_url not in run.output and new_secret not in run.output and old_url not in run.output
+    assert rental.result.failures == [] and shop.result.failures == [], (rental.result.summary(),
+                                                                          shop.result.summary())
+    # the test message went to the new URL, and nothing more to the old one since
+    posted = _webhook_paths(sandbox)[seen:]
+    assert posted and all(p.endswith(new_url.rsplit("/", 1)[1]) for p in posted), posted
+    assert "the repository answers" in runs[1].output
+    now = sandbox.world.secret_values()["lan"]
+    assert now["backups"]["alerts"]["webhook_url"] == new_url
+    assert now["backups"]["offsite"]["system_state"]["access_key_id"] == new_id
+    assert now["backups"]["offsite"]["system_state"]["secret_access_key"] == new_secret
+    assert sandbox.drift("drift-after-secret-rotations", "--limit", "lan").returncode == 0

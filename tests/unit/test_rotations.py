@@ -1,7 +1,7 @@
-"""A Django secret key rotation (cli/rotate.py ``rotate-django-key``): the old key stays a fallback
-for the declared days where the app reads fallbacks, expired ones are neither written nor kept,
-and an app that reads none is told that sessions end. The sandbox run under load is
-tests/integration/test_rotation.py."""
+"""Rotations (cli/rotate.py). A Django secret key: the old key stays a fallback for the declared
+days where the app reads fallbacks, expired ones are neither written nor kept, and an app that
+reads none is told that sessions end. A provider-issued secret: named by its option, the others
+sent to their own command. The sandbox runs under load are tests/integration/test_rotation.py."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from cli.rotate import kept_fallbacks, sessions_note
+from cli.rotate import _declared, issued, kept_fallbacks, sessions_note
+from cli.secrets import read_values
+from iac.errors import ConfigError
 from operations.app.context import app_environment, app_view
 from operations.app.options import DjangoApp
 from stack.load import config_secret_values
@@ -89,3 +91,42 @@ def test_fallbacks_for_an_app_that_reads_none_are_refused_with_the_fix() -> None
         DjangoApp.model_validate({**PINGER, "secret_key": CURRENT, "settings_env": settings_env,
                                   "secret_key_fallbacks": {"2026-12-09T00:00:00Z": "b" * 40}})
     assert "reads no fallback keys" in str(err.value) and "settings_env.secret_key_fallbacks" in str(err.value)
+
+
+@pytest.mark.parametrize(("dotted", "leaves"), [
+    ("lan.backups.alerts.webhook_url", ("webhook_url",)),
+    ("lan.apps.rental_scheduler.discord_alerts.webhook_url", ("webhook_url",)),
+    ("lan.backups.offsite.postgres.access_key", ("access_key_id", "secret_access_key")),
+])
+def test_provider_issued_secrets_are_named_by_their_option(dotted: str, leaves: tuple) -> None:
+    group, path, kind = issued(dotted)
+    assert group == "lan" and ".".join(path) == dotted.split(".", 1)[1] and kind.leaves == leaves
+
+
+@pytest.mark.parametrize(("dotted", "said"), [
+    ("lan.apps.rental_scheduler.secret_key", "make rotate-django-key"),
+    ("lan.backups.offsite.postgres.password", "make rotate-restic"),
+    ("lan.backups.offsite.a.b.access_key", "not a secret a provider issues"),  # '*' is one name
+    ("lan.apps.x.secret_env.TOKEN", "example: lan.backups.alerts.webhook_url"),
+])
+def test_other_secrets_are_refused_naming_their_command(dotted: str, said: str) -> None:
+    with pytest.raises(ConfigError, match=said):
+        issued(dotted)
+
+
+def test_an_option_not_declared_on_a_host_is_named(production) -> None:
+    lan = production["lan"]
+    assert _declared(lan, ("backups", "offsite", "postgres"))
+    assert _declared(lan, ("apps", "rental_scheduler", "discord_alerts", "webhook_url"))
+    assert not _declared(lan, ("apps", "nope", "discord_alerts", "webhook_url"))
+    assert not _declared(production["public"], ("backups", "offsite", "postgres"))
+
+
+def test_several_values_are_read_one_line_each(monkeypatch) -> None:
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("id-1234567\nsecret-value-123456\n"))
+    assert read_values(["id", "secret"]) == ["id-1234567", "secret-value-123456"]
+    monkeypatch.setattr("sys.stdin", io.StringIO("only-one\n"))
+    with pytest.raises(ConfigError, match="want 2 non-empty lines"):
+        read_values(["id", "secret"])
