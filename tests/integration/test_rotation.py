@@ -147,12 +147,15 @@ def test_provider_issued_secrets_rotate_under_load_checked_from_the_host(sandbox
     stack = sandbox.world.secret_values()["lan"]
     old_url = stack["backups"]["alerts"]["webhook_url"]
     new_url = f"{sandbox.world.webhook_base}/api/webhooks/2/rotated-{secrets.token_urlsafe(24)}"
+    old_app_url = stack["apps"]["rental_scheduler"]["discord_alerts"]["webhook_url"]
+    new_app_url = f"{sandbox.world.webhook_base}/api/webhooks/1/rotated-{secrets.token_urlsafe(24)}"
     new_id, new_secret = f"CANARY-s3-id-{secrets.token_hex(8)}", f"CANARY-s3-{secrets.token_urlsafe(16)}{HOSTILE}"
     env = {k: v for k, v in os.environ.items() if k != "PYINFRA_YES"}
     seen = len(_webhook_paths(sandbox))
     runs = []
     with Load(ip, 8001, "gts-server.lan") as rental, Load(ip, 8002, "gts-server.lan") as shop:
         for key, value in (("lan.backups.alerts.webhook_url", new_url + "\n"),
+                           ("lan.apps.rental_scheduler.discord_alerts.webhook_url", new_app_url + "\n"),
                            ("lan.backups.offsite.system_state.access_key", f"{new_id}\n{new_secret}\n")):
             started = time.monotonic()
             proc = subprocess.run(["make", "-s", "rotate-secret", f"KEY={key}"], cwd=REPO, input=value,
@@ -163,15 +166,20 @@ def test_provider_issued_secrets_rotate_under_load_checked_from_the_host(sandbox
     for run in runs:
         assert run.returncode == 0, run.output[-3000:]
         assert "now delete the old" in run.output
-        assert new_url not in run.output and new_secret not in run.output and old_url not in run.output
+        assert all(v not in run.output for v in (new_url, new_secret, old_url, new_app_url, old_app_url))
     assert rental.result.failures == [] and shop.result.failures == [], (rental.result.summary(),
                                                                           shop.result.summary())
-    # the test message went to the new URL, and nothing more to the old one since
+    # each test message went to its new URL, and nothing more to the old ones since
     posted = _webhook_paths(sandbox)[seen:]
-    assert posted and all(p.endswith(new_url.rsplit("/", 1)[1]) for p in posted), posted
-    assert "the repository answers" in runs[1].output
+    tokens = [u.rsplit("/", 1)[1] for u in (new_url, new_app_url)]
+    assert posted and all(p.endswith(tuple(tokens)) for p in posted), posted
+    assert all(any(p.endswith(t) for p in posted) for t in tokens), posted
+    assert "the repository answers" in runs[2].output
+    assert "rotate lan.apps.rental_scheduler.discord_alerts.webhook_url" in sandbox.ssh(
+        "lan", "tail -n 5 /var/log/iac/history.jsonl").stdout
     now = sandbox.world.secret_values()["lan"]
     assert now["backups"]["alerts"]["webhook_url"] == new_url
+    assert now["apps"]["rental_scheduler"]["discord_alerts"]["webhook_url"] == new_app_url
     assert now["backups"]["offsite"]["system_state"]["access_key_id"] == new_id
     assert now["backups"]["offsite"]["system_state"]["secret_access_key"] == new_secret
     assert sandbox.drift("drift-after-secret-rotations", "--limit", "lan").returncode == 0
