@@ -19,7 +19,7 @@ export SANDBOX_NAME SANDBOX_SUBNET
 
 .PHONY: help deps venv venv-run sandbox sandbox-up sandbox-status sandbox-down plan apply drift bench deploy-keys \
         release rollback audit-mismatches alert-test backup-status backup-now backup-list status logs manage shell releases ssh history restore restore-drill dr dr-drill \
-        preflight validate secrets-template secrets-edit secrets-set secrets-recipients rotate-restic options-doc test test-unit test-integration lint
+        preflight validate secrets-template secrets-edit secrets-set secrets-recipients rotate-restic rotate-django-key rotate-secret rotate-deploy-key rotate-sudo-password options-doc test test-unit test-integration lint
 
 help: ## List the targets and what they do
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | \
@@ -82,9 +82,25 @@ secrets-set: venv ## Set one secret, KEY=group.dotted.path, its value from stdin
 secrets-recipients: venv ## Who can read INVENTORY's secrets; ADD='age1... name' or REMOVE=name re-encrypts
 	@$(IAC) secrets-recipients $(if $(ADD),--add "$(ADD)") $(if $(REMOVE),--remove "$(REMOVE)")
 
-rotate-restic: venv ## Rotate a restic repository's password, nothing lost (TARGET=postgres|system_state, HOST=)
+rotate-restic: venv ## Rotate a restic repository's password, nothing lost (TARGET=postgres|system_state, HOST=, NEW=stdin: yours)
 	@test -n "$(TARGET)" || { echo "rotate-restic: give TARGET=postgres or TARGET=system_state (and HOST=)" >&2; exit 1; }
-	@$(IAC) rotate-restic $(TARGET) $(if $(HOST),--limit $(HOST))
+	@$(IAC) rotate-restic $(TARGET) $(if $(HOST),--limit $(HOST)) $(if $(filter stdin,$(NEW)),--stdin)
+
+rotate-django-key: venv ## Rotate APP's Django secret key (NEW=stdin: yours); the old one stays a fallback for secret_key_fallback_days
+	@test -n "$(APP)" || { echo "rotate-django-key: give APP=<app>" >&2; exit 1; }
+	@$(IAC) rotate-django-key $(APP) $(if $(filter yes,$(CONFIRM)),--yes) $(if $(filter stdin,$(NEW)),--stdin)
+
+rotate-secret: venv ## Rotate a provider-issued secret KEY=group.path (webhook URL, S3 key), new value on stdin: applied, checked, then revoke the old
+	@test -n "$(KEY)" || { echo "rotate-secret: give KEY=<group.path>, e.g. KEY=lan.backups.alerts.webhook_url" >&2; exit 1; }
+	@$(IAC) rotate-secret $(KEY) $(if $(filter yes,$(CONFIRM)),--yes)
+
+rotate-deploy-key: venv ## Rotate APP's deploy key: run, register the printed key on the git host, run again, delete the old key there
+	@test -n "$(APP)" || { echo "rotate-deploy-key: give APP=<app>" >&2; exit 1; }
+	@$(IAC) rotate-deploy-key $(APP)
+
+rotate-sudo-password: venv ## Rotate the admin's sudo password on GROUP's hosts (new one typed twice, or on stdin); proven before the stack takes it
+	@test -n "$(GROUP)" || { echo "rotate-sudo-password: give GROUP=<group>, e.g. GROUP=lan" >&2; exit 1; }
+	@$(IAC) rotate-sudo-password $(GROUP)
 
 options-doc: venv ## Write docs/options.md, every option's type, default, description and examples, from the model
 	$(PY) -m cli.options_doc

@@ -25,7 +25,7 @@ from operations.postgres.deploy import postgresql
 from operations.tailscale.deploy import tailscale
 from operations.tls.deploy import certificate_links, certificates
 from operations.watch.deploy import watch
-from stack.load import host_config, release_only
+from stack.load import host_config, release_only, run_purpose
 
 # while pyinfra decides what to change: facts in a few batched commands per host, and less CPU
 # (iac/pyinfra_ext/__init__.py: only on the pyinfra it was tested with; IAC_PYINFRA_EXT=off: none)
@@ -90,7 +90,7 @@ config = host_config(host)
 # a run that changes the host holds its lock first, and ends with a line in its history (a plan
 # takes no lock)
 if app := release_only(config):
-    run_lock.hold(state, host, f"release {app} {config.apps[app].source.revision}", limit=False)
+    run_lock.hold(state, host, run_purpose(f"release {app} {config.apps[app].source.revision}"), limit=False)
     one_app(config, app)
 else:
     run_lock.hold(state, host, "apply")

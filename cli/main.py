@@ -50,6 +50,20 @@ COMMANDS: dict[str, Command] = {
     "rotate-restic": Command("cli.rotate", "TARGET [--limit HOST]: a restic password rotated (new key beside the "
                              "old, env file and stack switched, old key removed); no snapshot lost",
                              "0 rotated, 1 refused or failed (the old password still opens it)", prefix=("restic",)),
+    "rotate-django-key": Command("cli.rotate", "APP [--yes]: a new Django secret key, the old one kept as a "
+                                 "fallback for secret_key_fallback_days (where the app reads fallbacks)",
+                                 "0 rotated, 1 refused or failed (the old key serves)", prefix=("django-key",)),
+    "rotate-secret": Command("cli.rotate", "GROUP.PATH [--yes]: a provider-issued secret (webhook URL, S3 key) "
+                             "from stdin, applied, checked from the hosts, then the old one to revoke",
+                             "0 rotated, 1 refused or failed (the old value serves)", prefix=("secret",)),
+    "rotate-deploy-key": Command("cli.rotate", "APP: a new deploy key beside the old; once registered on the "
+                                 "git host (run again), it replaces the old, whose public half is printed to delete",
+                                 "0 rotated, 3 the new key waits to be registered, 1 refused or failed (the old key "
+                                 "serves)", prefix=("deploy-key",)),
+    "rotate-sudo-password": Command("cli.rotate", "GROUP: the admin's sudo password (new one on stdin) on the "
+                                    "group's hosts, proven by a new login, then the stack's hash",
+                                    "0 rotated, 1 refused or failed (the old password is back)",
+                                    prefix=("sudo-password",)),
     "preflight": Command("cli.preflight", "every prerequisite of a run against the inventory, each failure with "
                          "its fix (secrets, confirm, host keys, reachable, sudo, deploy keys, names, ACME)",
                          "0 every check passed, 1 one failed"),

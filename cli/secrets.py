@@ -154,26 +154,50 @@ def edit(inventory: str, vault: Vault) -> int:
             return 0
 
 
+def put(data: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
+    """Set ``value`` at ``path`` (group first) in a stack's decrypted values, making the sections
+    on the way; a section that holds a value instead is refused, naming the dotted path."""
+    node = data
+    for part in path[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"{'.'.join(path)}: {part} holds a value, not options")
+    node[path[-1]] = value
+
+
+def read_value(label: str) -> str:
+    """One secret from stdin: unechoed at a terminal, else the input less its final newline."""
+    if sys.stdin.isatty():
+        value = getpass.getpass(f"{label} (not echoed): ")
+    else:
+        value = sys.stdin.read()
+        value = value[:-1] if value.endswith("\n") else value
+    if not value:
+        raise ConfigError(f"{label}: no value on stdin (nothing saved)")
+    return value
+
+
+def read_values(labels: list[str]) -> list[str]:
+    """Several secrets from stdin: one prompt each at a terminal, else one line each (in order)."""
+    if len(labels) == 1 or sys.stdin.isatty():
+        return [read_value(label) for label in labels]
+    lines = sys.stdin.read().split("\n")
+    lines = lines[:-1] if lines and lines[-1] == "" else lines
+    if len(lines) != len(labels) or not all(lines):
+        raise ConfigError(f"want {len(labels)} non-empty lines on stdin ({', '.join(labels)}), got "
+                          f"{len(lines)}{' (one empty)' if lines and not all(lines) else ''} (nothing saved)")
+    return lines
+
+
 def set_value(inventory: str, vault: Vault, dotted: str) -> int:
     group, *path = dotted.split(".")
     if group not in GROUPS or not path:
         raise ConfigError(f"{dotted!r}: want GROUP.PATH, a group of {', '.join(GROUPS)} then the option path "
                           "(example: lan.apps.rental_scheduler.secret_key)")
-    if sys.stdin.isatty():
-        value = getpass.getpass(f"{dotted} (not echoed): ")
-    else:
-        value = sys.stdin.read()
-        value = value[:-1] if value.endswith("\n") else value
-    if not value:
-        raise ConfigError(f"{dotted}: no value on stdin (nothing saved)")
+    value = read_value(dotted)
     data = json.loads(current(vault))
-    node = data.setdefault(group, {})
-    for part in path[:-1]:
-        node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise ConfigError(f"{dotted}: {part} holds a value, not options")
-    unchanged = value_at(data[group], tuple(path)) == value
-    node[path[-1]] = value
+    unchanged = value_at(data.get(group, {}), tuple(path)) == value
+    put(data, (group, *path), value)
     if unchanged:
         print(f"secrets: {dotted} already has that value")
         return 0

@@ -119,6 +119,9 @@ def _overrides(group: str) -> dict:
         values["network"] = {"address": f"{_world.host_ip('lan')}/24", "gateway": _world.gateway_ip("lan"),
                              "dns": _world.resolvers()}
         values["node"] = {"source": "debian"}
+        # the fixture apps read their older keys from here (sandbox/fixtures/README.md)
+        for name in values["apps"]:
+            values["apps"][name]["settings_env"] = {"secret_key_fallbacks": "DJANGO_SECRET_KEY_FALLBACKS"}
         values["tailscale"] = {"enabled": False}
         values["backups"] = {
             "local": {"disk_uuid": _world.backup_disk_uuid()},

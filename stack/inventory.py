@@ -42,6 +42,9 @@ ALLOWED_OVERRIDES: dict[str, str] = {
     "apps.*.source.url": "fixture repositories on the sandbox's git forge instead of GitHub",
     "apps.*.source.host_key": "the forge's host key instead of GitHub's",
     "apps.*.source.revision": "tests deploy the fixtures' v1, v2 and broken revisions",
+    "apps.*.settings_env.secret_key_fallbacks": "the LAN fixture apps read DJANGO_SECRET_KEY_FALLBACKS (a key "
+                                                "rotation keeps sessions); production's apps are declared "
+                                                "without it until their settings read one",
     "tls.acme_directory": "pebble instead of Let's Encrypt",
     "tls.acme_ca_bundle": "pebble's HTTPS certificate is signed by the sandbox's own CA",
     "tls.issuer_ca_bundle": "pebble issues under a root of its own, made anew each time it starts",

@@ -527,6 +527,15 @@ def pin_group_file_revision(path: Path, app: str, commit: str, note: str) -> tup
 RELEASE_ONLY_ENV = "IAC_RELEASE_ONLY"
 
 
+# what the host's history says an app-only run was for (a rotation sets it; default: the release)
+RUN_PURPOSE_ENV = "IAC_RUN_PURPOSE"
+
+
+def run_purpose(default: str) -> str:
+    """What the host's history records an app-only run as (``IAC_RUN_PURPOSE``, else ``default``)."""
+    return os.environ.get(RUN_PURPOSE_ENV) or default
+
+
 def release_only(config: HostConfig) -> str | None:
     """The app ``make release`` applies alone on this host, or None for a full converge."""
     app = os.environ.get(RELEASE_ONLY_ENV)

@@ -141,6 +141,10 @@ def encrypt(plaintext: bytes, recipients: list[Recipient], dest: Path) -> None:
 PENDING: dict[Path, bytes] = {}
 
 
+# the last decrypted stack of this process, keyed by Vault._seen(): a changed file is read again
+_READ: dict[tuple, bytes] = {}
+
+
 @dataclass(frozen=True)
 class Vault:
     """A stack's encrypted secrets: the ciphertext, its recipients file, and the identities that
@@ -153,21 +157,35 @@ class Vault:
     def exists(self) -> bool:
         return self.cipher in PENDING or self.cipher.exists()
 
+    def _seen(self) -> tuple:
+        """What a decrypted copy held in memory was read from: the file as it is, and who read it."""
+        stat = self.cipher.stat()
+        return (self.cipher, stat.st_mtime_ns, stat.st_size, stat.st_ino, self.keys,
+                os.environ.get("IAC_AGE_IDENTITY"))
+
     def read(self) -> bytes:
         if self.cipher in PENDING:
             return PENDING[self.cipher]
+        seen = self._seen()
+        if seen in _READ:  # one decryption per process while the file is unchanged (an inventory reads twice)
+            return _READ[seen]
         if self.keys is None:
-            return decrypt(self.cipher)
-        # a stack with its own identity (the sandbox's) is also read with IAC_AGE_IDENTITY's, when
-        # set: how the CI job's key is tried on the sandbox (tests/integration/test_secrets_stack.py)
-        given = identities() if os.environ.get("IAC_AGE_IDENTITY") else []
-        return decrypt(self.cipher, [*given, *self.keys])
+            plaintext = decrypt(self.cipher)
+        else:
+            # a stack with its own identity (the sandbox's) is also read with IAC_AGE_IDENTITY's, when
+            # set: how the CI job's key is tried on the sandbox (tests/integration/test_secrets_stack.py)
+            given = identities() if os.environ.get("IAC_AGE_IDENTITY") else []
+            plaintext = decrypt(self.cipher, [*given, *self.keys])
+        _READ.clear()
+        _READ[seen] = plaintext
+        return plaintext
 
     def write(self, plaintext: bytes) -> None:
         if self.cipher in PENDING:
             PENDING[self.cipher] = plaintext
             return
         encrypt(plaintext, parse_recipients(self.recipients), self.cipher)
+        _READ.clear()
 
 
 def own_vault(directory: Path) -> Vault:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import SecretStr
 
 from iac.paths import HOST
@@ -16,8 +18,9 @@ def env_file_path(config: HostConfig, name: str) -> str:
 
 def app_view(app: DjangoApp) -> DjangoApp:
     """The app as templates other than its env file see it: its secrets left out (its secret key,
-    secret_env, the alert webhook), so no secret reaches a file that does not write it."""
-    return app.model_copy(update={"secret_key": SecretStr(""), "secret_env": {}, "discord_alerts": None})
+    its fallbacks, secret_env, the alert webhook), so no secret reaches a file that does not write it."""
+    return app.model_copy(update={"secret_key": SecretStr(""), "secret_key_fallbacks": {}, "secret_env": {},
+                                  "discord_alerts": None})
 
 
 def env_context(config: HostConfig, name: str, app: DjangoApp) -> dict:
@@ -77,7 +80,8 @@ def app_context(config: HostConfig, name: str, app: DjangoApp) -> dict:
     }
 
 
-def app_environment(app: DjangoApp, name: str, allowed_hosts: list[str], csrf_origins: list[str]) -> dict[str, str]:
+def app_environment(app: DjangoApp, name: str, allowed_hosts: list[str], csrf_origins: list[str],
+                    now: datetime | None = None) -> dict[str, str]:
     """The app's environment, in the order the env file lists it: what the repo derives from the
     model, under the names the app reads (``settings_env``; ``DjangoApp.managed_env_keys``
     reserves them), then ``env``, then ``secret_env``."""
@@ -88,6 +92,8 @@ def app_environment(app: DjangoApp, name: str, allowed_hosts: list[str], csrf_or
         if variable is not None:  # None: the app reads no such variable
             env[variable] = value
 
+    # older keys Django still accepts (only unexpired ones: the day one expires, the file changes)
+    put(names.secret_key_fallbacks, ",".join(app.live_fallbacks(now)))
     put(names.debug, "0")
     put(names.allowed_hosts, ",".join(allowed_hosts))
     if csrf_origins:

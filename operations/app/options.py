@@ -4,6 +4,7 @@ check, environment, processes, alerts."""
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -179,6 +180,13 @@ class SettingsEnv(Strict):
 
     secret_key: EnvKey = Field(default="DJANGO_SECRET_KEY", description="Name of the secret key variable.",
                                examples=["SECRET_KEY"])
+    secret_key_fallbacks: EnvKey | None = Field(
+        default=None, description="Name of the variable the app reads Django's SECRET_KEY_FALLBACKS from "
+        "(comma-separated: older keys still accepted for sessions, password resets and signed values), "
+        "e.g. `SECRET_KEY_FALLBACKS = [k for k in os.environ.get('DJANGO_SECRET_KEY_FALLBACKS', '').split(',') "
+        "if k]`. None: the app reads none, so a key rotation ends every session at once (`make "
+        "rotate-django-key` says so before it starts).",
+        examples=["DJANGO_SECRET_KEY_FALLBACKS", None])
     debug: EnvKey | None = Field(default="DJANGO_DEBUG", description="Name of the debug flag (always written "
                                  "as 0: production never runs with DEBUG).", examples=["DEBUG"])
     allowed_hosts: EnvKey | None = Field(default="DJANGO_ALLOWED_HOSTS", description="Name of the "
@@ -232,6 +240,26 @@ class AppProcess(Strict):
 
 # the least a secret of each kind may hold (iac/values.py secret())
 DjangoSecretKey = secret(32, "Django secret key")
+
+UNTIL_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+
+@type_name("UTC time (YYYY-MM-DDTHH:MM:SSZ)")
+def _check_until(value: str) -> str:
+    try:
+        datetime.strptime(value, UNTIL_FORMAT)
+    except ValueError:
+        raise ValueError(f"{value!r} is not a UTC time written YYYY-MM-DDTHH:MM:SSZ "
+                         "(example: 2026-12-12T10:00:00Z)") from None
+    return value
+
+
+FallbackUntil = Annotated[str, AfterValidator(_check_until)]
+
+
+def until_time(until: str) -> datetime:
+    """The moment a fallback key (keyed by its ``until``) stops being written."""
+    return datetime.strptime(until, UNTIL_FORMAT).replace(tzinfo=UTC)
 SecretValue = secret(8, "secret variable")
 
 
@@ -259,6 +287,17 @@ class DjangoApp(Strict):
         description="SECRET. Django's SECRET_KEY (the variable settings_env.secret_key names), from the secrets "
                     "file; at least 32 characters.",
                                   examples=["(50 random characters)"])
+    secret_key_fallbacks: dict[FallbackUntil, DjangoSecretKey] = Field(
+        default={},
+        description="SECRET. Older secret keys the app still accepts, each keyed by the UTC time it stops "
+                    "being written (YYYY-MM-DDTHH:MM:SSZ); only unexpired ones reach the variable "
+                    "settings_env.secret_key_fallbacks names. `make rotate-django-key` adds the key it "
+                    "replaces and drops expired ones; from the secrets file only.",
+        examples=[{"2026-12-12T10:00:00Z": "(the key before the last rotation)"}])
+    secret_key_fallback_days: int = Field(
+        default=7, ge=0, le=90, description="How long `make rotate-django-key` keeps the replaced key as a "
+        "fallback (days; 0: sessions signed with it end at once). Django's advice: long enough for the "
+        "sessions and password-reset links you want to survive.", examples=[7])
     database: Database = Field(description="Where the app keeps its data (engine 'sqlite' or 'postgresql').",
                                examples=[{"engine": "sqlite", "path": "/var/lib/chip_dashboard/db.sqlite3"},
                                          {"engine": "postgresql", "name": "gts_scheduler",
@@ -313,6 +352,12 @@ class DjangoApp(Strict):
     keep_releases: int = Field(default=3, ge=2, le=20, description="Releases kept on disk for rollback.",
                                examples=[3])
 
+    def live_fallbacks(self, now: datetime | None = None) -> list[str]:
+        """The fallback keys not yet expired at ``now`` (UTC; default: this moment), newest first."""
+        moment = now or datetime.now(UTC)
+        return [self.secret_key_fallbacks[until].get_secret_value()
+                for until in sorted(self.secret_key_fallbacks, reverse=True) if until_time(until) > moment]
+
     def managed_env_keys(self) -> set[str]:
         """Environment variables the repo itself sets for the app (templates/etc/iac/apps/app.env.j2);
         `env` and `secret_env` may not override them."""
@@ -342,6 +387,15 @@ class DjangoApp(Strict):
                 raise option_error("allowed_hosts", (
                     f"must contain {want!r}: nginx serves the app as {server_name!r} (nginx.server_names) "
                     f"and Django answers 400 to a Host it does not allow; add it to {self.allowed_hosts}"))
+        if self.secret_key_fallbacks and self.settings_env.secret_key_fallbacks is None:
+            raise option_error("secret_key_fallbacks", (
+                "the app reads no fallback keys (settings_env.secret_key_fallbacks is None), so these would "
+                "reach nothing: name the variable its settings read SECRET_KEY_FALLBACKS from, or remove them"))
+        for until, key in self.secret_key_fallbacks.items():
+            if "," in key.get_secret_value():
+                raise option_error(f"secret_key_fallbacks.{until}", (
+                    "holds a comma, which separates the keys in the variable: rotate with `make "
+                    "rotate-django-key` (its keys have none) instead of keeping this one"))
         reserved = self.managed_env_keys()
         sources = {name: _ENV_SOURCES.get(option, f"settings_env.{option}")
                    for option, name in self.settings_env.names().items()} | _ENV_SOURCES
@@ -366,7 +420,9 @@ class DjangoApp(Strict):
 # where a managed variable's value comes from (for the message refusing an override): by
 # settings_env option, and by the names the repo alone sets
 _ENV_SOURCES = {
-    "secret_key": "secret_key in the secrets file", "debug": "always 0", "allowed_hosts": "allowed_hosts",
+    "secret_key": "secret_key in the secrets file",
+    "secret_key_fallbacks": "secret_key_fallbacks in the secrets file", "debug": "always 0",
+    "allowed_hosts": "allowed_hosts",
     "csrf_trusted_origins": "nginx.server_names", "secure_cookies": "nginx.tls", "static_root": "static_dir",
     "use_sqlite": "database.engine", "sqlite_path": "database.path", "postgres_db": "database.name",
     "postgres_user": "database.role", "postgres_host": "the local socket",

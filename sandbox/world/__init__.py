@@ -37,8 +37,8 @@ The package holds one module per concern; ``World`` (world.py) composes their mi
     lifecycle.py  up, down, leftovers, status
     cli.py        the command line (__main__.py runs it)
 
-Usage: python -m sandbox.world up|down|status [--json]|ssh-config|register-key APP PUBKEY|public-hosts N
-                               |boot-host ROLE [--foreground]
+Usage: python -m sandbox.world up|down|status [--json]|ssh-config|register-key APP PUBKEY
+                               |unregister-key APP PUBKEY|public-hosts N|boot-host ROLE [--foreground]
 """
 
 from .addresses import HOSTS, HostSpec

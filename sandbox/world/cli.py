@@ -36,9 +36,10 @@ def main(argv: list[str] | None = None) -> int:
     ph = sub.add_parser("public-hosts", help="make the public host's replicas (N hosts in all), boot them, "
                                              "and print their roles")
     ph.add_argument("total", type=int)
-    rk = sub.add_parser("register-key")
-    rk.add_argument("app")
-    rk.add_argument("pubkey")
+    for verb in ("register-key", "unregister-key"):  # a deploy key added or deleted on the git host
+        rk = sub.add_parser(verb)
+        rk.add_argument("app")
+        rk.add_argument("pubkey")
     args = p.parse_args(argv)
     try:
         if args.cmd == "free-slot":
@@ -83,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
             world.wait_booted(args.role)
         elif args.cmd == "register-key":
             world.register_key(args.app, args.pubkey)
+        elif args.cmd == "unregister-key":
+            world.unregister_key(args.app, args.pubkey)
     except (WorldError, subprocess.CalledProcessError) as exc:
         detail = getattr(exc, "stderr", "") or ""
         print(f"sandbox: error: {exc}\n{detail}".rstrip(), file=sys.stderr)

@@ -55,3 +55,14 @@ class Forge:
         line = f'restrict,command="/usr/local/bin/forge-shell {app}" {fields[0]} {fields[1]}'
         self.ssh("forge", f"grep -qxF '{line}' /srv/git/.ssh/authorized_keys || "
                  f"echo '{line}' >> /srv/git/.ssh/authorized_keys")
+
+    def unregister_key(self, app: str, pubkey: str) -> None:
+        """Take ``pubkey``'s grant to ``app`` away (a deploy key deleted on the git host)."""
+        if not re.fullmatch(r"[a-z0-9_]+", app):
+            raise WorldError(f"unregister-key: bad repository name {app!r}")
+        fields = pubkey.split()
+        if len(fields) < 2 or not fields[0].startswith(("ssh-", "ecdsa-")):
+            raise WorldError("unregister-key: give an OpenSSH public key line")
+        line = f'restrict,command="/usr/local/bin/forge-shell {app}" {fields[0]} {fields[1]}'
+        self.ssh("forge", "f=/srv/git/.ssh/authorized_keys; { grep -vxF -f /dev/stdin $f || true; } > $f.new && "
+                 "cat $f.new > $f && rm $f.new", input=line + "\n")

@@ -58,13 +58,19 @@ class Hosts:
         operator may keep theirs."""
         from iac.sudo import SECRET_PATH
         from stack.load import GROUP_DATA, read_group_file
-        from stack.secrets import crypt_sha512
+        from stack.secrets import crypt_sha512, value_at
 
         # read raw, before the model: a group file without it gets the model's own error later
         admin = read_group_file(GROUP_DATA / "lan.py").get("admin")
         login = admin.get("name") if isinstance(admin, dict) else None
         secrets = self.secrets()
         password = secrets.own_secret("lan", SECRET_PATH, lambda token: f"{token}{HOSTILE}")
+        # the stack's hash while it is this password's (`make rotate-sudo-password` salts its own),
+        # else one derived from it
+        stored = value_at(secrets.data.get("lan", {}), ("admin", "password_hash"))
+        salt = stored.split("$")[2] if isinstance(stored, str) and stored.count("$") == 3 else None
+        if salt and crypt_sha512(password, salt) == stored:
+            return login, password, stored
         return login, password, crypt_sha512(password, hashlib.sha256(password.encode()).hexdigest()[:16])
 
     def _install_admin(self, root: Path, pub: str) -> None:

@@ -2,7 +2,8 @@
 it off the host (the baseline's key repair, commit-confirm: a wrong list cannot lock the operator
 out), kept in the quarantine; the key that stays declared still logs in, the removed one cannot.
 
-On the LAN host, as production reaches it: the admin ``gts`` with sudo.
+On the LAN host, as production reaches it: the admin ``gts`` with sudo, while two clients ask both
+apps through nginx (no request fails).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import subprocess
 from pathlib import Path
 
 from tests.integration.conftest import Run, Sandbox
+from tests.integration.load import Load
 
 
 def logs_in(sandbox: Sandbox, key: Path, user: str = "gts") -> subprocess.CompletedProcess:
@@ -34,8 +36,12 @@ def test_a_departed_operators_key_no_longer_logs_in_and_the_declared_one_does(sa
     assert onboard.returncode == 0, onboard.output[-3000:]
     assert logs_in(sandbox, leaver).stdout.strip() == "gts"
 
-    offboard = sandbox.converge("admin-keys-leaver-removed", "--limit", "lan")
+    ip = sandbox.world.host_ip("lan")
+    with Load(ip, 8001, "gts-server.lan") as rental, Load(ip, 8002, "gts-server.lan") as shop:
+        offboard = sandbox.converge("admin-keys-leaver-removed", "--limit", "lan")
     assert offboard.returncode == 0, offboard.output[-3000:]
+    assert rental.result.failures == [] and shop.result.failures == [], (rental.result.summary(),
+                                                                          shop.result.summary())
     refused = logs_in(sandbox, leaver)
     assert refused.returncode == 255 and "Permission denied" in refused.stderr, refused
     assert logs_in(sandbox, sandbox.world.ssh_key).stdout.strip() == "gts"

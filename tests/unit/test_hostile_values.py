@@ -257,7 +257,7 @@ def _explicit_values_cached(group: str) -> dict[str, Any]:
             return None
         if isinstance(node, dict):
             return {k: v for k, v in ((k, plain(v)) for k, v in node.items())
-                    if v is not None and k != "secret_env"}
+                    if v is not None and k not in ("secret_env", "secret_key_fallbacks")}
         if isinstance(node, list):
             return [plain(v) for v in node]
         return node

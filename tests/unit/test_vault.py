@@ -208,3 +208,20 @@ def test_an_edit_of_a_generated_stack_keeps_an_earlier_configurations_keys_and_a
     assert json.loads(vault.read())["lan"]["apps"]["gone"] == {"secret_key": "CANARY-gone-0123456789"}
     added = run_cli(inventory, "set", "lan.apps.other.secret_key", stdin="CANARY-vault-other-0123456789")
     assert added.returncode == 1 and "unknown secret 'apps.other.secret_key'" in added.stderr
+
+
+def test_a_stack_is_decrypted_once_per_process_until_it_changes(tmp_path: Path, monkeypatch) -> None:
+    import stack.vault as vault_module
+
+    vault = own_vault(tmp_path / "stack")
+    vault.write(b'{"lan": {}}\n')
+    calls = []
+    real = vault_module.decrypt
+    monkeypatch.setattr(vault_module, "decrypt", lambda *a: calls.append(a) or real(*a))
+    assert vault.read() == own_vault(tmp_path / "stack").read() == b'{"lan": {}}\n'
+    assert len(calls) == 1  # a second Vault of the same file, unchanged: the same plaintext, no age
+    vault.write(b'{"lan": {"x": 1}}\n')
+    assert vault.read() == b'{"lan": {"x": 1}}\n' and len(calls) == 2
+    monkeypatch.setenv("IAC_AGE_IDENTITY", str(tmp_path / "stack" / "age-identity.txt"))
+    vault.read()
+    assert len(calls) == 3  # another reader's identity is tried for real, never answered from memory

@@ -23,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -33,10 +34,15 @@ from .offsite import MARKERS, repo_marker, restic
 from .proc import BackupError, log
 
 
+def _failed(what: str, done: subprocess.CompletedProcess) -> BackupError:
+    """restic WHAT failed: its last two lines of stderr (restic names the cause there)."""
+    return BackupError(f"restic {what}: " + " ".join(done.stderr.strip().splitlines()[-2:])[:300])
+
+
 def _keys(env: dict[str, str] | None, env_file: str) -> list[dict]:
     done = restic(["key", "list", "--json"], env_file=env_file, env=env, timeout=120)
     if done.returncode != 0:
-        raise BackupError("restic key list: " + " ".join(done.stderr.strip().splitlines()[-2:])[:300])
+        raise _failed("key list", done)
     return json.loads(done.stdout or "[]")
 
 
@@ -103,7 +109,7 @@ def add(env_file: str, password: str) -> dict:
         finally:
             os.unlink(secret)
         if done.returncode != 0:
-            raise BackupError("restic key add: " + " ".join(done.stderr.strip().splitlines()[-2:])[:300])
+            raise _failed("key add", done)
         if not _opens_with(env_file, password):
             raise BackupError("the repository does not open with the new password after `restic key add`")
     new_id = _current_id(_keys(_env(env_file, password), env_file))
@@ -130,7 +136,7 @@ def finish(env_file: str) -> dict:
     if any(k["id"] == kept["old_key"] for k in keys):
         done = restic(["key", "remove", kept["old_key"]], env_file=env_file, timeout=300)
         if done.returncode != 0:
-            raise BackupError("restic key remove: " + " ".join(done.stderr.strip().splitlines()[-2:])[:300])
+            raise _failed("key remove", done)
     record.unlink()
     _before(env_file).unlink(missing_ok=True)
     log(f"rekey: old key {kept['old_key'][:8]} removed")
@@ -149,7 +155,7 @@ def revert(env_file: str) -> dict:
     if kept["new_key"] != kept["old_key"] and any(k["id"] == kept["new_key"] for k in _keys(None, env_file)):
         done = restic(["key", "remove", kept["new_key"]], env_file=env_file, timeout=300)
         if done.returncode != 0:
-            raise BackupError("restic key remove: " + " ".join(done.stderr.strip().splitlines()[-2:])[:300])
+            raise _failed("key remove", done)
     record.unlink()
     log(f"rekey: reverted; key {kept['new_key'][:8]} removed, {env_file} as before")
     return {"reverted": kept["new_key"]}
