@@ -24,3 +24,11 @@ class NginxSite(Strict):
         description="Serve HTTPS on 443 with a certificate from certbot for server_names[0]; HTTP redirects.",
         examples=[True],
     )
+
+    def public_url(self) -> str | None:
+        """The URL users reach the site by: its scheme, canonical (first) name, and the port unless it
+        is the scheme's own; None when the site answers any name ('_' first)."""
+        if self.server_names[0] == "_":
+            return None
+        scheme, port = ("https", 443) if self.tls else ("http", self.port)
+        return f"{scheme}://{self.server_names[0]}{'' if port in (80, 443) else f':{port}'}"

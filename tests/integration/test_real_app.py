@@ -67,6 +67,8 @@ def test_real_shaped_app_serves_with_its_own_settings_names_static_dir_and_relea
     assert page.stdout.endswith("\n200"), page.stdout[-500:]  # compress ran: the manifest is there
     assert "<h1>pinger v2</h1>" in page.stdout
     assert "secret key: from the environment" in page.stdout  # SECRET_KEY, not DJANGO_SECRET_KEY
+    # DEBUG written off as the app reads it (False: it stops on 0), SITE_ROOT filled from the site
+    assert f"site root: http://pinger.example:{PORT}<" in page.stdout
     css = re.search(r"href='(/static/CACHE/app\.[0-9a-f]+\.css)'", page.stdout)
     assert css, page.stdout
     static = _get(sandbox, css.group(1))  # nginx serves static-collected/, where the app collects

@@ -34,7 +34,8 @@ PINGER: dict[str, Any] = {
     "health": {"path": "/api/v3/status/"},
     "release_commands": [["compress", "--force"]],
     "static_dir": "static-collected",
-    "settings_env": {"secret_key": "SECRET_KEY", "debug": "DEBUG", "allowed_hosts": "ALLOWED_HOSTS",
+    "settings_env": {"secret_key": "SECRET_KEY", "debug": "DEBUG", "debug_format": "False/True",
+                     "public_url": "SITE_ROOT", "allowed_hosts": "ALLOWED_HOSTS",
                      "csrf_trusted_origins": None, "secure_cookies": None, "static_root": None,
                      "use_sqlite": None, "sqlite_path": "DB_NAME"},
     "processes": {"sendalerts": {"command": ["sendalerts"]}},
@@ -61,7 +62,8 @@ def test_a_real_app_shape_is_declared_through_the_model_alone() -> None:
     ctx = app_context(config, "pinger", app)
     env = env_context(config, "pinger", app)["environment"]
     # the names the app reads; none of the repo's defaults it would ignore
-    assert env["SECRET_KEY"] and env["DEBUG"] == "0" and env["ALLOWED_HOSTS"] == "pinger.example"
+    assert env["SECRET_KEY"] and env["DEBUG"] == "False" and env["ALLOWED_HOSTS"] == "pinger.example"
+    assert env["SITE_ROOT"] == "http://pinger.example:8080"  # from the site: scheme, first name, port
     assert env["DB_NAME"] == "/var/lib/pinger/db.sqlite3"
     assert not {"DJANGO_SECRET_KEY", "DJANGO_DEBUG", "USE_SQLITE", "DJANGO_SECURE_COOKIES"} & set(env)
     # nginx serves the app's own static directory
@@ -110,6 +112,10 @@ def test_release_settings_of_the_real_app_shape_load_in_the_engine(tmp_path: Pat
     ("processes.sendalerts.unit", {"processes": {"sendalerts": {"command": ["sendalerts"],
                                                                   "unit": "gunicorn-pinger"}}}),
     ("env.SECRET_KEY", {"env": {"SECRET_KEY": "x"}}),  # the name the app reads its secret key from
+    ("env.SITE_ROOT", {"env": {"SITE_ROOT": "http://x"}}),  # the repo fills the public URL
+    ("settings_env.debug_format", {"settings_env": {**PINGER["settings_env"], "debug_format": "no/yes"}}),
+    ("settings_env.public_url", {"nginx": {**PINGER["nginx"], "server_names": ["_"]},
+                                 "allowed_hosts": ["pinger.example"]}),
 ])
 def test_bad_app_extras_are_refused_with_the_option_and_an_example(option: str, changes: dict) -> None:
     _refused(option, **changes)
@@ -149,3 +155,36 @@ def test_todays_apps_keep_their_files_byte_for_byte(production: Mapping[str, Hos
                 assert render(template, **values) == golden[f"{name}:{template}"], (name, template)
             site = render("etc/nginx/sites-available/app.conf.j2", default_server=True, **ctx)
             assert site == golden[f"{name}:site"], name
+
+
+@pytest.mark.parametrize("value", ["True", "true", "1", "yes", " on "])
+@pytest.mark.parametrize("name", ["DEBUG", "DJANGO_DEBUG", "APP_DEBUG"])
+def test_debug_through_env_is_refused_when_it_turns_debug_on(name: str, value: str) -> None:
+    settings_env = {**PINGER["settings_env"], "debug": None}  # the workaround: no debug name, DEBUG in env
+    with pytest.raises(ConfigError) as err:
+        _public(settings_env=settings_env, env={name: value})
+    message = str(err.value)
+    assert f"apps.pinger.env.{name}" in message and "turns debug on" in message and "debug_format" in message
+
+
+def test_debug_off_through_env_and_a_debug_free_name_are_accepted() -> None:
+    settings_env = {**PINGER["settings_env"], "debug": None}
+    assert _public(settings_env=settings_env, env={"DEBUG": "False", "DEBUGGER_HOST": "1"})
+
+
+@pytest.mark.parametrize(("fmt", "written"), [("0/1", "0"), ("False/True", "False"), ("false/true", "false")])
+def test_the_debug_flag_is_written_off_in_the_format_the_app_reads(fmt: str, written: str) -> None:
+    config = _public(settings_env={**PINGER["settings_env"], "debug_format": fmt})
+    assert env_context(config, "pinger", config.apps["pinger"])["environment"]["DEBUG"] == written
+
+
+@pytest.mark.parametrize(("nginx", "url"), [
+    ({"port": 8080, "server_names": ["pinger.example"]}, "http://pinger.example:8080"),
+    ({"port": 80, "server_names": ["pinger.example", "www.pinger.example"]}, "http://pinger.example"),
+    ({"port": 8080, "server_names": ["pinger.example"], "tls": True}, "https://pinger.example"),
+    ({"port": 8080, "server_names": ["_"]}, None),
+])
+def test_the_public_url_follows_the_site(nginx: dict, url: str | None) -> None:
+    from operations.nginx.options import NginxSite
+
+    assert NginxSite.model_validate({"name": "pinger", **nginx}).public_url() == url
