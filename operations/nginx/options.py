@@ -21,7 +21,9 @@ class NginxSite(Strict):
     )
     tls: bool = Field(
         default=False,
-        description="Serve HTTPS on 443 with a certificate from certbot for server_names[0]; HTTP redirects.",
+        description="Serve HTTPS on 443 with a certificate from certbot for server_names[0]; HTTP redirects. "
+                    "Several TLS sites share 443 (and port 80) by name, each with its own certificate; a name "
+                    "none of them serves gets nothing (the TLS handshake is refused, HTTP is closed unanswered).",
         examples=[True],
     )
 
