@@ -17,7 +17,7 @@ PYINFRA := $(VENV)/bin/pyinfra
 IAC = $(PY) -m cli.main -i $(INVENTORY)
 export SANDBOX_NAME SANDBOX_SUBNET
 
-.PHONY: help deps venv venv-run sandbox sandbox-up sandbox-status sandbox-down plan apply drift bench deploy-keys \
+.PHONY: help deps venv venv-run sandbox sandbox-up sandbox-status sandbox-down sandbox-repo plan apply drift bench deploy-keys pins unpin \
         release rollback audit-mismatches alert-test backup-status backup-now backup-list status logs manage shell releases ssh history restore restore-drill dr dr-drill \
         preflight validate secrets-template secrets-edit secrets-set secrets-recipients rotate-restic rotate-django-key rotate-secret rotate-deploy-key rotate-sudo-password options-doc test test-unit test-integration lint
 
@@ -62,6 +62,10 @@ sandbox-up: deps venv ## Bring the sandbox up without converging (bare Debian 12
 
 sandbox-status: ## Show each sandbox host and stand-in, its address, whether it is up (FORMAT=json)
 	@$(PY) -m sandbox.world status $(if $(filter json,$(FORMAT)),--json)
+
+sandbox-repo: venv ## Put a local git repository on the sandbox's forge for APP (SRC=path): apps.APP then fetches it
+	@test -n "$(APP)" -a -n "$(SRC)" || { echo "make sandbox-repo: give APP=<app> SRC=<local clone>" >&2; exit 1; }
+	$(PY) -m sandbox.world add-repo "$(APP)" "$(SRC)"
 
 sandbox-down: ## Remove everything the sandbox created, and prove nothing is left
 	@$(PY) -m sandbox.world down
@@ -170,6 +174,13 @@ manage: venv ## manage.py in APP's live release, as the app with its environment
 shell: venv ## manage.py shell of APP (interactive at a terminal; else runs what comes on stdin)
 	@test -n "$(APP)" || { echo "make shell: give APP=<app>" >&2; exit 1; }
 	@$(IAC) shell "$(APP)"
+
+pins: venv ## The revisions `make release` pinned in INVENTORY's stack, and where
+	@$(IAC) pins
+
+unpin: venv ## Drop APP's `make release` pin (e.g. an app removed from group_data): it follows group_data again
+	@test -n "$(APP)" || { echo "make unpin: give APP=<app>" >&2; exit 1; }
+	@$(IAC) unpin $(APP)
 
 releases: venv ## APP's live release and those before it, with the commit for `make rollback TO=` (FORMAT=json)
 	@test -n "$(APP)" || { echo "make releases: give APP=<app>" >&2; exit 1; }

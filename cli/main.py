@@ -85,6 +85,10 @@ COMMANDS: dict[str, Command] = {
                       "manage.py's own (0 done), 1 error", suffix=("manage",)),
     "shell": Command("cli.manage", "APP: manage.py shell (a terminal: interactive; else runs stdin)",
                      "the shell's own (0 done), 1 error", suffix=("shell",)),
+    "pins": Command("cli.pins", "the revisions `make release` pinned, and where", "0 listed, 1 error",
+                    prefix=("list",)),
+    "unpin": Command("cli.pins", "APP: drop its `make release` pin (the stack's values file; production: says "
+                     "which group_data line)", "0 removed, 1 no such pin or production", prefix=("unpin",)),
     "releases": Command("cli.releases", "APP: the live release and those before it, the commit for rollback --to",
                         "0 shown, 1 error"),
     "ssh": Command("cli.login", "HOST: a login shell, reached as the inventory says", "ssh's own, 1 no such host"),

@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from iac.paths import HOST, NGINX_SITES_AVAILABLE, NGINX_SITES_ENABLED
 from iac.values import Ident, Strict, Username, option_error, path_under
 from operations.admin.options import AdminSection
 from operations.app.options import DjangoApp, PostgresDatabase, SqliteDatabase
@@ -45,7 +46,10 @@ RESERVED_UNITS = frozenset({
 })
 
 
-RESERVED_SITES = frozenset({"default"})
+# Debian's default site (removed), and the site that answers names no app serves where several
+# TLS sites share a port (nginx_sites: UNKNOWN_NAMES_SITE)
+UNKNOWN_NAMES_SITE = "iac-unknown-names"
+RESERVED_SITES = frozenset({"default", UNKNOWN_NAMES_SITE})
 
 
 class HostConfig(Strict):
@@ -124,6 +128,15 @@ class HostConfig(Strict):
             for path in data:
                 # a glob stays unquoted for the shell to expand; every other path is one word
                 add("directory", path, name, f"rm -rf {path if path.endswith('*') else shlex.quote(path)}")
+            if app.nginx.tls:  # the links nginx reads go with the site; the certificate is kept
+                domain = app.nginx.server_names[0]
+                for path in (HOST.tls_chain(domain), HOST.tls_key(domain)):
+                    add("file", path, name)
+                add("directory", f"/etc/letsencrypt/live/{domain}", name,
+                    f"certbot delete --non-interactive --cert-name {shlex.quote(domain)}")
+        if self.shared_site_ports():
+            for sites in (NGINX_SITES_AVAILABLE, NGINX_SITES_ENABLED):
+                add("file", f"{sites}/{UNKNOWN_NAMES_SITE}")
         if self.postgres is not None:
             for db in self.postgres.databases:
                 add("database", db, "", f"runuser -u postgres -- dropdb {shlex.quote(db)}")
@@ -175,6 +188,7 @@ class HostConfig(Strict):
         units: dict[str, str] = {}
         sites: dict[str, str] = {}
         ports: dict[int, str] = dict(taken_ports)
+        site_users: dict[int, list[str]] = {}  # port -> the apps whose site listens there
         dirs: dict[str, str] = {}
         backup_units = self._backup_unit_names()
         for name, app in self.apps.items():
@@ -201,8 +215,8 @@ class HostConfig(Strict):
                 units[unit] = f"apps.{name}.processes.{proc}"
             site = app.nginx.name
             if site in RESERVED_SITES:
-                raise option_error(f"{at}.nginx.name", f"{site!r} is Debian's default site, which the repo "
-                                   f"removes; use e.g. {name!r}")
+                raise option_error(f"{at}.nginx.name", f"{site!r} is reserved (Debian's default site, which the "
+                                   f"repo removes, or its site for unknown names); use e.g. {name!r}")
             if site in sites:
                 raise option_error(f"{at}.nginx.name", f"{site!r} is already the site of apps.{sites[site]}: "
                                    f"the second would overwrite the first; use e.g. {name!r}")
@@ -216,13 +230,44 @@ class HostConfig(Strict):
                                        f"apps.{dirs[path]} (owned by its user); use one of this app's own, e.g. {own}")
                 if path:
                     dirs[path] = name
-            # every site is its port's default_server; TLS sites all listen on 443 too
+            # a plain-HTTP site is its port's default server; TLS sites share their ports (443, and
+            # the HTTP one that redirects) by name
             for port, option in ((app.nginx.port, "nginx.port"), *([(443, "nginx.tls")] if app.nginx.tls else [])):
-                if port in ports:
+                holders = site_users.get(port, [])
+                if name in holders:
                     raise option_error(f"{at}.{option}", (
-                        f"port {port} is already taken by {ports[port]}; each site is the default server "
-                        f"of its own port: pick another port (example: 8003)"))
+                        f"port {port} is already taken by apps.{name} itself (its nginx.port): with tls its "
+                        "HTTPS server listens on 443 and nginx.port only redirects; pick another (example: 80)"))
+                if port in ports and not holders:
+                    raise option_error(f"{at}.{option}", f"port {port} is already taken by {ports[port]}: "
+                                       "pick another port (example: 8003)")
+                plain = [a for a in holders if not self.apps[a].nginx.tls]
+                if holders and (plain or not app.nginx.tls):
+                    raise option_error(f"{at}.{option}", (
+                        f"port {port} is already taken by apps.{(plain or holders)[0]}; a plain-HTTP site is the "
+                        "default server of its own port: pick another port (example: 8003), or make both TLS "
+                        "sites (they then share 80 and 443 by name)"))
+                for other in holders:
+                    shared = set(app.nginx.server_names) & set(self.apps[other].nginx.server_names)
+                    if shared or "_" in app.nginx.server_names:
+                        raise option_error(f"{at}.nginx.server_names", (
+                            f"shares port {port} with apps.{other}, so each name may belong to one site only: "
+                            f"{sorted(shared or {'_'})} is taken there (example: ['shop.pravoo.in'])"))
+                site_users.setdefault(port, []).append(name)
                 ports[port] = f"apps.{name}"
+
+    def site_ports(self) -> dict[int, list[str]]:
+        """Each port nginx listens on for the apps' sites, and the apps whose site it serves (TLS
+        sites: their HTTP port and 443). More than one app: the port is shared by name."""
+        out: dict[int, list[str]] = {}
+        for name, app in self.apps.items():
+            for port in (app.nginx.port, *([443] if app.nginx.tls else [])):
+                out.setdefault(port, []).append(name)
+        return out
+
+    def shared_site_ports(self) -> list[int]:
+        """The ports several sites share by name (a site for unknown names answers there)."""
+        return sorted(port for port, apps in self.site_ports().items() if len(apps) > 1)
 
     def _extra_ports_distinct(self) -> None:
         app_ports = {a.nginx.port for a in self.apps.values()} | (

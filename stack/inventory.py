@@ -27,6 +27,7 @@ from stack.load import (
     build_host_config,
     declared_hosts,
     deep_merge,
+    read_group_file,
     read_stack_values,
 )
 from stack.secrets import SecretsFile
@@ -143,6 +144,29 @@ def check_overrides(stack: str, overrides: Mapping[str, Any], declared: Mapping[
         )
 
 
+class StalePin(ConfigError):
+    """A stack values file pins an app nobody declares; ``path`` is that file (`make unpin` mends it)."""
+
+    def __init__(self, path: Path, message: str) -> None:
+        super().__init__(message)
+        self.path = path
+
+
+def stale_pins(path: Path, group: str, pinned: Mapping[str, Any], overrides: Mapping[str, Any],
+               group_data: Path = GROUP_DATA) -> None:
+    """Refuse a stack's pin (``make release``) of an app that neither group_data nor the stack's
+    overrides declare any more: it would be taken for half an app ("required option ... user")."""
+    apps = pinned.get("apps", {}) if isinstance(pinned.get("apps"), Mapping) else {}
+    declared = set(read_group_file(group_data / f"{group}.py").get("apps", {}) or {}) | set(overrides.get("apps", {}))
+    stale = sorted(set(apps) - declared)
+    if stale:
+        first = stale[0]
+        revision = apps[first].get("source", {}).get("revision", "?") if isinstance(apps[first], Mapping) else "?"
+        raise StalePin(path, f"{path}: pins {group}.apps.{first}.source.revision = {revision!r} (`make release`), but "
+                          f"group_data/{group}.py declares no app {first!r} any more: drop the pin with "
+                          f"`make unpin APP={first}`" + (f" (and {', '.join(stale[1:])})" if stale[1:] else ""))
+
+
 def host_entry(
     stack: str,
     group: str,
@@ -177,7 +201,9 @@ def host_entry(
         if stack == "production":
             raise ConfigError("the production stack takes its values from group_data/ only")
         extra = {"stack_values": str(stack_values)}
-        overrides = deep_merge(read_stack_values(stack_values).get(group, {}), overrides or {})
+        pinned = read_stack_values(stack_values).get(group, {})
+        stale_pins(stack_values, group, pinned, overrides or {}, group_data)
+        overrides = deep_merge(pinned, overrides or {})
     if overrides and stack != "production":
         check_overrides(stack, overrides, declared_hosts(group, group_data))
     elif overrides:

@@ -94,7 +94,9 @@ def app_environment(app: DjangoApp, name: str, allowed_hosts: list[str], csrf_or
 
     # older keys Django still accepts (only unexpired ones: the day one expires, the file changes)
     put(names.secret_key_fallbacks, ",".join(app.live_fallbacks(now)))
-    put(names.debug, "0")
+    put(names.debug, names.debug_off())
+    if (url := app.nginx.public_url()) is not None:  # the model refuses a public_url name without one
+        put(names.public_url, url)
     put(names.allowed_hosts, ",".join(allowed_hosts))
     if csrf_origins:
         put(names.csrf_trusted_origins, ",".join(csrf_origins))

@@ -188,7 +188,16 @@ class SettingsEnv(Strict):
         "rotate-django-key` says so before it starts).",
         examples=["DJANGO_SECRET_KEY_FALLBACKS", None])
     debug: EnvKey | None = Field(default="DJANGO_DEBUG", description="Name of the debug flag (always written "
-                                 "as 0: production never runs with DEBUG).", examples=["DEBUG"])
+                                 "off: production never runs with DEBUG).", examples=["DEBUG"])
+    debug_format: Literal["0/1", "False/True", "false/true"] = Field(
+        default="0/1", description="How the app reads its debug flag, off/on: the off value is what the repo "
+        "writes (0, False or false). An app that accepts only True/False reads 0 as a string it rejects.",
+        examples=["False/True"])
+    public_url: EnvKey | None = Field(
+        default=None, description="Name of the variable the app reads its public URL from (links in mails, "
+        "absolute URLs), filled from the site: its scheme (https with nginx.tls), first server name and "
+        "port unless the scheme's own, e.g. https://pravoo.in. None: the app reads none.",
+        examples=["SITE_ROOT", None])
     allowed_hosts: EnvKey | None = Field(default="DJANGO_ALLOWED_HOSTS", description="Name of the "
                                          "comma-separated allowed hosts.", examples=["ALLOWED_HOSTS"])
     csrf_trusted_origins: EnvKey | None = Field(default="DJANGO_CSRF_TRUSTED_ORIGINS", description="Name of "
@@ -212,8 +221,12 @@ class SettingsEnv(Strict):
                                          "variable (written empty: the local socket).", examples=["DB_HOST"])
 
     def names(self) -> dict[str, str]:
-        """Option -> variable name, for the names the app reads."""
-        return {k: v for k, v in self.model_dump().items() if v is not None}
+        """Option -> variable name, for the names the app reads (``debug_format`` is no name)."""
+        return {k: v for k, v in self.model_dump().items() if v is not None and k != "debug_format"}
+
+    def debug_off(self) -> str:
+        """The value that turns the app's debug flag off, in the format it reads."""
+        return self.debug_format.split("/")[0]
 
     @model_validator(mode="after")
     def _distinct(self) -> SettingsEnv:
@@ -396,6 +409,10 @@ class DjangoApp(Strict):
                 raise option_error(f"secret_key_fallbacks.{until}", (
                     "holds a comma, which separates the keys in the variable: rotate with `make "
                     "rotate-django-key` (its keys have none) instead of keeping this one"))
+        if self.settings_env.public_url and self.nginx.public_url() is None:
+            raise option_error("settings_env.public_url", (
+                "the site answers any name ('_' first in nginx.server_names), so there is no public URL to write; "
+                "put the site's name first (e.g. ['pravoo.in']) or set settings_env.public_url to None"))
         reserved = self.managed_env_keys()
         sources = {name: _ENV_SOURCES.get(option, f"settings_env.{option}")
                    for option, name in self.settings_env.names().items()} | _ENV_SOURCES
@@ -407,6 +424,11 @@ class DjangoApp(Strict):
             if key in PROCESS_ENV_KEYS or key.startswith(("LD_", "PYTHON", "SYSTEMD_")):
                 raise option_error(f"env.{key}", "controls how the process starts (loader, interpreter or "
                                    "systemd), not the app: it cannot be set through env")
+            if DEBUG_NAME_RE.search(key) and self.env[key].strip().lower() in TRUTHY:
+                raise option_error(f"env.{key}", (
+                    f"turns debug on ({self.env[key]!r}), which production never runs with (Django then shows "
+                    "settings and tracebacks to anyone); if it is the app's debug flag, name it in "
+                    f"settings_env.debug (e.g. debug: {key!r}, debug_format: 'False/True') and the repo writes it off"))
             if SECRET_NAME_RE.search(key):
                 raise option_error(f"env.{key}", (
                     "looks like a secret: group_data is in the repository; put it in the secrets file as "
@@ -421,7 +443,8 @@ class DjangoApp(Strict):
 # settings_env option, and by the names the repo alone sets
 _ENV_SOURCES = {
     "secret_key": "secret_key in the secrets file",
-    "secret_key_fallbacks": "secret_key_fallbacks in the secrets file", "debug": "always 0",
+    "secret_key_fallbacks": "secret_key_fallbacks in the secrets file",
+    "debug": "always off, in settings_env.debug_format", "public_url": "nginx.server_names, nginx.port and nginx.tls",
     "allowed_hosts": "allowed_hosts",
     "csrf_trusted_origins": "nginx.server_names", "secure_cookies": "nginx.tls", "static_root": "static_dir",
     "use_sqlite": "database.engine", "sqlite_path": "database.path", "postgres_db": "database.name",
@@ -430,6 +453,10 @@ _ENV_SOURCES = {
     "DISCORD_WEBHOOK_URL": "discord_alerts.webhook_url in the secrets file",
 }
 
+
+# a variable named like a debug flag, and the values that would turn one on
+DEBUG_NAME_RE = re.compile(r"(^|_)DEBUG$")
+TRUTHY = frozenset({"1", "true", "yes", "on", "t", "y"})
 
 SECRET_NAME_RE = re.compile(r"SECRET|PASSWORD|PASSWD|TOKEN|API_?KEY|PRIVATE_?KEY|ACCESS_?KEY|WEBHOOK|CREDENTIAL|"
                             r"(^|_)DSN$|(^|_)AUTH$")

@@ -2,6 +2,11 @@
 
 Stages: install -> configure (render each site to a staging path) -> activate (replace, enable,
 drop the default site, `nginx -t`, reload; or put everything back and fail).
+
+A plain-HTTP site is the default server of its own port. TLS sites may share 443 (and the HTTP
+port that redirects) by name; where several do, none is the port's default: the site for unknown
+names (``UNKNOWN_NAMES_SITE``) is, and answers no app's content (HTTP: the connection is closed,
+444; HTTPS: the handshake is refused, so no certificate of any site is shown either).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from iac.paths import NGINX_SITES_AVAILABLE, NGINX_SITES_ENABLED, STAGED
 from iac.render import render, text_file
 from operations.app.context import app_context
 from operations.app.facts import HttpStatus, http_check_command
-from operations.host import HostConfig
+from operations.host import UNKNOWN_NAMES_SITE, HostConfig
 
 AVAILABLE, ENABLED = NGINX_SITES_AVAILABLE, NGINX_SITES_ENABLED
 
@@ -74,17 +79,49 @@ def site_live(site: str, remove_default: bool = True):
     )
 
 
+@operation()
+def site_absent(site: str):
+    """
+    Ensure the nginx site ``site`` is neither enabled nor available; nginx reloads without it.
+
+    + site: file name in sites-available
+
+    **Example:**
+
+    .. code:: python
+
+        site_absent(name="No site for unknown names", site="iac-unknown-names")
+    """
+    live, link = f"{AVAILABLE}/{site}", f"{ENABLED}/{site}"
+    if not host.get_fact(Link, path=link) and host.get_fact(Sha256File, path=live) is None:
+        return
+    host.noop(f"- delete {link} and {live}")
+    yield StringCommand(f"rm -f {shlex.quote(link)} {shlex.quote(live)} && nginx -t -q && "
+                        "if systemctl is-active --quiet nginx; then systemctl reload nginx; fi")
+
+
 def nginx_sites(config: HostConfig) -> None:
     """nginx in front of every app on the host."""
     # logrotate: nginx's own /etc/logrotate.d/nginx is read by it (a minimal image lacks it; logs grew forever)
     packages_present(["nginx", "logrotate"], config.base.apt_cache_hours, "nginx")
     files.directory(name="Staging directory for nginx sites", path=f"{STAGED}{AVAILABLE}", mode="755")
+    shared = config.shared_site_ports()
+    if not shared:  # first: a site about to become its port's default would clash with it
+        site_absent(name="nginx: no site for unknown names (no port is shared)", site=UNKNOWN_NAMES_SITE)
     for name, app in config.apps.items():
         ctx = app_context(config, name, app)
-        text = render("etc/nginx/sites-available/app.conf.j2", default_server=True, **ctx)
+        text = render("etc/nginx/sites-available/app.conf.j2", default_server=app.nginx.port not in shared,
+                      default_tls=443 not in shared, **ctx)
         files.put(name=f"nginx site {app.nginx.name} (staged)", src=text_file(text),
                   dest=f"{STAGED}{AVAILABLE}/{app.nginx.name}", mode="644")
         site_live(name=f"nginx site {app.nginx.name} (checked with nginx -t, live)", site=app.nginx.name)
+    if shared:  # last: the sites have stopped being their ports' default servers
+        text = render(f"etc/nginx/sites-available/{UNKNOWN_NAMES_SITE}.j2", http_ports=[p for p in shared if p != 443],
+                      tls=443 in shared)
+        files.put(name="nginx site for unknown names (staged)", src=text_file(text),
+                  dest=f"{STAGED}{AVAILABLE}/{UNKNOWN_NAMES_SITE}", mode="644")
+        site_live(name=f"nginx: names no app serves on ports {', '.join(map(str, shared))} get nothing "
+                  "(checked with nginx -t, live)", site=UNKNOWN_NAMES_SITE)
     systemd.service(name="nginx running and enabled", service="nginx", running=True, enabled=True)
 
 

@@ -25,7 +25,7 @@ from pyinfra import host
 from pyinfra.api import operation
 
 from iac.ops import files
-from iac.paths import MANAGED_MANIFEST, NGINX_SITES_AVAILABLE, NGINX_SITES_ENABLED, RELEASE_SETTINGS_DIR
+from iac.paths import HOST, MANAGED_MANIFEST, NGINX_SITES_AVAILABLE, NGINX_SITES_ENABLED, RELEASE_SETTINGS_DIR
 from operations.app.facts import JsonFile
 from operations.host import HostConfig
 
@@ -38,7 +38,8 @@ PATH_RE = re.compile(r"^/[A-Za-z0-9_./@-]+$")
 def removable_file_dirs(config: HostConfig) -> tuple[str, ...]:
     """The directories whose files an orphan may be (what apps put there); nothing else is removed."""
     return ("/etc/systemd/system/", f"{NGINX_SITES_AVAILABLE}/", f"{NGINX_SITES_ENABLED}/", "/etc/logrotate.d/",
-            f"{config.app_env_dir.rstrip('/')}/", f"{RELEASE_SETTINGS_DIR}/", "/srv/apps/", "/srv/venvs/")
+            f"{config.app_env_dir.rstrip('/')}/", f"{RELEASE_SETTINGS_DIR}/", "/srv/apps/", "/srv/venvs/",
+            f"{HOST.tls_links}/")
 
 
 def refused(entry: object, file_dirs: tuple[str, ...]) -> str | None:

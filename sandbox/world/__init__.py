@@ -38,7 +38,8 @@ The package holds one module per concern; ``World`` (world.py) composes their mi
     cli.py        the command line (__main__.py runs it)
 
 Usage: python -m sandbox.world up|down|status [--json]|ssh-config|register-key APP PUBKEY
-                               |unregister-key APP PUBKEY|public-hosts N|boot-host ROLE [--foreground]
+                               |unregister-key APP PUBKEY|add-repo APP SOURCE|public-hosts N
+                               |boot-host ROLE [--foreground]
 """
 
 from .addresses import HOSTS, HostSpec

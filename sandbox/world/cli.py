@@ -7,6 +7,7 @@ import argparse
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 from . import __doc__ as PACKAGE_DOC
 from .addresses import HOSTS
@@ -36,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     ph = sub.add_parser("public-hosts", help="make the public host's replicas (N hosts in all), boot them, "
                                              "and print their roles")
     ph.add_argument("total", type=int)
+    ar = sub.add_parser("add-repo", help="a local git repository onto the forge as APP.git (every branch and tag)")
+    ar.add_argument("app")
+    ar.add_argument("source")
     for verb in ("register-key", "unregister-key"):  # a deploy key added or deleted on the git host
         rk = sub.add_parser(verb)
         rk.add_argument("app")
@@ -84,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
             world.wait_booted(args.role)
         elif args.cmd == "register-key":
             world.register_key(args.app, args.pubkey)
+        elif args.cmd == "add-repo":
+            print(world.add_repo(args.app, Path(args.source)))
         elif args.cmd == "unregister-key":
             world.unregister_key(args.app, args.pubkey)
     except (WorldError, subprocess.CalledProcessError) as exc:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from pathlib import Path
 
 from .common import REPO, WorldError
 
@@ -66,3 +67,29 @@ class Forge:
         line = f'restrict,command="/usr/local/bin/forge-shell {app}" {fields[0]} {fields[1]}'
         self.ssh("forge", "f=/srv/git/.ssh/authorized_keys; { grep -vxF -f /dev/stdin $f || true; } > $f.new && "
                  "cat $f.new > $f && rm $f.new", input=line + "\n")
+
+    def add_repo(self, app: str, source: Path) -> str:
+        """Put the git repository ``source`` (a local clone: every branch and tag) on the forge as
+        ``<app>.git``, the name the sandbox's inventory gives every declared app (``repo_url``);
+        replaced if it is there. The bare repository is made by root on the forge (the git user
+        may only run git there), then the sandbox's own key pushes to it. Returns its URL."""
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", app):
+            raise WorldError(f"add-repo: {app!r} is not an app name (lower-case letters, digits, _): the "
+                             "repository is named after the app, as apps.<app> in group_data")
+        if subprocess.run(["git", "-C", str(source), "rev-parse", "--git-dir"], capture_output=True,
+                          check=False).returncode != 0:
+            raise WorldError(f"add-repo: {source} is not a git repository (give a local clone)")
+        self.ssh("forge", f"rm -rf /srv/git/{app}.git && git init -q --bare /srv/git/{app}.git && "
+                 f"chown -R git:git /srv/git/{app}.git")
+        known = self.dir / "ssh" / "forge_known_hosts"
+        known.write_text(f"{self.host_ip('forge')} {self.forge_host_key()}\n")
+        ssh = (f"ssh -i {self.ssh_key} -o IdentitiesOnly=yes -o BatchMode=yes -o StrictHostKeyChecking=yes "
+               f"-o UserKnownHostsFile={known}")
+        url = self.repo_url(app)
+        pushed = subprocess.run(["git", "-C", str(source), "push", "-q", url, "refs/heads/*:refs/heads/*",
+                                 "refs/tags/*:refs/tags/*"], env={"GIT_SSH_COMMAND": ssh, "PATH": "/usr/bin:/bin",
+                                                                   "HOME": str(self.dir)},
+                                capture_output=True, text=True, check=False, timeout=300)
+        if pushed.returncode != 0:
+            raise WorldError(f"add-repo: git push to {url} failed: {pushed.stderr.strip()[-500:]}")
+        return url

@@ -22,9 +22,12 @@ from tests.integration.conftest import REPO, TIMINGS, Run, Sandbox, failure_exce
 from tests.unit.test_app_extras import PINGER as APP_SHAPE
 
 # the shape the model's tests validate (tests/unit/test_app_extras.py), at the fixture's v2; the
-# sandbox puts its forge's URL and host key in place of the source's
-PINGER = {**APP_SHAPE, "source": {"url": APP_SHAPE["source"]["url"], "revision": "v2"}}
-PORT = PINGER["nginx"]["port"]
+# sandbox puts its forge's URL and host key in place of the source's. A second TLS site on the
+# public host: it shares 80 and 443 with chip_dashboard (pravoo.in) by name, its own certificate
+# from the sandbox's ACME server
+NAME = "pinger.pravoo.in"
+PINGER = {**APP_SHAPE, "source": {"url": APP_SHAPE["source"]["url"], "revision": "v2"}, "allowed_hosts": [NAME],
+          "nginx": {"name": "pinger", "port": 80, "server_names": [NAME], "tls": True}}
 # the worker writes every second: wait for its lock rather than fail with "database is locked"
 SQLITE = "sqlite3 -cmd '.timeout 10000' /var/lib/pinger/db.sqlite3"
 
@@ -35,11 +38,15 @@ def _declare(copy: Path, **changes: object) -> None:
     (copy / "group_data/public.py").write_text(f"{text}\napps['pinger'] = {({**PINGER, **changes})!r}\n")
 
 
-def _get(sandbox: Sandbox, path: str = "/") -> subprocess.CompletedProcess:
+def _curl(sandbox: Sandbox, *args: str, name: str = NAME) -> subprocess.CompletedProcess:
     ip = sandbox.world.host_ip("public")
-    return subprocess.run(["curl", "-sS", "--max-time", "20", "-w", "\n%{http_code}", "--resolve",
-                           f"pinger.example:{PORT}:{ip}", f"http://pinger.example:{PORT}{path}"],
-                          capture_output=True, text=True, check=False, timeout=60)
+    return subprocess.run(["curl", "-sS", "--max-time", "20", "--resolve", f"{name}:443:{ip}", "--resolve",
+                           f"{name}:80:{ip}", *args], capture_output=True, text=True, check=False, timeout=60)
+
+
+def _get(sandbox: Sandbox, path: str = "/") -> subprocess.CompletedProcess:
+    """The page through nginx over HTTPS (the certificate is checked in its own test)."""
+    return _curl(sandbox, "-k", "-w", "\n%{http_code}", f"https://{NAME}{path}")
 
 
 @pytest.fixture(scope="module")
@@ -59,6 +66,9 @@ def pinger(sandbox: Sandbox, converged: Run, tmp_path_factory) -> Path:
     left = sandbox.ssh("public", "systemctl is-active gunicorn-pinger pinger-sendalerts; ls /etc/nginx/sites-enabled "
                                  "/etc/iac/apps; id pinger", check=False).stdout
     assert "pinger" not in left.replace("inactive", ""), left
+    # pravoo.in is 443's only site again: the site for unknown names and pinger's certificate links went too
+    assert "iac-unknown-names" not in left and not sandbox.ssh("public", f"ls /etc/iac/tls/{NAME}/ 2>/dev/null",
+                                                                  check=False).stdout.strip()
 
 
 def test_real_shaped_app_serves_with_its_own_settings_names_static_dir_and_release_command(
@@ -67,6 +77,8 @@ def test_real_shaped_app_serves_with_its_own_settings_names_static_dir_and_relea
     assert page.stdout.endswith("\n200"), page.stdout[-500:]  # compress ran: the manifest is there
     assert "<h1>pinger v2</h1>" in page.stdout
     assert "secret key: from the environment" in page.stdout  # SECRET_KEY, not DJANGO_SECRET_KEY
+    # DEBUG written off as the app reads it (False: it stops on 0), SITE_ROOT filled from the site
+    assert f"site root: https://{NAME}<" in page.stdout
     css = re.search(r"href='(/static/CACHE/app\.[0-9a-f]+\.css)'", page.stdout)
     assert css, page.stdout
     static = _get(sandbox, css.group(1))  # nginx serves static-collected/, where the app collects
@@ -76,6 +88,29 @@ def test_real_shaped_app_serves_with_its_own_settings_names_static_dir_and_relea
     assert "gunicorn" not in sandbox.ssh("public", "cat /srv/apps/pinger/requirements.txt").stdout
     assert sandbox.ssh("public", "/srv/venvs/pinger/bin/pip show gunicorn | grep ^Version").stdout.strip() == \
         "Version: 23.0.0"
+
+
+def test_two_tls_sites_share_443_each_with_its_own_certificate_and_a_third_name_gets_nothing(
+        sandbox: Sandbox, pinger: Path, pebble_root: Path) -> None:
+    for name, h1 in ((NAME, "<h1>pinger v2</h1>"), ("pravoo.in", "<h1>chip_dashboard v2</h1>")):
+        page = _curl(sandbox, "--cacert", str(pebble_root), f"https://{name}/", name=name)
+        assert page.returncode == 0, page.stderr  # verified against the ACME server's root, for its own name
+        assert h1 in page.stdout
+        served = subprocess.run(["openssl", "s_client", "-connect", f"{sandbox.world.host_ip('public')}:443",
+                                 "-servername", name], input="", capture_output=True, text=True, timeout=30,
+                                check=False)
+        names = subprocess.run(["openssl", "x509", "-noout", "-ext", "subjectAltName"], input=served.stdout,
+                               capture_output=True, text=True, timeout=30, check=False).stdout
+        assert re.findall(r"DNS:([^,\s]+)", names) == [name], names  # a certificate of its own
+        redirect = _curl(sandbox, "-o", "/dev/null", "-w", "%{http_code} %{redirect_url}", f"http://{name}/x",
+                         name=name)
+        assert redirect.stdout == f"301 https://{name}/x"
+    # a name no site serves: HTTPS refuses the handshake (no certificate shown), HTTP closes unanswered
+    other = "unknown.pravoo.in"
+    tls = _curl(sandbox, "-k", f"https://{other}/", name=other)
+    assert tls.returncode == 35 and "chip_dashboard" not in tls.stdout, (tls.returncode, tls.stderr)
+    plain = _curl(sandbox, f"http://{other}/", name=other)
+    assert plain.returncode == 52 and plain.stdout == "", (plain.returncode, plain.stderr)
 
 
 def test_worker_process_runs_as_its_own_unit_from_the_release(sandbox: Sandbox, pinger: Path) -> None:

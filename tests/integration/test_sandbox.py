@@ -252,3 +252,31 @@ def test_host_that_reboots_itself_comes_back_up(sandbox: Sandbox) -> None:
     assert sandbox.ssh("lan", f"mountpoint -q {DISK}", check=False).returncode == 0
     assert "rebooted itself (systemd-nspawn exit 133)" in (world.dir / "logs/nspawn-lan.log").read_text(
         errors="replace")
+
+
+def test_a_new_apps_repository_goes_on_the_forge_with_one_command(sandbox: Sandbox, deploy_key: Path,
+                                                                  forge_known_hosts: Path, tmp_path: Path) -> None:
+    source = tmp_path / "demo"
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.invalid", "-c", "init.defaultBranch=main"]
+    subprocess.run([*git, "init", "-q", str(source)], check=True)
+    (source / "manage.py").write_text("# a new app\n")
+    subprocess.run([*git, "-C", str(source), "add", "-A"], check=True)
+    subprocess.run([*git, "-C", str(source), "commit", "-qm", "first"], check=True)
+    subprocess.run([*git, "-C", str(source), "tag", "v1"], check=True)
+    try:
+        added = subprocess.run(["make", "-s", "sandbox-repo", "APP=demo_app", f"SRC={source}"], cwd=REPO,
+                               capture_output=True, text=True, timeout=300, check=False)
+        assert added.returncode == 0, added.stderr
+        assert added.stdout.strip().endswith("/srv/git/demo_app.git")  # named after the app, as the inventory says
+        sandbox.world.register_key("demo_app", deploy_key.with_suffix(".pub").read_text())
+        listed = _git_ls_remote(sandbox, deploy_key, "demo_app", forge_known_hosts)
+        assert listed.returncode == 0, listed.stderr
+        head = subprocess.run(["git", "-C", str(source), "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+        assert f"{head}\trefs/tags/v1" in listed.stdout
+        bad = subprocess.run(["make", "-s", "sandbox-repo", "APP=Demo-App", f"SRC={source}"], cwd=REPO,
+                             capture_output=True, text=True, timeout=60, check=False)
+        assert bad.returncode != 0 and "is not an app name" in bad.stderr
+    finally:
+        sandbox.world.unregister_key("demo_app", deploy_key.with_suffix(".pub").read_text())
+        sandbox.ssh("forge", "rm -rf /srv/git/demo_app.git")

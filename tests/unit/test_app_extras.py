@@ -34,7 +34,8 @@ PINGER: dict[str, Any] = {
     "health": {"path": "/api/v3/status/"},
     "release_commands": [["compress", "--force"]],
     "static_dir": "static-collected",
-    "settings_env": {"secret_key": "SECRET_KEY", "debug": "DEBUG", "allowed_hosts": "ALLOWED_HOSTS",
+    "settings_env": {"secret_key": "SECRET_KEY", "debug": "DEBUG", "debug_format": "False/True",
+                     "public_url": "SITE_ROOT", "allowed_hosts": "ALLOWED_HOSTS",
                      "csrf_trusted_origins": None, "secure_cookies": None, "static_root": None,
                      "use_sqlite": None, "sqlite_path": "DB_NAME"},
     "processes": {"sendalerts": {"command": ["sendalerts"]}},
@@ -61,11 +62,12 @@ def test_a_real_app_shape_is_declared_through_the_model_alone() -> None:
     ctx = app_context(config, "pinger", app)
     env = env_context(config, "pinger", app)["environment"]
     # the names the app reads; none of the repo's defaults it would ignore
-    assert env["SECRET_KEY"] and env["DEBUG"] == "0" and env["ALLOWED_HOSTS"] == "pinger.example"
+    assert env["SECRET_KEY"] and env["DEBUG"] == "False" and env["ALLOWED_HOSTS"] == "pinger.example"
+    assert env["SITE_ROOT"] == "http://pinger.example:8080"  # from the site: scheme, first name, port
     assert env["DB_NAME"] == "/var/lib/pinger/db.sqlite3"
     assert not {"DJANGO_SECRET_KEY", "DJANGO_DEBUG", "USE_SQLITE", "DJANGO_SECURE_COOKIES"} & set(env)
     # nginx serves the app's own static directory
-    site = render("etc/nginx/sites-available/app.conf.j2", default_server=True, **ctx)
+    site = render("etc/nginx/sites-available/app.conf.j2", default_server=True, default_tls=True, **ctx)
     assert "alias /srv/apps/pinger/static-collected/;" in site
     assert f"server unix:{paths.socket} fail_timeout=0;" in site
     # the worker: its own unit, same env file, user and release
@@ -110,6 +112,10 @@ def test_release_settings_of_the_real_app_shape_load_in_the_engine(tmp_path: Pat
     ("processes.sendalerts.unit", {"processes": {"sendalerts": {"command": ["sendalerts"],
                                                                   "unit": "gunicorn-pinger"}}}),
     ("env.SECRET_KEY", {"env": {"SECRET_KEY": "x"}}),  # the name the app reads its secret key from
+    ("env.SITE_ROOT", {"env": {"SITE_ROOT": "http://x"}}),  # the repo fills the public URL
+    ("settings_env.debug_format", {"settings_env": {**PINGER["settings_env"], "debug_format": "no/yes"}}),
+    ("settings_env.public_url", {"nginx": {**PINGER["nginx"], "server_names": ["_"]},
+                                 "allowed_hosts": ["pinger.example"]}),
 ])
 def test_bad_app_extras_are_refused_with_the_option_and_an_example(option: str, changes: dict) -> None:
     _refused(option, **changes)
@@ -147,5 +153,81 @@ def test_todays_apps_keep_their_files_byte_for_byte(production: Mapping[str, Hos
                         env_context(config, name, app)}
             for template, values in contexts.items():
                 assert render(template, **values) == golden[f"{name}:{template}"], (name, template)
-            site = render("etc/nginx/sites-available/app.conf.j2", default_server=True, **ctx)
+            site = render("etc/nginx/sites-available/app.conf.j2", default_server=True, default_tls=True, **ctx)
             assert site == golden[f"{name}:site"], name
+
+
+@pytest.mark.parametrize("value", ["True", "true", "1", "yes", " on "])
+@pytest.mark.parametrize("name", ["DEBUG", "DJANGO_DEBUG", "APP_DEBUG"])
+def test_debug_through_env_is_refused_when_it_turns_debug_on(name: str, value: str) -> None:
+    settings_env = {**PINGER["settings_env"], "debug": None}  # the workaround: no debug name, DEBUG in env
+    with pytest.raises(ConfigError) as err:
+        _public(settings_env=settings_env, env={name: value})
+    message = str(err.value)
+    assert f"apps.pinger.env.{name}" in message and "turns debug on" in message and "debug_format" in message
+
+
+def test_debug_off_through_env_and_a_debug_free_name_are_accepted() -> None:
+    settings_env = {**PINGER["settings_env"], "debug": None}
+    assert _public(settings_env=settings_env, env={"DEBUG": "False", "DEBUGGER_HOST": "1"})
+
+
+@pytest.mark.parametrize(("fmt", "written"), [("0/1", "0"), ("False/True", "False"), ("false/true", "false")])
+def test_the_debug_flag_is_written_off_in_the_format_the_app_reads(fmt: str, written: str) -> None:
+    config = _public(settings_env={**PINGER["settings_env"], "debug_format": fmt})
+    assert env_context(config, "pinger", config.apps["pinger"])["environment"]["DEBUG"] == written
+
+
+@pytest.mark.parametrize(("nginx", "url"), [
+    ({"port": 8080, "server_names": ["pinger.example"]}, "http://pinger.example:8080"),
+    ({"port": 80, "server_names": ["pinger.example", "www.pinger.example"]}, "http://pinger.example"),
+    ({"port": 8080, "server_names": ["pinger.example"], "tls": True}, "https://pinger.example"),
+    ({"port": 8080, "server_names": ["_"]}, None),
+])
+def test_the_public_url_follows_the_site(nginx: dict, url: str | None) -> None:
+    from operations.nginx.options import NginxSite
+
+    assert NginxSite.model_validate({"name": "pinger", **nginx}).public_url() == url
+
+
+TLS_PINGER = {"nginx": {"name": "pinger", "port": 80, "server_names": ["pinger.pravoo.in"], "tls": True},
+              "allowed_hosts": ["pinger.pravoo.in"]}
+
+
+def test_tls_sites_share_80_and_443_by_name_and_unknown_names_get_a_site_of_their_own() -> None:
+    from operations.host import UNKNOWN_NAMES_SITE
+
+    config = _public(**TLS_PINGER)
+    assert config.site_ports() == {80: ["chip_dashboard", "pinger"], 443: ["chip_dashboard", "pinger"]}
+    assert config.shared_site_ports() == [80, 443]
+    for name in ("chip_dashboard", "pinger"):
+        ctx = app_context(config, name, config.apps[name])
+        site = render("etc/nginx/sites-available/app.conf.j2", default_server=False, default_tls=False, **ctx)
+        assert "default_server" not in site and f"server_name {config.apps[name].nginx.server_names[0]}" in site
+        assert f"ssl_certificate /etc/iac/tls/{config.apps[name].nginx.server_names[0]}/" in site  # its own
+    unknown = render(f"etc/nginx/sites-available/{UNKNOWN_NAMES_SITE}.j2", http_ports=[80], tls=True)
+    assert "listen 80 default_server;" in unknown and "return 444;" in unknown
+    assert "listen 443 ssl default_server;" in unknown and "ssl_reject_handshake on;" in unknown
+    assert {"kind": "file", "name": f"/etc/nginx/sites-enabled/{UNKNOWN_NAMES_SITE}", "app": "", "keep": False,
+            "remove": ""} in config.managed()
+
+
+def test_one_site_per_port_stays_its_ports_default_server() -> None:
+    config = _public()
+    assert config.shared_site_ports() == []
+    assert not [e for e in config.managed() if "unknown-names" in str(e["name"])]
+
+
+@pytest.mark.parametrize(("changes", "option", "said"), [
+    ({"nginx": {**TLS_PINGER["nginx"], "server_names": ["pravoo.in"]}, "allowed_hosts": ["pravoo.in"]},
+     "nginx.server_names", "each name may belong to one site only"),
+    ({**TLS_PINGER, "nginx": {**TLS_PINGER["nginx"], "tls": False}}, "nginx.port",
+     "a plain-HTTP site is the default server of its own port"),
+    ({**TLS_PINGER, "nginx": {**TLS_PINGER["nginx"], "port": 443}}, "nginx.tls", "its nginx.port"),
+    ({"nginx": {"name": "default", "port": 8080, "server_names": ["pinger.example"]}}, "nginx.name", "reserved"),
+    ({"nginx": {"name": "iac-unknown-names", "port": 8080, "server_names": ["pinger.example"]}}, "nginx.name",
+     "reserved"),
+])
+def test_sites_that_cannot_share_a_port_are_refused_with_the_fix(changes: dict, option: str, said: str) -> None:
+    message = _refused(option, **changes)
+    assert said in message, message

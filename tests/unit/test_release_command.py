@@ -4,6 +4,7 @@ tells a release pending upstream from a change made on the host."""
 from __future__ import annotations
 
 import json
+import runpy
 from pathlib import Path
 
 import pytest
@@ -87,3 +88,42 @@ def test_a_release_only_run_names_an_app_of_the_host(monkeypatch: pytest.MonkeyP
 ])
 def test_drift_says_whether_upstream_the_host_or_the_stack_changed(live, revision, wanted, damaged, says) -> None:
     assert says in release_difference("app", revision, wanted, live, "i", damaged)
+
+
+PINNED_INVENTORY = """
+from pathlib import Path
+from stack.inventory import group_entries
+public = group_entries("sandbox", "public", lambda name: {{"ssh_hostname": "10.0.0.9"}}, None, None, Path({path!r}))
+"""
+
+
+def test_a_pin_of_an_app_no_longer_declared_is_named_with_the_command_that_drops_it(tmp_path: Path) -> None:
+    from cli.pins import main as pins_main
+    from cli.pins import pins
+    from stack.inventory import StalePin
+
+    values = tmp_path / "stack.json"
+    inventory = tmp_path / "inventory.py"
+    inventory.write_text(PINNED_INVENTORY.format(path=str(values)))
+    pin_stack_revision(values, "public", "chip_dashboard", C1)
+    pin_stack_revision(values, "public", "pinger", C2)  # released once, then taken out of group_data
+    with pytest.raises(StalePin) as err:
+        runpy.run_path(str(inventory))
+    message = str(err.value)
+    assert str(values) in message and "public.apps.pinger.source.revision" in message
+    assert "make unpin APP=pinger" in message and "required option" not in message
+    where = str(values)
+    assert pins(str(inventory)) == [("public", "chip_dashboard", C1, where), ("public", "pinger", C2, where)]
+    assert pins_main([str(inventory), "unpin", "pinger"]) == 0
+    assert json.loads(values.read_text()) == {"public": {"apps": {"chip_dashboard": {"source": {"revision": C1}}}}}
+    runpy.run_path(str(inventory))  # loads again; the live app's pin stays
+    assert pins_main([str(inventory), "unpin", "pinger"]) == 1  # nothing left to drop
+    assert pins_main([str(inventory), "unpin", "chip_dashboard"]) == 0
+    assert pins(str(inventory)) == []
+
+
+def test_production_pins_are_group_data_lines_and_unpin_says_which(group_data: Path, capsys) -> None:
+    from cli.pins import main as pins_main
+
+    assert pins_main(["inventory.py", "unpin", "chip_dashboard"]) == 1
+    assert "group_data" in capsys.readouterr().err
