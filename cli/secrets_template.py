@@ -41,7 +41,11 @@ def skeleton() -> tuple[dict[str, Any], list[tuple[str, str]]]:
         extra = [sudo.SECRET_PATH] if group in through_sudo else []
         for path in [*wanted, *extra]:
             if path[-1] == "*":  # a map of secrets, keyed by the app's own names: listed, not in the skeleton
-                listed.append((f"{group}.{'.'.join(path[:-1])}.<NAME>", "optional: one entry per variable"))
+                if path[-2] == "secret_key_fallbacks":  # keyed by when each stops (make rotate-django-key)
+                    listed.append((f"{group}.{'.'.join(path[:-1])}.<UNTIL>",
+                                   "optional: older keys, each until a UTC time (make rotate-django-key keeps them)"))
+                else:
+                    listed.append((f"{group}.{'.'.join(path[:-1])}.<NAME>", "optional: one entry per variable"))
                 continue
             node = node_root
             for part in path[:-1]:

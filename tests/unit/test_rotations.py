@@ -1,4 +1,4 @@
-"""Rotations (cli/rotate.py). A Django secret key: the old key stays a fallback for the declared
+"""Rotations (cli/rotate/). A Django secret key: the old key stays a fallback for the declared
 days where the app reads fallbacks, expired ones are neither written nor kept, and an app that
 reads none is told that sessions end. A provider-issued secret: named by its option, the others
 sent to their own command. The sandbox runs under load are tests/integration/test_rotation.py."""
@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from cli.rotate import _declared, issued, kept_fallbacks, sessions_note
+from cli.rotate.django_key import kept_fallbacks, sessions_note
+from cli.rotate.issued import _declared, issued
 from cli.secrets import read_values
 from iac.errors import ConfigError
 from operations.app.context import app_environment, app_view
