@@ -97,6 +97,8 @@ def _overrides(group: str) -> dict:
     """The sandbox's differences from production (each allowed in stack.inventory.ALLOWED_OVERRIDES)."""
     declared = read_group_file(GROUP_DATA / f"{group}.py")
     values: dict = {
+        # the release this sandbox's host was made from (SANDBOX_DEBIAN, sandbox/world/image.py)
+        "host": {"debian": _world.debian(group)},
         "admin": {"ssh_authorized_keys": [_world.ssh_key.with_suffix(".pub").read_text().strip()]},
         "ssh": {"root_authorized_keys": [_world.ssh_key.with_suffix(".pub").read_text().strip()]},
         # the group's own allowances stay; the image's are added (a list override would replace them)

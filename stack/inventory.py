@@ -46,6 +46,8 @@ ALLOWED_OVERRIDES: dict[str, str] = {
     "apps.*.settings_env.secret_key_fallbacks": "the LAN fixture apps read DJANGO_SECRET_KEY_FALLBACKS (a key "
                                                 "rotation keeps sessions); production's apps are declared "
                                                 "without it until their settings read one",
+    "host.debian": "each sandbox host runs the release its disk was made from (SANDBOX_DEBIAN; the upgrade "
+                   "drill's new host runs the next one)",
     "tls.acme_directory": "pebble instead of Let's Encrypt",
     "tls.acme_ca_bundle": "pebble's HTTPS certificate is signed by the sandbox's own CA",
     "tls.issuer_ca_bundle": "pebble issues under a root of its own, made anew each time it starts",
@@ -215,7 +217,7 @@ def host_entry(
         extra.update(sudo_staging.host_data(connection))
         extra[sudo.DATA_KEY] = sudo_password(group, name, connection, secrets)
         pyinfra_ext.install_sudo()  # for every pyinfra command on this inventory, not only deploy.py
-    return name, {**connection, "config": config, "stack": stack, **extra}
+    return name, {**connection, "config": config, "stack": stack, "group": group, **extra}
 
 
 def sudo_password(group: str, name: str, connection: Mapping[str, Any], secrets: Any) -> sudo.SudoPassword:

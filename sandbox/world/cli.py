@@ -102,6 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 def print_status(st: dict) -> None:
     print(f"sandbox {st['name']} ({st['subnet']})")
     for role, h in st["hosts"].items():
-        print(f"  host {role:<8} {h['address']:<15} {'up' if h['up'] else 'DOWN':<5} {h['ssh']}")
+        state = "up" if h["up"] else "DOWN"
+        print(f"  host {role:<8} {h['address']:<15} Debian {h['debian']:<3} {state:<5} {h['ssh']}")
     for label, s in st["standins"].items():
         print(f"  {label:<27} {'up' if s['up'] else 'DOWN':<5} {s['address']}")

@@ -28,11 +28,16 @@ class Hosts:
             run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"sandbox-{self.name}",
                  "-f", str(self.ssh_key)])
 
-    def ensure_rootfs(self, role: str, image: Path) -> None:
+    def ensure_rootfs(self, role: str, debian: int | None = None) -> None:
+        """A disk for host ``role``: a copy of the golden image of its release (``debian``, else the
+        one SANDBOX_DEBIAN names or the host ran), with its own machine id and host keys."""
         root = self.rootfs(role)
         if (root / "etc/ssh/ssh_host_ed25519_key").exists():
             return
+        debian = debian or self.release_for_new_disk(role)
+        image = self.ensure_image(debian)
         self.record("rootfs", path=str(root))
+        self.record_release(role, debian)
         if root.exists():
             shutil.rmtree(root)
         root.parent.mkdir(parents=True, exist_ok=True)
@@ -249,8 +254,9 @@ class Hosts:
             if cgroup.name == cgroups.label(self.name, role):
                 cgroups.remove(cgroup)
 
-    def reset_host(self, role: str) -> None:
-        """Replace a host with a fresh copy of the golden image (new disk, new host keys), booted.
+    def reset_host(self, role: str, debian: int | None = None) -> None:
+        """Replace a host with a fresh copy of the golden image (new disk, new host keys), booted;
+        on Debian ``debian`` when given (the upgrade drill), else on the release it ran.
 
         The LAN host's dump disk is a disk of its own: kept, with its data (bound again at boot)."""
         self.stop_host(role)
@@ -258,7 +264,7 @@ class Hosts:
         if root.exists():
             self._refuse_mounts_under(root)
             shutil.rmtree(root)
-        self.ensure_rootfs(role, self.ensure_image())
+        self.ensure_rootfs(role, debian or self.debian(role))
         self.write_ssh_files()
         for sock in (self.dir / "ssh").glob("cm-*"):
             sock.unlink(missing_ok=True)

@@ -1,0 +1,114 @@
+"""The Debian release a host is declared on: the one table everything release-specific is derived
+from (iac/debian.py), the option that names it, the run's refusal to touch a host that runs
+another release, and the sandbox's choice of release per host (SANDBOX_DEBIAN)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+
+from iac.debian import RELEASES, release
+from iac.errors import ConfigError
+from operations.base import deploy as base_deploy
+from operations.host import HostConfig
+from sandbox.world.common import WorldError
+from sandbox.world.image import DEFAULT_DEBIAN, image_recipe, wanted_releases
+from stack.load import build_host_config
+
+
+def test_each_release_derives_its_postgres_paths_and_python() -> None:
+    bookworm, trixie = release(12), release(13)
+    assert (bookworm.codename, bookworm.postgres, bookworm.python) == ("bookworm", 15, "3.11")
+    assert (trixie.codename, trixie.postgres, trixie.python) == ("trixie", 17, "3.13")
+    assert trixie.postgres_conf_dir == "/etc/postgresql/17/main"
+    assert trixie.postgres_data_dir == "/var/lib/postgresql/17/main"
+    assert bookworm.postgres_cluster_unit == "postgresql@15-main"
+    assert trixie.python_bin == "/usr/bin/python3.13"
+
+
+def test_a_release_the_repository_does_not_know_is_refused() -> None:
+    with pytest.raises(ValueError, match=r"Debian 11 is not a release this repository knows \(known: 12, 13\)"):
+        release(11)
+
+
+def _lan(lan_config: HostConfig, **host: object) -> HostConfig:
+    data = lan_config.model_dump(mode="python")
+    data = copy.deepcopy(data)
+    data["host"].update(host)
+    return HostConfig.model_validate(data)
+
+
+def test_the_option_takes_only_known_releases_and_derives_from_them(lan_config: HostConfig) -> None:
+    assert lan_config.host.debian == 12 and lan_config.debian() is RELEASES[12]
+    with pytest.raises(ConfigError, match=r"option 'host\.debian': Input should be 12 or 13"):
+        build_host_config("lan", "gts-server", overrides={"host": {"debian": 11}})
+    with pytest.raises(ConfigError, match=r"option 'host\.debian'"):
+        build_host_config("lan", "gts-server", overrides={"host": {"debian": "trixie"}})
+    on_13 = build_host_config("lan", "gts-server", overrides={"host": {"debian": 13}})
+    assert on_13.debian().postgres == 17
+
+
+def test_production_declares_its_release_in_group_data(production) -> None:
+    text = {group: Path(f"group_data/{group}.py").read_text() for group in ("lan", "public")}
+    for config in production.values():
+        assert config.host.debian == 12
+    assert all('"debian": 12' in t for t in text.values())
+
+
+class FakeHost:
+    name = "gts-server"
+
+    def __init__(self, distro: dict) -> None:
+        self.distro = distro
+
+    def get_fact(self, fact: object, **kwargs: object) -> object:
+        return self.distro
+
+
+@pytest.mark.parametrize("distro, runs", [
+    ({"name": "Debian", "major": 13, "minor": None}, "Debian 13"),
+    ({"name": "Ubuntu", "major": 24, "minor": 4}, "Ubuntu 24"),
+    ({}, "an unknown system"),
+])
+def test_a_run_stops_before_any_change_on_a_host_of_another_release(
+        monkeypatch: pytest.MonkeyPatch, lan_config: HostConfig, distro: dict, runs: str) -> None:
+    monkeypatch.setattr(base_deploy, "host", FakeHost(distro))
+    with pytest.raises(ConfigError) as err:
+        base_deploy.release_matches(lan_config, "lan")
+    text = str(err.value)
+    assert f"gts-server runs {runs}, but is declared on Debian 12 (bookworm: host.debian, group_data/lan.py)" in text
+    assert "nothing was changed" in text and "make upgrade" in text
+
+
+def test_a_host_of_the_declared_release_passes(monkeypatch: pytest.MonkeyPatch, lan_config: HostConfig) -> None:
+    monkeypatch.setattr(base_deploy, "host", FakeHost({"name": "Debian", "major": 12, "minor": None}))
+    base_deploy.release_matches(lan_config, "lan")
+    monkeypatch.setattr(base_deploy, "host", FakeHost({"name": "Debian", "major": 13, "minor": None}))
+    base_deploy.release_matches(_lan(lan_config, debian=13), "lan")
+
+
+def test_sandbox_releases_per_host() -> None:
+    assert wanted_releases(None) == {} and wanted_releases("") == {}
+    assert wanted_releases("13") == {"public": 13, "lan": 13}
+    assert wanted_releases("public=13") == {"public": 13}
+    assert wanted_releases("13,lan=12") == {"public": 13, "lan": 12}
+    assert DEFAULT_DEBIAN == 12
+
+
+@pytest.mark.parametrize("value, says", [
+    ("11", "Debian 11 is not a release this repository knows"),
+    ("forge=13", "hosts: public, lan"),
+    ("lan=trixie", "give a release (13) or host=release pairs"),
+])
+def test_a_wrong_sandbox_release_is_refused_naming_the_variable(value: str, says: str) -> None:
+    with pytest.raises(WorldError, match="SANDBOX_DEBIAN=") as err:
+        wanted_releases(value)
+    assert says in str(err.value)
+
+
+def test_each_release_has_its_own_golden_image() -> None:
+    assert image_recipe(12)["suite"] == "bookworm" and image_recipe(13)["suite"] == "trixie"
+    assert {k: v for k, v in image_recipe(12).items() if k != "suite"} == \
+        {k: v for k, v in image_recipe(13).items() if k != "suite"}
