@@ -52,12 +52,12 @@ venv-run: $(VENV)/.stamp-run ## The virtualenv for plan/apply/drift only, every 
 # plan, apply and drift run in that virtualenv where it was made (CI's drift job), else in the full one
 RUN_VENV := $(if $(wildcard $(VENV)/.stamp-run),$(VENV)/.stamp-run,venv)
 
-sandbox: deps venv ## Bring the sandbox hosts and stand-ins up (reusing them) and converge both hosts
+sandbox: deps venv ## Bring the sandbox hosts and stand-ins up (reusing them) and converge both hosts (SANDBOX_DEBIAN=13: on Debian 13)
 	$(PY) -m sandbox.world up
 	$(PY) -m sandbox.converge
 	@$(PY) -m sandbox.world status
 
-sandbox-up: deps venv ## Bring the sandbox up without converging (bare Debian 12 hosts)
+sandbox-up: deps venv ## Bring the sandbox up without converging (bare Debian hosts: 12, or SANDBOX_DEBIAN's)
 	$(PY) -m sandbox.world up
 
 sandbox-status: ## Show each sandbox host and stand-in, its address, whether it is up (FORMAT=json)

@@ -31,6 +31,8 @@ class DebianRelease:
     certbot: str
     # when Debian's regular security support ends (then LTS), for the README and `make upgrade`
     security_until: str
+    # nginx 1.25.1 and later turn HTTP/2 on with ``http2 on;`` (``listen ... http2`` is deprecated there)
+    nginx_http2_directive: bool
 
     @property
     def postgres_conf_dir(self) -> str:
@@ -58,9 +60,9 @@ class DebianRelease:
 
 RELEASES: dict[int, DebianRelease] = {
     12: DebianRelease(version=12, codename="bookworm", postgres=15, python="3.11", nginx="1.22", restic="0.14",
-                      certbot="2.1", security_until="2026-06-10"),
+                      certbot="2.1", security_until="2026-06-10", nginx_http2_directive=False),
     13: DebianRelease(version=13, codename="trixie", postgres=17, python="3.13", nginx="1.26", restic="0.18",
-                      certbot="4.0", security_until="2028-08-09"),
+                      certbot="4.0", security_until="2028-08-09", nginx_http2_directive=True),
 }
 
 

@@ -13,6 +13,7 @@ from iac.debian import RELEASES, release
 from iac.errors import ConfigError
 from operations.base import deploy as base_deploy
 from operations.host import HostConfig
+from operations.nginx.deploy import site_text
 from sandbox.world.common import WorldError
 from sandbox.world.image import DEFAULT_DEBIAN, image_recipe, wanted_releases
 from stack.load import build_host_config
@@ -112,3 +113,12 @@ def test_each_release_has_its_own_golden_image() -> None:
     assert image_recipe(12)["suite"] == "bookworm" and image_recipe(13)["suite"] == "trixie"
     assert {k: v for k, v in image_recipe(12).items() if k != "suite"} == \
         {k: v for k, v in image_recipe(13).items() if k != "suite"}
+
+
+def test_http2_is_spelled_as_the_release_s_nginx_takes_it() -> None:
+    on_12 = build_host_config("public", "srv1178562", overrides=None)
+    on_13 = build_host_config("public", "srv1178562", overrides={"host": {"debian": 13}})
+    site_12, site_13 = site_text(on_12, "chip_dashboard"), site_text(on_13, "chip_dashboard")
+    assert "listen 443 ssl http2 default_server;" in site_12 and "http2 on;" not in site_12
+    assert "listen 443 ssl default_server;" in site_13 and "\n    http2 on;\n" in site_13
+    assert site_13.replace("\n    http2 on;", "").replace("ssl default", "ssl http2 default") == site_12
