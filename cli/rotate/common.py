@@ -1,8 +1,12 @@
-"""What every rotation shares: the operator's own new secret, read and checked."""
+"""What the rotations share: the operator's own new secret, read and checked; a group's hosts."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from cli.backups import Target
 from cli.secrets import read_values
+from cli.validate import load_inventory
 from iac import sudo
 from iac.errors import ConfigError
 
@@ -21,3 +25,11 @@ def checked_secret(value: str, label: str, least: int) -> str:
         raise ConfigError(f"{label}: give at least {least} characters (e.g. `openssl rand -base64 {least}`); "
                           "nothing changed")
     return value
+
+
+def group_targets(inventory: str, group: str) -> list[Target]:
+    """The hosts of ``group`` in ``inventory``, or an error if it has none."""
+    hosts = [Target(group, name, data) for name, data in load_inventory(Path(inventory)).get(group, [])]
+    if not hosts:
+        raise ConfigError(f"{inventory}: no group {group!r}")
+    return hosts

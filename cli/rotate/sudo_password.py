@@ -16,12 +16,10 @@ import json
 import secrets
 import shlex
 import sys
-from pathlib import Path
 
 from cli.backups import Target
-from cli.rotate.common import checked_secret, given_secret
+from cli.rotate.common import checked_secret, given_secret, group_targets
 from cli.secrets import current, load_stack, put, save
-from cli.validate import load_inventory
 from iac import sudo
 from iac.errors import ConfigError
 from iac.host_run import held
@@ -47,9 +45,7 @@ def _with_password(target: Target, password: str) -> dict:
 
 
 def rotate_sudo_password(inventory: str, group: str) -> int:
-    hosts = [Target(group, name, data) for name, data in load_inventory(Path(inventory)).get(group, [])]
-    if not hosts:
-        raise ConfigError(f"{inventory}: no group {group!r}")
+    hosts = group_targets(inventory, group)
     through_sudo = [t for t in hosts if t.data.get("_sudo")]
     if len(through_sudo) != len(hosts):
         raise ConfigError(f"{group}: {', '.join(t.name for t in hosts if t not in through_sudo)} "
