@@ -1,18 +1,35 @@
-"""What every rotation shares: the operator's own new secret, read and checked."""
+"""What the rotations share: the operator's own new secret, read and checked; a group's hosts."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from cli.backups import Target
 from cli.secrets import read_values
+from cli.validate import load_inventory
 from iac import sudo
 from iac.errors import ConfigError
 
 
 def given_secret(label: str, least: int) -> str:
-    """A new secret the operator brings (``--stdin``: from their password manager), at least ``least``
-    characters, one line that sudo, systemd and sh all read as itself (iac/sudo.py check)."""
-    value = read_values([label])[0]
+    """A new secret the operator brings on stdin (e.g. from their password manager), checked as
+    ``checked_secret`` does."""
+    return checked_secret(read_values([label])[0], label, least)
+
+
+def checked_secret(value: str, label: str, least: int) -> str:
+    """``value`` if it is at least ``least`` characters, one line that sudo, systemd and sh all read as
+    itself (iac/sudo.py check), else a ConfigError naming ``label``."""
     sudo.check(value, label)
     if len(value) < least:
         raise ConfigError(f"{label}: give at least {least} characters (e.g. `openssl rand -base64 {least}`); "
                           "nothing changed")
     return value
+
+
+def group_targets(inventory: str, group: str) -> list[Target]:
+    """The hosts of ``group`` in ``inventory``, or an error if it has none."""
+    hosts = [Target(group, name, data) for name, data in load_inventory(Path(inventory)).get(group, [])]
+    if not hosts:
+        raise ConfigError(f"{inventory}: no group {group!r}")
+    return hosts

@@ -17,13 +17,12 @@ import os
 import shlex
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 from cli import apply as apply_command
 from cli.backups import Target
 from cli.release import apply
+from cli.rotate.common import group_targets
 from cli.secrets import current, load_stack, put, read_values, save
-from cli.validate import load_inventory
 from iac.errors import ConfigError
 from operations.app.release import RELEASE_ENGINE
 from operations.backups.deploy import OPERATOR_COMMAND, offsite_targets
@@ -101,9 +100,7 @@ def issued(dotted: str) -> tuple[str, tuple[str, ...], Issued]:
 
 def rotate_secret(inventory: str, dotted: str, yes: bool) -> int:
     group, path, kind = issued(dotted)
-    hosts = [Target(group, name, data) for name, data in load_inventory(Path(inventory)).get(group, [])]
-    if not hosts:
-        raise ConfigError(f"{inventory}: no group {group!r}")
+    hosts = group_targets(inventory, group)
     missing = [t.name for t in hosts if not _declared(t.config, path[:-1] if len(kind.leaves) > 1 else path)]
     if missing:
         raise ConfigError(f"{dotted}: not declared for {', '.join(missing)} (group_data/{group}.py): nothing to rotate")

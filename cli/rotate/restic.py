@@ -12,14 +12,6 @@
 Every snapshot stays readable: restic encrypts the repository's master key once per password, and
 the data never changes. The run holds the host's lock and leaves a history line. Then `make drift`
 is in sync: the env file on the host is the one the stack now declares.
-
-Usage: python -m cli.rotate INVENTORY restic TARGET [--limit HOST]
-       python -m cli.rotate INVENTORY django-key APP [--yes]
-       python -m cli.rotate INVENTORY secret GROUP.PATH [--yes]   (the new value on stdin)
-       python -m cli.rotate INVENTORY deploy-key APP
-       python -m cli.rotate INVENTORY sudo-password GROUP   (the new password on stdin)
-Exit codes: 0 rotated, 3 a new deploy key waits to be registered, 1 refused or failed (the old secret
-still serves: both passwords, or the old alone, still open the repository; the old Django key is live).
 """
 
 from __future__ import annotations

@@ -10,6 +10,17 @@ from pathlib import Path
 from .common import REPO, WorldError
 
 
+def _grant_line(command: str, app: str, pubkey: str) -> str:
+    """The forge's authorized_keys line granting ``pubkey`` read access to repository ``app``;
+    a WorldError naming ``command`` if either is malformed."""
+    if not re.fullmatch(r"[a-z0-9_]+", app):
+        raise WorldError(f"{command}: bad repository name {app!r}")
+    fields = pubkey.split()
+    if len(fields) < 2 or not fields[0].startswith(("ssh-", "ecdsa-")):
+        raise WorldError(f"{command}: give an OpenSSH public key line")
+    return f'restrict,command="/usr/local/bin/forge-shell {app}" {fields[0]} {fields[1]}'
+
+
 class Forge:
     """Setting up the forge host's git server and granting deploy keys."""
 
@@ -48,23 +59,13 @@ class Forge:
 
     def register_key(self, app: str, pubkey: str) -> None:
         """Grant ``pubkey`` read access to the fixture repository ``app`` (a deploy key)."""
-        if not re.fullmatch(r"[a-z0-9_]+", app):
-            raise WorldError(f"register-key: bad repository name {app!r}")
-        fields = pubkey.split()
-        if len(fields) < 2 or not fields[0].startswith(("ssh-", "ecdsa-")):
-            raise WorldError("register-key: give an OpenSSH public key line")
-        line = f'restrict,command="/usr/local/bin/forge-shell {app}" {fields[0]} {fields[1]}'
+        line = _grant_line("register-key", app, pubkey)
         self.ssh("forge", f"grep -qxF '{line}' /srv/git/.ssh/authorized_keys || "
                  f"echo '{line}' >> /srv/git/.ssh/authorized_keys")
 
     def unregister_key(self, app: str, pubkey: str) -> None:
         """Take ``pubkey``'s grant to ``app`` away (a deploy key deleted on the git host)."""
-        if not re.fullmatch(r"[a-z0-9_]+", app):
-            raise WorldError(f"unregister-key: bad repository name {app!r}")
-        fields = pubkey.split()
-        if len(fields) < 2 or not fields[0].startswith(("ssh-", "ecdsa-")):
-            raise WorldError("unregister-key: give an OpenSSH public key line")
-        line = f'restrict,command="/usr/local/bin/forge-shell {app}" {fields[0]} {fields[1]}'
+        line = _grant_line("unregister-key", app, pubkey)
         self.ssh("forge", "f=/srv/git/.ssh/authorized_keys; { grep -vxF -f /dev/stdin $f || true; } > $f.new && "
                  "cat $f.new > $f && rm $f.new", input=line + "\n")
 
