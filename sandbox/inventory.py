@@ -42,7 +42,7 @@ _secrets.keep("lan", ("admin", "password_hash"), _ADMIN_HASH)
 
 def _s3(path: str) -> str:
     """A restic repository on the sandbox's S3 stand-in, shaped like production's URL."""
-    return f"s3:{_world.s3_endpoint}/iac-{_world.name}/backups/{path}"
+    return f"s3:{_world.s3_endpoint}/{_world.s3_bucket}/backups/{path}"
 
 
 # `make bench HOSTS=N`: the public group holds N hosts here, the declared one and N-1 replicas

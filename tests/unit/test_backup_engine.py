@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -167,3 +168,18 @@ def test_restore_points_list_local_and_offsite_dumps_newest_first_with_the_at_th
         assert restore.pick_dump(local, restore.parse_at(p["at"])).path.name == p["file"]
     with pytest.raises(proc.BackupError, match="not a backed-up database"):
         restore.restore_points(settings, "nope", offsite_listing=[])
+
+
+def test_a_repository_restic_keeps_retrying_is_unreachable_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    """restic 0.17 and later (Debian 13's 0.18) retry a missing bucket for minutes instead of
+    failing: the engine gives up after 90 s and names what restic was retrying."""
+    err = ("Stat(<config/>) returned error, retrying after 941.662358ms: Stat: The specified bucket does not exist\n"
+           "Stat(<config/>) returned error, retrying after 2.1s: Stat: The specified bucket does not exist\n")
+
+    def timeout(*args: object, **kwargs: object) -> None:
+        raise subprocess.TimeoutExpired(["restic", "cat", "config"], 90, output=b"", stderr=err.encode())
+
+    monkeypatch.setattr(offsite, "restic", timeout)
+    assert offsite.repo_state("/nonexistent.env") == (
+        "unreachable: no answer within 90 s (restic kept retrying: The specified bucket does not exist); "
+        "create the bucket at the provider")
