@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import re
 import sys
 import time
 
@@ -40,6 +41,20 @@ def counts(target) -> dict:  # noqa: ANN001 (cli.backups.Target)
     if proc.returncode != 0:
         raise ConfigError(f"cannot count rows: {proc.stderr.strip()[-300:]}")
     return json.loads(proc.stdout)
+
+
+# a release engine's failure as pyinfra prints it: "[host] [iac-app-release APP] what failed"
+ENGINE_FAILURE = re.compile(r"\[iac-app-release (\w+)\] (.*(?:failed|refused).*)$")
+
+
+def what_breaks(output: str) -> list[str]:
+    """Each app whose release failed on the new host, with the engine's reason (pip's last ERROR
+    line names the requirement): ``app chip_dashboard: pip install failed on Python 3.13.5: ...``."""
+    found = []
+    for line in output.splitlines():
+        if (m := ENGINE_FAILURE.search(line)) and "alert NOT sent" not in line:
+            found.append(f"app {m.group(1)}: {m.group(2)}")
+    return found
 
 
 def next_release(debian: int) -> int:
@@ -86,6 +101,8 @@ def drill(group: str = "lan", upgrade: bool = False) -> dict | int:
         after = counts(target)
     except ConfigError as exc:
         print(f"{name}: FAILED: {exc}")
+        for line in what_breaks(str(exc)):
+            print(f"{name}: on Debian {after_release}: {line}")
         return 1
     phase(times, "total", total)
     differing = {db: {t: [n, after.get(db, {}).get(t)] for t, n in tables.items() if after.get(db, {}).get(t) != n}

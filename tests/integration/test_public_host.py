@@ -1,4 +1,5 @@
-"""The public host (pravoo.in) from a bare Debian 12 box: HTTPS, the app, its unit, its files."""
+"""The public host (pravoo.in) rebuilt on Debian 13 from a bare box and its backups, after an upgrade
+drill that an app's requirement stopped: HTTPS, the app, its unit, its files."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from engine_common import envfile
+from iac.debian import RELEASES
 from tests.integration.conftest import (
     REPO,
     TIMINGS,
@@ -28,15 +30,49 @@ APP = "chip_dashboard"
 DEPLOYED = f"/var/lib/iac/releases/{APP}/deployed.json"
 
 
+OLDPYTHON = json.dumps({"public": {"apps": {APP: {"source": {"revision": "oldpython"}}}}})
+UPGRADE_FAILURE: dict[str, Run] = {}
+
+
 @pytest.fixture(scope="module")
 def bare_public(sandbox: Sandbox, converged: Run) -> Run:
-    """Replace the public host with a bare Debian 12 copy and converge it with one command."""
-    sandbox.world.reset_host("public")
-    run = sandbox.command("public-from-bare", [str(REPO / ".venv/bin/python"), "-m", "sandbox.converge"],
+    """The public host, serving a revision whose requirements have wheels for older Pythons only
+    (fixture tag `oldpython`: typed-ast), is put through `make upgrade-drill HOST=public`: backed
+    up, replaced with a bare copy of the next Debian release, rebuilt, and the drill fails naming
+    the app and the requirement. The operator declares the good revision again and finishes the
+    rebuild with `make dr HOST=public KEYS_REGISTERED=yes` (the new host's deploy keys are
+    registered): the same host from its offsite backup, on Debian 13 for every test below. (When
+    the host runs the newest release already, it is rebuilt from bare with one converge.)"""
+    if sandbox.world.debian("public") == max(RELEASES):
+        sandbox.world.reset_host("public")
+        run = sandbox.command("public-from-bare", [str(REPO / ".venv/bin/python"), "-m", "sandbox.converge"],
+                              PYINFRA_PROGRESS="off")
+        assert run.returncode == 0, failure_excerpt(run)
+        TIMINGS["public: bare Debian to HTTPS"] = run.seconds
+        return run
+    old = sandbox.converge("public-oldpython", "--limit", "public", SANDBOX_OVERRIDES=OLDPYTHON)
+    assert old.returncode == 0, failure_excerpt(old)
+    failed = sandbox.command("upgrade-drill-public", ["make", "-s", "upgrade-drill", "HOST=public"],
+                             PYINFRA_PROGRESS="off", SANDBOX_OVERRIDES=OLDPYTHON)
+    UPGRADE_FAILURE["run"] = failed
+    TIMINGS["public: make upgrade-drill, stopped by an app's requirement"] = failed.seconds
+    run = sandbox.command("public-dr", ["make", "-s", "dr", "HOST=public", "KEYS_REGISTERED=yes"],
                           PYINFRA_PROGRESS="off")
     assert run.returncode == 0, failure_excerpt(run)
-    TIMINGS["public: bare Debian 12 to HTTPS"] = run.seconds
+    TIMINGS["public: make dr on Debian 13 after the stopped drill"] = run.seconds
     return run
+
+
+def test_an_upgrade_drill_names_the_app_and_requirement_the_new_python_cannot_install(
+        sandbox: Sandbox, bare_public: Run) -> None:
+    if "run" not in UPGRADE_FAILURE:
+        pytest.skip("the public host runs the newest release: there is nothing to upgrade to")
+    failed = UPGRADE_FAILURE["run"]
+    assert failed.returncode == 2, failure_excerpt(failed)  # make's code for the drill's 1
+    newest = RELEASES[max(RELEASES)]
+    assert re.search(rf"upgrade-drill: on Debian {newest.version}: app {APP}: pip install failed on Python "
+                     rf"{re.escape(newest.python)}\.\d+: ERROR: .*\(typed-ast\)", failed.stderr), failed.stderr[-3000:]
+    assert sandbox.world.debian("public") == newest.version
 
 
 def _load(sandbox: Sandbox) -> Load:

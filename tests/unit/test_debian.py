@@ -14,6 +14,7 @@ from iac.errors import ConfigError
 from operations.base import deploy as base_deploy
 from operations.host import HostConfig
 from operations.nginx.deploy import site_text
+from sandbox.dr_drill import next_release, what_breaks
 from sandbox.world.common import WorldError
 from sandbox.world.image import DEFAULT_DEBIAN, image_recipe, wanted_releases
 from stack.load import build_host_config
@@ -122,3 +123,24 @@ def test_http2_is_spelled_as_the_release_s_nginx_takes_it() -> None:
     assert "listen 443 ssl http2 default_server;" in site_12 and "http2 on;" not in site_12
     assert "listen 443 ssl default_server;" in site_13 and "\n    http2 on;\n" in site_13
     assert site_13.replace("\n    http2 on;", "").replace("ssl default", "ssl http2 default") == site_12
+
+
+def test_the_upgrade_drill_names_the_app_and_the_requirement_that_breaks() -> None:
+    output = (
+        "    [srv1178562] ERROR: Failed to build installable wheels for some pyproject.toml based projects "
+        "(typed-ast)\n"
+        "    [srv1178562] [iac-app-release chip_dashboard] pip install failed on Python 3.13.5: ERROR: Failed to "
+        "build installable wheels for some pyproject.toml based projects (typed-ast); the live release is untouched "
+        "(step: build (pip install))\n"
+        "    [srv1178562] [iac-app-release chip_dashboard] alert NOT sent: /etc/iac/backup-alert.env is not written "
+        "yet (a first run writes it after the apps): the failure is in this log only\n")
+    assert what_breaks(output) == [
+        "app chip_dashboard: pip install failed on Python 3.13.5: ERROR: Failed to build installable wheels for "
+        "some pyproject.toml based projects (typed-ast); the live release is untouched (step: build (pip install))"]
+    assert what_breaks("dr deploy.py: chip_dashboard: release main live\n") == []
+
+
+def test_the_upgrade_goes_to_the_next_known_release() -> None:
+    assert next_release(12) == 13
+    with pytest.raises(ConfigError, match="Debian 13 is the newest release this repository knows"):
+        next_release(13)
