@@ -18,7 +18,7 @@ IAC = $(PY) -m cli.main -i $(INVENTORY)
 export SANDBOX_NAME SANDBOX_SUBNET
 
 .PHONY: help deps venv venv-run sandbox sandbox-up sandbox-status sandbox-down sandbox-repo plan apply drift bench deploy-keys pins unpin \
-        release rollback audit-mismatches alert-test backup-status backup-now backup-list status logs manage shell releases ssh history restore restore-drill dr dr-drill upgrade-drill \
+        release rollback audit-mismatches alert-test backup-status backup-now backup-list status logs manage shell releases ssh history restore restore-drill dr dr-drill upgrade upgrade-drill \
         preflight validate secrets-template secrets-edit secrets-set secrets-recipients rotate-restic rotate-django-key rotate-secret rotate-deploy-key rotate-sudo-password options-doc test test-unit test-integration lint
 
 help: ## List the targets and what they do
@@ -211,6 +211,10 @@ dr: venv ## Rebuild HOST=<group or host> from a bare Debian box and its offsite 
 
 dr-drill: venv ## Sandbox only: destroy the LAN host, rebuild it with `make dr`, compare row counts, print phase times
 	@$(PY) -m sandbox.dr_drill
+
+upgrade: venv ## Move HOST=<group> to the next Debian release: backed up, rebuilt at the new machine TO=<address>, the old one serving until the switch (README; KEYS_REGISTERED=yes)
+	@test -n "$(HOST)" -a -n "$(TO)" || { echo "make upgrade: give HOST=<group> TO=<address of the new machine>" >&2; exit 1; }
+	@$(IAC) upgrade --limit $(HOST) --to $(TO) $(if $(filter yes,$(CONFIRM)),--yes) $(if $(filter yes,$(KEYS_REGISTERED)),--keys-registered)
 
 upgrade-drill: venv ## Sandbox only: HOST=lan|public backed up, rebuilt on the next Debian release from its backups, rows compared, drift, phase times
 	@test -n "$(HOST)" || { echo "make upgrade-drill: give HOST=lan or HOST=public" >&2; exit 1; }

@@ -27,6 +27,8 @@ import argparse
 import contextlib
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 import time
@@ -35,7 +37,9 @@ from collections.abc import Callable
 from cli import drift
 from cli.backups import Target, app_answers, targets
 from iac import progress
+from iac.debian import DebianRelease
 from iac.errors import ConfigError
+from iac.paths import HOST
 from iac.repo import REPO
 
 PYINFRA = str(REPO / ".venv/bin/pyinfra")
@@ -73,6 +77,33 @@ def deploy_keys(output: str) -> list[tuple[str, str]]:
             if len(key) >= 2:
                 keys.append((app, " ".join(key[:2])))
     return keys
+
+
+# a release engine's failure as pyinfra prints it: "[host] [iac-app-release APP] what failed"
+ENGINE_FAILURE = re.compile(r"\[iac-app-release (\w+)\] (.*(?:failed|refused).*)$")
+
+
+def what_breaks(output: str) -> list[str]:
+    """Each app whose release failed on the new host, with the engine's reason (pip's last ERROR
+    line names the requirement): ``app chip_dashboard: pip install failed on Python 3.13.5: ...``."""
+    found = []
+    for line in output.splitlines():
+        if (m := ENGINE_FAILURE.search(line)) and "alert NOT sent" not in line:
+            found.append(f"app {m.group(1)}: {m.group(2)}")
+    return found
+
+
+def requirements_on(target: Target, release: DebianRelease) -> list[str]:
+    """Each app of ``target`` whose live requirements have no wheel for ``release``'s Python, with
+    pip's reason (an upgrade's first check, on the old host: release_engine/wheels.py)."""
+    broken = []
+    for app in target.config.apps:
+        proc = target.ssh(f"/usr/bin/python3 {HOST.release_engine} wheels {shlex.quote(app)} "
+                          f"--python {release.python} --glibc {release.glibc}")
+        if proc.returncode != 0:
+            lines = proc.stderr.strip().splitlines()
+            broken.append(lines[-1] if lines else f"{app}: the check failed (exit {proc.returncode})")
+    return broken
 
 
 def restore_databases(target: Target) -> list[str]:

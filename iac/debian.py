@@ -31,6 +31,8 @@ class DebianRelease:
     certbot: str
     # when Debian's regular security support ends (then LTS), for the README and `make upgrade`
     security_until: str
+    # the C library: the newest manylinux wheels its Python can run (an upgrade's requirements check)
+    glibc: str
     # nginx 1.25.1 and later turn HTTP/2 on with ``http2 on;`` (``listen ... http2`` is deprecated there)
     nginx_http2_directive: bool
 
@@ -60,9 +62,11 @@ class DebianRelease:
 
 RELEASES: dict[int, DebianRelease] = {
     12: DebianRelease(version=12, codename="bookworm", postgres=15, python="3.11", nginx="1.22", restic="0.14",
-                      certbot="2.1", security_until="2026-06-10", nginx_http2_directive=False),
+                      certbot="2.1", security_until="2026-06-10", glibc="2.36",
+                      nginx_http2_directive=False),
     13: DebianRelease(version=13, codename="trixie", postgres=17, python="3.13", nginx="1.26", restic="0.18",
-                      certbot="4.0", security_until="2028-08-09", nginx_http2_directive=True),
+                      certbot="4.0", security_until="2028-08-09", glibc="2.41",
+                      nginx_http2_directive=True),
 }
 
 
@@ -73,3 +77,11 @@ def release(version: int) -> DebianRelease:
     except KeyError:
         known = ", ".join(str(v) for v in RELEASES)
         raise ValueError(f"Debian {version} is not a release this repository knows (known: {known})") from None
+
+
+def next_release(version: int) -> DebianRelease:
+    """The release a host on ``version`` is upgraded to (`make upgrade`, `make upgrade-drill`)."""
+    later = sorted(v for v in RELEASES if v > version)
+    if not later:
+        raise ValueError(f"Debian {version} is the newest release this repository knows: nothing to upgrade to")
+    return RELEASES[later[0]]

@@ -11,8 +11,10 @@ Debian release (the upgrade, iac/debian.py: a new host, never an in-place dist-u
    on the forge), converge from bare (every app's virtualenv built on the new Python), databases
    from the offsite dumps (PostgreSQL 15 dumps into 17 on an upgrade);
 4. prove every app answers through nginx, drift is 0 and the row counts are the same.
-What would break (an app's requirement that does not install on the new Python, a migration the
-new PostgreSQL refuses) fails the drill, naming the app and the step. Each phase's time is
+What would break fails the drill, naming the app: first, before anything is touched, a requirement
+without a wheel for the new Python (pip resolves every app's requirements for it on the old host:
+release_engine/wheels.py; the new host has no compiler); then anything the rebuild meets (a
+migration the new PostgreSQL refuses), with the release engine's reason. Each phase's time is
 printed; the JSON report goes to stdout.
 
 Usage: python -m sandbox.dr_drill [--host lan|public] [--upgrade]
@@ -23,13 +25,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import re
 import sys
 import time
 
 from cli.backups import cmd_now
-from cli.dr import find, phase, rebuild
-from iac.debian import RELEASES, release
+from cli.dr import find, phase, rebuild, requirements_on, what_breaks
+from iac.debian import next_release, release
 from iac.errors import ConfigError
 from sandbox.world import World
 
@@ -41,27 +42,6 @@ def counts(target) -> dict:  # noqa: ANN001 (cli.backups.Target)
     if proc.returncode != 0:
         raise ConfigError(f"cannot count rows: {proc.stderr.strip()[-300:]}")
     return json.loads(proc.stdout)
-
-
-# a release engine's failure as pyinfra prints it: "[host] [iac-app-release APP] what failed"
-ENGINE_FAILURE = re.compile(r"\[iac-app-release (\w+)\] (.*(?:failed|refused).*)$")
-
-
-def what_breaks(output: str) -> list[str]:
-    """Each app whose release failed on the new host, with the engine's reason (pip's last ERROR
-    line names the requirement): ``app chip_dashboard: pip install failed on Python 3.13.5: ...``."""
-    found = []
-    for line in output.splitlines():
-        if (m := ENGINE_FAILURE.search(line)) and "alert NOT sent" not in line:
-            found.append(f"app {m.group(1)}: {m.group(2)}")
-    return found
-
-
-def next_release(debian: int) -> int:
-    later = sorted(v for v in RELEASES if v > debian)
-    if not later:
-        raise ConfigError(f"Debian {debian} is the newest release this repository knows: nothing to upgrade to")
-    return later[0]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -84,11 +64,20 @@ def drill(group: str = "lan", upgrade: bool = False) -> dict | int:
     total = time.monotonic()
     before_release = world.debian(group)
     try:
-        after_release = next_release(before_release) if upgrade else before_release
+        try:
+            after_release = next_release(before_release).version if upgrade else before_release
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         change = (f"Debian {before_release} -> {after_release}: {release(before_release).summary()} -> "
                   f"{release(after_release).summary()}" if upgrade else f"Debian {before_release}")
         print(f"{name}: {group}, {change}")
         target = find(INVENTORY, group)
+        if upgrade:
+            started = time.monotonic()
+            if broken := requirements_on(target, release(after_release)):
+                raise ConfigError(f"the apps' requirements on Python {release(after_release).python} (checked on "
+                                  "the host, nothing was changed):\n" + "\n".join(f"  {b}" for b in broken))
+            phase(times, f"the apps' requirements have wheels for Python {release(after_release).python}", started)
         started = time.monotonic()
         if cmd_now(INVENTORY, "all", group) != 0:
             raise ConfigError("the backups before the drill failed")

@@ -122,9 +122,10 @@ class Releases:
     """Which Debian release each host runs: recorded in the ledger when its disk is made."""
 
     def debian(self, role: str) -> int:
-        """The release host ``role`` runs (a replica of the public host runs the public host's)."""
+        """The release host ``role`` runs (a replica of the public host made without one of its own
+        runs the public host's)."""
         recorded = self.load().get("debian", {})
-        return int(recorded.get(self.release_role(role), DEFAULT_DEBIAN))
+        return int(recorded.get(role, recorded.get(self.release_role(role), DEFAULT_DEBIAN)))
 
     @staticmethod
     def release_role(role: str) -> str:
@@ -137,7 +138,7 @@ class Releases:
 
     def record_release(self, role: str, debian: int) -> None:
         state = self.load()
-        state.setdefault("debian", {})[self.release_role(role)] = debian
+        state.setdefault("debian", {})[role] = debian
         self.save(state)
 
     def check_releases(self, existing: list[str]) -> None:

@@ -47,11 +47,12 @@ class Lifecycle:
         self.ensure_forge()
         log(f"sandbox {self.name} up in {time.monotonic() - started:.0f}s")
 
-    def ensure_public_hosts(self, total: int) -> list[str]:
+    def ensure_public_hosts(self, total: int, debian: int | None = None) -> list[str]:
         """The public host and ``total - 1`` replicas of it (``make bench HOSTS=N``): bare Debian
-        hosts like the others (the public host's release), each with its own address and a DNS name the ACME server
-        resolves to it. Replicas beyond ``total`` are stopped (their disks stay until ``down``).
-        Returns the replicas' roles, booted."""
+        hosts like the others, each with its own address and a DNS name the ACME server resolves to
+        it, on the public host's release (or ``debian``'s: the new machine of `make upgrade`).
+        Replicas beyond ``total`` are stopped (their disks stay until ``down``). Returns the
+        replicas' roles, booted."""
         if not 1 <= total <= MAX_PUBLIC_HOSTS:
             raise WorldError(f"HOSTS={total}: give 1 to {MAX_PUBLIC_HOSTS} public hosts")
         if not (self.rootfs("public") / "etc/ssh/ssh_host_ed25519_key").exists():
@@ -62,7 +63,7 @@ class Lifecycle:
         self.save(state)
         roles = [self.replica_role(n) for n in range(2, total + 1)]
         for role in roles:
-            self.ensure_rootfs(role)
+            self.ensure_rootfs(role, debian)
             self.ensure_network(role)
         self.write_ssh_files()
         for role in roles:

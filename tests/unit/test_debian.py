@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from iac.debian import RELEASES, release
+from cli.dr import what_breaks
+from iac.debian import RELEASES, next_release, release
 from iac.errors import ConfigError
 from operations.base import deploy as base_deploy
 from operations.host import HostConfig
 from operations.nginx.deploy import site_text
-from sandbox.dr_drill import next_release, what_breaks
 from sandbox.world.common import WorldError
 from sandbox.world.image import DEFAULT_DEBIAN, image_recipe, wanted_releases
 from stack.load import build_host_config
@@ -141,6 +141,6 @@ def test_the_upgrade_drill_names_the_app_and_the_requirement_that_breaks() -> No
 
 
 def test_the_upgrade_goes_to_the_next_known_release() -> None:
-    assert next_release(12) == 13
-    with pytest.raises(ConfigError, match="Debian 13 is the newest release this repository knows"):
+    assert next_release(12) is RELEASES[13]
+    with pytest.raises(ValueError, match="Debian 13 is the newest release this repository knows"):
         next_release(13)
