@@ -136,10 +136,33 @@ ZONED_HOST = """Normalized form: Sun *-*-* 03:30:00
 """
 
 
+# systemd 257 (Debian 13), as it printed on the sandbox's trixie host
+UTC_HOST_257 = """  Original form: hourly
+Normalized form: *-*-* *:00:00
+    Next elapse: Sat 2026-12-05 21:00:00 UTC
+       From now: 8min left
+   Iteration #2: Sat 2026-12-05 22:00:00 UTC
+       From now: 1h 8min left
+"""
+
+ZONED_HOST_257 = """  Original form: Sun 03:00
+Normalized form: Sun *-*-* 03:00:00
+    Next elapse: Sun 2026-12-06 03:00:00 EST
+       (in UTC): Sun 2026-12-06 08:00:00 UTC
+       From now: 11h left
+   Iteration #2: Sun 2026-12-13 03:00:00 EST
+       (in UTC): Sun 2026-12-13 08:00:00 UTC
+       From now: 1 week 0 days left
+"""
+
+
 def test_schedule_interval_is_read_on_utc_and_zoned_hosts() -> None:
-    """Staleness is "older than twice the schedule": the interval must be read on any host."""
+    """Staleness is "older than twice the schedule": the interval must be read on any host, of
+    either release."""
     assert status.elapse_interval(UTC_HOST) == 3600
     assert status.elapse_interval(ZONED_HOST) == 7 * 86400
+    assert status.elapse_interval(UTC_HOST_257) == 3600
+    assert status.elapse_interval(ZONED_HOST_257) == 7 * 86400
     assert status.elapse_interval("garbage") is None
 
 
