@@ -144,3 +144,36 @@ def test_the_upgrade_goes_to_the_next_known_release() -> None:
     assert next_release(12) is RELEASES[13]
     with pytest.raises(ValueError, match="Debian 13 is the newest release this repository knows"):
         next_release(13)
+
+
+def _world(tmp_path: Path):
+    from sandbox.world import World
+
+    world = World("reltest")
+    world.dir, world.state_file = tmp_path, tmp_path / "state.json"
+    return world
+
+
+def test_each_sandbox_host_runs_the_release_its_disk_was_made_from(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    world = _world(tmp_path)
+    monkeypatch.delenv("SANDBOX_DEBIAN", raising=False)
+    assert world.debian("lan") == 12 and world.release_for_new_disk("public") == 12
+    monkeypatch.setenv("SANDBOX_DEBIAN", "lan=13")
+    assert world.release_for_new_disk("lan") == 13 and world.release_for_new_disk("public") == 12
+    world.record_release("public", 13)
+    # a replica made without a release of its own runs the public host's; one made with its own keeps it
+    assert world.debian("public") == 13 and world.debian("public3") == 13
+    world.record_release("public2", 12)
+    assert world.debian("public2") == 12 and world.debian("public") == 13
+
+
+def test_up_with_another_release_than_an_existing_host_runs_is_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    world = _world(tmp_path)
+    world.record_release("lan", 12)
+    monkeypatch.setenv("SANDBOX_DEBIAN", "13")
+    with pytest.raises(WorldError, match="asks for Debian 13 on lan, which runs Debian 12 in sandbox reltest"):
+        world.check_releases(["lan"])
+    monkeypatch.setenv("SANDBOX_DEBIAN", "public=13")
+    world.check_releases(["lan"])  # the LAN host is not asked to change
