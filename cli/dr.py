@@ -1,4 +1,4 @@
-"""Rebuild a host from a bare Debian 12 box and the offsite backups, with one command.
+"""Rebuild a host from a bare Debian box and the offsite backups, with one command.
 
 The runbook's disaster-recovery sequence ("Disaster recovery (high-level)"), each step as it is
 done here:
@@ -12,7 +12,12 @@ done here:
   7.   databases from the offsite dumps     -> `iac-backup restore DB --from offsite` per database
   then each app answers through nginx, and the drift check reports the host in sync.
 
-Usage: python -m cli.dr INVENTORY --limit GROUP [--yes]
+A host without a system-state backup (the public VPS) has no old deploy keys to take: its apps'
+users and keys are made first (deploy_keys.py) and each printed key must be registered on the git
+host before the converge can fetch (the sandbox's drills register them on its forge; `make dr`
+stops there with exit 3 and the keys, and a second run with --keys-registered continues).
+
+Usage: python -m cli.dr INVENTORY --limit GROUP [--yes] [--keys-registered]
 Production (a stack named "production") asks for the host name unless --yes.
 """
 
@@ -22,14 +27,19 @@ import argparse
 import contextlib
 import json
 import os
+import re
+import shlex
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 
 from cli import drift
 from cli.backups import Target, app_answers, targets
 from iac import progress
+from iac.debian import DebianRelease
 from iac.errors import ConfigError
+from iac.paths import HOST
 from iac.repo import REPO
 
 PYINFRA = str(REPO / ".venv/bin/pyinfra")
@@ -40,7 +50,8 @@ def phase(times: dict[str, float], label: str, started: float) -> None:
     print(f"dr: {label}: {times[label]}s", file=sys.stderr, flush=True)
 
 
-def pyinfra(inventory: str, deploy: str, limit: str) -> None:
+def pyinfra(inventory: str, deploy: str, limit: str) -> str:
+    """Run ``deploy`` on ``limit``; its output, or a ConfigError with its tail."""
     env = {k: v for k, v in os.environ.items() if k != "PYINFRA_YES"}
     env.setdefault("PYINFRA_PROGRESS", "off")
     env["IAC_RUN_WHAT"] = f"dr {deploy}"  # the host's history says which step of a rebuild ran
@@ -48,6 +59,51 @@ def pyinfra(inventory: str, deploy: str, limit: str) -> None:
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-30:])
         raise ConfigError(f"{deploy} failed on {limit}:\n{tail}")
+    return proc.stdout
+
+
+class KeysToRegister(ConfigError):
+    """The new host's deploy keys must be registered on the git host before the rebuild goes on."""
+
+    exit_code = 3
+
+
+def deploy_keys(output: str) -> list[tuple[str, str]]:
+    """(app, public key) of each ``DEPLOY-KEY host app url key`` line deploy_keys.py printed."""
+    keys = []
+    for line in output.splitlines():
+        if line.startswith("DEPLOY-KEY "):
+            _, _host, app, _url, *key = line.split()
+            if len(key) >= 2:
+                keys.append((app, " ".join(key[:2])))
+    return keys
+
+
+# a release engine's failure as pyinfra prints it: "[host] [iac-app-release APP] what failed"
+ENGINE_FAILURE = re.compile(r"\[iac-app-release (\w+)\] (.*(?:failed|refused).*)$")
+
+
+def what_breaks(output: str) -> list[str]:
+    """Each app whose release failed on the new host, with the engine's reason (pip's last ERROR
+    line names the requirement): ``app chip_dashboard: pip install failed on Python 3.13.5: ...``."""
+    found = []
+    for line in output.splitlines():
+        if (m := ENGINE_FAILURE.search(line)) and "alert NOT sent" not in line:
+            found.append(f"app {m.group(1)}: {m.group(2)}")
+    return found
+
+
+def requirements_on(target: Target, release: DebianRelease) -> list[str]:
+    """Each app of ``target`` whose live requirements have no wheel for ``release``'s Python, with
+    pip's reason (an upgrade's first check, on the old host: release_engine/wheels.py)."""
+    broken = []
+    for app in target.config.apps:
+        proc = target.ssh(f"/usr/bin/python3 {HOST.release_engine} wheels {shlex.quote(app)} "
+                          f"--python {release.python} --glibc {release.glibc}")
+        if proc.returncode != 0:
+            lines = proc.stderr.strip().splitlines()
+            broken.append(lines[-1] if lines else f"{app}: the check failed (exit {proc.returncode})")
+    return broken
 
 
 def restore_databases(target: Target) -> list[str]:
@@ -74,12 +130,25 @@ def confirmed(target: Target) -> bool:
     return input(f"Rebuild {target.name} from its backups? Type its name: ").strip() == target.name
 
 
-def rebuild(inventory: str, target: Target, times: dict[str, float]) -> None:
-    """Run the whole sequence against one host; raise ConfigError naming the failed step."""
+def rebuild(inventory: str, target: Target, times: dict[str, float],
+            register: Callable[[str, str], None] | None = None) -> None:
+    """Run the whole sequence against one host; raise ConfigError naming the failed step.
+    ``register(app, public_key)`` puts a new deploy key on the git host (a host without a
+    system-state backup); without it the keys are named and the rebuild stops (KeysToRegister)."""
     limit = target.name
     started = time.monotonic()
-    pyinfra(inventory, "dr_bootstrap.py", limit)
-    phase(times, "restic + system state staged", started)
+    backups = target.config.backups
+    if backups is not None and backups.offsite.system_state is not None:
+        pyinfra(inventory, "dr_bootstrap.py", limit)
+        phase(times, "restic + system state staged", started)
+    else:
+        keys = deploy_keys(pyinfra(inventory, "deploy_keys.py", limit))
+        if register is None:
+            raise KeysToRegister("register each deploy key, read-only, for its app's repository, then run again:\n"
+                                 + "\n".join(f"  {app}: {key}" for app, key in keys))
+        for app, key in keys:
+            register(app, key)
+        phase(times, f"app users made, deploy keys registered ({len(keys)})", started)
     started = time.monotonic()
     pyinfra(inventory, "deploy.py", limit)
     phase(times, "converge from bare (deploy.py)", started)
@@ -101,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("inventory")
     p.add_argument("--limit", required=True, help="the group or host to rebuild, e.g. lan")
     p.add_argument("--yes", action="store_true")
+    p.add_argument("--keys-registered", action="store_true",
+                   help="the new host's deploy keys (printed by the first run) are on the git host")
     args = p.parse_args(argv)
     times: dict[str, float] = {}
     try:
@@ -110,8 +181,12 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         started = time.monotonic()
         with contextlib.redirect_stdout(sys.stderr):  # progress to stderr: stdout is the JSON report alone
-            rebuild(args.inventory, target, times)
+            rebuild(args.inventory, target, times,
+                    register=(lambda app, key: None) if args.keys_registered else None)
         phase(times, "total", started)
+    except KeysToRegister as exc:
+        print(f"dr: {exc}", file=sys.stderr)
+        return exc.exit_code
     except (ConfigError, subprocess.TimeoutExpired) as exc:
         print(f"dr: FAILED: {exc}", file=sys.stderr)
         return 1

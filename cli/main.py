@@ -104,7 +104,10 @@ COMMANDS: dict[str, Command] = {
     "restore-drill": Command("cli.backups", "restore the newest dumps into scratch databases, compare rows",
                              "0 passed, 1 failed", prefix=("drill",)),
     "dr": Command("cli.dr", "rebuild --limit HOST from a bare Debian box and its offsite backups",
-                  "0 rebuilt, 1 failed"),
+                  "0 rebuilt, 1 failed, 3 deploy keys to register"),
+    "upgrade": Command("cli.upgrade", "--limit GROUP --to ADDRESS: the host backed up and rebuilt on the next Debian "
+                       "release at a new machine, the old one serving until the switch",
+                       "0 rebuilt and in sync, 1 failed (the old host serves on), 3 deploy keys to register"),
     "bench": Command("cli.bench", "the drift check's cost against pyinfra's floor", "0 measured, 1 error"),
 }
 

@@ -19,6 +19,8 @@ confirm = {
 
 host = {
     "aliases": ["gts-server.lan"],
+    # the release gts-server runs; moving it to 13 is `make upgrade HOST=lan` (README: upgrading)
+    "debian": 12,
 }
 
 admin = {

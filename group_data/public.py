@@ -17,6 +17,11 @@ confirm = {
     "apps.chip_dashboard.source.url": "git -C /root/Chips_dashboard remote get-url origin",
 }
 
+host = {
+    # the release srv1178562 runs; moving it to 13 is `make upgrade HOST=public` (README: upgrading)
+    "debian": 12,
+}
+
 admin = {
     # The runbook works as root; the repo adds a named admin account beside it.
     "name": "ops",

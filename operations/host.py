@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from iac.debian import DebianRelease, release
 from iac.paths import HOST, NGINX_SITES_AVAILABLE, NGINX_SITES_ENABLED
 from iac.values import Ident, Strict, Username, option_error, path_under
 from operations.admin.options import AdminSection
@@ -89,6 +90,10 @@ class HostConfig(Strict):
     updates: UpdatesSection = Field(default=UpdatesSection(), description="Automatic security updates.")
     baseline: BaselineSection = Field(default=BaselineSection(), description="The whole host against Debian's "
                                       "packages and this declaration: local additions and TLS expiry.")
+
+    def debian(self) -> DebianRelease:
+        """The Debian release the host is declared on, with what derives from it (iac/debian.py)."""
+        return release(self.host.debian)
 
     def app_paths(self, name: str) -> AppPaths:
         """The paths of app ``name`` (see AppPaths; derived in operations/app/paths.py)."""

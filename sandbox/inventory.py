@@ -42,7 +42,7 @@ _secrets.keep("lan", ("admin", "password_hash"), _ADMIN_HASH)
 
 def _s3(path: str) -> str:
     """A restic repository on the sandbox's S3 stand-in, shaped like production's URL."""
-    return f"s3:{_world.s3_endpoint}/iac-{_world.name}/backups/{path}"
+    return f"s3:{_world.s3_endpoint}/{_world.s3_bucket}/backups/{path}"
 
 
 # `make bench HOSTS=N`: the public group holds N hosts here, the declared one and N-1 replicas
@@ -97,6 +97,8 @@ def _overrides(group: str) -> dict:
     """The sandbox's differences from production (each allowed in stack.inventory.ALLOWED_OVERRIDES)."""
     declared = read_group_file(GROUP_DATA / f"{group}.py")
     values: dict = {
+        # the release this sandbox's host was made from (SANDBOX_DEBIAN, sandbox/world/image.py)
+        "host": {"debian": _world.debian(group)},
         "admin": {"ssh_authorized_keys": [_world.ssh_key.with_suffix(".pub").read_text().strip()]},
         "ssh": {"root_authorized_keys": [_world.ssh_key.with_suffix(".pub").read_text().strip()]},
         # the group's own allowances stay; the image's are added (a list override would replace them)

@@ -1,7 +1,7 @@
 """`make bench HOSTS=N`: the drift check over N public hosts against 1, on this sandbox.
 
 1. the sandbox makes N-1 replicas of its public host (``python -m sandbox.world public-hosts N``):
-   bare Debian 12 machines with their own addresses and DNS names;
+   bare Debian machines (the public host's release) with their own addresses and DNS names;
 2. the inventory then holds them in the public group (``SANDBOX_PUBLIC_HOSTS=N``), each with the
    values a second VPS would set in group_data/public.py's ``hosts`` (domain, offsite repository);
 3. they are converged the way a fresh server is (sandbox/converge.py, ``--limit`` to the group);

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from iac import pyinfra_ext, sudo
+from iac.debian import next_release
 from iac.pyinfra_ext import sudo_staging
 from operations.host import HostConfig
 from stack.load import (
@@ -31,6 +32,7 @@ from stack.load import (
     read_stack_values,
 )
 from stack.secrets import SecretsFile
+from stack.upgrade import UPGRADE_ENV, upgrade_target
 
 __all__ = ["GROUPS", "group_entries", "host_entry", "known_hosts_file", "strict_ssh"]
 
@@ -46,6 +48,8 @@ ALLOWED_OVERRIDES: dict[str, str] = {
     "apps.*.settings_env.secret_key_fallbacks": "the LAN fixture apps read DJANGO_SECRET_KEY_FALLBACKS (a key "
                                                 "rotation keeps sessions); production's apps are declared "
                                                 "without it until their settings read one",
+    "host.debian": "each sandbox host runs the release its disk was made from (SANDBOX_DEBIAN; the upgrade "
+                   "drill's new host runs the next one)",
     "tls.acme_directory": "pebble instead of Let's Encrypt",
     "tls.acme_ca_bundle": "pebble's HTTPS certificate is signed by the sandbox's own CA",
     "tls.issuer_ca_bundle": "pebble issues under a root of its own, made anew each time it starts",
@@ -176,6 +180,7 @@ def host_entry(
     secrets: Any = None,
     stack_values: Path | None = None,
     group_data: Path = GROUP_DATA,
+    upgrade: bool = False,
 ) -> tuple[str, dict[str, Any]]:
     """One pyinfra inventory entry ``(name, data)`` with the validated config attached.
 
@@ -187,6 +192,8 @@ def host_entry(
     + stack_values: a non-production stack's own values file (what `make release` pins there,
       ``stack.load.pin_stack_revision``), applied under ``overrides`` and held to the same
       ALLOWED_OVERRIDES. Production keeps every value in group_data/.
+    + upgrade: the host is the new machine of an upgrade (stack/upgrade.py): declared on the
+      release after its own, ``upgrade`` set in its data
 
     Example: ``host_entry("production", "public", "srv1178562", {"ssh_hostname": "72.61.148.117"})``"""
     if "_sudo_password" in connection:
@@ -209,13 +216,20 @@ def host_entry(
     elif overrides:
         raise ConfigError("the production stack takes its values from group_data/ only")
     config: HostConfig = build_host_config(group, name, overrides, secrets, group_data)
+    if upgrade:
+        try:
+            to = next_release(config.host.debian)
+        except ValueError as exc:
+            raise ConfigError(f"{UPGRADE_ENV}: {name}: {exc}") from None
+        config = config.model_copy(update={"host": config.host.model_copy(update={"debian": to.version})})
+        extra["upgrade"] = True
     if connection.get("_sudo"):
         # through sudo, pyinfra stages uploads in the login's private directory (never /tmp), and
         # sudo's password comes from the secrets file or the terminal, on stdin (iac/sudo.py)
         extra.update(sudo_staging.host_data(connection))
         extra[sudo.DATA_KEY] = sudo_password(group, name, connection, secrets)
         pyinfra_ext.install_sudo()  # for every pyinfra command on this inventory, not only deploy.py
-    return name, {**connection, "config": config, "stack": stack, **extra}
+    return name, {**connection, "config": config, "stack": stack, "group": group, **extra}
 
 
 def sudo_password(group: str, name: str, connection: Mapping[str, Any], secrets: Any) -> sudo.SudoPassword:
@@ -267,5 +281,16 @@ def group_entries(
         connection_of = connections.__getitem__
     else:
         connection_of = connections
+    upgrade = upgrade_target(GROUPS)
+    if upgrade is not None and upgrade.group == group:
+        if len(names) != 1:
+            raise ConfigError(f"{UPGRADE_ENV}: group {group} has {len(names)} hosts ({', '.join(names)}); an upgrade "
+                              "rebuilds one host at a time")
+        old = connection_of(names[0])
+        if str(old.get("ssh_hostname")) == upgrade.address:
+            raise ConfigError(f"{UPGRADE_ENV}: {upgrade.address} is where {names[0]} serves today; an upgrade "
+                              "rebuilds the host on a new machine: give that machine's address")
+        return [host_entry(stack, group, names[0], {**old, "ssh_hostname": upgrade.address}, overrides, secrets,
+                           stack_values, group_data, upgrade=True)]
     return [host_entry(stack, group, n, connection_of(n), overrides, secrets, stack_values, group_data)
             for n in names]

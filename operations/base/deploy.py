@@ -8,11 +8,29 @@ from __future__ import annotations
 
 from io import StringIO
 
+from pyinfra import host
 from pyinfra.api import deploy
+from pyinfra.facts.server import LinuxDistribution
 
+from iac.errors import ConfigError
 from iac.ops import files, server
 from iac.packages import packages_present
 from operations.host import HostConfig
+
+
+def release_matches(config: HostConfig, group: str) -> None:
+    """Stop before anything changes when the host runs another Debian release than it is declared
+    on: every path and package derived from ``host.debian`` would be wrong there. A host moves to a
+    new release by being rebuilt (`make upgrade`), never by a run or an in-place dist-upgrade."""
+    distro = host.get_fact(LinuxDistribution) or {}
+    runs = distro.get("major")
+    declared = config.debian()
+    if distro.get("name") != "Debian" or runs != declared.version:
+        seen = f"{distro.get('name') or 'an unknown system'} {runs or ''}".strip()
+        raise ConfigError(
+            f"{host.name} runs {seen}, but is declared on Debian {declared.version} ({declared.codename}: "
+            f"host.debian, group_data/{group}.py): nothing was changed. If the host was rebuilt on another release on "
+            "purpose (make upgrade), declare that release in host.debian; a run never upgrades a host in place")
 
 
 @deploy("Base system")

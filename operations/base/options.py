@@ -6,6 +6,7 @@ from pydantic import (
     Field,
 )
 
+from iac.debian import RELEASES, DebianVersion
 from iac.values import Fqdn, Hostname, PackageName, Strict, TimeZone
 
 
@@ -23,6 +24,17 @@ class HostSection(Strict):
         default="Etc/UTC",
         description="IANA time zone of the host (/etc/localtime, /etc/timezone).",
         examples=["Etc/UTC", "America/New_York"],
+    )
+    debian: DebianVersion = Field(
+        default=12,
+        description=(
+            "The Debian release the host runs; what differs between releases (PostgreSQL's major and "
+            "paths, Python, the archive's codename) is derived from it (iac/debian.py). A run against a "
+            "host that runs another release stops before changing anything: moving a host to a new "
+            "release is `make upgrade` (a new host, the backups restored), never an edit here. "
+            + "; ".join(r.summary() for r in RELEASES.values()) + "."
+        ),
+        examples=[12, 13],
     )
 
 

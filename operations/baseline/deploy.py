@@ -34,7 +34,7 @@ from iac.repo import FILES
 from operations.app.options import PostgresDatabase
 from operations.exposure.confirmed import SCRIPT, _confirm, second_login
 from operations.host import HostConfig
-from operations.tls.deploy import CA_BUNDLE, HOOK, WEBROOT, tls_domains
+from operations.tls.deploy import CA_BUNDLE, HOOK, WEBROOT, certificates_deferred, tls_domains
 
 ENGINE = HOST.baseline_engine
 # printed by the fact when the engine is not on the host yet (a first run): the repair then runs
@@ -119,12 +119,16 @@ def accounts(config: HostConfig) -> list[dict]:
     return out
 
 
-def tls_sites(config: HostConfig) -> list[dict]:
+def tls_sites(config: HostConfig, deferred: bool = False) -> list[dict]:
+    """The certificates the host must serve, valid and chaining to the issuers (none while their
+    issuance waits for the switch of an upgrade: ``deferred``, operations/tls/deploy.py)."""
     return [{"name": domain, "port": 443, "ca_bundle": HOST.tls_issuers,
-             "key_path": f"/etc/letsencrypt/live/{domain}/privkey.pem"} for domain in tls_domains(config)]
+             "key_path": f"/etc/letsencrypt/live/{domain}/privkey.pem"}
+            for domain in ([] if deferred else tls_domains(config))]
 
 
-def baseline_settings(config: HostConfig, record: declared.Declared, host_name: str) -> BaselineSettings:
+def baseline_settings(config: HostConfig, record: declared.Declared, host_name: str,
+                      certificates_deferred: bool = False) -> BaselineSettings:
     """The engine's settings: the whole declaration of this host (no secrets)."""
     groups = {"sudo": [config.admin.name] if config.admin.sudo else []}
     uses_postgres = any(isinstance(db, PostgresDatabase) for app in config.apps.values()
@@ -141,7 +145,7 @@ def baseline_settings(config: HostConfig, record: declared.Declared, host_name: 
         "privileged_groups": groups,
         "ports": ports(config),
         "allowed": [{"path": a.path, "reason": a.reason} for a in config.baseline.allow],
-        "tls": tls_sites(config),
+        "tls": tls_sites(config, certificates_deferred),
         "tls_min_days": config.baseline.tls_min_days,
         "quarantine": HOST.quarantine,
         "state": HOST.baseline_state,
@@ -228,9 +232,10 @@ def baseline(config: HostConfig) -> None:
         pem = config.tls.issuer_ca_bundle or (FILES / "etc/iac/letsencrypt-roots.pem").read_text()
         files.put(name=f"Roots a served certificate must chain to ({HOST.tls_issuers})",
                   src=_text(pem), dest=HOST.tls_issuers, mode="644")
-    settings = baseline_settings(config, declared.current(), host.name)
+    deferred = certificates_deferred()
+    settings = baseline_settings(config, declared.current(), host.name, deferred)
     text = json.dumps(contract.dump(settings), sort_keys=True, separators=(",", ":"))
-    renew = {domain: _renew(domain, config) for domain in tls_domains(config)}
+    renew = {} if deferred else {domain: _renew(domain, config) for domain in tls_domains(config)}
     host_matches_baseline(name=BASELINE_OPERATION, settings=text,
                           renew=renew, login=second_login(config.ssh.port))
 

@@ -100,6 +100,15 @@ def site_absent(site: str):
                         "if systemctl is-active --quiet nginx; then systemctl reload nginx; fi")
 
 
+def site_text(config: HostConfig, name: str) -> str:
+    """App ``name``'s nginx site: its port's default unless apps share the port by name, HTTP/2
+    spelled as the host release's nginx takes it."""
+    app, shared = config.apps[name], config.shared_site_ports()
+    return render("etc/nginx/sites-available/app.conf.j2", default_server=app.nginx.port not in shared,
+                  default_tls=443 not in shared, http2_directive=config.debian().nginx_http2_directive,
+                  **app_context(config, name, app))
+
+
 def nginx_sites(config: HostConfig) -> None:
     """nginx in front of every app on the host."""
     # logrotate: nginx's own /etc/logrotate.d/nginx is read by it (a minimal image lacks it; logs grew forever)
@@ -109,9 +118,7 @@ def nginx_sites(config: HostConfig) -> None:
     if not shared:  # first: a site about to become its port's default would clash with it
         site_absent(name="nginx: no site for unknown names (no port is shared)", site=UNKNOWN_NAMES_SITE)
     for name, app in config.apps.items():
-        ctx = app_context(config, name, app)
-        text = render("etc/nginx/sites-available/app.conf.j2", default_server=app.nginx.port not in shared,
-                      default_tls=443 not in shared, **ctx)
+        text = site_text(config, name)
         files.put(name=f"nginx site {app.nginx.name} (staged)", src=text_file(text),
                   dest=f"{STAGED}{AVAILABLE}/{app.nginx.name}", mode="644")
         site_live(name=f"nginx site {app.nginx.name} (checked with nginx -t, live)", site=app.nginx.name)

@@ -1,4 +1,5 @@
-"""PostgreSQL 15: server, peer authentication map, roles, databases, and the apps' access.
+"""PostgreSQL (the major of the host's release, iac/debian.py): server, peer authentication map,
+roles, databases, and the apps' access.
 
 Stages: install -> configure (pg_hba.conf, pg_ident.conf: staged, checked against the server's own
 parser before they go live, then reloaded) -> roles -> databases -> access (operations/postgres/
@@ -22,8 +23,6 @@ from iac.render import render, text_file
 from operations.app.options import PostgresDatabase
 from operations.host import HostConfig
 from operations.postgres.cluster import Checks, database_connect, login_role, owned_database, schema_access
-
-PG_DIR = "/etc/postgresql/15/main"
 
 
 def access_checks(config: HostConfig) -> Checks:
@@ -61,23 +60,24 @@ def postgresql(config: HostConfig) -> None:
         if "postgresql" in (host.get_fact(DebPackages) or {}):
             systemd.service(name="PostgreSQL not declared: stopped and disabled (its data kept)",
                             service="postgresql", running=False, enabled=False)
-            systemd.service(name="PostgreSQL's cluster not declared: stopped", service="postgresql@15-main",
-                            running=False)
+            systemd.service(name="PostgreSQL's cluster not declared: stopped",
+                            service=config.debian().postgres_cluster_unit, running=False)
         return
     packages_present(["postgresql", "postgresql-client"], config.base.apt_cache_hours, "PostgreSQL")
     systemd.service(name="PostgreSQL running and enabled", service="postgresql", running=True, enabled=True)
 
+    pg_dir = config.debian().postgres_conf_dir
     mappings = sorted({(user, role) for user, role, _ in app_database_roles(config) if user != role})
-    files.directory(name="Staging directory for PostgreSQL", path=f"{STAGED}{PG_DIR}", mode="755")
-    for name, text in (("pg_ident.conf", render("etc/postgresql/15/main/pg_ident.conf.j2", mappings=mappings,
-                                                     engine_roles=sorted(pg.roles))),
-                       ("pg_hba.conf", render("etc/postgresql/15/main/pg_hba.conf.j2"))):
-        files.put(name=f"PostgreSQL {name} (staged)", src=text_file(text), dest=f"{STAGED}{PG_DIR}/{name}",
+    files.directory(name="Staging directory for PostgreSQL", path=f"{STAGED}{pg_dir}", mode="755")
+    for name, text in (("pg_ident.conf", render("etc/postgresql/major/main/pg_ident.conf.j2", mappings=mappings,
+                                                engine_roles=sorted(pg.roles))),
+                       ("pg_hba.conf", render("etc/postgresql/major/main/pg_hba.conf.j2"))):
+        files.put(name=f"PostgreSQL {name} (staged)", src=text_file(text), dest=f"{STAGED}{pg_dir}/{name}",
                   mode="644")
         validated_file(
-            name=f"PostgreSQL {name} (checked by the server, live)", staged=f"{STAGED}{PG_DIR}/{name}",
-            dest=f"{PG_DIR}/{name}", validate=_pg_config_check(),
-            activate=f"chown postgres:postgres {PG_DIR}/{name} && chmod 640 {PG_DIR}/{name} "
+            name=f"PostgreSQL {name} (checked by the server, live)", staged=f"{STAGED}{pg_dir}/{name}",
+            dest=f"{pg_dir}/{name}", validate=_pg_config_check(),
+            activate=f"chown postgres:postgres {pg_dir}/{name} && chmod 640 {pg_dir}/{name} "
                      "&& systemctl reload postgresql",
         )
 

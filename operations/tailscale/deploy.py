@@ -12,12 +12,13 @@ from operations.host import HostConfig
 def tailscale(config: HostConfig) -> None:
     if config.tailscale is None or not config.tailscale.enabled:
         return
+    codename = config.debian().codename
     files.download(name="Tailscale signing key",
-                   src="https://pkgs.tailscale.com/stable/debian/bookworm.noarmor.gpg",
+                   src=f"https://pkgs.tailscale.com/stable/debian/{codename}.noarmor.gpg",
                    dest="/usr/share/keyrings/tailscale-archive-keyring.gpg", mode="644")
     apt.repo(name="Tailscale repository",
              src="deb [signed-by=/usr/share/keyrings/tailscale-archive-keyring.gpg] "
-                 "https://pkgs.tailscale.com/stable/debian bookworm main",
+                 f"https://pkgs.tailscale.com/stable/debian {codename} main",
              filename="tailscale")
     packages_present(["tailscale"], 0, "Tailscale")  # 0: see the new repository
     systemd.service(name="tailscaled running and enabled", service="tailscaled", running=True, enabled=True)

@@ -96,9 +96,20 @@ def certificate_issued(domain: str, email: str, directory: str, ca_bundle: str |
     )
 
 
+def certificates_deferred() -> bool:
+    """On the new machine of an upgrade (stack/upgrade.py) the names still point at the old host,
+    where the ACME server's HTTP-01 check would land: nginx serves the placeholder certificate
+    (certificate_links) until the switch, and the first run after it issues the real ones."""
+    return bool(host.data.get("upgrade"))
+
+
 def certificates(config: HostConfig) -> None:
     """After nginx: issue missing certificates; renewals are certbot.timer's job."""
     if config.tls is None or not tls_domains(config):
+        return
+    if certificates_deferred():
+        host.noop(f"certificates for {', '.join(tls_domains(config))}: issued by the first run after the switch "
+                  "(the names point at the old host until then)")
         return
     for domain in tls_domains(config):
         certificate_issued(name=f"Certificate for {domain}", domain=domain, email=config.tls.email,

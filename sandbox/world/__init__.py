@@ -1,4 +1,8 @@
-"""The local sandbox: real Debian 12 hosts under systemd-nspawn, and the stand-ins they talk to.
+"""The local sandbox: real Debian hosts under systemd-nspawn, and the stand-ins they talk to.
+
+Each declared host runs Debian 12 unless ``SANDBOX_DEBIAN`` says otherwise when its disk is made
+(``13``, or per host ``public=13,lan=12``); the release is recorded in the ledger and the sandbox's
+inventory declares it (``host.debian``).
 
 Everything this package creates is recorded in ``.sandbox/<name>/state.json`` *before* it is
 created, so ``down`` can remove exactly that (and nothing else) in reverse order, even after a
@@ -28,7 +32,7 @@ The package holds one module per concern; ``World`` (world.py) composes their mi
     addresses.py  addresses, names and paths of hosts, stand-ins and files (HostSpec, HOSTS)
     ledger.py     the state ledger, .sandbox/<name>/state.json (and the subnet it records)
     registry.py   the machine-wide registry of sandboxes, /run/iac-sandbox
-    image.py      the golden image (IMAGE_RECIPE, IMAGE_CACHE)
+    image.py      the golden images, one per release (IMAGE_RECIPE, IMAGE_CACHE), each host's release
     processes.py  processes: started, recorded with their start time, stopped by PID
     hosts.py      hosts: rootfs, network, boot, the supervisor (run_host), stop/reset, ssh, wait
     disk.py       the LAN host's dump disk: image, loop mount, detach/attach (move_mount_into)

@@ -141,6 +141,11 @@ class Addresses:
         return f"http://{self.s3_ip}:9000"
 
     @property
+    def s3_bucket(self) -> str:
+        """The bucket every restic repository of this sandbox lives in (made with the stand-in)."""
+        return f"iac-{self.name}"
+
+    @property
     def webhook_base(self) -> str:
         return f"http://{self.svc_ip}:8099"
 

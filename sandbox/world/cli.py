@@ -37,6 +37,11 @@ def main(argv: list[str] | None = None) -> int:
     ph = sub.add_parser("public-hosts", help="make the public host's replicas (N hosts in all), boot them, "
                                              "and print their roles")
     ph.add_argument("total", type=int)
+    ph.add_argument("--debian", type=int, help="the release of replicas made now (default: the public host's)")
+    sw = sub.add_parser("switch", help="after `make upgrade`: the new machine (a replica) takes the host's place "
+                                       "and address; the old machine is retired")
+    sw.add_argument("role")
+    sw.add_argument("new")
     ar = sub.add_parser("add-repo", help="a local git repository onto the forge as APP.git (every branch and tag)")
     ar.add_argument("app")
     ar.add_argument("source")
@@ -76,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "ssh-config":
             print(world.ssh_config)
         elif args.cmd == "public-hosts":
-            print(" ".join(world.ensure_public_hosts(args.total)))
+            print(" ".join(world.ensure_public_hosts(args.total, args.debian)))
         elif args.cmd == "boot-host":
             world.spec(args.role)
             if args.machine not in (None, world.machine(args.role)):
@@ -86,6 +91,8 @@ def main(argv: list[str] | None = None) -> int:
                 return world.run_host(args.role)
             world.boot(args.role)
             world.wait_booted(args.role)
+        elif args.cmd == "switch":
+            world.switch_host(args.role, args.new)
         elif args.cmd == "register-key":
             world.register_key(args.app, args.pubkey)
         elif args.cmd == "add-repo":
@@ -102,6 +109,7 @@ def main(argv: list[str] | None = None) -> int:
 def print_status(st: dict) -> None:
     print(f"sandbox {st['name']} ({st['subnet']})")
     for role, h in st["hosts"].items():
-        print(f"  host {role:<8} {h['address']:<15} {'up' if h['up'] else 'DOWN':<5} {h['ssh']}")
+        state = "up" if h["up"] else "DOWN"
+        print(f"  host {role:<8} {h['address']:<15} Debian {h['debian']:<3} {state:<5} {h['ssh']}")
     for label, s in st["standins"].items():
         print(f"  {label:<27} {'up' if s['up'] else 'DOWN':<5} {s['address']}")

@@ -28,11 +28,16 @@ class Hosts:
             run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"sandbox-{self.name}",
                  "-f", str(self.ssh_key)])
 
-    def ensure_rootfs(self, role: str, image: Path) -> None:
+    def ensure_rootfs(self, role: str, debian: int | None = None) -> None:
+        """A disk for host ``role``: a copy of the golden image of its release (``debian``, else the
+        one SANDBOX_DEBIAN names or the host ran), with its own machine id and host keys."""
         root = self.rootfs(role)
         if (root / "etc/ssh/ssh_host_ed25519_key").exists():
             return
+        debian = debian or self.release_for_new_disk(role)
+        image = self.ensure_image(debian)
         self.record("rootfs", path=str(root))
+        self.record_release(role, debian)
         if root.exists():
             shutil.rmtree(root)
         root.parent.mkdir(parents=True, exist_ok=True)
@@ -94,7 +99,9 @@ class Hosts:
     def write_ssh_files(self) -> None:
         lines, cfg = [], []
         for role in self.host_roles():
-            pub = (self.rootfs(role) / "etc/ssh/ssh_host_ed25519_key.pub").read_text().split()
+            if not (key := self.rootfs(role) / "etc/ssh/ssh_host_ed25519_key.pub").exists():
+                continue  # a replica whose disk became another host's (switch_host)
+            pub = key.read_text().split()
             lines.append(f"{self.host_ip(role)} {pub[0]} {pub[1]}")
             cfg.append(
                 f"Host {self.name}-{role}\n  HostName {self.host_ip(role)}\n  User root\n"
@@ -249,8 +256,9 @@ class Hosts:
             if cgroup.name == cgroups.label(self.name, role):
                 cgroups.remove(cgroup)
 
-    def reset_host(self, role: str) -> None:
-        """Replace a host with a fresh copy of the golden image (new disk, new host keys), booted.
+    def reset_host(self, role: str, debian: int | None = None) -> None:
+        """Replace a host with a fresh copy of the golden image (new disk, new host keys), booted;
+        on Debian ``debian`` when given (the upgrade drill), else on the release it ran.
 
         The LAN host's dump disk is a disk of its own: kept, with its data (bound again at boot)."""
         self.stop_host(role)
@@ -258,7 +266,29 @@ class Hosts:
         if root.exists():
             self._refuse_mounts_under(root)
             shutil.rmtree(root)
-        self.ensure_rootfs(role, self.ensure_image())
+        self.ensure_rootfs(role, debian or self.debian(role))
+        self.write_ssh_files()
+        for sock in (self.dir / "ssh").glob("cm-*"):
+            sock.unlink(missing_ok=True)
+        self.boot(role)
+        self.wait_booted(role)
+
+    def switch_host(self, role: str, new: str) -> None:
+        """The switch at the end of `make upgrade`: the machine ``new`` (a replica the host was
+        rebuilt on) takes ``role``'s place and address, as production moves the name or the LAN
+        address to the new server; the old machine is retired (its disk removed), the new one
+        booted where the old one was."""
+        if not (self.rootfs(new) / "etc/ssh/ssh_host_ed25519_key").exists():
+            raise WorldError(f"switch: {new} has no disk in sandbox {self.name}")
+        debian = self.debian(new)
+        for r in (role, new):
+            self.stop_host(r)
+        old, moved = self.rootfs(role), self.rootfs(new)
+        for path in (old, moved):
+            self._refuse_mounts_under(path)
+        shutil.rmtree(old)
+        moved.rename(old)
+        self.record_release(role, debian)
         self.write_ssh_files()
         for sock in (self.dir / "ssh").glob("cm-*"):
             sock.unlink(missing_ok=True)

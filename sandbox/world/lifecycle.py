@@ -27,12 +27,12 @@ class Lifecycle:
         state = self.load()
         state["subnet"] = str(self.subnet)  # what it is created with (check_subnet holds it to that)
         self.save(state)
+        self.check_releases([h.role for h in HOSTS if self.rootfs(h.role).exists()])
         self.ensure_ssh_key()
-        image = self.ensure_image()
         self.ensure_forwarding()
         self.ensure_svc_address()
         for h in HOSTS:
-            self.ensure_rootfs(h.role, image)
+            self.ensure_rootfs(h.role)
             self.ensure_network(h.role)
         self.write_ssh_files()
         self.ensure_backup_disk()
@@ -47,11 +47,12 @@ class Lifecycle:
         self.ensure_forge()
         log(f"sandbox {self.name} up in {time.monotonic() - started:.0f}s")
 
-    def ensure_public_hosts(self, total: int) -> list[str]:
+    def ensure_public_hosts(self, total: int, debian: int | None = None) -> list[str]:
         """The public host and ``total - 1`` replicas of it (``make bench HOSTS=N``): bare Debian
-        12 hosts like the others, each with its own address and a DNS name the ACME server
-        resolves to it. Replicas beyond ``total`` are stopped (their disks stay until ``down``).
-        Returns the replicas' roles, booted."""
+        hosts like the others, each with its own address and a DNS name the ACME server resolves to
+        it, on the public host's release (or ``debian``'s: the new machine of `make upgrade`).
+        Replicas beyond ``total`` are stopped (their disks stay until ``down``). Returns the
+        replicas' roles, booted."""
         if not 1 <= total <= MAX_PUBLIC_HOSTS:
             raise WorldError(f"HOSTS={total}: give 1 to {MAX_PUBLIC_HOSTS} public hosts")
         if not (self.rootfs("public") / "etc/ssh/ssh_host_ed25519_key").exists():
@@ -60,10 +61,9 @@ class Lifecycle:
         before = int(state.get("public_hosts", 1))
         state["public_hosts"] = max(total, before)  # every replica ever made stays known to `down`
         self.save(state)
-        image = self.ensure_image()
         roles = [self.replica_role(n) for n in range(2, total + 1)]
         for role in roles:
-            self.ensure_rootfs(role, image)
+            self.ensure_rootfs(role, debian)
             self.ensure_network(role)
         self.write_ssh_files()
         for role in roles:
@@ -201,7 +201,7 @@ class Lifecycle:
         for role in base + [r for r in self.replica_roles() if proc_up(f"nspawn-{r}")]:
             ip = self.host_ip(role)
             hosts[role] = {
-                "address": ip, "interface": self.spec(role).ifname,
+                "address": ip, "interface": self.spec(role).ifname, "debian": self.debian(role),
                 "up": proc_up(f"nspawn-{role}") and port_open(ip, 22),
                 "ssh": f"ssh -F {self.ssh_config} {self.name}-{role}",
             }

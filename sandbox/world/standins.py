@@ -68,6 +68,12 @@ class StandIns:
             "s3", [str(REPO / ".venv/bin/moto_server"), "-H", self.s3_ip, "-p", "9000"],
             ready=(self.s3_ip, 9000),
         )
+        # the operator makes the bucket at the provider, before any repository is made in it (restic
+        # 0.17 and later retry a missing bucket for 15 minutes instead of creating it as 0.14 did);
+        # moto keeps it in memory, so this runs after every start (PUT of an existing bucket: 200)
+        request = urllib.request.Request(f"{self.s3_endpoint}/{self.s3_bucket}", method="PUT")
+        with urllib.request.urlopen(request, timeout=10) as response:
+            response.read()
 
     def ensure_webhook(self) -> None:
         self.webhook_log.parent.mkdir(parents=True, exist_ok=True)

@@ -11,7 +11,7 @@ from .common import REPO, WorldError
 from .disk import BackupDisk
 from .forge import Forge
 from .hosts import Hosts
-from .image import GoldenImage
+from .image import GoldenImage, Releases
 from .ledger import Ledger
 from .lifecycle import Lifecycle
 from .processes import Processes
@@ -19,7 +19,8 @@ from .registry import Registry
 from .standins import StandIns
 
 
-class World(Lifecycle, Forge, StandIns, BackupDisk, Hosts, Processes, GoldenImage, Registry, Ledger, Addresses):
+class World(Lifecycle, Forge, StandIns, BackupDisk, Hosts, Processes, GoldenImage, Releases, Registry, Ledger,
+            Addresses):
     """A named sandbox: its settings, its recorded resources and the operations on them."""
 
     def __init__(self, name: str | None = None, subnet: str | None = None) -> None:

@@ -212,7 +212,7 @@ def pebble_root(sandbox: Sandbox, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def converged(sandbox: Sandbox) -> Run:
-    """The first converge of this session (on a fresh sandbox: bare Debian 12 to declared)."""
+    """The first converge of this session (on a fresh sandbox: bare Debian to declared)."""
     # as on a fresh server: deploy keys first (registered on the forge), then everything
     run = sandbox.command("first-converge", [str(REPO / ".venv/bin/python"), "-m", "sandbox.converge"],
                           PYINFRA_PROGRESS="off")

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import pytest
 
+from iac.debian import release
+from sandbox.world import World
 from tests.integration.conftest import TIMINGS, Sandbox, failure_excerpt
 
 HOSTS = {"public": "srv1178562", "lan": "gts-server"}
@@ -34,6 +36,12 @@ class Mutation:
     what: str  # a regular expression the report's line must match after the path
     command: str  # made as root on the host (set -e)
     kept: bool = True  # the quarantine's manifest names the path after the converge
+
+    def on(self, world: World) -> Mutation:
+        """This mutation on the sandbox's host: ``{pg}`` is the major of the PostgreSQL its
+        Debian release has (iac/debian.py)."""
+        pg = str(release(world.debian(self.role)).postgres)
+        return replace(self, path=self.path.replace("{pg}", pg), command=self.command.replace("{pg}", pg))
 
 
 MUTATIONS = [
@@ -138,9 +146,9 @@ MUTATIONS = [
     Mutation("public", "/etc/pam.d/common-auth", r"changed since the converge that held it",
              "echo '# by hand' >> /etc/pam.d/common-auth"),
     # -- PostgreSQL
-    Mutation("lan", "/etc/postgresql/15/main/conf.d/iac-test.conf", r"not declared",
-             "echo \"log_min_duration_statement = 0\" > /etc/postgresql/15/main/conf.d/iac-test.conf"),
-    Mutation("lan", "/var/lib/postgresql/15/main/postgresql.auto.conf", r"ALTER SYSTEM settings: log_statement",
+    Mutation("lan", "/etc/postgresql/{pg}/main/conf.d/iac-test.conf", r"not declared",
+             "echo \"log_min_duration_statement = 0\" > /etc/postgresql/{pg}/main/conf.d/iac-test.conf"),
+    Mutation("lan", "/var/lib/postgresql/{pg}/main/postgresql.auto.conf", r"ALTER SYSTEM settings: log_statement",
              "runuser -u postgres -- psql -Xqc \"ALTER SYSTEM SET log_statement = 'all'\""),
     # -- set-user-ID, listeners
     Mutation("public", "/usr/local/bin/iac-test-rootsh", r"set-user-ID file no package owns",
@@ -177,7 +185,7 @@ def mutated(sandbox: Sandbox, converged) -> dict:
     """Every mutation made on the converged sandbox, and the drift report that followed."""
     assert sandbox.converge("baseline-before").returncode == 0
     for role in HOSTS:
-        script = "set -e\n" + "\n".join(m.command for m in MUTATIONS if m.role == role) + "\n"
+        script = "set -e\n" + "\n".join(m.on(sandbox.world).command for m in MUTATIONS if m.role == role) + "\n"
         done = sandbox.world.ssh(role, "bash -s", input=script, check=False)
         assert done.returncode == 0, done.stderr[-2000:]
     run = sandbox.drift("baseline-mutated", "--format", "json")
@@ -195,8 +203,9 @@ def repaired(sandbox: Sandbox, mutated: dict) -> dict:
 
 
 @pytest.mark.parametrize("mutation", MUTATIONS, ids=lambda m: f"{m.role}:{m.path}")
-def test_drift_names_each_mutation(mutated: dict, mutation: Mutation) -> None:
+def test_drift_names_each_mutation(sandbox: Sandbox, mutated: dict, mutation: Mutation) -> None:
     assert mutated["code"] == 2, mutated["output"][-3000:]
+    mutation = mutation.on(sandbox.world)
     lines = _baseline_lines(mutated["report"], HOSTS[mutation.role])
     pattern = re.compile(rf"^[+~-] \w+ {re.escape(mutation.path)}: .*{mutation.what}")
     assert any(pattern.search(line) for line in lines), "\n".join(lines)
@@ -214,7 +223,8 @@ def test_a_converge_repairs_everything_and_keeps_what_it_took(sandbox: Sandbox, 
     assert repaired["drift"].returncode == 0, repaired["drift"].output[-3000:]
     for role in HOSTS:
         kept = {entry["path"] for entry in _manifests(sandbox, role)}
-        missing = [m.path for m in MUTATIONS if m.role == role and m.kept and m.path not in kept]
+        missing = [m.on(sandbox.world).path for m in MUTATIONS
+                   if m.role == role and m.kept and m.on(sandbox.world).path not in kept]
         assert not missing, f"{role}: not in the quarantine's manifests: {missing}"
 
 

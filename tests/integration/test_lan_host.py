@@ -11,6 +11,7 @@ import uuid
 import pytest
 
 from engine_common import envfile
+from iac.debian import RELEASES, release
 from tests.integration.conftest import TIMINGS, Run, Sandbox, changed_operations, failure_excerpt
 
 APPS = {"rental_scheduler": 8001, "shop_scheduler": 8002}
@@ -19,20 +20,25 @@ SURVIVOR: dict[str, str] = {}
 
 @pytest.fixture(scope="module")
 def bare_lan(sandbox: Sandbox, converged: Run) -> Run:
-    """`make dr-drill`: the LAN host is backed up, destroyed, replaced with a bare Debian 12 copy
-    (new root disk, no address of its own configuration) and rebuilt with one command from its
-    offsite backups, as after a disaster. (A bare host without backups is built by the session's
-    first converge: deploy keys made and registered, then deploy.py.)"""
+    """`make upgrade-drill HOST=lan`: the LAN host is backed up, destroyed, replaced with a bare
+    copy of the next Debian release (new root disk, no address of its own configuration) and
+    rebuilt with one command from its offsite backups, as after a disaster (`make dr-drill`, the
+    same steps on the same release, when the host runs the newest release already). So every test
+    of this module, and every later one that uses the LAN host, runs on Debian 13: the suite
+    covers both releases. (A bare host without backups is built by the session's first converge:
+    deploy keys made and registered, then deploy.py.)"""
     # the dump disk is not part of the system that is destroyed: a real disk outlives a reinstall
     SURVIVOR.update(token=uuid.uuid4().hex, disk=sandbox.world.backup_disk_uuid())
     sandbox.ssh("lan", f"echo {SURVIVOR['token']} > /mnt/pg_backups/sandbox-test-survivor && sync")
-    run = sandbox.command("dr-drill", ["make", "-s", "dr-drill"], PYINFRA_PROGRESS="off")
+    upgrade = sandbox.world.debian("lan") < max(RELEASES)
+    drill = ["make", "-s", "upgrade-drill", "HOST=lan"] if upgrade else ["make", "-s", "dr-drill"]
+    run = sandbox.command(drill[2], drill, PYINFRA_PROGRESS="off")
     assert run.returncode == 0, failure_excerpt(run)
-    TIMINGS["LAN: make dr-drill (destroy, rebuild from bare + offsite)"] = run.seconds
+    TIMINGS[f"LAN: make {drill[2]} (destroy, rebuild from bare + offsite)"] = run.seconds
     return run
 
 
-# every test below looks at the host that one command rebuilt from bare Debian 12 and its backups
+# every test below looks at the host that one command rebuilt from bare Debian and its backups
 pytestmark = pytest.mark.usefixtures("bare_lan")
 
 
@@ -47,7 +53,20 @@ def test_lan_host_is_rebuilt_from_bare_and_its_offsite_backups(bare_lan: Run) ->
         # the rebuild checked each app through nginx, and drift was 0 (else the drill fails)
         assert f"{app} through nginx (gts-server.lan:{port}) answers HTTP 200" in bare_lan.stderr
     for label, seconds in report["seconds"].items():
-        TIMINGS[f"  dr-drill: {label}"] = seconds
+        TIMINGS[f"  {'upgrade' if report['debian'][0] != report['debian'][1] else 'dr'}-drill: {label}"] = seconds
+
+
+def test_the_rebuilt_lan_host_runs_the_newest_release_and_its_postgres(sandbox: Sandbox, bare_lan: Run) -> None:
+    """After the drill the host runs Debian 13: its PostgreSQL 17 serves the databases the
+    PostgreSQL 15 dumps were restored into, and each app's virtualenv runs Python 3.13."""
+    report, newest = json.loads(bare_lan.stdout), RELEASES[max(RELEASES)]
+    assert report["debian"][1] == newest.version == sandbox.world.debian("lan")
+    assert sandbox.ssh("lan", "cut -d. -f1 /etc/debian_version").stdout.strip() == str(newest.version)
+    server = sandbox.ssh("lan", "runuser -u postgres -- psql -XtAc 'show server_version_num'").stdout.strip()
+    assert server[:2] == str(newest.postgres), server
+    for app in APPS:
+        python = sandbox.ssh("lan", f"/srv/venvs/{app}/bin/python --version").stdout.strip()
+        assert python.startswith(f"Python {newest.python}."), (app, python)
 
 
 def test_dump_disk_and_its_data_survive_the_rebuild(sandbox: Sandbox, bare_lan: Run) -> None:
@@ -227,7 +246,8 @@ def test_lan_is_converged_and_declared_files_are_watched(sandbox: Sandbox, conve
     edits: list[str] = []
     for path, op in [("/etc/logrotate.d/gts-shop_scheduler", "shop_scheduler: log rotation"),
                      ("/etc/nginx/sites-available/shop_scheduler", "nginx site shop_scheduler"),
-                     ("/etc/postgresql/15/main/pg_ident.conf", "PostgreSQL pg_ident.conf"),
+                     (f"{release(sandbox.world.debian('lan')).postgres_conf_dir}/pg_ident.conf",
+                      "PostgreSQL pg_ident.conf"),
                      ("/etc/gts/apps/rental_scheduler.env", "rental_scheduler: env file (secrets)"),
                      ("/etc/systemd/system/gunicorn-shop_scheduler.service",
                       "shop_scheduler: unit gunicorn-shop_scheduler (verified, live)"),

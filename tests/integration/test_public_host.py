@@ -1,4 +1,5 @@
-"""The public host (pravoo.in) from a bare Debian 12 box: HTTPS, the app, its unit, its files."""
+"""The public host (pravoo.in) rebuilt on Debian 13 from a bare box and its backups, after an upgrade
+drill that an app's requirement stopped: HTTPS, the app, its unit, its files."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from engine_common import envfile
+from iac.debian import RELEASES
 from tests.integration.conftest import (
     REPO,
     TIMINGS,
@@ -28,15 +30,101 @@ APP = "chip_dashboard"
 DEPLOYED = f"/var/lib/iac/releases/{APP}/deployed.json"
 
 
+OLDPYTHON = json.dumps({"public": {"apps": {APP: {"source": {"revision": "oldpython"}}}}})
+UPGRADE: dict[str, Run] = {}
+
+
+def _serves(sandbox: Sandbox) -> str:
+    """What https://pravoo.in/ answers on the public host's address: status and page."""
+    r = curl(sandbox, "-k", "-w", "\n%{http_code}", "https://pravoo.in/")
+    return r.stdout
+
+
 @pytest.fixture(scope="module")
 def bare_public(sandbox: Sandbox, converged: Run) -> Run:
-    """Replace the public host with a bare Debian 12 copy and converge it with one command."""
-    sandbox.world.reset_host("public")
-    run = sandbox.command("public-from-bare", [str(REPO / ".venv/bin/python"), "-m", "sandbox.converge"],
+    """The public host moves to the next Debian release as production's would (`make upgrade`):
+    1. serving a revision whose requirements have wheels for older Pythons only (fixture tag
+       `oldpython`: typed-ast), `make upgrade-drill` and `make upgrade` both stop before anything
+       changes, naming the app and the requirement;
+    2. with the good revision declared and released again, `make upgrade HOST=public TO=<new
+       machine>` backs the host up, prints the new machine's deploy key (exit 3; registered on the
+       forge), and the
+       second run rebuilds the new machine (a bare Debian 13 replica) from the backups, in sync,
+       while the old host serves on;
+    3. the switch: the new machine takes the old one's address, and the first run after it issues
+       the certificate. Every test below looks at that host. (When the public host runs the
+       newest release already, it is rebuilt from bare with one converge instead.)"""
+    if sandbox.world.debian("public") == max(RELEASES):
+        sandbox.world.reset_host("public")
+        run = sandbox.command("public-from-bare", [str(REPO / ".venv/bin/python"), "-m", "sandbox.converge"],
+                              PYINFRA_PROGRESS="off")
+        assert run.returncode == 0, failure_excerpt(run)
+        TIMINGS["public: bare Debian to HTTPS"] = run.seconds
+        return run
+    started = time.monotonic()
+    old = sandbox.converge("public-oldpython", "--limit", "public", SANDBOX_OVERRIDES=OLDPYTHON)
+    assert old.returncode == 0, failure_excerpt(old)
+    new = sandbox.world.ensure_public_hosts(2, debian=max(RELEASES))[0]
+    to = f"TO={sandbox.world.host_ip(new)}"
+    UPGRADE["drill"] = sandbox.command("upgrade-drill-oldpython", ["make", "-s", "upgrade-drill", "HOST=public"],
+                                       SANDBOX_OVERRIDES=OLDPYTHON)
+    UPGRADE["stopped"] = sandbox.command("upgrade-oldpython", ["make", "-s", "upgrade", "HOST=public", to],
+                                         SANDBOX_OVERRIDES=OLDPYTHON)
+    UPGRADE["old serves"] = _serves(sandbox)
+    # the operator declares a revision whose requirements have wheels, and releases it on the old host
+    good = sandbox.converge("public-good-again", "--limit", "public")
+    assert good.returncode == 0, failure_excerpt(good)
+    keys = sandbox.command("upgrade-keys", ["make", "-s", "upgrade", "HOST=public", to], PYINFRA_PROGRESS="off")
+    UPGRADE["keys"] = keys
+    for app, key in re.findall(r"^  (\w+): (ssh-ed25519 \S+)$", keys.stderr, re.M):
+        sandbox.world.register_key(app, key)
+    run = sandbox.command("upgrade", ["make", "-s", "upgrade", "HOST=public", to, "KEYS_REGISTERED=yes"],
                           PYINFRA_PROGRESS="off")
     assert run.returncode == 0, failure_excerpt(run)
-    TIMINGS["public: bare Debian 12 to HTTPS"] = run.seconds
-    return run
+    UPGRADE["upgraded"], UPGRADE["old serves after"] = run, _serves(sandbox)
+    TIMINGS["public: make upgrade (rebuilt on the new machine)"] = run.seconds
+    sandbox.world.switch_host("public", new)
+    after = sandbox.converge("public-after-switch", "--limit", "public")
+    assert after.returncode == 0, failure_excerpt(after)
+    UPGRADE["after switch"] = after
+    TIMINGS["public: to Debian 13 (checks, upgrade, switch, first run)"] = time.monotonic() - started
+    return after
+
+
+@pytest.fixture
+def upgraded(bare_public: Run) -> dict[str, Run]:
+    if not UPGRADE:
+        pytest.skip("the public host runs the newest release: there is nothing to upgrade to")
+    return UPGRADE
+
+
+def test_an_upgrade_stops_before_any_change_naming_the_app_and_requirement_the_new_python_lacks(
+        sandbox: Sandbox, upgraded: dict) -> None:
+    newest = RELEASES[max(RELEASES)]
+    reason = (rf"{APP}: its requirements do not install on Python {re.escape(newest.python)} from wheels: "
+              r"ERROR: No matching distribution found for typed-ast==1\.5\.5")
+    for name, says in (("drill", "upgrade-drill: FAILED: the apps' requirements"),
+                       ("stopped", "upgrade: FAILED: the apps' requirements")):
+        run = upgraded[name]
+        assert run.returncode == 2, failure_excerpt(run)  # make's code for the command's 1
+        assert says in run.stderr and re.search(reason, run.stderr), run.stderr[-2000:]
+        assert "nothing was changed" in run.stderr
+    assert "<h1>chip_dashboard v2</h1>" in upgraded["old serves"] and upgraded["old serves"].endswith("\n200")
+
+
+def test_an_upgrade_rebuilds_the_new_machine_in_sync_while_the_old_host_serves_on(
+        sandbox: Sandbox, upgraded: dict) -> None:
+    keys = upgraded["keys"]
+    assert keys.returncode == 2 and "register each deploy key" in keys.stderr, failure_excerpt(keys)
+    report = json.loads(upgraded["upgraded"].stdout)
+    assert (report["from"], report["to"]) == (12, 13)
+    for step in ("srv1178562: backups now (it keeps serving)", "converge from bare (deploy.py)",
+                 "databases restored from offsite (1)", "apps answer through nginx + drift check"):
+        assert step in report["seconds"], report
+    assert upgraded["old serves after"].endswith("\n200")
+    # certificates waited for the switch (the name pointed at the old host): its first run issued one
+    assert "Certificate for pravoo.in" in upgraded["after switch"].output
+    assert sandbox.ssh("public", "cut -d. -f1 /etc/debian_version").stdout.strip() == "13"
 
 
 def _load(sandbox: Sandbox) -> Load:
@@ -228,7 +316,8 @@ def test_broken_unit_template_is_refused_and_the_app_keeps_serving(
     run = sandbox.converge("broken-unit-template", "--limit", "public", cwd=copy)
     assert run.returncode != 0
     assert f"REFUSED: {unit} failed validation" in run.output
-    assert "Failed to parse service restart specifier" in run.output
+    # systemd 252 (Debian 12) and 257 (13) word it differently
+    assert re.search(r"Failed to parse (service restart specifier|Restart=sometimes)", run.output), run.output[-2000:]
     assert sandbox.ssh("public", f"sha256sum {unit}").stdout == live_before
     assert "chip_dashboard v" in curl(sandbox, "-k", "https://pravoo.in/").stdout
     assert sandbox.converge("after-broken-unit", "--limit", "public").returncode == 0

@@ -1,6 +1,6 @@
 """A second host of the public group is a configuration change, proven on a real machine.
 
-The sandbox makes a replica of its public host (bare Debian 12 with an address of its own:
+The sandbox makes a replica of its public host (bare Debian, the public host's release, with an address of its own:
 ``python -m sandbox.world public-hosts 2``). With ``SANDBOX_PUBLIC_HOSTS=2`` the sandbox
 inventory holds it in the public group as ``public-r2``, with the values a second VPS would set
 under ``hosts`` in group_data/public.py: its own domain and offsite repository. No code knows
@@ -39,7 +39,7 @@ def replica_converged(sandbox: Sandbox, replica: str) -> Run:
     run = sandbox.command("replica-converge", [str(REPO / ".venv/bin/python"), "-m", "sandbox.converge",
                                                "--limit", REPLICA], PYINFRA_PROGRESS="off", **TWO)
     assert run.returncode == 0, failure_excerpt(run)
-    TIMINGS["second public host: bare Debian 12 to HTTPS (its own domain)"] = run.seconds
+    TIMINGS["second public host: bare Debian to HTTPS (its own domain)"] = run.seconds
     return run
 
 

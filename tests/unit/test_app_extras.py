@@ -18,6 +18,7 @@ from iac.render import render
 from operations.app.context import app_context, env_context
 from operations.app.release import release_settings
 from operations.host import HostConfig
+from operations.nginx.deploy import site_text
 from release_engine.settings import Settings
 from stack.load import build_host_config
 
@@ -67,7 +68,7 @@ def test_a_real_app_shape_is_declared_through_the_model_alone() -> None:
     assert env["DB_NAME"] == "/var/lib/pinger/db.sqlite3"
     assert not {"DJANGO_SECRET_KEY", "DJANGO_DEBUG", "USE_SQLITE", "DJANGO_SECURE_COOKIES"} & set(env)
     # nginx serves the app's own static directory
-    site = render("etc/nginx/sites-available/app.conf.j2", default_server=True, default_tls=True, **ctx)
+    site = site_text(config, "pinger")
     assert "alias /srv/apps/pinger/static-collected/;" in site
     assert f"server unix:{paths.socket} fail_timeout=0;" in site
     # the worker: its own unit, same env file, user and release
@@ -153,7 +154,7 @@ def test_todays_apps_keep_their_files_byte_for_byte(production: Mapping[str, Hos
                         env_context(config, name, app)}
             for template, values in contexts.items():
                 assert render(template, **values) == golden[f"{name}:{template}"], (name, template)
-            site = render("etc/nginx/sites-available/app.conf.j2", default_server=True, default_tls=True, **ctx)
+            site = site_text(config, name)
             assert site == golden[f"{name}:site"], name
 
 
@@ -201,8 +202,7 @@ def test_tls_sites_share_80_and_443_by_name_and_unknown_names_get_a_site_of_thei
     assert config.site_ports() == {80: ["chip_dashboard", "pinger"], 443: ["chip_dashboard", "pinger"]}
     assert config.shared_site_ports() == [80, 443]
     for name in ("chip_dashboard", "pinger"):
-        ctx = app_context(config, name, config.apps[name])
-        site = render("etc/nginx/sites-available/app.conf.j2", default_server=False, default_tls=False, **ctx)
+        site = site_text(config, name)
         assert "default_server" not in site and f"server_name {config.apps[name].nginx.server_names[0]}" in site
         assert f"ssl_certificate /etc/iac/tls/{config.apps[name].nginx.server_names[0]}/" in site  # its own
     unknown = render(f"etc/nginx/sites-available/{UNKNOWN_NAMES_SITE}.j2", http_ports=[80], tls=True)

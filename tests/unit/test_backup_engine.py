@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -135,10 +136,33 @@ ZONED_HOST = """Normalized form: Sun *-*-* 03:30:00
 """
 
 
+# systemd 257 (Debian 13), as it printed on the sandbox's trixie host
+UTC_HOST_257 = """  Original form: hourly
+Normalized form: *-*-* *:00:00
+    Next elapse: Sat 2026-12-05 21:00:00 UTC
+       From now: 8min left
+   Iteration #2: Sat 2026-12-05 22:00:00 UTC
+       From now: 1h 8min left
+"""
+
+ZONED_HOST_257 = """  Original form: Sun 03:00
+Normalized form: Sun *-*-* 03:00:00
+    Next elapse: Sun 2026-12-06 03:00:00 EST
+       (in UTC): Sun 2026-12-06 08:00:00 UTC
+       From now: 11h left
+   Iteration #2: Sun 2026-12-13 03:00:00 EST
+       (in UTC): Sun 2026-12-13 08:00:00 UTC
+       From now: 1 week 0 days left
+"""
+
+
 def test_schedule_interval_is_read_on_utc_and_zoned_hosts() -> None:
-    """Staleness is "older than twice the schedule": the interval must be read on any host."""
+    """Staleness is "older than twice the schedule": the interval must be read on any host, of
+    either release."""
     assert status.elapse_interval(UTC_HOST) == 3600
     assert status.elapse_interval(ZONED_HOST) == 7 * 86400
+    assert status.elapse_interval(UTC_HOST_257) == 3600
+    assert status.elapse_interval(ZONED_HOST_257) == 7 * 86400
     assert status.elapse_interval("garbage") is None
 
 
@@ -167,3 +191,18 @@ def test_restore_points_list_local_and_offsite_dumps_newest_first_with_the_at_th
         assert restore.pick_dump(local, restore.parse_at(p["at"])).path.name == p["file"]
     with pytest.raises(proc.BackupError, match="not a backed-up database"):
         restore.restore_points(settings, "nope", offsite_listing=[])
+
+
+def test_a_repository_restic_keeps_retrying_is_unreachable_and_says_why(monkeypatch: pytest.MonkeyPatch) -> None:
+    """restic 0.17 and later (Debian 13's 0.18) retry a missing bucket for minutes instead of
+    failing: the engine gives up after 90 s and names what restic was retrying."""
+    err = ("Stat(<config/>) returned error, retrying after 941.662358ms: Stat: The specified bucket does not exist\n"
+           "Stat(<config/>) returned error, retrying after 2.1s: Stat: The specified bucket does not exist\n")
+
+    def timeout(*args: object, **kwargs: object) -> None:
+        raise subprocess.TimeoutExpired(["restic", "cat", "config"], 90, output=b"", stderr=err.encode())
+
+    monkeypatch.setattr(offsite, "restic", timeout)
+    assert offsite.repo_state("/nonexistent.env") == (
+        "unreachable: no answer within 90 s (restic kept retrying: The specified bucket does not exist); "
+        "create the bucket at the provider")

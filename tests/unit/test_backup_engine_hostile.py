@@ -313,7 +313,8 @@ def test_pg_restore_runs_in_the_owners_session(monkeypatch: pytest.MonkeyPatch, 
 
 
 def test_pg_ident_lets_postgres_be_each_login_role() -> None:
-    text = render("etc/postgresql/15/main/pg_ident.conf.j2", mappings=[("rental_scheduler", "rental_scheduler_user")],
+    text = render("etc/postgresql/major/main/pg_ident.conf.j2",
+                  mappings=[("rental_scheduler", "rental_scheduler_user")],
                   engine_roles=["rental_scheduler_user", "shop_scheduler_user"])
     lines = [line.split() for line in text.splitlines() if line and not line.startswith("#")]
     assert ["iac", "postgres", "shop_scheduler_user"] in lines and ["iac", "postgres", "postgres"] not in lines

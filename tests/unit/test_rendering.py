@@ -19,6 +19,7 @@ from iac.render import render
 from operations.app.context import app_context, env_context
 from operations.app.release import release_settings
 from operations.host import HostConfig
+from operations.nginx.deploy import site_text
 from release_engine.settings import Settings
 from stack.load import build_host_config
 from stack.secrets import SecretsFile
@@ -99,7 +100,7 @@ def test_unit_and_site_render_for_both_hosts(lan, secrets_file: Callable[[dict],
         for name, app in config.apps.items():
             ctx = app_context(config, name, app)
             unit = render("etc/systemd/system/gunicorn.service.j2", **ctx)
-            site = render("etc/nginx/sites-available/app.conf.j2", default_server=True, default_tls=True, **ctx)
+            site = site_text(config, name)
             assert f"ExecStart=/srv/venvs/{name}/bin/gunicorn {app.wsgi_app}" in unit
             assert f"server_name {' '.join(app.nginx.server_names)};" in site
 
@@ -115,7 +116,7 @@ def test_no_secret_reaches_a_template_that_does_not_write_it(lan) -> None:
         assert ctx["app"].secret_key.get_secret_value() == "" and not ctx["app"].secret_env
         assert ctx["app"].discord_alerts is None
         rendered = [render("etc/systemd/system/gunicorn.service.j2", **ctx),
-                    render("etc/nginx/sites-available/app.conf.j2", default_server=True, default_tls=True, **ctx),
+                    site_text(lan, name),
                     render("etc/systemd/system/gunicorn.socket.j2", **ctx)]
         assert not [s for s in secrets for text in rendered if s in text]
         env = render("etc/iac/apps/app.env.j2", **env_context(lan, name, app))

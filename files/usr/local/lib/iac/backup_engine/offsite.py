@@ -101,8 +101,13 @@ def repo_state(env_file: str) -> str:
     """``exists``, ``missing`` (restic finds no repository there) or ``unreachable: why``."""
     try:
         done = restic(["cat", "config"], env_file=env_file, timeout=90)
-    except subprocess.TimeoutExpired:
-        return "unreachable: no answer within 90 s"
+    except subprocess.TimeoutExpired as exc:
+        # restic 0.17 and later retry for minutes: what it was retrying says why (a missing bucket)
+        err = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr or ""
+        retried = [line.rpartition(": ")[2] for line in err.splitlines() if "retrying after" in line]
+        why = f" (restic kept retrying: {retried[-1].strip()[:200]})" if retried else ""
+        hint = "; create the bucket at the provider" if "bucket does not exist" in err else ""
+        return f"unreachable: no answer within 90 s{why}{hint}"
     if done.returncode == 0:
         return "exists"
     err = done.stderr.strip()

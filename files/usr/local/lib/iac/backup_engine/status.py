@@ -35,9 +35,10 @@ def unit_state(unit: str) -> dict:
 
 def elapse_interval(analyze_output: str) -> float | None:
     """Seconds between the first two elapses in `systemd-analyze calendar --iterations=2` output
-    (the UTC lines when the host's zone is not UTC, else the elapse lines themselves)."""
+    (the UTC lines when the host's zone is not UTC, else the elapse lines themselves). systemd 252
+    (Debian 12) labels the second one "Iter. #2", systemd 257 (Debian 13) "Iteration #2"."""
     utc = re.findall(r"\(in UTC\): \w+ (\S+ \S+) UTC", analyze_output)
-    local = re.findall(r"(?:Next elapse|Iter\. #\d+): \w+ (\S+ \S+) \S+", analyze_output)
+    local = re.findall(r"(?:Next elapse|Iter(?:\.|ation) #\d+): \w+ (\S+ \S+) \S+", analyze_output)
     times = utc if len(utc) >= 2 else local
     if len(times) < 2:
         return None

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 from engine_common.safefs import UnsafePath, owned_dir, read_app_file, remove_owned_tree
@@ -79,11 +81,14 @@ class Building:
                  *([[*pip, "-r", str(release / "requirements.txt")]] if requirements is not None else []),
                  *([[*pip, *s.extra_requirements]] if s.extra_requirements else [])]
         # pip may write the virtualenv and the release being built (a local package's build) only
-        ok = all(commands.run(commands.as_app(s, step, [venv, release], cwd=release), check=False).returncode == 0
-                 for step in steps)
-        if not ok:
-            remove_owned_tree(venv, s.uid)
-            raise ReleaseFailed(EXIT_PIP, "pip install failed; the live release is untouched")
+        for step in steps:
+            done = commands.run(commands.as_app(s, step, [venv, release], cwd=release), check=False,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, errors="replace")
+            sys.stderr.write(done.stdout)
+            if done.returncode != 0:
+                remove_owned_tree(venv, s.uid)
+                raise ReleaseFailed(EXIT_PIP, f"pip install failed on {python}{pip_error(done.stdout)}; "
+                                              "the live release is untouched")
         self.records.set_venv(venv, venv_packages(venv))
         return venv
 
@@ -130,3 +135,14 @@ class Building:
             if not (release / out).exists():
                 commands.run(commands.as_user(s.user, ["mkdir", "-p", str((release / out).parent)]))
                 commands.run(commands.as_user(s.user, ["cp", "-a", str(built / out), str(release / out)]))
+
+
+def pip_error(output: str) -> str:
+    """pip's own reason, for the one line the operator reads (``: ERROR: No matching distribution
+    found for X==1``): its last ERROR line, which names the requirement, printable characters only
+    (a package's output is the app's, not ours)."""
+    for line in reversed(output.splitlines()):
+        if line.startswith("ERROR:"):
+            text = "".join(c if c.isprintable() else "?" for c in line)
+            return f": {text[:300]}"
+    return ""

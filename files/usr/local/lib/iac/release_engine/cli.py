@@ -21,6 +21,10 @@ Commands:
   verify APP             what differs in the live release from what went live: its files against
                          the manifest of hashes recorded then, its virtualenv's packages against
                          those installed when it was built; one line each, nothing when intact
+  wheels APP --python X.Y --glibc A.B
+                         whether the live release's requirements install on another Python from
+                         wheels (an upgrade's check on the old host, release_engine/wheels.py):
+                         0 yes, 7 no (the last line names the requirement)
 
 Stages of a release, and why in this order:
   1. fetch    the declared revision over SSH with the app's deploy key (host key pinned)
@@ -80,6 +84,7 @@ from .engine import Release
 from .manifest import damage
 from .records import Records
 from .settings import Settings
+from .wheels import wheels_command
 
 # the file every caller runs (the package is beside it)
 LAUNCHER = Path(__file__).resolve().parent.parent / "iac_release.py"
@@ -156,7 +161,7 @@ def failed_step(release: Release, command: str, failed: ReleaseFailed) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) < 2 or args[0] not in ("release", "manage", "verify", "notify", "rollback"):
+    if len(args) < 2 or args[0] not in ("release", "manage", "verify", "notify", "rollback", "wheels"):
         print(__doc__.split("\n\n")[2], file=sys.stderr)
         return 2
     if args[0] == "notify":
@@ -166,6 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         return manage_command(settings, args[2:])
     if args[0] == "verify":
         return verify_command(settings)
+    if args[0] == "wheels":
+        return wheels_command(settings, args[2:])
     os.umask(0o022)
     release = Release(settings)
     try:
