@@ -68,14 +68,14 @@ class KeysToRegister(ConfigError):
     exit_code = 3
 
 
-def deploy_keys(output: str) -> list[tuple[str, str]]:
-    """(app, public key) of each ``DEPLOY-KEY host app url key`` line deploy_keys.py printed."""
+def deploy_keys(output: str) -> list[tuple[str, str, str]]:
+    """(host, app, public key) of each ``DEPLOY-KEY host app url key`` line deploy_keys.py printed."""
     keys = []
     for line in output.splitlines():
         if line.startswith("DEPLOY-KEY "):
-            _, _host, app, _url, *key = line.split()
+            _, host, app, _url, *key = line.split()
             if len(key) >= 2:
-                keys.append((app, " ".join(key[:2])))
+                keys.append((host, app, " ".join(key[:2])))
     return keys
 
 
@@ -145,8 +145,8 @@ def rebuild(inventory: str, target: Target, times: dict[str, float],
         keys = deploy_keys(pyinfra(inventory, "deploy_keys.py", limit))
         if register is None:
             raise KeysToRegister("register each deploy key, read-only, for its app's repository, then run again:\n"
-                                 + "\n".join(f"  {app}: {key}" for app, key in keys))
-        for app, key in keys:
+                                 + "\n".join(f"  {app}: {key}" for _host, app, key in keys))
+        for _host, app, key in keys:
             register(app, key)
         phase(times, f"app users made, deploy keys registered ({len(keys)})", started)
     started = time.monotonic()

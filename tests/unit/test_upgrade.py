@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from cli.dr import deploy_keys
 from iac.declared import Declared
 from iac.errors import ConfigError
 from operations.baseline.deploy import baseline_settings, tls_sites
@@ -105,3 +106,9 @@ def test_certificates_wait_for_the_switch_on_the_new_machine(public_config: Host
     assert tls_sites(public_config, deferred=True) == []
     settings_now = baseline_settings(public_config, Declared(), "srv1178562", certificates_deferred=True)
     assert settings_now.tls == []
+
+
+def test_the_deploy_keys_a_rebuild_prints_are_read_per_host_and_app() -> None:
+    out = ("noise\nDEPLOY-KEY srv1178562 chip_dashboard git@github.com:x/y.git ssh-ed25519 AAAAC3Nz c@srv\n"
+           "DEPLOY-KEY srv1178562 broken git@github.com:x/z.git\n")
+    assert deploy_keys(out) == [("srv1178562", "chip_dashboard", "ssh-ed25519 AAAAC3Nz")]
