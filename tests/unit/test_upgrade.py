@@ -13,7 +13,7 @@ from iac.declared import Declared
 from iac.errors import ConfigError
 from operations.baseline.deploy import baseline_settings, tls_sites
 from operations.host import HostConfig
-from release_engine.wheels import pip_command, platforms
+from release_engine.wheels import pip_command, platforms, wheels_command
 from stack.inventory import group_entries
 from stack.upgrade import UPGRADE_ENV, check_address, upgrade_target
 from tests.unit.release_demo import settings
@@ -112,3 +112,13 @@ def test_the_deploy_keys_a_rebuild_prints_are_read_per_host_and_app() -> None:
     out = ("noise\nDEPLOY-KEY srv1178562 chip_dashboard git@github.com:x/y.git ssh-ed25519 AAAAC3Nz c@srv\n"
            "DEPLOY-KEY srv1178562 broken git@github.com:x/z.git\n")
     assert deploy_keys(out) == [("srv1178562", "chip_dashboard", "ssh-ed25519 AAAAC3Nz")]
+
+
+@pytest.mark.parametrize("args", [[], ["--python", "3.13"], ["--python", "3.13;id", "--glibc", "2.41"],
+                                  ["--python", "3.13", "--glibc", "x"]])
+def test_the_requirements_check_refuses_arguments_it_cannot_trust(tmp_path: Path, args: list[str]) -> None:
+    assert wheels_command(settings(tmp_path), args) == 2
+
+
+def test_the_requirements_check_passes_an_app_with_nothing_live(tmp_path: Path) -> None:
+    assert wheels_command(settings(tmp_path), ["--python", "3.13", "--glibc", "2.41"]) == 0
