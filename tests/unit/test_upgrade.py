@@ -122,3 +122,22 @@ def test_the_requirements_check_refuses_arguments_it_cannot_trust(tmp_path: Path
 
 def test_the_requirements_check_passes_an_app_with_nothing_live(tmp_path: Path) -> None:
     assert wheels_command(settings(tmp_path), ["--python", "3.13", "--glibc", "2.41"]) == 0
+
+
+def test_make_upgrade_refuses_a_preset_target_and_a_host_name_before_anything(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from cli import upgrade
+
+    monkeypatch.setenv(UPGRADE_ENV, "public=10.0.0.9")
+    with pytest.raises(ConfigError, match="IAC_UPGRADE is set in this shell"):
+        upgrade.upgrade("inventory.py", "public", "10.0.0.9", {})
+    monkeypatch.delenv(UPGRADE_ENV)
+    with pytest.raises(ConfigError, match="HOST=srv1178562: give a group"):
+        upgrade.upgrade("inventory.py", "srv1178562", "10.0.0.9", {})
+
+
+def test_make_upgrade_knows_an_address_that_is_the_old_host_s() -> None:
+    from cli.upgrade import addresses
+
+    assert addresses("127.0.0.1") == {"127.0.0.1"}
+    assert addresses("no-such-name.invalid") == set()
