@@ -11,11 +11,15 @@ from pyinfra.operations import python
 
 from iac.pyinfra_ext import run_lock, sudo_staging
 from operations.app.identity import app_identity
+from operations.base.deploy import release_matches
 from stack.load import host_config
 
 # first, before any fact or upload: through sudo, files are staged in the login's private directory
 sudo_staging.prepare(host)
 config = host_config(host)
+# before anything changes: the host runs the release it is declared on (a wrong TO= of `make upgrade`
+# names the old host, which runs the release before)
+release_matches(config, host.data.get("group"))
 run_lock.hold(state, host, "deploy-keys")
 
 for app_name, app in config.apps.items():

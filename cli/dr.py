@@ -68,14 +68,14 @@ class KeysToRegister(ConfigError):
     exit_code = 3
 
 
-def deploy_keys(output: str) -> list[tuple[str, str]]:
-    """(app, public key) of each ``DEPLOY-KEY host app url key`` line deploy_keys.py printed."""
+def deploy_keys(output: str) -> list[tuple[str, str, str]]:
+    """(host, app, public key) of each ``DEPLOY-KEY host app url key`` line deploy_keys.py printed."""
     keys = []
     for line in output.splitlines():
         if line.startswith("DEPLOY-KEY "):
-            _, _host, app, _url, *key = line.split()
+            _, host, app, _url, *key = line.split()
             if len(key) >= 2:
-                keys.append((app, " ".join(key[:2])))
+                keys.append((host, app, " ".join(key[:2])))
     return keys
 
 
@@ -100,6 +100,9 @@ def requirements_on(target: Target, release: DebianRelease) -> list[str]:
     for app in target.config.apps:
         proc = target.ssh(f"/usr/bin/python3 {HOST.release_engine} wheels {shlex.quote(app)} "
                           f"--python {release.python} --glibc {release.glibc}")
+        if proc.returncode == 2:  # usage: an engine from before the check (or a wrong argument)
+            raise ConfigError(f"{target.name}: its release engine cannot check requirements (exit 2): converge it "
+                              f"first (make apply LIMIT={target.group}), then run this again")
         if proc.returncode != 0:
             lines = proc.stderr.strip().splitlines()
             broken.append(lines[-1] if lines else f"{app}: the check failed (exit {proc.returncode})")
@@ -143,10 +146,10 @@ def rebuild(inventory: str, target: Target, times: dict[str, float],
         phase(times, "restic + system state staged", started)
     else:
         keys = deploy_keys(pyinfra(inventory, "deploy_keys.py", limit))
-        if register is None:
+        if keys and register is None:
             raise KeysToRegister("register each deploy key, read-only, for its app's repository, then run again:\n"
-                                 + "\n".join(f"  {app}: {key}" for app, key in keys))
-        for app, key in keys:
+                                 + "\n".join(f"  {app}: {key}" for _host, app, key in keys))
+        for _host, app, key in keys:
             register(app, key)
         phase(times, f"app users made, deploy keys registered ({len(keys)})", started)
     started = time.monotonic()

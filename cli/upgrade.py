@@ -28,6 +28,7 @@ import argparse
 import contextlib
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -36,7 +37,16 @@ from cli.backups import cmd_now
 from cli.dr import KeysToRegister, find, phase, rebuild, requirements_on, what_breaks
 from iac.debian import next_release
 from iac.errors import ConfigError
+from stack.load import GROUPS
 from stack.upgrade import UPGRADE_ENV, check_address
+
+
+def addresses(name: str) -> set[str]:
+    """The IP addresses ``name`` resolves to here (none when it does not resolve)."""
+    try:
+        return {info[4][0] for info in socket.getaddrinfo(name, 22, type=socket.SOCK_STREAM)}
+    except (OSError, UnicodeError):
+        return set()
 
 
 def confirmed(name: str, to: str) -> bool:
@@ -48,12 +58,21 @@ def confirmed(name: str, to: str) -> bool:
 def upgrade(inventory: str, group: str, to: str, times: dict[str, float], yes: bool = False,
             keys_registered: bool = False) -> dict:
     """Every step against the old host and the new machine; a ConfigError names the failed one."""
+    if os.environ.get(UPGRADE_ENV):
+        raise ConfigError(f"{UPGRADE_ENV} is set in this shell ({os.environ[UPGRADE_ENV]!r}): unset it; make upgrade "
+                          "sets it itself")
+    if group not in GROUPS:
+        raise ConfigError(f"HOST={group}: give a group ({', '.join(GROUPS)}); an upgrade moves its one host")
     old = find(inventory, group)
     current = old.config.debian()
     try:
         new_release = next_release(current.version)
     except ValueError as exc:
         raise ConfigError(f"{old.name}: {exc}") from None
+    serving = str(old.data.get("ssh_hostname") or "")
+    if addresses(serving) & addresses(to):
+        raise ConfigError(f"TO={to} is where {old.name} serves today ({serving}): give the new machine's address; "
+                          "nothing was changed")
     print(f"upgrade: {old.name} from {current.summary()}\n         to {new_release.summary()}, rebuilt at {to}; "
           f"{old.data.get('ssh_hostname')} serves on until the switch")
     started = time.monotonic()
@@ -67,7 +86,7 @@ def upgrade(inventory: str, group: str, to: str, times: dict[str, float], yes: b
     if cmd_now(inventory, "all", old.name) != 0:
         raise ConfigError(f"the backups of {old.name} failed: nothing else was done")
     phase(times, f"{old.name}: backups now (it keeps serving)", started)
-    os.environ[UPGRADE_ENV] = f"{group}={to}"
+    os.environ[UPGRADE_ENV] = f"{old.group}={to}"
     new = find(inventory, group)
     rebuild(inventory, new, times, register=(lambda app, key: None) if keys_registered else None)
     return {"host": old.name, "from": current.version, "to": new_release.version, "address": to}
@@ -90,8 +109,8 @@ def main(argv: list[str] | None = None) -> int:
             report = upgrade(args.inventory, args.limit, to, times, args.yes, args.keys_registered)
         phase(times, "total", started)
     except KeysToRegister as exc:
-        print(f"upgrade: {exc}\n(then: make upgrade HOST={args.limit} TO={args.to} KEYS_REGISTERED=yes)",
-              file=sys.stderr)
+        again = f"make upgrade INVENTORY={args.inventory} HOST={args.limit} TO={args.to} KEYS_REGISTERED=yes"
+        print(f"upgrade: {exc}\n(then: {again}{' CONFIRM=yes' if args.yes else ''})", file=sys.stderr)
         return exc.exit_code
     except (ConfigError, subprocess.TimeoutExpired) as exc:
         print(f"upgrade: FAILED: {exc}", file=sys.stderr)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from cli.dr import deploy_keys
 from sandbox.world import World
 
 REPO = Path(__file__).resolve().parent.parent
@@ -22,13 +23,11 @@ PYINFRA = str(REPO / ".venv/bin/pyinfra")
 
 
 def register_deploy_keys(world: World, output: str) -> list[str]:
+    """Register on the forge every key deploy_keys.py printed (cli/dr.py deploy_keys reads them)."""
     registered = []
-    for line in output.splitlines():
-        if line.startswith("DEPLOY-KEY "):
-            _, host, app, _url, *key = line.split()
-            if len(key) >= 2:
-                world.register_key(app, " ".join(key[:2]))
-                registered.append(f"{host}/{app}")
+    for host, app, key in deploy_keys(output):
+        world.register_key(app, key)
+        registered.append(f"{host}/{app}")
     return registered
 
 

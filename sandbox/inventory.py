@@ -142,6 +142,7 @@ def _replica(n: int) -> dict:
     group_data/public.py: its domain, and its own offsite repository."""
     domain = _world.replica_domain(n)
     return {
+        "host": {"debian": _world.debian(_world.replica_role(n))},
         "apps": {"chip_dashboard": {"allowed_hosts": [domain], "nginx": {"server_names": [domain]}}},
         "backups": {"offsite": {"postgres": {"repository": _s3(f"{_world.replica_name(n)}/chip_dashboard")}}},
     }

@@ -19,8 +19,15 @@ def given_secret(label: str, least: int) -> str:
 
 def checked_secret(value: str, label: str, least: int) -> str:
     """``value`` if it is at least ``least`` characters, one line that sudo, systemd and sh all read as
-    itself (iac/sudo.py check), else a ConfigError naming ``label``."""
-    sudo.check(value, label)
+    itself (at most sudo's MAX_LENGTH), else a ConfigError naming ``label`` (and not naming sudo:
+    most of these secrets are not its password)."""
+    if not value:
+        raise ConfigError(f"{label}: empty; nothing changed")
+    if any(c in value for c in "\n\r\0"):
+        raise ConfigError(f"{label}: holds a line break or NUL, which sudo, systemd and sh would not read as one "
+                          "value; give one line; nothing changed")
+    if len(value) > sudo.MAX_LENGTH:
+        raise ConfigError(f"{label}: longer than {sudo.MAX_LENGTH} characters; nothing changed")
     if len(value) < least:
         raise ConfigError(f"{label}: give at least {least} characters (e.g. `openssl rand -base64 {least}`); "
                           "nothing changed")

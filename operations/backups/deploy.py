@@ -33,6 +33,7 @@ from iac.packages import packages_present
 from iac.paths import HOST, STAGED
 from iac.pyinfra_ext.shared_facts import EngineCall
 from iac.render import render, text_file
+from iac.upgrading import until_switch
 from operations.backups.options import BackupsSection, ResticTarget
 from operations.host import HostConfig
 
@@ -334,6 +335,8 @@ def backups(config: HostConfig) -> None:
         mounted(name=f"Dump disk mounted at {local.mount}", path=local.mount, uuid=local.disk_uuid)
     for t in targets.values():
         restic_repository(name=f"restic repository {t.repository} initialised", env_file=t.env_file)
+    paused = until_switch()  # the old host's repositories are this one's until the switch (iac/upgrading.py)
     for spec in unit_specs(config):
-        systemd.service(name=f"Timer {spec['unit']}.timer enabled and running", service=f"{spec['unit']}.timer",
-                        running=True, enabled=True)
+        systemd.service(name=f"Timer {spec['unit']}.timer " + ("waits for the switch" if paused else
+                                                               "enabled and running"),
+                        service=f"{spec['unit']}.timer", running=not paused, enabled=not paused)

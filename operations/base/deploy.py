@@ -27,6 +27,11 @@ def release_matches(config: HostConfig, group: str) -> None:
     declared = config.debian()
     if distro.get("name") != "Debian" or runs != declared.version:
         seen = f"{distro.get('name') or 'an unknown system'} {runs or ''}".strip()
+        if host.data.get("upgrade"):
+            raise ConfigError(
+                f"{host.name}: the machine at {host.data.get('ssh_hostname')} runs {seen}, but `make upgrade` "
+                f"rebuilds it on Debian {declared.version} ({declared.codename}): nothing was changed. Give TO= "
+                f"the address of a fresh Debian {declared.version} install, not the old host")
         raise ConfigError(
             f"{host.name} runs {seen}, but is declared on Debian {declared.version} ({declared.codename}: "
             f"host.debian, group_data/{group}.py): nothing was changed. If the host was rebuilt on another release on "

@@ -17,6 +17,7 @@ from pyinfra.api import FactBase, OperationError, StringCommand, operation
 from iac.ops import files
 from iac.packages import packages_present
 from iac.render import render, text_file
+from iac.upgrading import until_switch
 from operations.host import HostConfig
 
 
@@ -105,6 +106,11 @@ def interface_adopted(interface: str, address: str):
 def static_network(config: HostConfig) -> None:
     net = config.network
     if net is None:
+        return
+    if until_switch():
+        # the declared address is the old host's until the switch (iac/upgrading.py)
+        host.noop(f"{net.interface}: {net.address} is the old host's until the switch; the first run after it "
+                  "writes and applies it")
         return
     interface_adopted(name=f"{net.interface} known to ifupdown as up", interface=net.interface,
                       address=net.address)

@@ -18,6 +18,7 @@ from iac.packages import packages_present
 from iac.paths import HOST
 from iac.render import text_file
 from iac.repo import TEMPLATES
+from iac.upgrading import until_switch
 from operations.app.facts import TlsCertificate
 from operations.host import HostConfig
 from operations.tls.options import TlsSection
@@ -97,10 +98,10 @@ def certificate_issued(domain: str, email: str, directory: str, ca_bundle: str |
 
 
 def certificates_deferred() -> bool:
-    """On the new machine of an upgrade (stack/upgrade.py) the names still point at the old host,
+    """On the new machine of an upgrade (iac/upgrading.py) the names still point at the old host,
     where the ACME server's HTTP-01 check would land: nginx serves the placeholder certificate
     (certificate_links) until the switch, and the first run after it issues the real ones."""
-    return bool(host.data.get("upgrade"))
+    return until_switch()
 
 
 def certificates(config: HostConfig) -> None:

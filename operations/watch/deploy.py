@@ -23,6 +23,7 @@ from iac.guarded import units_verified, validated_files
 from iac.ops import files, systemd
 from iac.paths import HOST, STAGED
 from iac.render import render, text_file
+from iac.upgrading import until_switch
 from operations.host import HostConfig
 from operations.tls.deploy import tls_domains
 
@@ -75,7 +76,9 @@ def watch(config: HostConfig) -> None:
                                                        on_failure=HOST.alert_on_failure)},
                         validate=units_verified(CERTBOT_UNIT),
                         activate="systemctl daemon-reload", staging=f"{STAGED}/watch-certbot")
-    systemd.service(name=f"Timer {UNIT}.timer enabled and running", service=f"{UNIT}.timer",
-                    running=True, enabled=True)
+    # on the new machine of an upgrade it waits for the switch with the backups it watches (iac/upgrading.py)
+    paused = until_switch()
+    systemd.service(name=f"Timer {UNIT}.timer " + ("waits for the switch" if paused else "enabled and running"),
+                    service=f"{UNIT}.timer", running=not paused, enabled=not paused)
 
 

@@ -63,6 +63,11 @@ class Lifecycle:
         self.save(state)
         roles = [self.replica_role(n) for n in range(2, total + 1)]
         for role in roles:
+            if debian and self.rootfs(role).exists() and self.debian(role) != debian:
+                # a replica of another release: a new machine of the one asked for replaces it
+                self.stop_host(role)
+                self._refuse_mounts_under(self.rootfs(role))
+                shutil.rmtree(self.rootfs(role))
             self.ensure_rootfs(role, debian)
             self.ensure_network(role)
         self.write_ssh_files()

@@ -31,7 +31,9 @@ DEPLOYED = f"/var/lib/iac/releases/{APP}/deployed.json"
 
 
 OLDPYTHON = json.dumps({"public": {"apps": {APP: {"source": {"revision": "oldpython"}}}}})
-UPGRADE: dict[str, Run] = {}
+UPGRADE: dict = {}
+# what waits for the switch on the new machine: backups into the old host's repositories, the watch
+TIMERS = "chip-dashboard-backup.timer restic-chip-dashboard.timer restic-chip-dashboard-check.timer iac-watch.timer"
 
 
 def _serves(sandbox: Sandbox) -> str:
@@ -82,11 +84,13 @@ def bare_public(sandbox: Sandbox, converged: Run) -> Run:
                           PYINFRA_PROGRESS="off")
     assert run.returncode == 0, failure_excerpt(run)
     UPGRADE["upgraded"], UPGRADE["old serves after"] = run, _serves(sandbox)
+    UPGRADE["timers before switch"] = sandbox.world.ssh(new, f"systemctl is-enabled {TIMERS}", check=False).stdout
     TIMINGS["public: make upgrade (rebuilt on the new machine)"] = run.seconds
     sandbox.world.switch_host("public", new)
     after = sandbox.converge("public-after-switch", "--limit", "public")
     assert after.returncode == 0, failure_excerpt(after)
     UPGRADE["after switch"] = after
+    UPGRADE["timers after switch"] = sandbox.ssh("public", f"systemctl is-enabled {TIMERS}", check=False).stdout
     TIMINGS["public: to Debian 13 (checks, upgrade, switch, first run)"] = time.monotonic() - started
     return after
 
@@ -125,6 +129,9 @@ def test_an_upgrade_rebuilds_the_new_machine_in_sync_while_the_old_host_serves_o
     # certificates waited for the switch (the name pointed at the old host): its first run issued one
     assert "Certificate for pravoo.in" in upgraded["after switch"].output
     assert sandbox.ssh("public", "cut -d. -f1 /etc/debian_version").stdout.strip() == "13"
+    # the new machine ran no backups into the old host's repositories before the switch; after it, it does
+    assert upgraded["timers before switch"].split() == ["disabled"] * 4, upgraded["timers before switch"]
+    assert upgraded["timers after switch"].split() == ["enabled"] * 4, upgraded["timers after switch"]
 
 
 def _load(sandbox: Sandbox) -> Load:

@@ -62,8 +62,8 @@ def test_production_declares_its_release_in_group_data(production) -> None:
 class FakeHost:
     name = "gts-server"
 
-    def __init__(self, distro: dict) -> None:
-        self.distro = distro
+    def __init__(self, distro: dict, data: dict | None = None) -> None:
+        self.distro, self.data = distro, data or {}
 
     def get_fact(self, fact: object, **kwargs: object) -> object:
         return self.distro
@@ -82,6 +82,16 @@ def test_a_run_stops_before_any_change_on_a_host_of_another_release(
     text = str(err.value)
     assert f"gts-server runs {runs}, but is declared on Debian 12 (bookworm: host.debian, group_data/lan.py)" in text
     assert "nothing was changed" in text and "make upgrade" in text
+
+
+def test_the_new_machine_of_an_upgrade_on_the_old_release_is_refused_naming_to(
+        monkeypatch: pytest.MonkeyPatch, lan_config: HostConfig) -> None:
+    """A TO= that names the old host (or a machine installed with the old release)."""
+    fake = FakeHost({"name": "Debian", "major": 12, "minor": None}, {"upgrade": True, "ssh_hostname": "10.0.0.5"})
+    monkeypatch.setattr(base_deploy, "host", fake)
+    with pytest.raises(ConfigError, match=r"the machine at 10.0.0.5 runs Debian 12, but `make upgrade` rebuilds it "
+                                          r"on Debian 13 \(trixie\): nothing was changed. Give TO="):
+        base_deploy.release_matches(_lan(lan_config, debian=13), "lan")
 
 
 def test_a_host_of_the_declared_release_passes(monkeypatch: pytest.MonkeyPatch, lan_config: HostConfig) -> None:

@@ -131,3 +131,18 @@ def test_several_values_are_read_one_line_each(monkeypatch) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO("only-one\n"))
     with pytest.raises(ConfigError, match="want 2 non-empty lines"):
         read_values(["id", "secret"])
+
+
+@pytest.mark.parametrize("value, says", [
+    ("", "new restic password: empty; nothing changed"),
+    ("abc\ndefghijklmnop", "new restic password: holds a line break or NUL"),
+    ("x" * 5000, "new restic password: longer than"),
+    ("short", "new restic password: give at least 12 characters"),
+])
+def test_an_operator_s_new_secret_is_one_line_of_enough_characters(value: str, says: str) -> None:
+    from cli.rotate.common import checked_secret
+
+    with pytest.raises(ConfigError) as err:
+        checked_secret(value, "new restic password", 12)
+    assert str(err.value).startswith(says) and "sudo password" not in str(err.value)
+    assert checked_secret("a" * 12, "new restic password", 12) == "a" * 12

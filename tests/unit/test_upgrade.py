@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
+from cli.dr import deploy_keys
 from iac.declared import Declared
 from iac.errors import ConfigError
 from operations.baseline.deploy import baseline_settings, tls_sites
 from operations.host import HostConfig
-from release_engine.wheels import pip_command, platforms
+from release_engine.wheels import pip_command, platforms, wheels_command
 from stack.inventory import group_entries
 from stack.upgrade import UPGRADE_ENV, check_address, upgrade_target
 from tests.unit.release_demo import settings
@@ -105,3 +106,38 @@ def test_certificates_wait_for_the_switch_on_the_new_machine(public_config: Host
     assert tls_sites(public_config, deferred=True) == []
     settings_now = baseline_settings(public_config, Declared(), "srv1178562", certificates_deferred=True)
     assert settings_now.tls == []
+
+
+def test_the_deploy_keys_a_rebuild_prints_are_read_per_host_and_app() -> None:
+    out = ("noise\nDEPLOY-KEY srv1178562 chip_dashboard git@github.com:x/y.git ssh-ed25519 AAAAC3Nz c@srv\n"
+           "DEPLOY-KEY srv1178562 broken git@github.com:x/z.git\n")
+    assert deploy_keys(out) == [("srv1178562", "chip_dashboard", "ssh-ed25519 AAAAC3Nz")]
+
+
+@pytest.mark.parametrize("args", [[], ["--python", "3.13"], ["--python", "3.13;id", "--glibc", "2.41"],
+                                  ["--python", "3.13", "--glibc", "x"]])
+def test_the_requirements_check_refuses_arguments_it_cannot_trust(tmp_path: Path, args: list[str]) -> None:
+    assert wheels_command(settings(tmp_path), args) == 2
+
+
+def test_the_requirements_check_passes_an_app_with_nothing_live(tmp_path: Path) -> None:
+    assert wheels_command(settings(tmp_path), ["--python", "3.13", "--glibc", "2.41"]) == 0
+
+
+def test_make_upgrade_refuses_a_preset_target_and_a_host_name_before_anything(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from cli import upgrade
+
+    monkeypatch.setenv(UPGRADE_ENV, "public=10.0.0.9")
+    with pytest.raises(ConfigError, match="IAC_UPGRADE is set in this shell"):
+        upgrade.upgrade("inventory.py", "public", "10.0.0.9", {})
+    monkeypatch.delenv(UPGRADE_ENV)
+    with pytest.raises(ConfigError, match="HOST=srv1178562: give a group"):
+        upgrade.upgrade("inventory.py", "srv1178562", "10.0.0.9", {})
+
+
+def test_make_upgrade_knows_an_address_that_is_the_old_host_s() -> None:
+    from cli.upgrade import addresses
+
+    assert addresses("127.0.0.1") == {"127.0.0.1"}
+    assert addresses("no-such-name.invalid") == set()
